@@ -1,0 +1,130 @@
+"""The `carbonledger` command: one entry point, one sub-command per job."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from carbonledger.config import ConfigError, Settings, load_settings
+
+log = logging.getLogger("carbonledger")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+def cmd_devnet(args: argparse.Namespace) -> int:
+    """Serve an in-process eth-tester chain over JSON-RPC until Ctrl-C."""
+    import time
+
+    from carbonledger.devnet import DEVNET_ACCOUNTS, DevnetServer
+
+    server = DevnetServer(host=args.host, port=args.port).start()
+    print(f"devnet (eth-tester) on {server.url}  chain id {server.devnet.chain_id}")
+    print("funded accounts (anvil's public devnet keys):")
+    for a in DEVNET_ACCOUNTS:
+        print(f"  {a}")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Deploy the five protocol contracts and write deployments/<chain>.json."""
+    from eth_account import Account
+    from web3 import Web3
+
+    from chains.evm.deploy import deploy_protocol
+    from carbonledger.devnet import DEVNET_KEYS
+    from carbonledger.secrets import private_key_from_env
+
+    w3 = Web3(Web3.HTTPProvider(args.rpc, request_kwargs={"timeout": 60}))
+    if not w3.is_connected():
+        raise ConfigError(f"--rpc {args.rpc}: no JSON-RPC node answers there")
+    key = private_key_from_env("CARBONLEDGER_DEPLOYER_KEY")
+    if key is None:
+        if not args.devnet_key:
+            raise ConfigError("set CARBONLEDGER_DEPLOYER_KEY (hex private key) or pass --devnet-key for a local devnet")
+        account = Account.from_key(DEVNET_KEYS[0])
+    else:
+        account = Account.from_key(key.reveal())
+    roles = {r: list(getattr(args, r.lower())) or [account.address] for r in ("ISSUER", "ORACLE", "SETTLER", "ARBITER")}
+    dep = deploy_protocol(w3, account, roles={f"{k}_ROLE": v for k, v in roles.items()})
+    out = Path(args.out or f"deployments/{args.chain}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    dep.write(out)
+    for name, c in dep.contracts.items():
+        print(f"{name:13s} {c.address}  block {c.block_number}")
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Bring the database schema to the newest revision."""
+    from carbonledger.database import resolve_database_url
+    from store.migrate import current, upgrade
+
+    url = resolve_database_url(_settings(args))
+    upgrade(url)
+    print(f"database at revision {current(url)}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Validate the config and print it (secrets hidden)."""
+    s = _settings(args)
+    for chain, c in s.chains.items():
+        c.resolved_contracts(chain)
+    print(s.model_dump_json(indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="carbonledger", description=__doc__)
+    p.add_argument("--config", "-c", help="TOML config (default: $CARBONLEDGER_CONFIG or ./carbonledger.toml)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("devnet", help=cmd_devnet.__doc__)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8545)
+    s.set_defaults(func=cmd_devnet)
+
+    s = sub.add_parser("deploy", help=cmd_deploy.__doc__)
+    s.add_argument("--rpc", required=True, help="JSON-RPC URL")
+    s.add_argument("--chain", default="devnet", help="chain name, used for deployments/<chain>.json")
+    s.add_argument("--out", help="output path (default deployments/<chain>.json)")
+    s.add_argument("--devnet-key", action="store_true", help="deploy with anvil's public account #0 (devnets only)")
+    for role in ("issuer", "oracle", "settler", "arbiter"):
+        s.add_argument(f"--{role}", action="append", default=[], metavar="ADDRESS", help=f"grant {role.upper()}_ROLE (default: deployer)")
+    s.set_defaults(func=cmd_deploy)
+
+    s = sub.add_parser("migrate", help=cmd_migrate.__doc__)
+    s.set_defaults(func=cmd_migrate)
+
+    s = sub.add_parser("config", help=cmd_config.__doc__)
+    s.set_defaults(func=cmd_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from carbonledger.logs import setup_logging
+
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as err:
+        print(f"carbonledger: config error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+"""One settings object for every daemon.
+
+Sources, strongest first: keyword arguments, environment (``CARBONLEDGER_<SECTION>_<FIELD>``, e.g.
+``CARBONLEDGER_DATABASE_URL``; whole sections as JSON, e.g. ``CARBONLEDGER_CHAINS='{...}'``), the TOML file
+(``--config``, ``CARBONLEDGER_CONFIG`` or ``./carbonledger.toml``). Every model forbids unknown keys, so a typo
+is an error that names the key instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+PROTOCOL_CONTRACTS = ("CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor")
+ContractName = Literal["CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor"]
+DEFAULT_CONFIG_FILE = "carbonledger.toml"
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the person who wrote the config."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseSettings(_Strict):
+    url: str | None = Field(
+        None, description="Postgres URL (postgresql://user@host:port/db). Empty: an embedded pgserver in `embedded_dir`."
+    )
+    embedded_dir: Path = Field(Path(".carbonledger/pgdata"), description="Data folder of the embedded Postgres.")
+    statement_timeout_ms: int = Field(5000, ge=100, description="Statement timeout for API queries.")
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        scheme = v.split("://", 1)[0] if "://" in v else ""
+        if scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+            raise ValueError(f"database url must start with postgresql:// (got scheme {scheme or 'none'!r})")
+        return v
+
+
+class ContractSettings(_Strict):
+    address: str | None = Field(None, description="Contract address (0x + 40 hex). Optional when `deployment` names it.")
+    start_block: int = Field(0, ge=0, description="Block to start indexing from (the deploy block).")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        from eth_utils import is_address, to_checksum_address
+
+        if not is_address(v):
+            raise ValueError(f"not an EVM address: {v!r}")
+        return to_checksum_address(v)
+
+
+class ChainSettings(_Strict):
+    family: Literal["evm"] = Field("evm", description="Chain family (evm; aptos and substrate come later).")
+    rpc_url: AnyHttpUrl = Field(..., description="JSON-RPC endpoint (http/https).")
+    ws_url: str | None = Field(None, description="Optional WebSocket endpoint for newHeads.")
+    chain_id: int | None = Field(None, description="Expected chain id; the node must match or startup fails.")
+    finality_depth: int = Field(12, ge=0, description="Blocks below head treated as final when the node has no `finalized` tag.")
+    use_finalized_tag: bool = Field(True, description="Ask the node for the `finalized` block where it has one.")
+    poll_interval_s: float = Field(1.0, gt=0, description="Head poll interval.")
+    max_block_range: int = Field(2000, ge=1, description="Upper bound of the adaptive eth_getLogs range.")
+    request_timeout_s: float = Field(10.0, gt=0, description="Per-request RPC timeout.")
+    retries: int = Field(6, ge=0, description="Retries per RPC request (exponential backoff).")
+    deployment: Path | None = Field(None, description="deployments/<chain>.json written by `carbonledger deploy`.")
+    contracts: dict[ContractName, ContractSettings] = Field(default_factory=dict, description="Contract addresses.")
+
+    def resolved_contracts(self, chain: str) -> dict[str, ContractSettings]:
+        """Contracts with addresses from this config, filled from the deployment file where absent."""
+        out: dict[str, ContractSettings] = dict(self.contracts)
+        if self.deployment is not None:
+            path = Path(self.deployment)
+            if not path.exists():
+                raise ConfigError(f"chains.{chain}.deployment: file {str(path)!r} does not exist (run `carbonledger deploy`)")
+            from chains.evm.deploy import Deployment
+
+            dep = Deployment.load(path)
+            for name, c in dep.contracts.items():
+                if name in PROTOCOL_CONTRACTS and (name not in out or out[name].address is None):
+                    out[name] = ContractSettings(address=c.address, start_block=c.block_number)
+        missing = [n for n, c in out.items() if c.address is None]
+        if missing:
+            raise ConfigError(
+                f"chains.{chain}.contracts.{missing[0]}: no address (set `address` or point `deployment` at a deploy file)"
+            )
+        return out
+
+
+class SignerSettings(_Strict):
+    private_key: SecretStr | None = Field(None, description="Hex private key (prefer env CARBONLEDGER_ORACLE_SIGNER__PRIVATE_KEY).")
+    keystore: Path | None = Field(None, description="eth-account encrypted keystore JSON; passphrase from `passphrase`.")
+    passphrase: SecretStr | None = Field(None, description="Keystore passphrase (env only, please).")
+
+
+class OracleSettings(_Strict):
+    host: str = Field("127.0.0.1", description="Bind address of the oracle's HTTP ingress.")
+    port: int = Field(8081, ge=0, le=65535)
+    chain: str | None = Field(None, description="Which configured chain the oracle writes to (default: the first).")
+    signer: SignerSettings = Field(default_factory=SignerSettings)
+    stripe_webhook_secrets: list[SecretStr] = Field(default_factory=list, description="whsec_… secrets (several during rotation).")
+    stripe_tolerance_s: int = Field(300, ge=1, description="Stripe signature timestamp window.")
+    stripe_api_key: SecretStr | None = Field(None, description="Stripe API key used by reconciliation.")
+    stripe_api_base: str | None = Field(None, description="Stripe API base URL (localstripe in tests).")
+    mpesa_callback_secret: SecretStr | None = Field(None, description="Secret path segment of the M-Pesa callback URL.")
+    mpesa_allowed_ips: list[str] = Field(default_factory=list, description="Daraja callback source IPs/CIDRs.")
+    mpesa_api_base: str = Field("https://sandbox.safaricom.co.ke", description="Daraja API base URL.")
+    confirmations: int = Field(1, ge=0, description="Confirmations before an intent is confirmed.")
+    max_in_flight: int = Field(16, ge=1, description="Transactions in flight per signing key.")
+    fee_bump_after_s: float = Field(30.0, gt=0, description="Re-price a pending tx after this long.")
+    max_body_bytes: int = Field(64 * 1024, ge=1024, description="Request body cap for every ingress endpoint.")
+
+
+class ApiSettings(_Strict):
+    host: str = Field("127.0.0.1", description="Bind address of the GraphQL API.")
+    port: int = Field(8080, ge=0, le=65535)
+    max_page_size: int = Field(1000, ge=1, description="Largest `first` a connection accepts.")
+    max_depth: int = Field(10, ge=1, description="Query depth limit.")
+    max_aliases: int = Field(30, ge=1, description="Alias limit per query.")
+    max_tokens: int = Field(2000, ge=10, description="Token limit per query document.")
+
+
+class IndexerSettings(_Strict):
+    host: str = Field("127.0.0.1", description="Bind address of the indexer's health/metrics endpoint.")
+    port: int = Field(8082, ge=0, le=65535)
+
+
+class Settings(BaseSettings):
+    """Everything carbonledger reads from config, env and flags."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CARBONLEDGER_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="forbid",
+        frozen=True,
+    )
+
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    chains: dict[str, ChainSettings] = Field(default_factory=dict)
+    indexer: IndexerSettings = Field(default_factory=IndexerSettings)
+    oracle: OracleSettings = Field(default_factory=OracleSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _chain_names(self) -> "Settings":
+        for name in self.chains:
+            if not name.replace("-", "").replace("_", "").isalnum():
+                raise ValueError(f"chain name {name!r} must be alphanumeric (with - or _)")
+        if self.oracle.chain is not None and self.oracle.chain not in self.chains:
+            raise ValueError(f"oracle.chain {self.oracle.chain!r} is not one of the configured chains {sorted(self.chains)}")
+        return self
+
+    toml_file: ClassVar[Path | None] = None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if cls.toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_file))
+        return tuple(sources)
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown key")
+        else:
+            lines.append(f"{where}: {e['msg']}")
+    return "; ".join(lines)
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Load settings from `path` (or CARBONLEDGER_CONFIG, or ./carbonledger.toml when present) plus env.
+
+    Raises ConfigError naming the offending key(s).
+    """
+    chosen = path or os.environ.get("CARBONLEDGER_CONFIG")
+    if chosen is None and Path(DEFAULT_CONFIG_FILE).exists():
+        chosen = DEFAULT_CONFIG_FILE
+    toml_path = Path(chosen) if chosen else None
+    if toml_path is not None and not toml_path.exists():
+        raise ConfigError(f"config file {str(toml_path)!r} does not exist")
+
+    class _Loaded(Settings):
+        toml_file = toml_path
+
+    try:
+        loaded = _Loaded(**overrides)
+    except ValidationError as err:
+        raise ConfigError(f"invalid config{f' in {toml_path}' if toml_path else ''}: {_describe(err)}") from None
+    except Exception as err:  # e.g. TOML syntax errors
+        raise ConfigError(f"cannot read config {toml_path}: {err}") from None
+    return loaded

@@ -1,0 +1,36 @@
+"""Which Postgres to use: the configured URL, or an embedded one (pgserver) so nothing needs installing."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from carbonledger.config import Settings
+
+log = logging.getLogger("carbonledger.database")
+_embedded: dict[str, object] = {}
+
+
+def embedded_url(data_dir: Path, database: str = "carbonledger") -> str:
+    """Start (or reuse) a pgserver instance in `data_dir` and return a URL to `database` (created if absent)."""
+    import pgserver
+    import psycopg
+
+    key = str(Path(data_dir).resolve())
+    if key not in _embedded:
+        Path(key).mkdir(parents=True, exist_ok=True)
+        log.info("starting embedded postgres", extra={"data_dir": key})
+        _embedded[key] = pgserver.get_server(key, cleanup_mode="stop")
+    server = _embedded[key]
+    base = server.get_uri()  # type: ignore[attr-defined]
+    with psycopg.connect(base, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{database}"')
+    return base.rsplit("/", 1)[0] + "/" + database if "?" not in base else base.replace("/postgres?", f"/{database}?")
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """settings.database.url when set, else an embedded Postgres under settings.database.embedded_dir."""
+    if settings.database.url:
+        return settings.database.url
+    return embedded_url(settings.database.embedded_dir)

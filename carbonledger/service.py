@@ -1,0 +1,84 @@
+"""What every daemon shares: /health, /ready and Prometheus /metrics routes, and graceful SIGTERM.
+
+A daemon (arq style) is `run(settings)` with startup/shutdown hooks; it mounts `ops_routes(...)` into its own
+Starlette app (oracle, API) or serves them alone on a side port (`OpsServer`, the indexer), and stops on SIGTERM
+by setting a `threading.Event` that its loop checks between units of work (finish the block, flush, exit).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+ReadyCheck = Callable[[], tuple[bool, dict]]
+
+
+def ops_routes(ready: ReadyCheck, registry: CollectorRegistry | None = None, health: ReadyCheck | None = None) -> list[Route]:
+    """/health (process alive and its loop not wedged), /ready (caught up / able to serve), /metrics."""
+
+    async def health_ep(request: Request) -> Response:
+        ok, detail = health() if health else (True, {})
+        return JSONResponse({"status": "ok" if ok else "unhealthy", **detail}, status_code=200 if ok else 503)
+
+    async def ready_ep(request: Request) -> Response:
+        ok, detail = ready()
+        return JSONResponse({"ready": ok, **detail}, status_code=200 if ok else 503)
+
+    async def metrics_ep(request: Request) -> Response:
+        from prometheus_client import REGISTRY
+
+        return Response(generate_latest(registry or REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return [Route("/health", health_ep), Route("/ready", ready_ep), Route("/metrics", metrics_ep)]
+
+
+class OpsServer:
+    """Serves only the ops routes on (host, port) from a background thread (port 0 picks a free one)."""
+
+    def __init__(self, host: str, port: int, ready: ReadyCheck, registry: CollectorRegistry | None = None,
+                 health: ReadyCheck | None = None) -> None:
+        import uvicorn
+
+        app = Starlette(routes=ops_routes(ready, registry, health))
+        self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the daemon owns signals
+        self._thread = threading.Thread(target=self._server.run, name="ops", daemon=True)
+        self.host = host
+
+    @property
+    def port(self) -> int:
+        return self._server.servers[0].sockets[0].getsockname()[1]
+
+    def start(self) -> OpsServer:
+        import time
+
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started and time.monotonic() < deadline and self._thread.is_alive():
+            time.sleep(0.02)
+        if not self._server.started:
+            raise RuntimeError(f"ops server could not bind {self.host}")
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=5)
+
+
+def stop_on_signals(stop: threading.Event, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
+    """Set `stop` on SIGTERM/SIGINT (main thread only); a second signal exits at once."""
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise SystemExit(128 + signum)
+        stop.set()
+
+    for s in signals:
+        signal.signal(s, handler)

@@ -1,0 +1,1 @@
+"""Chain adapters, one package per family; the core sees only `chains.base`."""

@@ -1,0 +1,197 @@
+"""The chain-neutral seam: frozen dataclasses and the two ABCs every chain family implements.
+
+Core code (indexer handlers, oracle outbox, API) sees only these types. A family registers a reader and a
+writer class with `register_family`; registration fails loudly, naming any abstract method left unimplemented.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import inspect
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    chain: str
+    number: int
+    hash: str  # lowercase 0x-hex
+    parent_hash: str
+    timestamp: int  # unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class ChainEvent:
+    """One decoded contract event, in chain order (block_number, log_index)."""
+
+    chain: str
+    contract: str  # protocol contract name, e.g. "CarbonCredit"
+    name: str  # event name as in the ABI, e.g. "Retired"
+    args: Mapping[str, Any]  # decoded, ints as int, addresses/bytes32 as lowercase 0x-hex
+    block_number: int
+    block_hash: str
+    block_timestamp: int
+    tx_hash: str
+    log_index: int
+    address: str
+
+    @property
+    def key(self) -> str:
+        """The registry key handlers are registered under: "Contract:Event"."""
+        return f"{self.contract}:{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class UndecodableLog:
+    """A log from a followed contract that could not be decoded; recorded as an indexing error."""
+
+    chain: str
+    contract: str
+    block_number: int
+    block_hash: str
+    tx_hash: str
+    log_index: int
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class TxRequest:
+    """A write intent in chain-neutral form: call `function(*args)` on `contract`."""
+
+    chain: str
+    contract: str
+    function: str
+    args: tuple[Any, ...] = ()
+    value: int = 0
+    idempotency_key: str | None = None
+
+
+class TxState(str, enum.Enum):
+    UNKNOWN = "unknown"  # never seen by the node
+    PENDING = "pending"  # in the mempool
+    MINED = "mined"  # included, success
+    REVERTED = "reverted"  # included, failed
+
+
+@dataclass(frozen=True, slots=True)
+class TxStatus:
+    state: TxState
+    tx_hash: str | None = None
+    block_number: int | None = None
+    block_hash: str | None = None
+    confirmations: int = 0
+    error: str | None = None
+
+
+class ChainError(Exception):
+    """Base of every adapter error."""
+
+
+class ChainIdMismatch(ChainError):
+    pass
+
+
+class ReorgTooDeep(ChainError):
+    """A reorg reached below the finality depth: stop, alert, rewrite nothing."""
+
+
+class ChainReader(abc.ABC):
+    """Read side of a chain family: heads, blocks and decoded protocol events."""
+
+    chain: str
+
+    @abc.abstractmethod
+    def chain_id(self) -> int: ...
+
+    @abc.abstractmethod
+    def head(self) -> Block: ...
+
+    @abc.abstractmethod
+    def finalized(self, head: Block, depth: int) -> int:
+        """Number of the newest final block (node tag where available, else head - depth)."""
+
+    @abc.abstractmethod
+    def block(self, number: int) -> Block | None: ...
+
+    @abc.abstractmethod
+    def events(self, from_block: int, to_block: int) -> Sequence[ChainEvent | UndecodableLog]:
+        """Protocol events in [from_block, to_block], ordered by (block, log index)."""
+
+    @abc.abstractmethod
+    def events_at(self, block: Block) -> Sequence[ChainEvent | UndecodableLog]:
+        """Protocol events of exactly this block (by hash, so a reorg cannot mix branches)."""
+
+
+class ChainWriter(abc.ABC):
+    """Write side of a chain family: build, sign, broadcast and follow transactions."""
+
+    chain: str
+
+    @abc.abstractmethod
+    def address(self) -> str:
+        """The signing account."""
+
+    @abc.abstractmethod
+    def next_nonce(self) -> int:
+        """The chain's pending nonce for the signer (the sender owns the counter after that)."""
+
+    @abc.abstractmethod
+    def sign(self, request: TxRequest, nonce: int, fees: Mapping[str, int] | None = None) -> tuple[str, bytes]:
+        """Build and sign; returns (tx hash, raw tx). Pure: nothing is sent."""
+
+    @abc.abstractmethod
+    def broadcast(self, raw: bytes) -> str: ...
+
+    @abc.abstractmethod
+    def status(self, tx_hash: str) -> TxStatus: ...
+
+    @abc.abstractmethod
+    def precheck(self, request: TxRequest) -> str | None:
+        """Simulate; None when the write would succeed, else the decoded revert reason."""
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    reader: type[ChainReader]
+    writer: type[ChainWriter]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def _missing(cls: type, base: type) -> list[str]:
+    if not issubclass(cls, base):
+        return [f"(not a subclass of {base.__name__})"]
+    return sorted(getattr(cls, "__abstractmethods__", ()))
+
+
+def register_family(name: str, reader: type[ChainReader], writer: type[ChainWriter]) -> Family:
+    """Register a chain family; raises TypeError naming whatever the classes fail to implement."""
+    problems = []
+    for cls, base in ((reader, ChainReader), (writer, ChainWriter)):
+        missing = _missing(cls, base)
+        if missing:
+            problems.append(f"{cls.__name__} must implement {', '.join(missing)}")
+    if problems:
+        raise TypeError(f"chain family {name!r} is incomplete: " + "; ".join(problems))
+    if not inspect.isclass(reader) or not inspect.isclass(writer):
+        raise TypeError("reader and writer must be classes")
+    fam = Family(name, reader, writer)
+    _FAMILIES[name] = fam
+    return fam
+
+
+def family(name: str) -> Family:
+    try:
+        return _FAMILIES[name]
+    except KeyError:
+        raise ChainError(f"unknown chain family {name!r}; registered: {sorted(_FAMILIES) or 'none'}") from None
+
+
+def families() -> Iterable[str]:
+    return tuple(_FAMILIES)

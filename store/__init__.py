@@ -1,0 +1,1 @@
+"""The one model set (SQLAlchemy 2) and the Alembic migrations, shared by indexer, oracle and API."""

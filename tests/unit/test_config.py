@@ -1,0 +1,121 @@
+"""Config: one strict settings object; bad config fails fast naming the problem."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from carbonledger.config import ConfigError, load_settings
+
+GOOD = """
+[database]
+url = "postgresql://127.0.0.1:5432/carbonledger"
+
+[chains.devnet]
+rpc_url = "http://127.0.0.1:8545"
+finality_depth = 3
+
+[chains.devnet.contracts.CarbonCredit]
+address = "0x5fbdb2315678afecb367f032d93f642f64180aa3"
+start_block = 1
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "carbonledger.toml"
+    p.write_text(text)
+    return p
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    import os
+
+    for k in list(os.environ):
+        if k.startswith("CARBONLEDGER_"):
+            monkeypatch.delenv(k)
+
+
+def test_loads_and_checksums(tmp_path):
+    s = load_settings(write(tmp_path, GOOD))
+    c = s.chains["devnet"]
+    assert c.finality_depth == 3
+    assert c.contracts["CarbonCredit"].address == "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+    assert s.database.url.endswith("/carbonledger")
+
+
+def test_env_overrides(tmp_path, monkeypatch):
+    monkeypatch.setenv("CARBONLEDGER_DATABASE_URL", "postgresql://db.example:5432/other")
+    monkeypatch.setenv("CARBONLEDGER_API_PORT", "9090")
+    s = load_settings(write(tmp_path, GOOD))
+    assert s.database.url == "postgresql://db.example:5432/other"
+    assert s.api.port == 9090
+
+
+@pytest.mark.parametrize(
+    "mutate, expected",
+    [
+        (lambda t: t.replace("finality_depth", "finality_dept"), "chains.devnet.finality_dept: unknown key"),
+        (lambda t: t + "\n[apii]\nport = 1\n", "apii: unknown key"),
+        (lambda t: t.replace('"http://127.0.0.1:8545"', '"not a url"'), "chains.devnet.rpc_url"),
+        (lambda t: t.replace("postgresql://127.0.0.1", "mysql://127.0.0.1"), "database.url"),
+        (lambda t: t.replace("0x5fbdb2315678afecb367f032d93f642f64180aa3", "0x1234"), "not an EVM address"),
+        (lambda t: t.replace("[chains.devnet.contracts.CarbonCredit]", "[chains.devnet.contracts.CarbonCoin]"), "CarbonCoin"),
+        (lambda t: t.replace("finality_depth = 3", "finality_depth = -1"), "chains.devnet.finality_depth"),
+        (lambda t: t + "\n[oracle]\nchain = \"mainnet\"\n", "oracle.chain 'mainnet'"),
+        (lambda t: t + "\n[[broken", "cannot read config"),
+    ],
+)
+def test_bad_config_names_the_problem(tmp_path, mutate, expected):
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, mutate(GOOD)))
+    assert expected in str(err.value)
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
+
+
+def test_missing_contract_address_is_named(tmp_path):
+    text = GOOD.replace('address = "0x5fbdb2315678afecb367f032d93f642f64180aa3"\n', "")
+    s = load_settings(write(tmp_path, text))
+    with pytest.raises(ConfigError, match=r"chains\.devnet\.contracts\.CarbonCredit: no address"):
+        s.chains["devnet"].resolved_contracts("devnet")
+
+
+def test_missing_deployment_file_is_named(tmp_path):
+    text = GOOD.replace("finality_depth = 3", 'finality_depth = 3\ndeployment = "deployments/none.json"')
+    s = load_settings(write(tmp_path, text))
+    with pytest.raises(ConfigError, match="deployments/none.json"):
+        s.chains["devnet"].resolved_contracts("devnet")
+
+
+def test_deployment_fills_addresses(tmp_path):
+    dep = tmp_path / "devnet.json"
+    addr = "0x" + "ab" * 20
+    dep.write_text(json.dumps({"chainId": 31337, "contracts": {n: {"address": addr, "startBlock": 7, "txHash": "0x" + "00" * 32}
+                                                                for n in ("CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor")}}))
+    text = GOOD.replace("finality_depth = 3", f'finality_depth = 3\ndeployment = "{dep}"')
+    s = load_settings(write(tmp_path, text))
+    got = s.chains["devnet"].resolved_contracts("devnet")
+    assert set(got) == {"CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor"}
+    assert got["CarbonCredit"].start_block == 1  # explicit config wins over the file
+    assert got["Escrow"].start_block == 7
+
+
+def test_example_config_in_repo_is_valid(monkeypatch):
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    s = load_settings(root / "carbonledger.toml")
+    assert "devnet" in s.chains
+
+
+def test_secrets_hidden_in_dump(tmp_path, monkeypatch):
+    monkeypatch.setenv("CARBONLEDGER_ORACLE_SIGNER", json.dumps({"private_key": "0x" + "11" * 32}))
+    s = load_settings(write(tmp_path, GOOD))
+    assert "11" * 32 not in s.model_dump_json()
+    assert "11" * 32 not in repr(s)
+    assert s.oracle.signer.private_key.get_secret_value() == "0x" + "11" * 32

@@ -1,0 +1,90 @@
+"""RpcClient against a real local HTTP server that misbehaves on purpose."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from chains.evm.rpc import RpcClient, RpcError, RpcTransportError
+
+
+class Flaky(BaseHTTPRequestHandler):
+    script: list[str] = []
+    seen = 0
+
+    def log_message(self, *a):  # keep test output clean
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        type(self).seen += 1
+        action = type(self).script.pop(0) if type(self).script else "ok"
+        if action in ("429", "500", "503"):
+            self.send_response(int(action))
+            self.end_headers()
+            return
+        if action == "truncated":
+            payload = b'{"jsonrpc":"2.0","id":1,"res'
+        elif action == "error":
+            payload = json.dumps({"jsonrpc": "2.0", "id": body["id"], "error": {"code": -32005, "message": "query returned more than 10000 results"}}).encode()
+        elif isinstance(body, list):
+            payload = json.dumps([{"jsonrpc": "2.0", "id": b["id"], "result": hex(i)} for i, b in enumerate(body)]).encode()
+        else:
+            payload = json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": "0x2a"}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@pytest.fixture()
+def server():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    Flaky.seen = 0
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+
+
+def test_transport_faults_are_retried(server):
+    Flaky.script = ["429", "500", "truncated", "503"]
+    with RpcClient(server, retries=6) as rpc:
+        assert rpc.call("eth_blockNumber") == "0x2a"
+    assert Flaky.seen == 5
+
+
+def test_retries_give_up(server):
+    Flaky.script = ["500"] * 10
+    with RpcClient(server, retries=2) as rpc, pytest.raises(RpcTransportError):
+        rpc.call("eth_blockNumber")
+    assert Flaky.seen == 3
+
+
+def test_rpc_errors_are_answers_not_faults(server):
+    Flaky.script = ["error"]
+    with RpcClient(server, retries=5) as rpc, pytest.raises(RpcError) as err:
+        rpc.call("eth_getLogs", [{}])
+    assert err.value.code == -32005 and Flaky.seen == 1
+
+
+def test_batch_keeps_order(server):
+    with RpcClient(server) as rpc:
+        assert rpc.batch([("a", []), ("b", []), ("c", [])]) == ["0x0", "0x1", "0x2"]
+
+
+def test_timeout_is_a_transport_fault():
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)  # accepts the connection, never answers
+    try:
+        with RpcClient(f"http://127.0.0.1:{s.getsockname()[1]}", timeout_s=0.2, retries=1) as rpc, pytest.raises(RpcTransportError):
+            rpc.call("eth_blockNumber")
+    finally:
+        s.close()
