@@ -119,3 +119,13 @@ def test_secrets_hidden_in_dump(tmp_path, monkeypatch):
     assert "11" * 32 not in s.model_dump_json()
     assert "11" * 32 not in repr(s)
     assert s.oracle.signer.private_key.get_secret_value() == "0x" + "11" * 32
+
+
+def test_whole_section_from_env_json(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CARBONLEDGER_CHAINS", '{"devnet": {"rpc_url": "http://anvil:8545", "finality_depth": 2}}')
+    s = load_settings()
+    assert s.chains["devnet"].finality_depth == 2 and str(s.chains["devnet"].rpc_url).startswith("http://anvil:8545")
+    monkeypatch.setenv("CARBONLEDGER_CHAINS", '{"devnet": {"rpc_url": "http://anvil:8545", "finalityDepth": 2}}')
+    with pytest.raises(ConfigError, match="finalityDepth: unknown key"):
+        load_settings()
