@@ -1,0 +1,1 @@
+"""EVM chain support: compiled protocol artefacts, deployment and helpers."""
