@@ -34,5 +34,5 @@ def setup_logging(level: str = "INFO", stream=None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "urllib3", "web3", "asyncio", "uvicorn.access"):
+    for noisy in ("httpx", "httpcore", "urllib3", "web3", "asyncio", "uvicorn.access", "pgserver", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
