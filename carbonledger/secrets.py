@@ -57,7 +57,9 @@ def private_key_from_env(var: str) -> PrivateKey | None:
     value = os.environ.get(var)
     if not value:
         return None
+    from carbonledger.config import ConfigError
+
     try:
         return PrivateKey(value)
     except ValueError as err:
-        raise ValueError(f"{var}: {err}") from None
+        raise ConfigError(f"{var}: {err}") from None

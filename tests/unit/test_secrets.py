@@ -7,6 +7,7 @@ import pickle
 import pytest
 from eth_account import Account
 
+from carbonledger.config import ConfigError
 from carbonledger.secrets import PrivateKey, private_key_from_env
 
 KEY = "0x" + "42" * 32
@@ -33,7 +34,7 @@ def test_bad_keys_are_rejected_without_echo(monkeypatch):
         PrivateKey("0x" + "zz" * 32)
     assert "zz" not in str(err.value)
     monkeypatch.setenv("CL_TEST_KEY", "0x1234")
-    with pytest.raises(ValueError, match="CL_TEST_KEY"):
+    with pytest.raises(ConfigError, match="CL_TEST_KEY"):
         private_key_from_env("CL_TEST_KEY")
 
 
