@@ -23,6 +23,8 @@ from starlette.routing import Route
 from web3 import EthereumTesterProvider
 from web3.providers.eth_tester.middleware import request_formatters, result_formatters
 
+from carbonledger.service import ThreadedServer
+
 log = logging.getLogger("carbonledger.devnet")
 
 # anvil / hardhat default mnemonic ("test test ... junk"), accounts 0-4. Public knowledge; never use on a real chain.
@@ -119,43 +121,9 @@ def make_app(devnet: Devnet) -> Starlette:
     return Starlette(routes=[Route("/", rpc, methods=["POST"])])
 
 
-class DevnetServer:
-    """Runs the devnet's JSON-RPC app on uvicorn in a background thread (for the demo and tests)."""
+class DevnetServer(ThreadedServer):
+    """The devnet's JSON-RPC app on uvicorn in a background thread (for the demo and tests)."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        import uvicorn
-
         self.devnet = Devnet()
-        self._config = uvicorn.Config(make_app(self.devnet), host=host, port=port, log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(self._config)
-        self._thread = threading.Thread(target=self._server.run, name="devnet", daemon=True)
-        self.host = host
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def port(self) -> int:
-        return self._server.servers[0].sockets[0].getsockname()[1]
-
-    def start(self) -> DevnetServer:
-        import time
-
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise RuntimeError("devnet server did not start")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=5)
-
-    def __enter__(self) -> DevnetServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(make_app(self.devnet), host, port, name="devnet")

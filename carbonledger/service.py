@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
@@ -39,37 +40,54 @@ def ops_routes(ready: ReadyCheck, registry: CollectorRegistry | None = None, hea
     return [Route("/health", health_ep), Route("/ready", ready_ep), Route("/metrics", metrics_ep)]
 
 
-class OpsServer:
-    """Serves only the ops routes on (host, port) from a background thread (port 0 picks a free one)."""
+class ThreadedServer:
+    """Runs an ASGI app on uvicorn in a background thread (port 0 picks a free one); the caller owns signals."""
 
-    def __init__(self, host: str, port: int, ready: ReadyCheck, registry: CollectorRegistry | None = None,
-                 health: ReadyCheck | None = None) -> None:
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, name: str = "http") -> None:
         import uvicorn
 
-        app = Starlette(routes=ops_routes(ready, registry, health))
-        self._server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the daemon owns signals
-        self._thread = threading.Thread(target=self._server.run, name="ops", daemon=True)
-        self.host = host
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._thread = threading.Thread(target=self._server.run, name=name, daemon=True)
+        self.host, self.name = host, name
 
     @property
     def port(self) -> int:
         return self._server.servers[0].sockets[0].getsockname()[1]
 
-    def start(self) -> OpsServer:
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout_s: float = 10.0) -> ThreadedServer:
         import time
 
         self._thread.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + timeout_s
         while not self._server.started and time.monotonic() < deadline and self._thread.is_alive():
             time.sleep(0.02)
         if not self._server.started:
-            raise RuntimeError(f"ops server could not bind {self.host}")
+            raise RuntimeError(f"{self.name} server could not listen on {self.host} (port taken?)")
         return self
 
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=5)
+
+    def __enter__(self) -> ThreadedServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class OpsServer(ThreadedServer):
+    """Serves only the ops routes (the indexer's side port)."""
+
+    def __init__(self, host: str, port: int, ready: ReadyCheck, registry: CollectorRegistry | None = None,
+                 health: ReadyCheck | None = None) -> None:
+        super().__init__(Starlette(routes=ops_routes(ready, registry, health)), host, port, name="ops")
 
 
 def stop_on_signals(stop: threading.Event, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
