@@ -61,7 +61,7 @@ class Devnet:
         self.provider = EthereumTesterProvider()
         self.tester = self.provider.ethereum_tester
         self._lock = threading.Lock()
-        funder = self.tester.get_accounts()[0]
+        funder = self._caller = self.tester.get_accounts()[0]
         for key in DEVNET_KEYS:
             addr = self.tester.add_account(key)
             self.tester.send_transaction({"from": funder, "to": addr, "value": _FUNDING, "gas": 21000})
@@ -73,6 +73,9 @@ class Devnet:
             with self._lock:
                 if method == "eth_accounts":
                     return {"result": list(DEVNET_ACCOUNTS)}
+                if method in ("eth_call", "eth_estimateGas") and params and isinstance(params[0], dict):
+                    # real nodes need no `from` here; eth-tester insists on one that can pay for the gas
+                    params = [{"from": self._caller, **params[0]}, *params[1:]]
                 fmt: Callable[[Any], Any] | None = request_formatters.get(method)  # type: ignore[assignment]
                 if fmt is not None:
                     params = fmt(params)
