@@ -107,14 +107,14 @@ class ChainSettings(_Strict):
 
 
 class SignerSettings(_Strict):
-    private_key: SecretStr | None = Field(None, description="Hex private key (prefer env CARBONLEDGER_ORACLE_SIGNER__PRIVATE_KEY).")
+    private_key: SecretStr | None = Field(None, description="Hex private key; set it from the environment: CARBONLEDGER_ORACLE_SIGNER='{\"private_key\": \"0x…\"}'.")
     keystore: Path | None = Field(None, description="eth-account encrypted keystore JSON; passphrase from `passphrase`.")
     passphrase: SecretStr | None = Field(None, description="Keystore passphrase (env only, please).")
 
 
 class OracleSettings(_Strict):
     host: str = Field("127.0.0.1", description="Bind address of the oracle's HTTP ingress.")
-    port: int = Field(8081, ge=0, le=65535)
+    port: int = Field(8081, ge=0, le=65535, description="Port of the oracle's HTTP ingress (and its /health, /metrics).")
     chain: str | None = Field(None, description="Which configured chain the oracle writes to (default: the first).")
     signer: SignerSettings = Field(default_factory=SignerSettings)
     stripe_webhook_secrets: list[SecretStr] = Field(default_factory=list, description="whsec_… secrets (several during rotation).")
@@ -128,20 +128,41 @@ class OracleSettings(_Strict):
     max_in_flight: int = Field(16, ge=1, description="Transactions in flight per signing key.")
     fee_bump_after_s: float = Field(30.0, gt=0, description="Re-price a pending tx after this long.")
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Request body cap for every ingress endpoint.")
+    stripe_future_skew_s: int = Field(60, ge=0, description="How far in the future a Stripe signature timestamp may be.")
+    mpesa_consumer_key: SecretStr | None = Field(None, description="Daraja app consumer key (OAuth).")
+    mpesa_consumer_secret: SecretStr | None = Field(None, description="Daraja app consumer secret (OAuth).")
+    mpesa_shortcode: str = Field("174379", description="Daraja business short code (STK push / query).")
+    mpesa_passkey: SecretStr | None = Field(None, description="Daraja STK passkey (password = b64(shortcode+passkey+timestamp)).")
+    mpesa_callback_url: str | None = Field(None, description="Public URL Daraja calls back (…/webhooks/mpesa/<secret>).")
+    iot_device_keys: dict[str, SecretStr] = Field(default_factory=dict, description="IoT device id -> HMAC-SHA256 key.")
+    iot_max_skew_s: int = Field(300, ge=1, description="Reading timestamps further than this in the future are refused.")
+    iot_max_age_s: int = Field(7 * 86400, ge=1, description="Reading timestamps older than this are refused.")
+    anchor_interval_s: float = Field(60.0, gt=0, description="How often pending IoT readings are anchored as one Merkle root.")
+    anchor_max_leaves: int = Field(4096, ge=1, le=2**32 - 1, description="Most readings under one anchor.")
+    merchant_tokens: dict[str, SecretStr] = Field(default_factory=dict, description="Merchant name -> bearer token (POST /settlements, M-Pesa STK push).")
+    verifier_tokens: dict[str, SecretStr] = Field(default_factory=dict, description="Verifier name -> bearer token (verification requests and approvals).")
+    lease_heartbeat_s: float = Field(1.0, gt=0, description="How often the nonce owner proves its lease is alive.")
+    poll_interval_s: float = Field(0.05, gt=0, description="Sender idle wait between rounds (new blocks, new intents).")
+    gas_multiplier: float = Field(1.25, ge=1.0, description="Gas limit = estimate x this.")
+    reconcile_interval_s: float = Field(300.0, gt=0, description="Stripe / M-Pesa reconciliation and stuck-tx watch period.")
+    reconcile_lookback_s: int = Field(3 * 86400, ge=60, description="How far back reconciliation lists succeeded PaymentIntents.")
+    stuck_after_s: float = Field(600.0, gt=0, description="A sent tx older than this is reported as stuck.")
 
 
 class ApiSettings(_Strict):
     host: str = Field("127.0.0.1", description="Bind address of the GraphQL API.")
-    port: int = Field(8080, ge=0, le=65535)
+    port: int = Field(8080, ge=0, le=65535, description="Port of the GraphQL API.")
     max_page_size: int = Field(1000, ge=1, description="Largest `first` a connection accepts.")
     max_depth: int = Field(10, ge=1, description="Query depth limit.")
     max_aliases: int = Field(30, ge=1, description="Alias limit per query.")
     max_tokens: int = Field(2000, ge=10, description="Token limit per query document.")
+    pool_size: int = Field(10, ge=1, description="Database connections per API worker process.")
+    graphiql: bool = Field(True, description="Serve the GraphiQL IDE on GET /graphql.")
 
 
 class IndexerSettings(_Strict):
     host: str = Field("127.0.0.1", description="Bind address of the indexer's health/metrics endpoint.")
-    port: int = Field(8082, ge=0, le=65535)
+    port: int = Field(8082, ge=0, le=65535, description="Port of the indexer's /health, /ready and /metrics.")
 
 
 class Settings(BaseSettings):
@@ -160,7 +181,7 @@ class Settings(BaseSettings):
     indexer: IndexerSettings = Field(default_factory=IndexerSettings)
     oracle: OracleSettings = Field(default_factory=OracleSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level of the daemons' JSON log lines.")
 
     @model_validator(mode="after")
     def _chain_names(self) -> "Settings":

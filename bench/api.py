@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""GraphQL API latency against raw SQL, on a database loaded with --events ledger events.
+
+Loads synthetic but indexer-shaped rows through the indexer's bulk path (binary COPY with the layouts of
+indexer/tables.py) into a fresh database: ledger entries (mints, transfers, listings, sales, burns) with their
+mint/trade/retirement rows, current and historical versions of batches, holdings and listings, and one owner
+("the whale") holding 100 batches. Then it serves the API with uvicorn in a subprocess and, with httpx async
+clients at --concurrency, measures p50/p99 and requests/s of `portfolio` (the whale), `certificate` with
+`provenance`, and `marketStats`; in the same run it times the equivalent raw SQL (the resolvers' own queries
+over a psycopg async pool at the same concurrency) and prints both and their ratio. Last line: RESULT ...
+
+    CARBONLEDGER_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \
+        .venv/bin/python bench/api.py --events 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "graphql")]
+
+import httpx  # noqa: E402
+import orjson  # noqa: E402
+import psycopg  # noqa: E402
+from psycopg.rows import dict_row  # noqa: E402
+from psycopg_pool import AsyncConnectionPool  # noqa: E402
+
+from gqlapi.resolvers.market import stats_sql  # noqa: E402
+from gqlapi.resolvers.portfolio import portfolio_sql  # noqa: E402
+from gqlapi.resolvers.provenance_sql import certificate_provenance  # noqa: E402
+from indexer.tables import EVENTS, VERSIONED  # noqa: E402
+from store.engine import libpq_url  # noqa: E402
+
+CHAIN = "bench"
+WHALE = "0x" + "77" * 20
+MARKET = "0x" + "ab" * 20
+ZERO = "0x" + "0" * 40
+PER_BLOCK = 20
+
+PORTFOLIO_Q = """query($o: String!) { portfolio(owner: $o) { totals { balance value retired }
+  holdings { batchId tradable listed retired lastPrice value batch { projectId vintage methodology registry serialNumber } } } }"""
+CERT_Q = """query($id: BigInt!) { certificate(id: $id, chain: "bench") { id holder beneficiary amount txHash blockNumber time
+  batch { projectId vintage } provenance { kind txHash blockNumber logIndex timestamp fromAddress toAddress amount paymentRef verificationHash } } }"""
+STATS_Q = """query($b: BigInt!) { marketStats(batchId: $b, chain: "bench", window: DAY) { volume tradeCount vwap lastPrice high low
+  change floor openListings } }"""
+
+
+def addr(n: int) -> str:
+    return "0x" + f"{n:040x}"
+
+
+def txh(n: int) -> str:
+    return "0x" + f"{n:064x}"
+
+
+class Loader:
+    """Buffers rows per table and writes them with binary COPY in the indexer's column order."""
+
+    def __init__(self, conn: psycopg.Connection) -> None:
+        self.conn, self.rows = conn, {}
+
+    def add(self, table: str, **row: object) -> None:
+        self.rows.setdefault(table, []).append(row)
+
+    def flush(self) -> None:
+        for table, rows in self.rows.items():
+            lay = EVENTS.get(table) or VERSIONED[table]
+            with self.conn.cursor().copy(lay.copy_sql) as cp:
+                cp.set_types(list(lay.types))
+                for r in rows:
+                    cp.write_row([r.get(c) for c in lay.columns])
+        self.rows = {}
+
+
+def load(url: str, events: int, seed: int) -> dict:
+    """Write `events` ledger events (plus companions and state) and return what the queries need."""
+    rnd = random.Random(seed)
+    n_batches = min(2000, max(150, events // 500))
+    n_holders = min(10000, max(300, events // 100))
+    blocks = events // PER_BLOCK + 2
+    now = int(time.time())
+    t0 = now - blocks * 2
+    ts = lambda b: t0 + 2 * b  # noqa: E731
+    holders = [addr(i + 1) for i in range(n_holders)]
+    certs: list[tuple[int, int]] = []
+    with psycopg.connect(url, autocommit=False) as conn:
+        ld = Loader(conn)
+        for b in range(1, n_batches + 1):
+            ld.add("credit_batch", chain=CHAIN, batch_id=b, project_id=f"PRJ-{b % 97}", vintage=2015 + b % 10,
+                   methodology="VM0042", registry="Verra", serial_number=f"SN-{b}", metadata_hash=txh(b), created_block=1,
+                   created_tx=txh(b), total_minted=10**9, total_retired=0, valid_from=1, valid_to=None)
+            for k in range(3):  # listings: active at three prices
+                lid = b * 10 + k
+                ld.add("listing", chain=CHAIN, listing_id=lid, seller=holders[(b + k) % n_holders], batch_id=b,
+                       price_per_unit=10**15 * (5 + k), amount_listed=1000, amount_remaining=1000 - 100 * k, amount_sold=100 * k,
+                       status="active", created_block=1, created_tx=txh(lid), valid_from=1, valid_to=None)
+        cert = 0
+        for i in range(events):
+            block, log = i // PER_BLOCK + 1, (i % PER_BLOCK) * 2
+            tx = txh(10**6 + i)
+            b = rnd.randint(1, n_batches)
+            base = dict(chain=CHAIN, tx_hash=tx, block_number=block, block_hash=txh(block), block_timestamp=ts(block))
+            r = rnd.random()
+            if r < 0.05 or i < n_batches:
+                b = b if i >= n_batches else i + 1
+                to, kind, frm = holders[rnd.randrange(n_holders)], "mint", ZERO
+                ld.add("mint_event", **base, log_index=log + 1, to_addr=to, batch_id=b, amount=10**6, verification_hash=txh(b + 7))
+            elif r < 0.10:
+                frm, to, kind = MARKET, holders[rnd.randrange(n_holders)], "sale"
+                ld.add("trade", **base, log_index=log + 1, listing_id=b * 10 + rnd.randrange(3), buyer=to,
+                       seller=holders[rnd.randrange(n_holders)], batch_id=b, amount=rnd.randint(1, 100),
+                       price_per_unit=10**15 * rnd.randint(4, 9), payment_ref=f"pi_{i}" if rnd.random() < 0.3 else None)
+            elif r < 0.15:
+                frm, to, kind = holders[rnd.randrange(n_holders)], ZERO, "burn"
+                cert += 1
+                certs.append((cert, b))
+                ld.add("retirement", **base, log_index=log + 1, certificate_id=cert, holder=frm, batch_id=b, amount=rnd.randint(1, 50),
+                       beneficiary=f"Company {cert % 500}", reason="offset")
+            elif r < 0.18:
+                frm, to, kind = holders[rnd.randrange(n_holders)], MARKET, "list"
+            else:
+                frm, to, kind = holders[rnd.randrange(n_holders)], holders[rnd.randrange(n_holders)], "transfer"
+            ld.add("ledger_entry", **base, log_index=log, seq=0, batch_id=b, operator=frm if frm != ZERO else to,
+                   from_addr=frm, to_addr=to, amount=rnd.randint(1, 1000), kind=kind)
+            if len(ld.rows.get("ledger_entry", ())) >= 50_000:
+                ld.flush()
+        # Holdings: every holder a few batches; the whale 100, each with one closed earlier version.
+        mid = blocks // 2
+        for n, h in enumerate(holders):
+            for b in rnd.sample(range(1, n_batches + 1), 5):
+                ld.add("holding", chain=CHAIN, owner=h, batch_id=b, tradable=rnd.randint(0, 10**6), listed=0, retired=0,
+                       valid_from=1, valid_to=None)
+        for b in range(1, 101):
+            ld.add("holding", chain=CHAIN, owner=WHALE, batch_id=b, tradable=500, listed=0, retired=0, valid_from=1, valid_to=mid)
+            ld.add("holding", chain=CHAIN, owner=WHALE, batch_id=b, tradable=rnd.randint(1, 10**6), listed=rnd.randint(0, 100),
+                   retired=rnd.randint(0, 50), valid_from=mid, valid_to=None)
+        ld.flush()
+        conn.execute("INSERT INTO indexer_cursor (chain, block_number, block_hash, finalized_number) VALUES (%s, %s, %s, %s)",
+                     (CHAIN, blocks, txh(blocks), blocks - 12))
+        conn.execute("INSERT INTO indexed_block (chain, number, hash, parent_hash, timestamp) VALUES (%s, %s, %s, %s, %s)",
+                     (CHAIN, blocks, txh(blocks), txh(blocks - 1), ts(blocks)))
+        conn.commit()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE")
+    return {"batches": n_batches, "holders": n_holders, "certs": certs, "blocks": blocks}
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User+system CPU seconds of the server processes (load-independent cost per request)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
+def server_pids(pid: int) -> list[int]:
+    """The uvicorn process and its worker children."""
+    kids = Path(f"/proc/{pid}/task/{pid}/children")
+    return [pid, *(int(x) for x in kids.read_text().split())] if kids.exists() else [pid]
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] * 1000
+
+
+async def drive(fn, args: list, concurrency: int) -> dict:
+    """Run fn(arg) for every arg with `concurrency` workers; latency p50/p99 (ms) and throughput."""
+    lat: list[float] = []
+    it = iter(args)
+
+    async def worker() -> None:
+        for a in it:
+            t = time.perf_counter()
+            await fn(a)
+            lat.append(time.perf_counter() - t)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    wall = time.perf_counter() - t0
+    return {"p50": pct(lat, 50), "p99": pct(lat, 99), "rps": len(lat) / wall}
+
+
+async def measure(api_url: str, db_url: str, info: dict, requests: int, concurrency: int, pid: int) -> dict[str, dict]:
+    rnd = random.Random(5)
+    # Certificates of a spread of batches; marketStats of batches with trades.
+    cert_ids = [c for c, _ in rnd.sample(info["certs"], min(200, len(info["certs"])))]
+    batches = [rnd.randint(1, info["batches"]) for _ in range(200)]
+    cases = {
+        "portfolio": (PORTFOLIO_Q, lambda i: {"o": WHALE}),
+        "certificate": (CERT_Q, lambda i: {"id": str(cert_ids[i % len(cert_ids)])}),
+        "market_stats": (STATS_Q, lambda i: {"b": str(batches[i % len(batches)])}),
+    }
+    pool = AsyncConnectionPool(libpq_url(db_url), min_size=concurrency, max_size=concurrency, open=False,
+                               kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 2})
+    await pool.open(wait=True)
+
+    class PoolDb:  # what the resolvers' SQL helpers expect
+        def __init__(self, conn):
+            self.conn = conn
+
+        async def fetch(self, sql, params=None):
+            return await (await self.conn.execute(sql, params)).fetchall()
+
+    async def raw(name: str, i: int) -> None:
+        async with pool.connection() as conn:
+            if name == "portfolio":
+                sql, p = portfolio_sql(None, None, WHALE)
+                rows = await (await conn.execute(sql, p)).fetchall()
+                assert len(rows) == 100
+            elif name == "certificate":
+                cid = cert_ids[i % len(cert_ids)]
+                r = await (await conn.execute("SELECT * FROM retirement WHERE certificate_id = %s AND chain = %s", (cid, CHAIN))).fetchall()
+                await (await conn.execute("SELECT * FROM credit_batch WHERE chain = %s AND batch_id = %s AND valid_to IS NULL",
+                                          (CHAIN, r[0]["batch_id"]))).fetchall()
+                await certificate_provenance(PoolDb(conn), [(CHAIN, cid)], None)
+            else:
+                sql, p = stats_sql(CHAIN, batches[i % len(batches)], None, 86400, None)
+                await (await conn.execute(sql, p)).fetchall()
+
+    import aiohttp  # a lean client, so the client's own CPU cost does not blur the server's figures on small boxes
+
+    out: dict[str, dict] = {}
+    conn = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(base_url=api_url, connector=conn, json_serialize=lambda o: orjson.dumps(o).decode()) as client:
+        for name, (query, variables) in cases.items():
+            async def api(i: int, query=query, variables=variables) -> None:
+                async with client.post("/graphql", json={"query": query, "variables": variables(i)}) as r:
+                    raw_body = await r.read()
+                    assert r.status == 200 and b'"errors"' not in raw_body, raw_body[:500]
+            warm = max(20, requests // 10)
+            await drive(api, list(range(warm)), concurrency)
+            await drive(lambda i, n=name: raw(n, i), list(range(warm)), concurrency)
+            c0 = cpu_s(server_pids(pid))
+            a = await drive(api, list(range(requests)), concurrency)
+            a["cpu_ms"] = (cpu_s(server_pids(pid)) - c0) / requests * 1000
+            s = await drive(lambda i, n=name: raw(n, i), list(range(requests)), concurrency)
+            out[name] = {"api": a, "sql": s}
+    await pool.close()
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=1_000_000, help="ledger events to load (default 1,000,000)")
+    ap.add_argument("--requests", type=int, default=2000, help="requests per query kind and side")
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--keep", action="store_true", help="keep the bench database (its name is printed)")
+    ap.add_argument("--reuse", metavar="DB", help="measure an existing database kept by --keep (skips loading)")
+    args = ap.parse_args()
+
+    server = libpq_url(os.environ.get("CARBONLEDGER_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    name = args.reuse or f"bench_api_{uuid.uuid4().hex[:8]}"
+    admin = psycopg.connect(server, autocommit=True)
+    url = server.rsplit("/", 1)[0] + "/" + name
+    proc = None
+    info_file = Path(f"/tmp/{name}.info.pickle")
+    try:
+        import pickle
+
+        from store.migrate import upgrade
+
+        t = time.perf_counter()
+        if args.reuse:
+            info = pickle.loads(info_file.read_bytes())
+            args.events = info["events"]
+        else:
+            admin.execute(f'CREATE DATABASE "{name}"')
+            upgrade(url)
+            info = load(url, args.events, args.seed)
+            info["events"] = args.events
+            if args.keep:
+                info_file.write_bytes(pickle.dumps(info))
+                print(f"kept database {name} (reuse with --reuse {name})")
+        load_s = time.perf_counter() - t
+        print(f"loaded {args.events:,} ledger events ({info['batches']} batches, {info['holders']} holders, "
+              f"{len(info['certs'])} certificates) in {load_s:.1f} s")
+        port = free_port()
+        env = {**os.environ, "CARBONLEDGER_DATABASE_URL": url, "CARBONLEDGER_CONFIG": os.devnull,
+               "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "graphql")])}
+        env.pop("CARBONLEDGER_CHAINS", None)
+        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "gqlapi.app:app_from_env", "--host", "127.0.0.1",
+                                 "--port", str(port), "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
+                                env=env, cwd=str(ROOT))
+        api_url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(api_url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise SystemExit("the API server did not start")
+            time.sleep(0.2)
+        res = asyncio.run(measure(api_url, url, info, args.requests, args.concurrency, proc.pid))
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+        if not args.keep and not args.reuse:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+    print(f"\n{'query':14s} {'side':4s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>8s}")
+    kv = [f"events={args.events}", f"concurrency={args.concurrency}", f"workers={args.workers}", f"load_s={load_s:.1f}",
+          f"loadavg={os.getloadavg()[0]:.1f}"]
+    for name, r in res.items():
+        for side in ("api", "sql"):
+            m = r[side]
+            print(f"{name:14s} {side:4s} {m['p50']:8.2f} {m['p99']:8.2f} {m['rps']:8.0f}")
+        ratio = r["api"]["p50"] / r["sql"]["p50"]
+        print(f"{name:14s} api/sql p50 ratio {ratio:.2f}x; server CPU {r['api']['cpu_ms']:.2f} ms/request")
+        kv += [f"{name}_p50_ms={r['api']['p50']:.2f}", f"{name}_p99_ms={r['api']['p99']:.2f}", f"{name}_rps={r['api']['rps']:.0f}",
+               f"{name}_server_cpu_ms={r['api']['cpu_ms']:.2f}",
+               f"{name}_sql_p50_ms={r['sql']['p50']:.2f}", f"{name}_sql_p99_ms={r['sql']['p99']:.2f}", f"{name}_ratio={ratio:.2f}"]
+    print("RESULT " + " ".join(kv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

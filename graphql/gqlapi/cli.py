@@ -1,0 +1,39 @@
+"""`carbonledger serve`: the GraphQL API under uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the GraphQL API (GraphiQL at /graphql; /health, /ready, /metrics)."""
+    import uvicorn
+
+    from carbonledger.config import load_settings
+    from carbonledger.database import resolve_database_url
+    from gqlapi.app import create_app
+
+    settings = load_settings(args.config)
+    host = args.host or settings.api.host
+    port = args.port if args.port is not None else settings.api.port
+    if args.workers > 1:
+        import os
+
+        if args.config:
+            os.environ["CARBONLEDGER_CONFIG"] = args.config
+        uvicorn.run("gqlapi.app:app_from_env", factory=True, host=host, port=port, workers=args.workers, log_level="warning")
+        return 0
+    app = create_app(settings, resolve_database_url(settings), pool_size=args.pool_size)
+    print(f"GraphQL API on http://{host}:{port}/graphql")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+    return 0
+
+
+def add_serve_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register `serve` on the carbonledger command's sub-parsers."""
+    s = sub.add_parser("serve", help=cmd_serve.__doc__)
+    s.add_argument("--host", help="bind address (default: api.host)")
+    s.add_argument("--port", type=int, help="port (default: api.port)")
+    s.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    s.add_argument("--pool-size", type=int, help="database connections per worker (default: api.pool_size)")
+    s.set_defaults(func=cmd_serve)

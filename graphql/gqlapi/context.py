@@ -1,0 +1,34 @@
+"""The per-request context: the database session, limits, and DataLoaders created for this request only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gqlapi.db import Database, Session
+from gqlapi.loaders import Loaders
+
+
+@dataclass
+class Limits:
+    max_page_size: int = 1000
+    default_page_size: int = 100
+
+
+@dataclass
+class Context:
+    """What every resolver sees as `info.context`."""
+
+    db: Session
+    limits: Limits
+    loaders: Loaders = field(init=False)
+    request: Any = None
+    response: Any = None
+    heads: dict[str, int] | None = None  # chain -> indexed head, loaded once when a block argument is checked
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self.db)
+
+    @classmethod
+    def create(cls, db: Database, limits: Limits, request: Any = None, response: Any = None) -> "Context":
+        return cls(db=db.session(), limits=limits, request=request, response=response)

@@ -1,0 +1,52 @@
+"""Conversions at the API edge: checksummed addresses, ISO-8601 times, validated inputs."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from functools import lru_cache
+
+from eth_utils import is_hex_address, to_checksum_address
+
+from gqlapi.errors import UserError
+
+
+@lru_cache(maxsize=65536)
+def checksum(addr: str | None) -> str | None:
+    """lowercase 0x-hex (as stored) -> EIP-55 checksummed; non-addresses pass through."""
+    if addr is None:
+        return None
+    return to_checksum_address(addr) if len(addr) == 42 else addr
+
+
+def iso(ts: int | None) -> str | None:
+    """unix seconds -> ISO-8601 UTC ('2026-11-22T21:00:00Z')."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def address_arg(value: str | None, name: str) -> str | None:
+    """A client-supplied address (any case) -> lowercase 0x-hex, or a clear error."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not is_hex_address(value):
+        raise UserError(f"{name}: not a 0x-prefixed 20-byte hex address")
+    return value.lower()
+
+
+def hash_arg(value: str | None, name: str) -> str | None:
+    """A client-supplied 32-byte hash -> lowercase 0x-hex, or a clear error."""
+    if value is None:
+        return None
+    v = value.lower()
+    if len(v) != 66 or not v.startswith("0x") or any(c not in "0123456789abcdef" for c in v[2:]):
+        raise UserError(f"{name}: not a 0x-prefixed 32-byte hex hash")
+    return v
+
+
+def uint_arg(value: int | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if value < 0 or value >= 1 << 256:
+        raise UserError(f"{name}: must be a uint256")
+    return int(value)

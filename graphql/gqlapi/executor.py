@@ -1,0 +1,235 @@
+"""A faster field executor: plain fields skip graphql-core's per-field machinery.
+
+graphql-core resolves every field through build_resolve_info -> resolver -> complete_value, ~10-20 µs each;
+a portfolio of 100 holdings has over a thousand such fields. Our types are plain dataclasses filled by
+from_row(), so a field without a resolver or arguments is just an attribute: a leaf is
+`serialize(getattr(obj, name))`, an object (or list of objects) goes straight to its sub-selection, and a
+sub-selection made only of such fields is compiled once per request into a function that builds the result dict
+(a portfolio's holdings with their batches). Fields with resolvers, arguments, abstract types, or nulls in
+non-null positions take graphql-core's normal path, and errors are located and propagated by graphql-core's own
+handle_field_error, so results and errors are unchanged (tests/unit/test_gql_executor.py compares both).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType, is_leaf_type
+from graphql.pyutils import Path, Undefined, gather_with_cancel
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+_SPECS: dict[tuple[int, str, str], tuple | None] = {}
+
+
+class _Slow(Exception):
+    """A compiled selection met something only the normal path handles (a null in a non-null position)."""
+
+
+def _unwrap(t: Any) -> tuple[Any, bool]:
+    return (t.of_type, True) if isinstance(t, GraphQLNonNull) else (t, False)
+
+
+def _spec(schema: Any, parent: GraphQLObjectType, name: str) -> tuple | None:
+    """("leaf", attr, serialize, non_null) | ("obj", attr, type, object type) | ("list", attr, type, object type,
+    item type, item non-null) | None when the field needs the normal path."""
+    key = (id(schema), parent.name, name)
+    if key in _SPECS:
+        return _SPECS[key]
+    spec = None
+    fd = parent.fields.get(name)
+    sfield = (fd.extensions or {}).get("strawberry-definition") if fd is not None else None
+    if fd is not None and not fd.args and getattr(fd.resolve, "_is_default", False) and sfield is not None \
+            and not sfield.extensions:
+        attr = sfield.python_name
+        named, non_null = _unwrap(fd.type)
+        if is_leaf_type(named):
+            spec = ("leaf", attr, named.serialize, non_null)
+        elif isinstance(named, GraphQLObjectType) and named.is_type_of is None:
+            spec = ("obj", attr, fd.type, named)
+        elif isinstance(named, GraphQLList):
+            item, item_nn = _unwrap(named.of_type)
+            if isinstance(item, GraphQLObjectType) and item.is_type_of is None:
+                spec = ("list", attr, fd.type, item, named.of_type, item_nn)
+    _SPECS[key] = spec
+    return spec
+
+
+class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's execute_fields with a direct path for plain fields."""
+
+    def _plan(self, parent_type: GraphQLObjectType, grouped_field_set: Any) -> list[tuple[str, Any, Any]]:
+        """(response name, spec or None, field details) per field; graphql-core reuses the grouped set object
+        for every item of a list, so the plan is computed once per list, not once per item."""
+        plans = self.__dict__.setdefault("_plans", {})
+        key = (parent_type.name, id(grouped_field_set))
+        plan = plans.get(key)
+        if plan is None or plan[0] is not grouped_field_set:
+            fields = [(name, None if details[0].node.arguments else _spec(self.schema, parent_type, details[0].node.name.value),
+                       details) for name, details in grouped_field_set.items()]
+            plan = plans[key] = (grouped_field_set, fields)
+        return plan[1]
+
+    def _compile(self, otype: GraphQLObjectType, details: Any) -> Any:
+        """A function obj -> result dict for a selection made only of plain fields (recursively), else None.
+
+        Pure attribute reads and serialization, so running it and falling back on any exception is safe."""
+        cache = self.__dict__.setdefault("_compiled", {})
+        key = (otype.name, id(details))
+        hit = cache.get(key)
+        if hit is not None and hit[0] is details:
+            return hit[1]
+        cache[key] = (details, None)  # guards recursion; a cycle means "not compilable"
+        fn = self._build(otype, details)
+        cache[key] = (details, fn)
+        return fn
+
+    def _build(self, otype: GraphQLObjectType, details: Any) -> Any:
+        grouped = self.collect_subfields(otype, details)[0]
+        steps: list[tuple] = []
+        for name, spec, fdetails in self._plan(otype, grouped):
+            if fdetails[0].node.name.value == "__typename":
+                steps.append((3, name, otype.name, None, False, False))
+                continue
+            if spec is None:
+                return None
+            if spec[0] == "leaf":
+                steps.append((0, name, spec[1], spec[2], spec[3], False))
+                continue
+            sub = self._compile(spec[3], fdetails)
+            if sub is None:
+                return None
+            if spec[0] == "obj":
+                steps.append((1, name, spec[1], sub, isinstance(spec[2], GraphQLNonNull), False))
+            else:
+                steps.append((2, name, spec[1], sub, isinstance(spec[2], GraphQLNonNull), spec[5]))
+
+        def run(obj: Any) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for kind, name, attr, f, non_null, item_nn in steps:
+                if kind == 3:
+                    out[name] = attr
+                    continue
+                v = getattr(obj, attr)
+                if v is None:
+                    if non_null:
+                        raise _Slow
+                    out[name] = None
+                elif kind == 0:
+                    r = f(v)
+                    if r is None or r is Undefined:
+                        raise _Slow
+                    out[name] = r
+                elif kind == 1:
+                    out[name] = f(v)
+                else:
+                    if item_nn and any(x is None for x in v):
+                        raise _Slow
+                    out[name] = [None if x is None else f(x) for x in v]
+            return out
+
+        return run
+
+    async def _guard(self, aw: Any, rtype: Any, details: Any, path: Path) -> Any:
+        try:
+            return await aw
+        except Exception as e:  # noqa: BLE001 - located and propagated as graphql-core does
+            self.handle_field_error(e, rtype, details, path)
+            return None
+
+    async def _gather(self, items: list[Any]) -> list[Any]:
+        idx = [i for i, x in enumerate(items) if self.is_awaitable(x)]
+        for i, v in zip(idx, await gather_with_cancel(*(items[i] for i in idx)), strict=True):
+            items[i] = v
+        return items
+
+    def _item(self, otype: Any, itype: Any, details: Any, path: Path, item: Any) -> Any:
+        if item is None:
+            return None
+        try:
+            out = self.collect_and_execute_subfields(otype, details, path, item, None)
+        except Exception as e:  # noqa: BLE001
+            self.handle_field_error(e, itype, details, path)
+            return None
+        return self._guard(out, itype, details, path) if self.is_awaitable(out) else out
+
+    def _object(self, parent_type: GraphQLObjectType, source: Any, path: Path | None, name: str, details: Any,
+                spec: tuple) -> Any:
+        """An object or list-of-objects field without a resolver; Undefined when the normal path must take it."""
+        value = getattr(source, spec[1], None)
+        if value is None:
+            return Undefined if isinstance(spec[2], GraphQLNonNull) else None
+        if spec[0] == "list" and spec[5] and any(v is None for v in value):
+            return Undefined
+        compiled = self._compile(spec[3], details)
+        if compiled is not None:
+            try:
+                if spec[0] == "obj":
+                    return compiled(value)
+                return [None if v is None else compiled(v) for v in value]
+            except Exception:  # noqa: BLE001 - fall back: the normal path produces the exact result or error
+                pass
+        fpath = Path(path, name, parent_type.name)
+        try:
+            if spec[0] == "obj":
+                out = self.collect_and_execute_subfields(spec[3], details, fpath, value, None)
+            else:
+                out = [self._item(spec[3], spec[4], details, Path(fpath, i, None), v) for i, v in enumerate(value)]
+                if any(self.is_awaitable(x) for x in out):
+                    out = self._gather(out)
+        except Exception as e:  # noqa: BLE001
+            self.handle_field_error(e, spec[2], details, fpath)
+            return None
+        return self._guard(out, spec[2], details, fpath) if self.is_awaitable(out) else out
+
+    def execute_fields(self, parent_type: GraphQLObjectType, source_value: Any, path: Path | None,
+                       grouped_field_set: Any, position_context: Any) -> Any:
+        results: dict[str, Any] = {}
+        is_awaitable = self.is_awaitable
+        awaitable_fields: list[str] = []
+        try:
+            for response_name, spec, details in self._plan(parent_type, grouped_field_set):
+                if spec is not None:
+                    if spec[0] == "leaf":
+                        try:
+                            value = getattr(source_value, spec[1])
+                            if value is None:
+                                if not spec[3]:
+                                    results[response_name] = None
+                                    continue
+                            else:
+                                out = spec[2](value)
+                                if out is not None and out is not Undefined:
+                                    results[response_name] = out
+                                    continue
+                        except Exception:  # noqa: BLE001 - the normal path reports it properly
+                            pass
+                    else:
+                        result = self._object(parent_type, source_value, path, response_name, details, spec)
+                        if result is not Undefined:
+                            results[response_name] = result
+                            if is_awaitable(result):
+                                awaitable_fields.append(response_name)
+                            continue
+                result = self.execute_field(parent_type, source_value, details,
+                                            Path(path, response_name, parent_type.name), position_context)
+                if result is not Undefined:
+                    results[response_name] = result
+                    if is_awaitable(result):
+                        awaitable_fields.append(response_name)
+        except Exception:
+            if awaitable_fields:
+                self.settle_in_background([results[f] for f in awaitable_fields])
+            raise
+        if not awaitable_fields:
+            return results
+
+        async def get_results() -> dict[str, Any]:
+            if len(awaitable_fields) == 1:
+                f = awaitable_fields[0]
+                results[f] = await results[f]
+            else:
+                done = await gather_with_cancel(*(results[f] for f in awaitable_fields))
+                results.update(zip(awaitable_fields, done, strict=True))
+            return results
+
+        return get_results()

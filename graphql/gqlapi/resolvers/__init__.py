@@ -1,0 +1,1 @@
+"""Root-field resolvers: each builds one SQL query (plus DataLoaders for nested relations)."""

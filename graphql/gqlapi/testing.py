@@ -1,0 +1,319 @@
+"""A small ledger simulator that writes rows the way the indexer does, for API tests and the benchmark.
+
+Each action is mined in its own block (unless inside `with world.block():`), so tests can time-travel to the
+block before or after any action. Versioned rows follow store.base.Versioned: an update at block B closes the
+current row (valid_to = B) and opens a new one (valid_from = B); two updates in one block rewrite that block's row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+
+ZERO = "0x" + "0" * 40
+MARKET = "0x" + "ab" * 20
+T0 = 1_700_000_000
+
+
+def h(*parts: object) -> str:
+    """A deterministic 32-byte hex hash of `parts`."""
+    return "0x" + hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def addr(n: int) -> str:
+    """The n-th test address (lowercase)."""
+    return "0x" + f"{n:040x}"
+
+
+_VKEYS = {"credit_batch": ("batch_id",), "holding": ("owner", "batch_id"), "listing": ("listing_id",),
+          "escrow_order": ("order_id",)}
+
+
+class World:
+    """Writes indexer-shaped rows for one chain into the database at `url`."""
+
+    def __init__(self, url: str, chain: str = "devnet") -> None:
+        self.conn = psycopg.connect(url, autocommit=True)
+        self.chain = chain
+        self.number = 0
+        self._log = itertools.count()
+        self._in_block = False
+        self._state: dict[tuple, dict[str, Any]] = {}
+        self._listing_ids = itertools.count(1)
+        self._cert_ids = itertools.count(1)
+        self._tx = itertools.count()
+        self.block_hashes: dict[int, str] = {}
+
+    # ------------------------------------------------------------------ blocks
+    def _mine(self) -> None:
+        self.number += 1
+        self._log = itertools.count()
+        bh = h(self.chain, "block", self.number, len(self.block_hashes))
+        parent = self.block_hashes.get(self.number - 1, "0x" + "0" * 64)
+        self.block_hashes[self.number] = bh
+        self.conn.execute("INSERT INTO indexed_block (chain, number, hash, parent_hash, timestamp) VALUES (%s,%s,%s,%s,%s) "
+                          "ON CONFLICT (chain, number) DO UPDATE SET hash = EXCLUDED.hash, timestamp = EXCLUDED.timestamp",
+                          (self.chain, self.number, bh, parent, self.ts))
+        self.conn.execute("INSERT INTO indexer_cursor (chain, block_number, block_hash, finalized_number) VALUES (%s,%s,%s,%s) "
+                          "ON CONFLICT (chain) DO UPDATE SET block_number = EXCLUDED.block_number, block_hash = EXCLUDED.block_hash, "
+                          "finalized_number = EXCLUDED.finalized_number", (self.chain, self.number, bh, max(0, self.number - 2)))
+
+    @property
+    def ts(self) -> int:
+        return T0 + 12 * self.number
+
+    @contextlib.contextmanager
+    def block(self) -> Iterator[int]:
+        """Put several actions into one block."""
+        self._mine()
+        self._in_block = True
+        try:
+            yield self.number
+        finally:
+            self._in_block = False
+
+    def _begin(self) -> None:
+        if not self._in_block:
+            self._mine()
+
+    def _event(self, table: str, tx: str, **cols: Any) -> int:
+        li = next(self._log)
+        cols = {"chain": self.chain, "tx_hash": tx, "log_index": li, "block_number": self.number,
+                "block_hash": self.block_hashes[self.number], "block_timestamp": self.ts, **cols}
+        names = ", ".join(cols)
+        self.conn.execute(f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(cols))})", list(cols.values()))
+        return li
+
+    def _newtx(self) -> str:
+        return h(self.chain, "tx", next(self._tx))
+
+    def _set(self, table: str, key: dict[str, Any], **values: Any) -> None:
+        sk = (table, *key.values())
+        cur = self._state.get(sk)
+        row = {**(cur or {}), **key, **values}
+        where = " AND ".join(f"{k} = %s" for k in key)
+        if cur is not None and cur["valid_from"] == self.number:
+            sets = ", ".join(f"{k} = %s" for k in values)
+            self.conn.execute(f"UPDATE {table} SET {sets} WHERE chain = %s AND {where} AND valid_from = %s",
+                              [*values.values(), self.chain, *key.values(), self.number])
+        else:
+            if cur is not None:
+                self.conn.execute(f"UPDATE {table} SET valid_to = %s WHERE chain = %s AND {where} AND valid_to IS NULL",
+                                  [self.number, self.chain, *key.values()])
+            row.update(chain=self.chain, valid_from=self.number, valid_to=None)
+            cols = ", ".join(row)
+            self.conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({', '.join(['%s'] * len(row))})", list(row.values()))
+        self._state[sk] = row
+
+    def _get(self, table: str, *key: Any) -> dict[str, Any]:
+        return self._state[(table, *key)]
+
+    def _hold(self, owner: str, batch: int, **delta: int) -> None:
+        cur = self._state.get(("holding", owner, batch)) or {"tradable": 0, "listed": 0, "retired": 0}
+        self._set("holding", {"owner": owner, "batch_id": batch},
+                  **{k: cur[k] + delta.get(k, 0) for k in ("tradable", "listed", "retired")})
+
+    def _ledger(self, tx: str, batch: int, frm: str, to: str, amount: int, kind: str) -> None:
+        self._event("ledger_entry", tx, seq=0, batch_id=batch, operator=frm if frm != ZERO else to,
+                    from_addr=frm, to_addr=to, amount=amount, kind=kind)
+
+    # ------------------------------------------------------------------ credits
+    def create_batch(self, batch: int, project: str = "PRJ-1", vintage: int = 2024, methodology: str = "VM0042",
+                     registry: str = "Verra", serial: str | None = None) -> None:
+        self._begin()
+        tx = self._newtx()
+        self._set("credit_batch", {"batch_id": batch}, project_id=project, vintage=vintage, methodology=methodology,
+                  registry=registry, serial_number=serial or f"SN-{batch}", metadata_hash=h("meta", batch),
+                  created_block=self.number, created_tx=tx, total_minted=0, total_retired=0)
+
+    def mint(self, to: str, batch: int, amount: int, verification: str | None = None) -> str:
+        self._begin()
+        tx = self._newtx()
+        self._ledger(tx, batch, ZERO, to, amount, "mint")
+        self._event("mint_event", tx, to_addr=to, batch_id=batch, amount=amount, verification_hash=verification or h("verif", batch, tx))
+        b = self._get("credit_batch", batch)
+        self._set("credit_batch", {"batch_id": batch}, total_minted=b["total_minted"] + amount)
+        self._hold(to, batch, tradable=amount)
+        return tx
+
+    def transfer(self, frm: str, to: str, batch: int, amount: int) -> str:
+        self._begin()
+        tx = self._newtx()
+        self._ledger(tx, batch, frm, to, amount, "transfer")
+        self._hold(frm, batch, tradable=-amount)
+        self._hold(to, batch, tradable=amount)
+        return tx
+
+    def list(self, seller: str, batch: int, amount: int, price: int) -> int:
+        self._begin()
+        tx = self._newtx()
+        lid = next(self._listing_ids)
+        self._ledger(tx, batch, seller, MARKET, amount, "list")
+        self._set("listing", {"listing_id": lid}, seller=seller, batch_id=batch, price_per_unit=price, amount_listed=amount,
+                  amount_remaining=amount, amount_sold=0, status="active", created_block=self.number, created_tx=tx)
+        self._hold(seller, batch, tradable=-amount, listed=amount)
+        return lid
+
+    def buy(self, buyer: str, listing: int, amount: int, payment_ref: str | None = None) -> str:
+        self._begin()
+        tx = self._newtx()
+        lst = self._get("listing", listing)
+        batch, seller = lst["batch_id"], lst["seller"]
+        self._ledger(tx, batch, MARKET, buyer, amount, "sale")
+        self._event("trade", tx, listing_id=listing, buyer=buyer, seller=seller, batch_id=batch, amount=amount,
+                    price_per_unit=lst["price_per_unit"], payment_ref=payment_ref)
+        if payment_ref:
+            self._event("offchain_payment", tx, payment_ref=payment_ref, contract="Marketplace", target_id=listing)
+        left = lst["amount_remaining"] - amount
+        self._set("listing", {"listing_id": listing}, amount_remaining=left, amount_sold=lst["amount_sold"] + amount,
+                  status="active" if left else "sold_out")
+        self._hold(seller, batch, listed=-amount)
+        self._hold(buyer, batch, tradable=amount)
+        return tx
+
+    def cancel(self, listing: int) -> str:
+        self._begin()
+        tx = self._newtx()
+        lst = self._get("listing", listing)
+        self._ledger(tx, lst["batch_id"], MARKET, lst["seller"], lst["amount_remaining"], "unlist")
+        self._hold(lst["seller"], lst["batch_id"], listed=-lst["amount_remaining"], tradable=lst["amount_remaining"])
+        self._set("listing", {"listing_id": listing}, amount_remaining=0, status="cancelled")
+        return tx
+
+    def retire(self, holder: str, batch: int, amount: int, beneficiary: str = "ACME Corp", reason: str = "offset 2025") -> int:
+        self._begin()
+        tx = self._newtx()
+        cid = next(self._cert_ids)
+        self._ledger(tx, batch, holder, ZERO, amount, "burn")
+        self._event("retirement", tx, certificate_id=cid, holder=holder, batch_id=batch, amount=amount,
+                    beneficiary=beneficiary, reason=reason)
+        b = self._get("credit_batch", batch)
+        self._set("credit_batch", {"batch_id": batch}, total_retired=b["total_retired"] + amount)
+        self._hold(holder, batch, tradable=-amount, retired=amount)
+        return cid
+
+    # ------------------------------------------------------------------ escrow, QR, IoT
+    def order(self, order_id: int, event: str, actor: str, **kw: Any) -> str:
+        """An escrow event; 'created' needs buyer, seller, amount."""
+        self._begin()
+        tx = self._newtx()
+        ref = kw.pop("payment_ref", None)
+        self._event("order_event", tx, order_id=order_id, event=event, actor=actor, payment_ref=ref,
+                    data=psycopg.types.json.Jsonb(kw.get("data", {})))
+        if event == "created":
+            self._set("escrow_order", {"order_id": order_id}, buyer=kw["buyer"], seller=kw["seller"], amount=kw["amount"],
+                      metadata_hash=h("order", order_id), status="created", funded_offchain=False, payment_ref=None,
+                      tracking_hash=None, refunded_buyer=None, created_block=self.number, created_tx=tx)
+        else:
+            extra: dict[str, Any] = {"status": event}
+            if ref:
+                extra.update(funded_offchain=True, payment_ref=ref)
+            self._set("escrow_order", {"order_id": order_id}, **extra)
+        return tx
+
+    def qr_pay(self, order_hash: str, payer: str, amount: int) -> str:
+        self._begin()
+        tx = self._newtx()
+        self._event("qr_payment", tx, order_hash=order_hash, payer=payer, amount=amount)
+        return tx
+
+    def qr_settle(self, order_data_hash: str, beneficiary: str, amount: int) -> str:
+        self._begin()
+        tx = self._newtx()
+        self._event("qr_settlement", tx, order_data_hash=order_data_hash, beneficiary=beneficiary, amount=amount)
+        return tx
+
+    def anchor(self, anchor_id: int, root: str, leaves: int, start: int, end: int, quality: int) -> str:
+        self._begin()
+        tx = self._newtx()
+        self._event("iot_anchor", tx, anchor_id=anchor_id, root=root, leaf_count=leaves, window_start=start,
+                    window_end=end, quality_score=quality)
+        return tx
+
+    # ------------------------------------------------------------------ reorgs
+    def reorg(self, ancestor: int) -> None:
+        """Undo everything above `ancestor` the way the indexer does (store.base docs)."""
+        from store.models import EVENT_TABLES, VERSIONED_TABLES
+
+        with self.conn.transaction():
+            for t in EVENT_TABLES:
+                self.conn.execute(f"DELETE FROM {t.__tablename__} WHERE chain = %s AND block_number > %s", (self.chain, ancestor))
+            for t in VERSIONED_TABLES:
+                n = t.__tablename__
+                self.conn.execute(f"DELETE FROM {n} WHERE chain = %s AND valid_from > %s", (self.chain, ancestor))
+                self.conn.execute(f"UPDATE {n} SET valid_to = NULL WHERE chain = %s AND valid_to > %s", (self.chain, ancestor))
+            self.conn.execute("DELETE FROM indexed_block WHERE chain = %s AND number > %s", (self.chain, ancestor))
+        for n in range(ancestor + 1, self.number + 1):
+            self.block_hashes.pop(n, None)
+        self.number = ancestor
+        self.conn.execute("UPDATE indexer_cursor SET block_number = %s, block_hash = %s WHERE chain = %s",
+                          (ancestor, self.block_hashes.get(ancestor, "0x" + "0" * 64), self.chain))
+        self._reload()
+
+    def _reload(self) -> None:
+        from psycopg.rows import dict_row
+
+        self._state.clear()
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            for table, keys in _VKEYS.items():
+                for r in cur.execute(f"SELECT * FROM {table} WHERE chain = %s AND valid_to IS NULL", (self.chain,)):
+                    r = {k: (int(v) if type(v).__name__ == "Decimal" else v) for k, v in r.items()}
+                    self._state[(table, *(r[k] for k in keys))] = r
+        self._tx = itertools.count(10_000 * (self.number + 1))
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class ApiClient:
+    """The real ASGI app driven in-process by httpx (no sockets), with a private event loop for sync tests."""
+
+    def __init__(self, url: str, **api: Any) -> None:
+        import asyncio
+
+        import httpx
+
+        from carbonledger.config import ApiSettings, DatabaseSettings, Settings
+        from gqlapi.app import create_app
+
+        timeout = api.pop("statement_timeout_ms", 5000)
+        settings = Settings(api=ApiSettings(**api), database=DatabaseSettings(url=url, statement_timeout_ms=timeout))
+        self.app = create_app(settings, url, pool_size=4)
+        self.db = self.app.state.db
+        self.loop = asyncio.new_event_loop()
+        self.loop.run_until_complete(self.db.open())
+        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://api")
+
+    def post(self, query: str, variables: dict | None = None, **kw: Any) -> Any:
+        """POST /graphql; returns the httpx response."""
+        body = {"query": query, "variables": variables or {}, **kw}
+        return self.loop.run_until_complete(self.http.post("/graphql", json=body))
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.loop.run_until_complete(self.http.get(path, **kw))
+
+    def q(self, query: str, variables: dict | None = None) -> dict:
+        """Run a query that must succeed; return its data."""
+        r = self.post(query, variables)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert not body.get("errors"), body["errors"]
+        return body["data"]
+
+    def errors(self, query: str, variables: dict | None = None) -> list[str]:
+        """Run a query that must fail cleanly (HTTP 200 or 400, never 500); return its error messages."""
+        r = self.post(query, variables)
+        assert r.status_code in (200, 400), (r.status_code, r.text)
+        body = r.json()
+        assert body.get("errors"), body
+        return [e["message"] for e in body["errors"]]
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.http.aclose())
+        self.loop.run_until_complete(self.db.close())
+        self.loop.close()

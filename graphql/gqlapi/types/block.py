@@ -1,0 +1,25 @@
+"""Block references: the `block: {number}` time-travel argument and a block in `_meta`."""
+
+from __future__ import annotations
+
+import strawberry
+
+from gqlapi.convert import iso
+
+
+@strawberry.input(description="Answer as of this block: state valid at it, events at or below it.")
+class BlockInput:
+    number: int
+
+
+@strawberry.type(description="An indexed block.")
+class BlockInfo:
+    number: int
+    hash: str | None
+    timestamp: int | None = strawberry.field(description="Unix seconds.")
+    time: str | None = strawberry.field(description="ISO-8601 UTC.")
+
+    @classmethod
+    def from_row(cls, row: dict) -> "BlockInfo":
+        return cls(number=int(row["block_number"]), hash=row.get("block_hash"), timestamp=row.get("block_timestamp"),
+                   time=iso(row.get("block_timestamp")))

@@ -1,0 +1,46 @@
+"""A retirement certificate (CarbonCredit.Retired)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+
+from gqlapi.convert import checksum
+from gqlapi.scalars import BigInt
+from gqlapi.types.credit_batch import CreditBatch, load_batch
+from gqlapi.types.event import Event, event_fields
+from gqlapi.types.provenance_event import ProvenanceEvent
+
+
+@strawberry.type(description="A retirement certificate: credits burned on behalf of a beneficiary.")
+class Certificate(Event):
+    id: BigInt = strawberry.field(description="The on-chain certificate id (unique per chain).")
+    holder: str
+    beneficiary: str
+    reason: str
+    amount: BigInt
+    batch_id: BigInt
+    block: strawberry.Private[int | None]
+
+    @strawberry.field(description="The retired batch's registry details.")
+    async def batch(self, info: strawberry.Info) -> CreditBatch | None:
+        return await load_batch(info, self.chain, self.batch_id, self.block)
+
+    @strawberry.field(description="Chain of custody of the retired credits, mint to retirement, in chain order.")
+    async def provenance(self, info: strawberry.Info) -> list[ProvenanceEvent]:
+        rows = await info.context.loaders.provenance.load((self.chain, self.id, self.block))
+        return [ProvenanceEvent.from_row(r) for r in rows]
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any], block: int | None = None) -> "Certificate":
+        return cls(
+            **event_fields(row),
+            id=int(row["certificate_id"]),
+            holder=checksum(row["holder"]),  # type: ignore[arg-type]
+            beneficiary=row["beneficiary"],
+            reason=row["reason"],
+            amount=int(row["amount"]),
+            batch_id=int(row["batch_id"]),
+            block=block,
+        )

@@ -1,0 +1,58 @@
+"""One step in a chain of custody."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+import strawberry
+
+from gqlapi.convert import checksum
+from gqlapi.scalars import BigInt
+from gqlapi.types.event import Event, event_fields
+
+
+@strawberry.enum(description="What happened to the credits.")
+class CustodyKind(Enum):
+    MINT = "mint"
+    TRANSFER = "transfer"
+    LIST = "list"
+    UNLIST = "unlist"
+    SALE = "sale"
+    BURN = "burn"
+    RETIREMENT = "retirement"
+
+
+@strawberry.type(description="A movement of credits: mint, transfer, listing, sale, retirement.")
+class ProvenanceEvent(Event):
+    kind: CustodyKind
+    batch_id: BigInt
+    amount: BigInt
+    from_address: str | None = strawberry.field(description="Sender (for a sale: the seller).")
+    to_address: str | None = strawberry.field(description="Receiver (for a listing: the marketplace).")
+    verification_hash: str | None = strawberry.field(description="Mint: the verifier's attestation hash.")
+    listing_id: BigInt | None
+    price_per_unit: BigInt | None
+    payment_ref: str | None = strawberry.field(description="Sale: the off-chain payment reference, if fiat-settled.")
+    certificate_id: BigInt | None
+    beneficiary: str | None
+    reason: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "ProvenanceEvent":
+        opt = lambda k: None if row.get(k) is None else int(row[k])  # noqa: E731
+        return cls(
+            **event_fields(row),
+            kind=CustodyKind(row["kind"]),
+            batch_id=int(row["batch_id"]),
+            amount=int(row["amount"]),
+            from_address=checksum(row.get("from_addr")),
+            to_address=checksum(row.get("to_addr")),
+            verification_hash=row.get("verification_hash"),
+            listing_id=opt("listing_id"),
+            price_per_unit=opt("price_per_unit"),
+            payment_ref=row.get("payment_ref"),
+            certificate_id=opt("certificate_id"),
+            beneficiary=row.get("beneficiary"),
+            reason=row.get("reason"),
+        )

@@ -1,0 +1,100 @@
+"""FastExecutionContext gives exactly graphql-core's results (key order included) and errors,
+on a schema built to hit every path."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import strawberry
+
+from gqlapi.executor import FastExecutionContext
+
+
+@strawberry.type
+class Leaf:
+    name: str
+    maybe: str | None
+    n: int
+
+    @strawberry.field
+    def loud(self) -> str:
+        return self.name.upper()
+
+    @strawberry.field
+    async def later(self) -> int:
+        return self.n * 2
+
+    @strawberry.field
+    def boom(self) -> str | None:
+        raise ValueError("boom")
+
+    @strawberry.field
+    def strict_boom(self) -> str:
+        raise ValueError("strict boom")
+
+
+@strawberry.type
+class Node:
+    id: int
+    leaf: Leaf
+    opt_leaf: Leaf | None
+    leaves: list[Leaf]
+    opt_leaves: list[Leaf | None]
+    bad_leaf: Leaf  # holds None although non-null: graphql-core must report it
+
+
+@strawberry.type
+class Wrapper:
+    node: Node
+    nodes: list[Node]
+    opt_nodes: list[Node | None] | None
+
+
+@strawberry.type
+class Query:
+    @strawberry.field
+    def nodes(self) -> list[Node]:
+        leaf = lambda i: Leaf(name=f"l{i}", maybe=None if i % 2 else "x", n=i)  # noqa: E731
+        return [Node(id=i, leaf=leaf(i), opt_leaf=None if i % 2 else leaf(i + 10), leaves=[leaf(i), leaf(i + 1)],
+                     opt_leaves=[None, leaf(i)], bad_leaf=None) for i in range(3)]  # type: ignore[arg-type]
+
+    @strawberry.field
+    async def one(self) -> Node:
+        return (self.nodes())[0]
+
+    @strawberry.field
+    def wrapper(self) -> Wrapper:
+        ns = self.nodes()
+        return Wrapper(node=ns[1], nodes=ns, opt_nodes=[None, ns[0]])
+
+
+QUERIES = [
+    "{ nodes { id leaf { name maybe n loud later } optLeaf { name } leaves { name later } optLeaves { name n } } }",
+    "{ nodes { a: id b: id leaf { ...F } } } fragment F on Leaf { name __typename n }",
+    "query($s: Boolean!) { nodes { id @skip(if: $s) leaf { name @include(if: $s) n } } }",
+    "{ nodes { id leaves { name boom } } }",
+    "{ nodes { id leaves { name strictBoom } } }",
+    "{ nodes { id optLeaves { name strictBoom } } }",
+    "{ nodes { id badLeaf { name } } }",
+    "{ one { id optLeaf { name later } leaves { later } } }",
+    "{ one { badLeaf { name } } }",
+    "{ wrapper { node { __typename id leaf { __typename name maybe n } leaves { name } optLeaf { n } } } }",
+    "{ wrapper { nodes { id optLeaves { name } } optNodes { id leaf { n } } } }",
+    "{ wrapper { node { id badLeaf { name } } } }",
+    "{ wrapper { nodes { id leaf { name later } } } }",
+    "{ wrapper { optNodes { id badLeaf { name } } } }",
+]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_same_results_and_errors_as_graphql_core(query):
+    plain = strawberry.Schema(Query)
+    fast = strawberry.Schema(Query, execution_context_class=FastExecutionContext)
+
+    async def run(schema):
+        r = await schema.execute(query, variable_values={"s": True})
+        return json.dumps(r.data), sorted((e.message, tuple(e.path or ())) for e in r.errors or [])
+
+    assert asyncio.run(run(fast)) == asyncio.run(run(plain))
