@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 import store.models  # noqa: F401  (registers the tables)
+import store.outbox  # noqa: F401
 from store.base import Base
 
 target_metadata = Base.metadata

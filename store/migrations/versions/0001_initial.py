@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 21:09:48.356743
+Create Date: 2026-11-22 21:14:54.070327
 """
 
 from alembic import op
@@ -183,6 +183,103 @@ def upgrade() -> None:
     )
     op.create_index(op.f('ix_offchain_payment_block_number'), 'offchain_payment', ['block_number'], unique=False)
     op.create_index('uq_offchain_payment_ref', 'offchain_payment', ['chain', 'contract', 'payment_ref'], unique=True)
+    op.create_table('oracle_intent',
+    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
+    sa.Column('idempotency_key', sa.Text(), nullable=False),
+    sa.Column('source', sa.Text(), nullable=False),
+    sa.Column('chain', sa.Text(), nullable=False),
+    sa.Column('contract', sa.Text(), nullable=False),
+    sa.Column('function', sa.Text(), nullable=False),
+    sa.Column('args', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('status', sa.Text(), nullable=False),
+    sa.Column('nonce', sa.BigInteger(), nullable=True),
+    sa.Column('signer', sa.String(length=66), nullable=True),
+    sa.Column('tx_hash', sa.String(length=66), nullable=True),
+    sa.Column('block_number', sa.BigInteger(), nullable=True),
+    sa.Column('block_hash', sa.String(length=66), nullable=True),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.Column('already_on_chain', sa.Boolean(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
+    sa.Column('broadcast_at', sa.DateTime(), nullable=True),
+    sa.Column('confirmed_at', sa.DateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_oracle_intent')),
+    sa.UniqueConstraint('idempotency_key', name=op.f('uq_oracle_intent_idempotency_key'))
+    )
+    op.create_index('ix_oracle_intent_claim', 'oracle_intent', ['chain', 'status', 'id'], unique=False)
+    op.create_index(op.f('ix_oracle_intent_status'), 'oracle_intent', ['status'], unique=False)
+    op.create_table('oracle_iot_anchor',
+    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
+    sa.Column('root', sa.String(length=66), nullable=False),
+    sa.Column('leaf_count', sa.BigInteger(), nullable=False),
+    sa.Column('window_start', sa.BigInteger(), nullable=False),
+    sa.Column('window_end', sa.BigInteger(), nullable=False),
+    sa.Column('quality_score', sa.BigInteger(), nullable=False),
+    sa.Column('intent_key', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_oracle_iot_anchor')),
+    sa.UniqueConstraint('root', name=op.f('uq_oracle_iot_anchor_root'))
+    )
+    op.create_table('oracle_iot_device',
+    sa.Column('device_id', sa.Text(), nullable=False),
+    sa.Column('last_ts', sa.BigInteger(), nullable=True),
+    sa.Column('readings', sa.BigInteger(), nullable=False),
+    sa.Column('first_seen', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
+    sa.PrimaryKeyConstraint('device_id', name=op.f('pk_oracle_iot_device'))
+    )
+    op.create_table('oracle_lease',
+    sa.Column('name', sa.Text(), nullable=False),
+    sa.Column('owner', sa.Text(), nullable=False),
+    sa.Column('epoch', sa.BigInteger(), nullable=False),
+    sa.Column('acquired_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
+    sa.Column('heartbeat_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_oracle_lease'))
+    )
+    op.create_table('oracle_mpesa_request',
+    sa.Column('checkout_request_id', sa.Text(), nullable=False),
+    sa.Column('merchant_request_id', sa.Text(), nullable=True),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
+    sa.Column('target', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('status', sa.Text(), nullable=False),
+    sa.Column('result_code', sa.BigInteger(), nullable=True),
+    sa.Column('receipt', sa.Text(), nullable=True),
+    sa.Column('created_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
+    sa.PrimaryKeyConstraint('checkout_request_id', name=op.f('pk_oracle_mpesa_request'))
+    )
+    op.create_table('oracle_nonce',
+    sa.Column('chain', sa.Text(), nullable=False),
+    sa.Column('signer', sa.String(length=66), nullable=False),
+    sa.Column('next_nonce', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('chain', 'signer', name=op.f('pk_oracle_nonce'))
+    )
+    op.create_table('oracle_provider_event',
+    sa.Column('provider', sa.Text(), nullable=False),
+    sa.Column('event_id', sa.Text(), nullable=False),
+    sa.Column('type', sa.Text(), nullable=False),
+    sa.Column('intent_key', sa.Text(), nullable=True),
+    sa.Column('payment_ref', sa.Text(), nullable=True),
+    sa.Column('flag', sa.Text(), nullable=True),
+    sa.Column('summary', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('received_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
+    sa.PrimaryKeyConstraint('provider', 'event_id', name=op.f('pk_oracle_provider_event'))
+    )
+    op.create_index(op.f('ix_oracle_provider_event_payment_ref'), 'oracle_provider_event', ['payment_ref'], unique=False)
+    op.create_table('oracle_verification',
+    sa.Column('id', sa.Text(), nullable=False),
+    sa.Column('recipient', sa.String(length=66), nullable=False),
+    sa.Column('batch_id', sa.Text(), nullable=False),
+    sa.Column('amount', sa.Text(), nullable=False),
+    sa.Column('verification_hash', sa.String(length=66), nullable=False),
+    sa.Column('canonical', sa.Text(), nullable=False),
+    sa.Column('status', sa.Text(), nullable=False),
+    sa.Column('requested_by', sa.Text(), nullable=False),
+    sa.Column('approved_by', sa.Text(), nullable=True),
+    sa.Column('intent_key', sa.Text(), nullable=True),
+    sa.Column('created_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_oracle_verification')),
+    sa.UniqueConstraint('verification_hash', name=op.f('uq_oracle_verification_verification_hash'))
+    )
     op.create_table('order_event',
     sa.Column('chain', sa.Text(), nullable=False),
     sa.Column('tx_hash', sa.String(length=66), nullable=False),
@@ -266,11 +363,54 @@ def upgrade() -> None:
     op.create_index(op.f('ix_trade_block_number'), 'trade', ['block_number'], unique=False)
     op.create_index('ix_trade_buyer', 'trade', ['chain', 'buyer'], unique=False)
     op.create_index('ix_trade_seller', 'trade', ['chain', 'seller'], unique=False)
+    op.create_table('oracle_attempt',
+    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
+    sa.Column('intent_id', sa.BigInteger(), nullable=False),
+    sa.Column('chain', sa.Text(), nullable=False),
+    sa.Column('signer', sa.String(length=66), nullable=False),
+    sa.Column('nonce', sa.BigInteger(), nullable=False),
+    sa.Column('tx_hash', sa.String(length=66), nullable=False),
+    sa.Column('raw_tx', sa.LargeBinary(), nullable=False),
+    sa.Column('max_fee', sa.BigInteger(), nullable=False),
+    sa.Column('priority_fee', sa.BigInteger(), nullable=False),
+    sa.Column('gas', sa.BigInteger(), nullable=False),
+    sa.Column('epoch', sa.BigInteger(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
+    sa.Column('broadcast_at', sa.DateTime(), nullable=True),
+    sa.Column('broadcast_error', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['intent_id'], ['oracle_intent.id'], name=op.f('fk_oracle_attempt_intent_id_oracle_intent')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_oracle_attempt')),
+    sa.UniqueConstraint('tx_hash', name=op.f('uq_oracle_attempt_tx_hash'))
+    )
+    op.create_index(op.f('ix_oracle_attempt_intent_id'), 'oracle_attempt', ['intent_id'], unique=False)
+    op.create_table('oracle_iot_reading',
+    sa.Column('id', sa.BigInteger(), autoincrement=True, nullable=False),
+    sa.Column('device_id', sa.Text(), nullable=False),
+    sa.Column('ts', sa.BigInteger(), nullable=False),
+    sa.Column('canonical', sa.Text(), nullable=False),
+    sa.Column('leaf', sa.String(length=66), nullable=False),
+    sa.Column('flags', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('quality', sa.BigInteger(), nullable=False),
+    sa.Column('anchor_id', sa.BigInteger(), nullable=True),
+    sa.Column('proof', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+    sa.Column('received_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
+    sa.ForeignKeyConstraint(['anchor_id'], ['oracle_iot_anchor.id'], name=op.f('fk_oracle_iot_reading_anchor_id_oracle_iot_anchor')),
+    sa.ForeignKeyConstraint(['device_id'], ['oracle_iot_device.device_id'], name=op.f('fk_oracle_iot_reading_device_id_oracle_iot_device')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_oracle_iot_reading')),
+    sa.UniqueConstraint('device_id', 'ts', name='uq_oracle_iot_reading_device_ts')
+    )
+    op.create_index(op.f('ix_oracle_iot_reading_anchor_id'), 'oracle_iot_reading', ['anchor_id'], unique=False)
+    op.create_index(op.f('ix_oracle_iot_reading_leaf'), 'oracle_iot_reading', ['leaf'], unique=False)
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_index(op.f('ix_oracle_iot_reading_leaf'), table_name='oracle_iot_reading')
+    op.drop_index(op.f('ix_oracle_iot_reading_anchor_id'), table_name='oracle_iot_reading')
+    op.drop_table('oracle_iot_reading')
+    op.drop_index(op.f('ix_oracle_attempt_intent_id'), table_name='oracle_attempt')
+    op.drop_table('oracle_attempt')
     op.drop_index('ix_trade_seller', table_name='trade')
     op.drop_index('ix_trade_buyer', table_name='trade')
     op.drop_index(op.f('ix_trade_block_number'), table_name='trade')
@@ -290,6 +430,17 @@ def downgrade() -> None:
     op.drop_index('ix_order_event_order', table_name='order_event')
     op.drop_index(op.f('ix_order_event_block_number'), table_name='order_event')
     op.drop_table('order_event')
+    op.drop_table('oracle_verification')
+    op.drop_index(op.f('ix_oracle_provider_event_payment_ref'), table_name='oracle_provider_event')
+    op.drop_table('oracle_provider_event')
+    op.drop_table('oracle_nonce')
+    op.drop_table('oracle_mpesa_request')
+    op.drop_table('oracle_lease')
+    op.drop_table('oracle_iot_device')
+    op.drop_table('oracle_iot_anchor')
+    op.drop_index(op.f('ix_oracle_intent_status'), table_name='oracle_intent')
+    op.drop_index('ix_oracle_intent_claim', table_name='oracle_intent')
+    op.drop_table('oracle_intent')
     op.drop_index('uq_offchain_payment_ref', table_name='offchain_payment')
     op.drop_index(op.f('ix_offchain_payment_block_number'), table_name='offchain_payment')
     op.drop_table('offchain_payment')

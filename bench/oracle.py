@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Oracle throughput and latency on anvil: N signed Stripe webhooks -> confirmed `settleOffchain` writes.
+
+Starts anvil, a scratch database (on CARBONLEDGER_DATABASE_URL's server, default the local one), deploys the
+protocol, runs `carbonledger oracle run` as a subprocess and posts N webhooks from `--concurrency` threads.
+Reports confirmed writes/s (first webhook sent -> last intent confirmed), webhook->broadcast latency p50/p99
+(from the outbox's own timestamps: intent committed -> first broadcast) and the webhook HTTP round trip p50.
+
+    python bench/oracle.py --events 2000
+Last line: RESULT key=value ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] if xs else float("nan")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=1000, help="payments (webhooks) to send")
+    ap.add_argument("--concurrency", type=int, default=16, help="webhook sender threads")
+    ap.add_argument("--in-flight", type=int, default=128, help="oracle.max_in_flight")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="open-loop webhooks/s (0: as fast as possible; latency then includes the queue)")
+    args = ap.parse_args()
+
+    import httpx
+    import psycopg
+
+    from carbonledger.anvil import Anvil, free_port
+    from oracle.testing import OracleProcess, deploy_world, payment_event, signed, write_config
+    from store.engine import libpq_url
+    from store.migrate import upgrade
+
+    base = libpq_url(os.environ.get("CARBONLEDGER_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    name = f"cl_bench_oracle_{uuid.uuid4().hex[:8]}"
+    admin = psycopg.connect(base, autocommit=True)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    db = base.rsplit("/", 1)[0] + "/" + name
+    tmp = Path(tempfile.mkdtemp(prefix="bench-oracle-"))
+    try:
+        upgrade(db)
+        with Anvil() as anvil:
+            world = deploy_world(anvil.url, listing_amount=10 * args.events)
+            world.deployment.write(tmp / "deployment.json")
+            port = free_port()
+            cfg = write_config(tmp / "oracle.toml", rpc_url=anvil.url, deployment_file=tmp / "deployment.json", db_url=db,
+                               port=port, extra=f"max_in_flight = {args.in_flight}\nreconcile_interval_s = 3600.0")
+            # max_in_flight is set twice (write_config's default, then ours): keep the last one
+            text = cfg.read_text().replace("max_in_flight = 64\n", "", 1)
+            cfg.write_text(text)
+            proc = OracleProcess(cfg, port, tmp / "oracle.log").start()
+            buyer = world.w3.eth.accounts[3]
+            bodies = [signed(payment_event(f"pi_bench_{i:06d}", {"listing_id": str(world.listing_id), "buyer": buyer,
+                                                                 "amount": "1"})) for i in range(args.events)]
+            http = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=args.concurrency))
+            rtt: list[float] = []
+            lock = threading.Lock()
+
+            def post(job: tuple[int, tuple[bytes, dict]]) -> None:
+                n, item = job
+                if args.rate > 0:  # open loop: request n leaves at t0 + n / rate
+                    time.sleep(max(0.0, t0 + n / args.rate - time.perf_counter()))
+                t = time.perf_counter()
+                r = http.post(proc.url + "/webhooks/stripe", content=item[0], headers=item[1])
+                r.raise_for_status()
+                with lock:
+                    rtt.append(time.perf_counter() - t)
+
+            t0 = time.perf_counter()
+            with ThreadPoolExecutor(args.concurrency) as ex:
+                list(ex.map(post, enumerate(bodies)))
+            t_sent = time.perf_counter() - t0
+            with psycopg.connect(db) as c:
+                while c.execute("SELECT count(*) FROM oracle_intent WHERE status = 'confirmed'").fetchone()[0] < args.events:
+                    time.sleep(0.05)
+                t_done = time.perf_counter() - t0
+                lat = [r[0] for r in c.execute(
+                    "SELECT extract(epoch FROM broadcast_at - created_at) FROM oracle_intent").fetchall()]
+                attempts = c.execute("SELECT count(*) FROM oracle_attempt").fetchone()[0]
+                spread = c.execute("SELECT extract(epoch FROM max(confirmed_at) - min(created_at)) FROM oracle_intent").fetchone()[0]
+            proc.terminate()
+            sold = world.w3.eth.get_logs({"address": world.address("Marketplace"), "fromBlock": 0, "toBlock": "latest"})
+            lat = [float(x) * 1000 for x in lat]
+            print(f"webhooks sent in {t_sent:.2f}s; all confirmed after {t_done:.2f}s; {attempts} attempts; "
+                  f"{len(sold)} Marketplace logs (incl. Listed)")
+            print(f"RESULT events={args.events} rate={args.rate:g} confirmed_per_s={args.events / t_done:.1f} "
+                  f"outbox_confirmed_per_s={args.events / float(spread):.1f} webhook_to_broadcast_p50_ms={pct(lat, 50):.1f} "
+                  f"webhook_to_broadcast_p99_ms={pct(lat, 99):.1f} webhook_rtt_p50_ms={pct(rtt, 50) * 1000:.1f} "
+                  f"webhook_rtt_p99_ms={pct(rtt, 99) * 1000:.1f} ingress_per_s={args.events / t_sent:.1f}")
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""The oracle's HTTP side (Starlette): webhooks, IoT, settlements, verifications, intent status, ops routes.
+
+Every write endpoint verifies, validates and only then records (event + intent in one transaction) before it
+answers 2xx. Bad input gets a 4xx JSON `{"error", "message"}` and writes nothing. Request bodies never reach a
+log line (they carry phone numbers and names).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psycopg
+from anyio import to_thread
+from eth_utils import keccak
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from carbonledger.config import OracleSettings
+from carbonledger.service import ops_routes
+from oracle import outbox, records
+from oracle.ingress import iot, mpesa, stripe_webhook
+from oracle.ingress.common import BadRequest, bearer_identity, is_address, is_bytes32, parse_json_object, read_body, uint
+from oracle.outbox import Event, Intent
+
+log = logging.getLogger("carbonledger.oracle.app")
+Handler = Callable[..., Awaitable[Response]]
+
+
+def _errors(fn: Handler) -> Handler:
+    @functools.wraps(fn)
+    async def wrapped(self: Any, request: Request) -> Response:
+        try:
+            return await fn(self, request)
+        except BadRequest as err:
+            return err.response()
+        except psycopg.OperationalError:
+            log.warning("database unavailable", extra={"path": request.url.path})
+            return JSONResponse({"error": "unavailable", "message": "database unavailable, retry"}, status_code=503)
+        except Exception:  # noqa: BLE001 - a 500 the provider will retry; the body stays out of the log
+            log.exception("ingress error", extra={"path": request.url.path})
+            return JSONResponse({"error": "internal", "message": "internal error, retry"}, status_code=500)
+
+    return wrapped
+
+
+class OracleApp:
+    """Holds what the endpoints need; `asgi()` builds the Starlette app."""
+
+    def __init__(self, pool: Any, settings: OracleSettings, chain: str, *, sender: Any = None, registry: Any = None,
+                 daraja: mpesa.Daraja | None = None) -> None:
+        self.pool, self.s, self.chain, self.sender, self.registry = pool, settings, chain, sender, registry
+        self.daraja = daraja
+        self.stripe_secrets = [x.get_secret_value() for x in settings.stripe_webhook_secrets]
+
+    async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await to_thread.run_sync(functools.partial(fn, *args))
+
+    # ---- payments ------------------------------------------------------------------------------------------
+    @_errors
+    async def stripe(self, request: Request) -> Response:
+        body = await read_body(request, self.s.max_body_bytes)
+        event, intent = stripe_webhook.handle(body, request.headers.get("stripe-signature"), self.stripe_secrets,
+                                              self.s.stripe_tolerance_s, self.s.stripe_future_skew_s)
+        rec = await self._db(outbox.record, self.pool, self.chain, event, intent)
+        return JSONResponse({"received": True, "event": event.event_id, "intent": rec.intent_key,
+                             "status": rec.status, "duplicate": not rec.new_event})
+
+    @_errors
+    async def mpesa_callback(self, request: Request) -> Response:
+        import hmac
+
+        secret = self.s.mpesa_callback_secret
+        given = request.path_params["secret"]
+        if secret is None or not hmac.compare_digest(given.encode(), secret.get_secret_value().encode()):
+            raise BadRequest(404, "not_found", "not found")
+        if not mpesa.ip_allowed(request.client.host if request.client else None, self.s.mpesa_allowed_ips):
+            raise BadRequest(403, "forbidden", "source address not allowed")
+        cb = mpesa.parse_callback(parse_json_object(await read_body(request, self.s.max_body_bytes)))
+        row = await self._db(records.mpesa_request, self.pool, cb.checkout_request_id)
+        if row is None:
+            raise BadRequest(404, "unknown_checkout", "no STK push with this CheckoutRequestID")
+        if self.daraja is None:
+            raise BadRequest(503, "not_configured", "Daraja API not configured")
+        try:
+            code = await self.daraja.stk_query(cb.checkout_request_id)
+        except Exception as exc:  # noqa: BLE001 - Daraja down: refuse so Safaricom retries; reconciliation also asks
+            log.warning("STK status query failed", extra={"error": type(exc).__name__})
+            raise BadRequest(503, "daraja_unavailable", "could not confirm with Daraja, retry") from None
+        event, intent, status = mpesa.decide(cb, row, code)
+        await self._db(records.settle_mpesa, self.pool, self.chain, event, intent, status, cb.result_code, cb.receipt)
+        return JSONResponse({"ResultCode": 0, "ResultDesc": "Accepted", "intent": intent.key if intent else None})
+
+    @_errors
+    async def mpesa_push(self, request: Request) -> Response:
+        merchant = bearer_identity(request, self.s.merchant_tokens)
+        data = parse_json_object(await read_body(request, self.s.max_body_bytes))
+        phone, amount, target = data.get("phone"), uint(data.get("amount"), "amount", minimum=1, bits=32), data.get("target")
+        if not isinstance(phone, str) or not phone.isdigit() or not 9 <= len(phone) <= 15:
+            raise BadRequest(422, "invalid_field", "phone must be digits in international form")
+        target = _payment_target(target)
+        if self.daraja is None or not self.s.mpesa_callback_url:
+            raise BadRequest(503, "not_configured", "Daraja API or callback URL not configured")
+        mid, cid = await self.daraja.stk_push(phone, amount, self.s.mpesa_callback_url, merchant)
+        await self._db(records.save_mpesa_request, self.pool, mid, cid, amount, target)
+        return JSONResponse({"checkout_request_id": cid}, status_code=202)
+
+    # ---- IoT -------------------------------------------------------------------------------------------------
+    @_errors
+    async def iot_reading(self, request: Request) -> Response:
+        body = await read_body(request, self.s.max_body_bytes)
+        dev = request.headers.get("x-device-id", "")
+        key = self.s.iot_device_keys.get(dev)
+        iot.check_signature(body, request.headers.get("x-signature"), key.get_secret_value() if key else None)
+        reading = iot.parse_reading(parse_json_object(body), int(time.time()), self.s.iot_max_skew_s, self.s.iot_max_age_s)
+        if reading.device_id != dev:
+            raise BadRequest(401, "unauthorized", "device_id does not match X-Device-Id")
+        out = await self._db(records.store_reading, self.pool, reading)
+        return JSONResponse(out, status_code=200 if out["duplicate"] else 201)
+
+    @_errors
+    async def iot_proof(self, request: Request) -> Response:
+        rid = uint(request.path_params["rid"], "id", bits=63)
+        out = await self._db(records.reading_proof, self.pool, rid)
+        if out is None:
+            raise BadRequest(404, "not_found", "no such reading")
+        return JSONResponse(out)
+
+    # ---- settlements and verifications --------------------------------------------------------------------
+    @_errors
+    async def settlement(self, request: Request) -> Response:
+        merchant = bearer_identity(request, self.s.merchant_tokens)
+        data = parse_json_object(await read_body(request, self.s.max_body_bytes))
+        beneficiary, order_hash = data.get("beneficiary"), data.get("order_hash")
+        if not is_address(beneficiary) or not is_bytes32(order_hash):
+            raise BadRequest(422, "invalid_field", "beneficiary must be an address and order_hash 0x + 64 hex")
+        order_hash = order_hash.lower()
+        intent = Intent(f"qr:{order_hash}", "settlement", "QRPayment", "settleQROrder", [beneficiary, order_hash])
+        event = Event(f"merchant:{merchant}", order_hash, "settlement", {"beneficiary": beneficiary})
+        rec = await self._db(outbox.record, self.pool, self.chain, event, intent)
+        return JSONResponse({"intent": rec.intent_key, "status": rec.status}, status_code=202)
+
+    @_errors
+    async def verification(self, request: Request) -> Response:
+        import rfc8785
+
+        verifier = bearer_identity(request, self.s.verifier_tokens)
+        data = parse_json_object(await read_body(request, self.s.max_body_bytes))
+        vid, recipient, evidence = data.get("id"), data.get("recipient"), data.get("evidence", {})
+        if not isinstance(vid, str) or not 1 <= len(vid) <= 128 or not is_address(recipient) or not isinstance(evidence, dict):
+            raise BadRequest(422, "invalid_field", "need id (string), recipient (address), evidence (object)")
+        batch_id, amount = uint(data.get("batch_id"), "batch_id", minimum=1), uint(data.get("amount"), "amount", minimum=1)
+        try:
+            canonical = rfc8785.dumps({"id": vid, "recipient": recipient.lower(), "batch_id": str(batch_id),
+                                       "amount": str(amount), "evidence": evidence}).decode()
+        except Exception:  # noqa: BLE001 - rfc8785 refuses non-interoperable numbers etc.
+            raise BadRequest(422, "invalid_field", "evidence is not canonicalisable JSON") from None
+        vhash = "0x" + keccak(text=canonical).hex()
+        out = await self._db(records.create_verification, self.pool, vid, recipient, batch_id, amount, canonical, vhash, verifier)
+        return JSONResponse(out, status_code=200 if out["duplicate"] else 201)
+
+    @_errors
+    async def approve(self, request: Request) -> Response:
+        verifier = bearer_identity(request, self.s.verifier_tokens)
+        out = await self._db(records.approve_verification, self.pool, self.chain, request.path_params["vid"], verifier)
+        return JSONResponse(out, status_code=202)
+
+    @_errors
+    async def intent(self, request: Request) -> Response:
+        view = await self._db(outbox.intent_view, self.pool, request.path_params["key"])
+        if view is None:
+            raise BadRequest(404, "not_found", "no intent with this key")
+        return JSONResponse(view)
+
+    # ---- ops -------------------------------------------------------------------------------------------------
+    def ready(self) -> tuple[bool, dict]:
+        try:
+            with self.pool.connection() as conn:
+                conn.execute("SELECT 1")
+        except Exception:  # noqa: BLE001
+            return False, {"database": "down"}
+        detail: dict[str, Any] = {"database": "ok"}
+        if self.sender is not None:
+            detail["nonce_owner"] = self.sender.lease.held
+        return True, detail
+
+    def health(self) -> tuple[bool, dict]:
+        if self.sender is None:
+            return True, {}
+        age = time.monotonic() - self.sender.last_round
+        return age < 60, {"sender_round_age_s": round(age, 1)}
+
+    def asgi(self) -> Starlette:
+        routes = [
+            Route("/webhooks/stripe", self.stripe, methods=["POST"]),
+            Route("/webhooks/mpesa/{secret}", self.mpesa_callback, methods=["POST"]),
+            Route("/mpesa/stkpush", self.mpesa_push, methods=["POST"]),
+            Route("/iot/readings", self.iot_reading, methods=["POST"]),
+            Route("/iot/readings/{rid}/proof", self.iot_proof, methods=["GET"]),
+            Route("/settlements", self.settlement, methods=["POST"]),
+            Route("/verifications", self.verification, methods=["POST"]),
+            Route("/verifications/{vid}/approve", self.approve, methods=["POST"]),
+            Route("/intents/{key:path}", self.intent, methods=["GET"]),
+            *ops_routes(self.ready, self.registry, self.health),
+        ]
+        return Starlette(routes=routes)
+
+
+def _payment_target(target: Any) -> dict[str, Any]:
+    if isinstance(target, dict) and "order_id" in target:
+        return {"order_id": str(uint(target["order_id"], "target.order_id", minimum=1))}
+    if isinstance(target, dict) and "listing_id" in target and is_address(target.get("buyer")):
+        return {"listing_id": str(uint(target["listing_id"], "target.listing_id", minimum=1)), "buyer": target["buyer"],
+                "amount": str(uint(target.get("amount"), "target.amount", minimum=1))}
+    raise BadRequest(422, "invalid_field", "target must be {order_id} or {listing_id, buyer, amount}")

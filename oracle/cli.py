@@ -1,0 +1,48 @@
+"""`carbonledger oracle run|anchor|reconcile`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _settings(args: argparse.Namespace):  # noqa: ANN202
+    from carbonledger.config import load_settings
+
+    return load_settings(args.config)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Serve the ingress, run the sender and the scheduled jobs until SIGTERM."""
+    from carbonledger.database import resolve_database_url
+    from oracle.runtime import Oracle
+
+    s = _settings(args)
+    if s.log_level != "INFO":
+        import logging
+
+        logging.getLogger().setLevel(s.log_level)
+    return Oracle(s, resolve_database_url(s)).run()
+
+
+def cmd_anchor(args: argparse.Namespace) -> int:
+    """Anchor pending IoT readings now (one Merkle root); the running oracle sends it."""
+    from psycopg_pool import ConnectionPool
+
+    from carbonledger.database import resolve_database_url
+    from oracle.records import anchor_pending
+    from store.engine import libpq_url
+
+    s = _settings(args)
+    with ConnectionPool(libpq_url(resolve_database_url(s)), min_size=1, max_size=1) as pool:
+        key = anchor_pending(pool, s.oracle.chain or next(iter(s.chains)), s.oracle.anchor_max_leaves)
+    print(key or "nothing to anchor")
+    return 0
+
+
+def add_oracle_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("oracle", help="the signing oracle (payments, IoT, settlements -> chain, exactly once)")
+    osub = p.add_subparsers(dest="oracle_command", required=True)
+    r = osub.add_parser("run", help=cmd_run.__doc__)
+    r.set_defaults(func=cmd_run)
+    a = osub.add_parser("anchor", help=cmd_anchor.__doc__)
+    a.set_defaults(func=cmd_anchor)

@@ -1,0 +1,123 @@
+"""The outbox: provider events and write intents, written together in one transaction.
+
+`record()` is what every ingress calls: it inserts the (provider, event id) row and the intent (unique
+idempotency key) in one transaction and NOTIFYs the sender; a duplicate delivery finds both rows and changes
+nothing. Only after `record()` returns may a webhook answer 2xx.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+NOTIFY_CHANNEL = "oracle_intent"
+
+# Custom errors meaning "the chain already has this write": the intent is done, not failed.
+ALREADY_DONE = ("PaymentRefUsed", "OrderAlreadySettled", "RootAlreadyAnchored", "VerificationAlreadyUsed")
+
+# The view that tells whether a write is already on chain: (contract, function) -> (view, index of its key arg).
+# Asked before the gas estimate, because a contract may check something else first (Escrow checks the order's
+# status before the payment reference, so a recorded payment would revert as InvalidStatus, not PaymentRefUsed).
+DONE_VIEWS = {
+    ("Marketplace", "settleOffchain"): ("paymentRefUsed", 3),
+    ("Escrow", "recordOffchainPayment"): ("paymentRefUsed", 1),
+    ("QRPayment", "settleQROrder"): ("settled", 1),
+    ("IoTAnchor", "anchor"): ("anchoredAt", 0),
+    ("CarbonCredit", "mint"): ("usedVerification", 3),
+}
+
+
+@dataclass(frozen=True)
+class Intent:
+    key: str
+    source: str
+    contract: str
+    function: str
+    args: Sequence[Any]
+
+
+@dataclass(frozen=True)
+class Event:
+    provider: str
+    event_id: str
+    type: str
+    summary: dict[str, Any] = field(default_factory=dict)
+    payment_ref: str | None = None
+    flag: str | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    intent_key: str | None
+    intent_id: int | None
+    status: str | None
+    new_event: bool
+    new_intent: bool
+
+
+def insert_intent(cur: Any, chain: str, intent: Intent) -> tuple[int, str, bool]:
+    """(id, status, created). A duplicate key returns the existing row untouched."""
+    row = cur.execute(
+        "INSERT INTO oracle_intent (idempotency_key, source, chain, contract, function, args, status, already_on_chain)"
+        " VALUES (%s, %s, %s, %s, %s, %s, 'pending', false) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, status",
+        (intent.key, intent.source, chain, intent.contract, intent.function, Jsonb(list(intent.args))),
+    ).fetchone()
+    if row is not None:
+        cur.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+        return row[0], row[1], True
+    row = cur.execute("SELECT id, status FROM oracle_intent WHERE idempotency_key = %s", (intent.key,)).fetchone()
+    return row[0], row[1], False
+
+
+def insert_event(cur: Any, event: Event, intent_key: str | None) -> bool:
+    row = cur.execute(
+        "INSERT INTO oracle_provider_event (provider, event_id, type, intent_key, payment_ref, flag, summary)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+        (event.provider, event.event_id, event.type, intent_key, event.payment_ref, event.flag, Jsonb(event.summary)),
+    ).fetchone()
+    return row is not None
+
+
+def record(pool: Any, chain: str, event: Event | None, intent: Intent | None) -> Recorded:
+    """Insert event and intent atomically; idempotent on both keys."""
+    with pool.connection() as conn:
+        with conn.transaction():
+            cur = conn.cursor()
+            iid = status = None
+            new_intent = False
+            if intent is not None:
+                iid, status, new_intent = insert_intent(cur, chain, intent)
+            new_event = insert_event(cur, event, intent.key if intent else None) if event is not None else False
+    return Recorded(intent.key if intent else None, iid, status, new_event, new_intent)
+
+
+def intent_view(pool: Any, key: str) -> dict[str, Any] | None:
+    """What GET /intents/{key} shows: status, tx hashes of every attempt, error. No payload data."""
+    with pool.connection() as conn:
+        row = conn.execute(
+            "SELECT id, idempotency_key, source, chain, contract, function, status, nonce, tx_hash, block_number,"
+            " error, already_on_chain, created_at, broadcast_at, confirmed_at FROM oracle_intent WHERE idempotency_key = %s",
+            (key,),
+        ).fetchone()
+        if row is None:
+            return None
+        attempts = conn.execute(
+            "SELECT nonce, tx_hash, max_fee, priority_fee, created_at, broadcast_at, broadcast_error FROM oracle_attempt"
+            " WHERE intent_id = %s ORDER BY id", (row[0],),
+        ).fetchall()
+    ts = lambda v: v.isoformat() if v is not None else None  # noqa: E731
+    return {
+        "key": row[1], "source": row[2], "chain": row[3], "contract": row[4], "function": row[5], "status": row[6],
+        "nonce": row[7], "tx_hash": row[8], "block_number": row[9], "error": row[10], "already_on_chain": row[11],
+        "created_at": ts(row[12]), "broadcast_at": ts(row[13]), "confirmed_at": ts(row[14]),
+        "attempts": [{"nonce": a[0], "tx_hash": a[1], "max_fee": str(a[2]), "priority_fee": str(a[3]),
+                      "created_at": ts(a[4]), "broadcast_at": ts(a[5]), "broadcast_error": a[6]} for a in attempts],
+    }
+
+
+def status_counts(pool: Any) -> dict[str, int]:
+    with pool.connection() as conn:
+        return dict(conn.execute("SELECT status, count(*) FROM oracle_intent GROUP BY status").fetchall())

@@ -1,0 +1,139 @@
+"""Transactions behind the non-payment endpoints: IoT readings and anchors, verifications, M-Pesa requests.
+
+Each function is one database transaction; an intent is always inserted in the same transaction as the fact it
+comes from (outbox rule).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from psycopg.types.json import Jsonb
+
+from chains.merkle import build_tree
+from oracle.ingress.common import BadRequest
+from oracle.ingress.iot import METRICS, Reading, assess
+from oracle.outbox import Intent, insert_intent
+
+RECENT = 20
+
+
+def store_reading(pool: Any, r: Reading) -> dict[str, Any]:
+    """Insert a reading (idempotent on (device, ts)); the same ts with other content is a 409."""
+    with pool.connection() as conn, conn.transaction():
+        cur = conn.cursor()
+        cur.execute("INSERT INTO oracle_iot_device (device_id, readings) VALUES (%s, 0) ON CONFLICT DO NOTHING", (r.device_id,))
+        cur.execute("SELECT 1 FROM oracle_iot_device WHERE device_id = %s FOR UPDATE", (r.device_id,))  # serialise per device
+        old = cur.execute("SELECT id, canonical, leaf, flags, quality FROM oracle_iot_reading WHERE device_id = %s AND ts = %s",
+                          (r.device_id, r.ts)).fetchone()
+        if old is not None:
+            if old[1] != r.canonical:
+                raise BadRequest(409, "conflicting_reading", "this device already sent a different reading for this ts")
+            return {"id": old[0], "leaf": old[2], "flags": old[3], "quality": old[4], "duplicate": True}
+        recent: dict[str, list[float]] = {m: [] for m in METRICS}
+        for (canon,) in cur.execute("SELECT canonical FROM oracle_iot_reading WHERE device_id = %s ORDER BY ts DESC LIMIT %s",
+                                    (r.device_id, RECENT)):
+            for k, v in orjson.loads(canon).get("metrics", {}).items():
+                recent.setdefault(k, []).append(v)
+        flags, quality = assess(r, recent)
+        leaf = "0x" + r.leaf.hex()
+        rid = cur.execute(
+            "INSERT INTO oracle_iot_reading (device_id, ts, canonical, leaf, flags, quality) VALUES (%s, %s, %s, %s, %s, %s)"
+            " RETURNING id", (r.device_id, r.ts, r.canonical, leaf, Jsonb(flags), quality)).fetchone()[0]
+        cur.execute("UPDATE oracle_iot_device SET readings = readings + 1, last_ts = GREATEST(coalesce(last_ts, 0), %s)"
+                    " WHERE device_id = %s", (r.ts, r.device_id))
+    return {"id": rid, "leaf": leaf, "flags": flags, "quality": quality, "duplicate": False}
+
+
+def anchor_pending(pool: Any, chain: str, max_leaves: int) -> str | None:
+    """Build one Merkle tree over unanchored readings, store each proof, and queue `IoTAnchor.anchor`."""
+    with pool.connection() as conn, conn.transaction():
+        cur = conn.cursor()
+        rows = cur.execute("SELECT id, leaf, ts, quality FROM oracle_iot_reading WHERE anchor_id IS NULL ORDER BY id"
+                           " LIMIT %s FOR UPDATE SKIP LOCKED", (max_leaves,)).fetchall()
+        if not rows:
+            return None
+        tree = build_tree([bytes.fromhex(r[1][2:]) for r in rows])
+        root = "0x" + tree.root.hex()
+        start, end = min(r[2] for r in rows), max(r[2] for r in rows)
+        quality = sum(r[3] for r in rows) // len(rows)
+        key = f"iot:{root}"
+        aid = cur.execute("INSERT INTO oracle_iot_anchor (root, leaf_count, window_start, window_end, quality_score, intent_key)"
+                          " VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                          (root, len(rows), start, end, quality, key)).fetchone()[0]
+        cur.executemany("UPDATE oracle_iot_reading SET anchor_id = %s, proof = %s WHERE id = %s",
+                        [(aid, Jsonb(["0x" + p.hex() for p in tree.proof(i)]), r[0]) for i, r in enumerate(rows)])
+        insert_intent(cur, chain, Intent(key, "iot", "IoTAnchor", "anchor", [root, len(rows), start, end, quality]))
+    return key
+
+
+def reading_proof(pool: Any, reading_id: int) -> dict[str, Any] | None:
+    with pool.connection() as conn:
+        row = conn.execute(
+            "SELECT r.device_id, r.ts, r.canonical, r.leaf, r.flags, r.quality, r.proof, a.root, a.intent_key, i.status,"
+            " i.tx_hash FROM oracle_iot_reading r LEFT JOIN oracle_iot_anchor a ON a.id = r.anchor_id"
+            " LEFT JOIN oracle_intent i ON i.idempotency_key = a.intent_key WHERE r.id = %s", (reading_id,)).fetchone()
+    if row is None:
+        return None
+    keys = ("device_id", "ts", "canonical", "leaf", "flags", "quality", "proof", "root", "intent_key", "anchor_status",
+            "anchor_tx")
+    return dict(zip(keys, row))
+
+
+def create_verification(pool: Any, vid: str, recipient: str, batch_id: int, amount: int, canonical: str, vhash: str,
+                        by: str) -> dict[str, Any]:
+    with pool.connection() as conn, conn.transaction():
+        cur = conn.cursor()
+        row = cur.execute(
+            "INSERT INTO oracle_verification (id, recipient, batch_id, amount, verification_hash, canonical, status,"
+            " requested_by) VALUES (%s, %s, %s, %s, %s, %s, 'requested', %s) ON CONFLICT DO NOTHING RETURNING status",
+            (vid, recipient, str(batch_id), str(amount), vhash, canonical, by)).fetchone()
+        if row is None:
+            old = cur.execute("SELECT canonical, status FROM oracle_verification WHERE id = %s", (vid,)).fetchone()
+            if old is None or old[0] != canonical:
+                raise BadRequest(409, "conflicting_verification", "a different request already has this id or hash")
+            return {"id": vid, "verification_hash": vhash, "status": old[1], "duplicate": True}
+    return {"id": vid, "verification_hash": vhash, "status": "requested", "duplicate": False}
+
+
+def approve_verification(pool: Any, chain: str, vid: str, by: str) -> dict[str, Any]:
+    with pool.connection() as conn, conn.transaction():
+        cur = conn.cursor()
+        row = cur.execute("SELECT recipient, batch_id, amount, verification_hash, status, intent_key FROM oracle_verification"
+                          " WHERE id = %s FOR UPDATE", (vid,)).fetchone()
+        if row is None:
+            raise BadRequest(404, "not_found", "no such verification request")
+        recipient, batch_id, amount, vhash, status, key = row
+        key = key or f"mint:{vhash}"
+        insert_intent(cur, chain, Intent(key, "verification", "CarbonCredit", "mint", [recipient, batch_id, amount, vhash]))
+        if status != "approved":
+            cur.execute("UPDATE oracle_verification SET status = 'approved', approved_by = %s, intent_key = %s WHERE id = %s",
+                        (by, key, vid))
+    return {"id": vid, "status": "approved", "intent_key": key}
+
+
+def mpesa_request(pool: Any, checkout_id: str) -> dict[str, Any] | None:
+    with pool.connection() as conn:
+        row = conn.execute("SELECT amount, target, status FROM oracle_mpesa_request WHERE checkout_request_id = %s",
+                           (checkout_id,)).fetchone()
+    return None if row is None else {"amount": row[0], "target": row[1], "status": row[2]}
+
+
+def save_mpesa_request(pool: Any, merchant_id: str, checkout_id: str, amount: int, target: dict[str, Any]) -> None:
+    with pool.connection() as conn, conn.transaction():
+        conn.execute("INSERT INTO oracle_mpesa_request (checkout_request_id, merchant_request_id, amount, target, status)"
+                     " VALUES (%s, %s, %s, %s, 'pending') ON CONFLICT DO NOTHING", (checkout_id, merchant_id, amount, Jsonb(target)))
+
+
+def settle_mpesa(pool: Any, chain: str, event: Any, intent: Intent | None, status: str, code: int, receipt: str | None) -> Any:
+    """Event + intent + request status in one transaction."""
+    from oracle.outbox import insert_event
+
+    with pool.connection() as conn, conn.transaction():
+        cur = conn.cursor()
+        res = insert_intent(cur, chain, intent) if intent else None
+        insert_event(cur, event, intent.key if intent else None)
+        cur.execute("UPDATE oracle_mpesa_request SET status = %s, result_code = %s, receipt = %s, updated_at = now()"
+                    " WHERE checkout_request_id = %s AND status <> 'paid'", (status, code, receipt, event.event_id))
+    return res

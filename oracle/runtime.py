@@ -1,0 +1,132 @@
+"""`run(settings)`: the oracle daemon. uvicorn serves the ingress; a thread runs the sender; apscheduler runs the
+jobs. SIGTERM: stop accepting, finish the sender round, stop the scheduler, close the pool, exit 0."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+
+from carbonledger.config import ConfigError, Settings
+from chains.evm.rpc import RpcClient
+from chains.evm.writer import EvmWriter
+from oracle.app import OracleApp
+from oracle.signer import load_signer
+
+log = logging.getLogger("carbonledger.oracle")
+
+
+def make_daraja(settings: Any) -> Any:
+    from oracle.ingress.mpesa import Daraja
+
+    if not (settings.mpesa_consumer_key and settings.mpesa_consumer_secret and settings.mpesa_passkey):
+        return None
+    return Daraja(settings.mpesa_api_base, settings.mpesa_consumer_key.get_secret_value(),
+                  settings.mpesa_consumer_secret.get_secret_value(), settings.mpesa_shortcode,
+                  settings.mpesa_passkey.get_secret_value())
+
+
+class _Collector:
+    """Scrape-time metrics: intents by status, in-flight txs, signer balance."""
+
+    def __init__(self, oracle: Oracle) -> None:
+        self.o = oracle
+
+    def collect(self) -> Any:
+        from oracle.outbox import status_counts
+        from store.outbox import INTENT_STATUSES
+
+        g = GaugeMetricFamily("oracle_intents", "Intents by status", labels=["status"])
+        try:
+            counts = status_counts(self.o.pool)
+        except Exception:  # noqa: BLE001
+            counts = {}
+        for st in INTENT_STATUSES:
+            g.add_metric([st], counts.get(st, 0))
+        yield g
+        yield GaugeMetricFamily("oracle_in_flight", "Transactions in flight (this process)", value=len(self.o.sender.inflight))
+        yield GaugeMetricFamily("oracle_nonce_owner", "1 when this process owns the signing key's nonces",
+                                value=1 if self.o.sender.lease.held else 0)
+        try:
+            bal = self.o.writer.balance()
+        except Exception:  # noqa: BLE001
+            bal = float("nan")
+        yield GaugeMetricFamily("oracle_signer_balance_wei", "Signer balance", value=bal)
+
+
+class Oracle:
+    def __init__(self, settings: Settings, database_url: str) -> None:
+        from psycopg_pool import ConnectionPool
+
+        from store.engine import libpq_url
+
+        self.settings = settings
+        o = settings.oracle
+        if not settings.chains:
+            raise ConfigError("oracle: no chains configured")
+        self.chain = o.chain or next(iter(settings.chains))
+        cs = settings.chains[self.chain]
+        contracts = {n: c.address for n, c in cs.resolved_contracts(self.chain).items()}
+        self.url = libpq_url(database_url)
+        self.pool = ConnectionPool(self.url, min_size=2, max_size=12, open=True, timeout=10)
+        # Short timeouts and few retries: a hung node must surface as "maybe sent", not stall the loop for minutes.
+        self.rpc = RpcClient(str(cs.rpc_url).rstrip("/"), timeout_s=min(cs.request_timeout_s, 5.0), retries=2)
+        chain_id = self._chain_id(cs.chain_id)
+        self.writer = EvmWriter(self.chain, self.rpc, chain_id, load_signer(o), contracts)
+        self.stop = threading.Event()
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        from oracle.sender import Sender
+
+        self.sender = Sender(self.url, self.pool, self.writer, o, owner, self.stop)
+        self.registry = CollectorRegistry()
+        self.registry.register(_Collector(self))
+        self.app = OracleApp(self.pool, o, self.chain, sender=self.sender, registry=self.registry, daraja=make_daraja(o))
+        log.info("oracle configured", extra={"chain": self.chain, "signer": self.writer.address(), "owner": owner})
+
+    def _chain_id(self, expected: int | None) -> int:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                got = int(self.rpc.call("eth_chainId"), 16)
+                break
+            except Exception:  # noqa: BLE001 - node not up yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        if expected is not None and got != expected:
+            raise ConfigError(f"chain {self.chain!r}: node reports chain id {got}, config expects {expected}")
+        return got
+
+    def run(self) -> int:
+        import uvicorn
+
+        from carbonledger.service import stop_on_signals
+        from oracle.reconciliation import schedule
+
+        o = self.settings.oracle
+        server = uvicorn.Server(uvicorn.Config(self.app.asgi(), host=o.host, port=o.port, log_level="warning",
+                                               access_log=False, lifespan="off"))
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own SIGTERM
+        sender = threading.Thread(target=self.sender.run, name="sender", daemon=True)
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
+        sched = schedule(self.pool, self.chain, o)
+        stop_on_signals(self.stop)
+        threading.Thread(target=lambda: (self.stop.wait(), setattr(server, "should_exit", True)), daemon=True).start()
+        sender.start()
+        try:
+            server.run()
+        finally:
+            self.stop.set()
+            sender.join(timeout=15)
+            sched.shutdown(wait=False)
+            self.pool.close()
+            self.rpc.close()
+            log.info("oracle stopped")
+        return 0

@@ -1,0 +1,326 @@
+"""Test and bench helpers: a deployed world on anvil, signed Stripe deliveries, an oracle subprocess, a fake Daraja.
+
+Uses anvil's public devnet keys only. Not imported by the daemon.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from carbonledger.devnet import DEVNET_KEYS
+
+ROOT = Path(__file__).resolve().parent.parent
+ORACLE_KEY = DEVNET_KEYS[1]
+WHSEC = "whsec_test_primary"
+WHSEC_OLD = "whsec_test_rotated_out"
+
+
+@dataclass
+class World:
+    w3: Any
+    deployment: Any
+    admin: str
+    oracle: str
+    listing_id: int
+    batch_id: int
+    order_ids: list[int]
+
+    def address(self, name: str) -> str:
+        return self.deployment.address(name)
+
+    def contract(self, name: str) -> Any:
+        return self.deployment.contract(self.w3, name)
+
+
+def deploy_world(rpc_url: str, *, listing_amount: int = 10**6, orders: int = 0) -> World:
+    """Deploy the protocol; oracle key gets ORACLE/SETTLER/ISSUER; one big listing; `orders` escrow orders."""
+    from eth_account import Account
+    from web3 import Web3
+
+    from chains.evm.deploy import deploy_protocol
+
+    w3 = Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
+    admin = w3.eth.accounts[0]
+    oracle = Account.from_key(ORACLE_KEY).address
+    dep = deploy_protocol(w3, admin, roles={"ORACLE_ROLE": [oracle], "SETTLER_ROLE": [oracle],
+                                            "ISSUER_ROLE": [oracle, admin]})
+    cc, mk, es = dep.contract(w3, "CarbonCredit"), dep.contract(w3, "Marketplace"), dep.contract(w3, "Escrow")
+
+    def tx(call: Any) -> Any:
+        r = w3.eth.wait_for_transaction_receipt(call.transact({"from": admin}))
+        assert r["status"] == 1
+        return r
+
+    tx(cc.functions.createBatch("proj-1", 2024, "VM0042", "Verra", "VCS-1", b"\x11" * 32))
+    batch_id = cc.functions.batchCount().call()
+    tx(cc.functions.mint(admin, batch_id, listing_amount, b"\x22" * 32))
+    tx(cc.functions.setApprovalForAll(mk.address, True))
+    tx(mk.functions.list(batch_id, listing_amount, 1))
+    listing_id = mk.functions.listingCount().call()
+    order_ids = []
+    for i in range(orders):
+        tx(es.functions.createOrder(w3.eth.accounts[2], 1000 + i, b"\x33" * 32))
+        order_ids.append(es.functions.orderCount().call())
+    return World(w3, dep, admin, oracle, listing_id, batch_id, order_ids)
+
+
+def payment_event(pi_id: str, metadata: dict[str, Any], *, event_id: str | None = None, amount: int = 1099) -> dict:
+    """A `payment_intent.succeeded` event shaped like Stripe's (fields as in the API fixtures)."""
+    return {"id": event_id or f"evt_{pi_id[3:]}", "object": "event", "api_version": "2024-06-20", "created": int(time.time()),
+            "livemode": False, "pending_webhooks": 1, "request": {"id": None, "idempotency_key": None},
+            "type": "payment_intent.succeeded",
+            "data": {"object": {"id": pi_id, "object": "payment_intent", "amount": amount, "amount_received": amount,
+                                "currency": "usd", "status": "succeeded", "metadata": metadata}}}
+
+
+def signed(event: dict, secret: str = WHSEC, timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
+    """Body and headers as Stripe sends them (signature built by the stripe library's own helper)."""
+    import stripe
+
+    body = json.dumps(event, separators=(",", ":"))
+    header = stripe.WebhookSignature.generate_signature_header(body, secret, timestamp=timestamp)
+    return body.encode(), {"stripe-signature": header, "content-type": "application/json"}
+
+
+def write_config(path: Path, *, rpc_url: str, deployment_file: Path, db_url: str, port: int, chain: str = "local",
+                 extra: str = "") -> Path:
+    path.write_text(f"""
+[database]
+url = "{db_url}"
+
+[chains.{chain}]
+rpc_url = "{rpc_url}"
+deployment = "{deployment_file}"
+request_timeout_s = 3.0
+
+[oracle]
+port = {port}
+chain = "{chain}"
+stripe_webhook_secrets = ["{WHSEC}", "{WHSEC_OLD}"]
+confirmations = 1
+max_in_flight = 64
+fee_bump_after_s = 20.0
+poll_interval_s = 0.05
+{extra}
+""")
+    return path
+
+
+class OracleProcess:
+    """`carbonledger oracle run` as a subprocess (key via env), logs appended to `log_path`."""
+
+    def __init__(self, config: Path, port: int, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.config, self.port, self.log_path = config, port, log_path
+        self.env = {**os.environ, "CARBONLEDGER_SIGNER_KEY": ORACLE_KEY, **(env or {})}
+        self.env.pop("CARBONLEDGER_DATABASE_URL", None)  # the config file names the test's database
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, wait: bool = True) -> OracleProcess:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "carbonledger.cli", "--config", str(self.config), "oracle", "run"],
+                                     cwd=ROOT, env=self.env, stdout=log, stderr=log)
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"oracle exited {self.proc.returncode}; see {self.log_path}")
+            try:
+                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("oracle not ready")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def terminate(self, timeout: float = 20) -> int:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            return self.proc.wait(timeout)
+        return self.proc.returncode if self.proc else 0
+
+
+def wait_until(pred: Any, timeout: float, interval: float = 0.1, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def count_events(w3: Any, contract: Any, event: str, from_block: int = 0) -> list[dict]:
+    """Decoded logs of `event` via raw eth_getLogs (chunked), for exactly-once counting."""
+    ev = getattr(contract.events, event)
+    head = w3.eth.block_number
+    out: list[dict] = []
+    step = 2000
+    topic = ev().topic
+    topic = topic if isinstance(topic, str) else "0x" + bytes(topic).hex()
+    topic = topic if topic.startswith("0x") else "0x" + topic
+    for start in range(from_block, head + 1, step):
+        params = {"address": contract.address, "fromBlock": hex(start), "toBlock": hex(min(start + step - 1, head))}
+        if topic:
+            params["topics"] = [topic]
+        for raw in w3.eth.get_logs(params):
+            out.append(dict(ev().process_log(raw)["args"]))
+    return out
+
+
+DARAJA_SETTINGS = {"mpesa_consumer_key": "ck", "mpesa_consumer_secret": "cs", "mpesa_passkey": "pk",
+                   "mpesa_callback_secret": "cb-secret-123", "mpesa_allowed_ips": ["127.0.0.1/32"],
+                   "mpesa_callback_url": "https://oracle.example/webhooks/mpesa/cb-secret-123"}
+
+
+class Rig:
+    """An oracle in process: the ASGI app through httpx, the sender driven round by round."""
+
+    def __init__(self, db_url: str, anvil: Any, daraja_url: str | None = None, **overrides: Any) -> None:
+        import threading
+
+        from psycopg_pool import ConnectionPool
+
+        from carbonledger.config import OracleSettings
+        from carbonledger.secrets import PrivateKey
+        from chains.evm.rpc import RpcClient
+        from chains.evm.writer import EvmWriter
+        from oracle.app import OracleApp
+        from oracle.sender import Sender
+        from store.engine import libpq_url
+
+        self.world = deploy_world(anvil.url, orders=3)
+        self.url = libpq_url(db_url)
+        self.pool = ConnectionPool(self.url, min_size=1, max_size=6, open=True)
+        if daraja_url:
+            overrides = {**DARAJA_SETTINGS, "mpesa_api_base": daraja_url, **overrides}
+        self.settings = OracleSettings(**{"stripe_webhook_secrets": [WHSEC], "max_in_flight": 8, **overrides})
+        contracts = {n: c.address for n, c in self.world.deployment.contracts.items()}
+        self.rpc = RpcClient(anvil.url, timeout_s=3, retries=1)
+        self.writer = EvmWriter("local", self.rpc, 31337, PrivateKey(ORACLE_KEY), contracts)
+        self.sender = Sender(self.url, self.pool, self.writer, self.settings, "test-owner", threading.Event())
+        daraja = None
+        if daraja_url:
+            from oracle.runtime import make_daraja
+
+            daraja = make_daraja(self.settings)
+        self.app = OracleApp(self.pool, self.settings, "local", sender=self.sender, daraja=daraja)
+        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app.asgi()), base_url="http://oracle")
+
+    async def post_event(self, event: dict, **kw: Any) -> httpx.Response:
+        body, headers = signed(event, **kw)
+        return await self.client.post("/webhooks/stripe", content=body, headers=headers)
+
+    def drain(self, rounds: int = 200) -> None:
+        for _ in range(rounds):
+            self.sender.run_once()
+            with self.pool.connection() as c:
+                if not c.execute("SELECT 1 FROM oracle_intent WHERE status IN ('pending','signed','sent') LIMIT 1").fetchone():
+                    return
+        raise AssertionError("intents did not settle")
+
+    def status(self, key: str) -> str | None:
+        with self.pool.connection() as c:
+            row = c.execute("SELECT status FROM oracle_intent WHERE idempotency_key = %s", (key,)).fetchone()
+        return row[0] if row else None
+
+    def close(self) -> None:
+        self.sender.lease.release()
+        self.pool.close()
+        self.rpc.close()
+
+
+class FakeDaraja:
+    """A local server speaking Daraja's JSON: OAuth token, STK push, STK push query (answers set per checkout)."""
+
+    def __init__(self) -> None:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+        from starlette.routing import Route
+
+        self.results: dict[str, str] = {}  # CheckoutRequestID -> ResultCode (Daraja sends strings)
+        self.queries: list[str] = []
+        self.pushes: list[dict] = []
+        self.token = "tok_" + os.urandom(4).hex()
+
+        async def oauth(request: Request) -> JSONResponse:
+            if not request.headers.get("authorization", "").startswith("Basic "):
+                return JSONResponse({"errorMessage": "Invalid Authentication"}, status_code=400)
+            return JSONResponse({"access_token": self.token, "expires_in": "3599"})
+
+        def authed(request: Request) -> bool:
+            return request.headers.get("authorization") == f"Bearer {self.token}"
+
+        async def push(request: Request) -> JSONResponse:
+            if not authed(request):
+                return JSONResponse({"errorCode": "404.001.03", "errorMessage": "Invalid Access Token"}, status_code=401)
+            body = await request.json()
+            n = len(self.pushes) + 1
+            self.pushes.append({k: v for k, v in body.items() if k not in ("PhoneNumber", "PartyA")})
+            cid = f"ws_CO_{n:06d}"
+            self.results.setdefault(cid, "0")
+            return JSONResponse({"MerchantRequestID": f"{n}-1", "CheckoutRequestID": cid, "ResponseCode": "0",
+                                 "ResponseDescription": "Success. Request accepted for processing",
+                                 "CustomerMessage": "Success. Request accepted for processing"})
+
+        async def query(request: Request) -> JSONResponse:
+            if not authed(request):
+                return JSONResponse({"errorCode": "404.001.03", "errorMessage": "Invalid Access Token"}, status_code=401)
+            body = await request.json()
+            cid = body.get("CheckoutRequestID")
+            self.queries.append(cid)
+            if cid not in self.results:
+                return JSONResponse({"requestId": "1", "errorCode": "400.002.02",
+                                     "errorMessage": "Bad Request - Invalid CheckoutRequestID"}, status_code=400)
+            code = self.results[cid]
+            return JSONResponse({"ResponseCode": "0", "ResponseDescription": "The service request has been accepted successsfully",
+                                 "MerchantRequestID": "1-1", "CheckoutRequestID": cid, "ResultCode": code,
+                                 "ResultDesc": "The service request is processed successfully." if code == "0" else "Request cancelled by user"})
+
+        app = Starlette(routes=[Route("/oauth/v1/generate", oauth), Route("/mpesa/stkpush/v1/processrequest", push, methods=["POST"]),
+                                Route("/mpesa/stkpushquery/v1/query", query, methods=["POST"])])
+        import uvicorn
+
+        from carbonledger.anvil import free_port
+
+        self.port = free_port()
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
+        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> FakeDaraja:
+        self._thread.start()
+        wait_until(lambda: self._server.started, 10, 0.02, "fake daraja")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(5)
