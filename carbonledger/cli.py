@@ -87,6 +87,31 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run everything on embedded defaults and tell the marketplace story end to end."""
+    import time
+
+    from carbonledger.demo import Demo, print_report
+
+    if not args.verbose:
+        logging.getLogger().setLevel(logging.WARNING)  # the story is the output; -v shows the daemons' log lines
+    demo = Demo(database_url=args.database_url, rpc_url=args.rpc, api_port=args.api_port, oracle_port=args.oracle_port)
+    try:
+        print("starting: embedded Postgres, devnet chain, contracts, indexer, oracle, API ...", flush=True)
+        demo.start()
+        story = demo.story()
+        print_report(demo, story)
+        if not args.no_serve:
+            print("serving until Ctrl-C", flush=True)
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.stop()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="carbonledger", description=__doc__)
     p.add_argument("--config", "-c", help="TOML config (default: $CARBONLEDGER_CONFIG or ./carbonledger.toml)")
@@ -111,6 +136,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("config", help=cmd_config.__doc__)
     s.set_defaults(func=cmd_config)
+    s = sub.add_parser("demo", help=cmd_demo.__doc__)
+    s.add_argument("--database-url", help="Postgres server to create the demo database on (default: embedded)")
+    s.add_argument("--rpc", help="JSON-RPC URL of a devnet (default: an in-process eth-tester chain)")
+    s.add_argument("--api-port", type=int, default=8080)
+    s.add_argument("--oracle-port", type=int, default=8081)
+    s.add_argument("--no-serve", action="store_true", help="tell the story, print, and exit (for scripts and CI)")
+    s.add_argument("--verbose", "-v", action="store_true", help="show the daemons' structured log lines")
+    s.set_defaults(func=cmd_demo)
+
+    from gqlapi.cli import add_serve_command
+    from indexer.cli import add_index_command
+    from oracle.cli import add_oracle_command
+
+    add_index_command(sub)
+    add_oracle_command(sub)
+    add_serve_command(sub)
     return p
 
 

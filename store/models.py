@@ -188,6 +188,7 @@ class CreditBatch(Base, Versioned):
     __table_args__ = (
         Index("ix_credit_batch_current", "chain", "batch_id", postgresql_where=text("valid_to IS NULL")),
         Index("ix_credit_batch_project", "chain", "project_id"),
+        Index("ix_credit_batch_born", "chain", "valid_from"),  # reorg undo: versions born above the ancestor
     )
 
 
@@ -203,6 +204,7 @@ class Holding(Base, Versioned):
     __table_args__ = (
         Index("ix_holding_owner_current", "chain", "owner", "batch_id", postgresql_where=text("valid_to IS NULL")),
         Index("ix_holding_owner_range", "chain", "owner", "valid_from"),
+        Index("ix_holding_born", "chain", "valid_from"),  # reorg undo: versions born above the ancestor
     )
 
 
@@ -221,6 +223,7 @@ class Listing(Base, Versioned):
     __table_args__ = (
         Index("ix_listing_current", "chain", "batch_id", "status", postgresql_where=text("valid_to IS NULL")),
         Index("ix_listing_seller", "chain", "seller"),
+        Index("ix_listing_born", "chain", "valid_from"),  # reorg undo: versions born above the ancestor
     )
 
 
@@ -242,6 +245,7 @@ class EscrowOrder(Base, Versioned):
         Index("ix_escrow_order_current", "chain", "order_id", postgresql_where=text("valid_to IS NULL")),
         Index("ix_escrow_order_buyer", "chain", "buyer"),
         Index("ix_escrow_order_seller", "chain", "seller"),
+        Index("ix_escrow_order_born", "chain", "valid_from"),  # reorg undo: versions born above the ancestor
     )
 
 

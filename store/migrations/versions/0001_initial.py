@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 21:14:54.070327
+Create Date: 2026-11-22 22:07:13.088783
 """
 
 from alembic import op
@@ -35,6 +35,7 @@ def upgrade() -> None:
     sa.Column('valid_to', sa.BigInteger(), nullable=True),
     sa.PrimaryKeyConstraint('chain', 'batch_id', 'valid_from', name=op.f('pk_credit_batch'))
     )
+    op.create_index('ix_credit_batch_born', 'credit_batch', ['chain', 'valid_from'], unique=False)
     op.create_index('ix_credit_batch_current', 'credit_batch', ['chain', 'batch_id'], unique=False, postgresql_where=sa.text('valid_to IS NULL'))
     op.create_index('ix_credit_batch_project', 'credit_batch', ['chain', 'project_id'], unique=False)
     op.create_table('escrow_order',
@@ -55,6 +56,7 @@ def upgrade() -> None:
     sa.Column('valid_to', sa.BigInteger(), nullable=True),
     sa.PrimaryKeyConstraint('chain', 'order_id', 'valid_from', name=op.f('pk_escrow_order'))
     )
+    op.create_index('ix_escrow_order_born', 'escrow_order', ['chain', 'valid_from'], unique=False)
     op.create_index('ix_escrow_order_buyer', 'escrow_order', ['chain', 'buyer'], unique=False)
     op.create_index('ix_escrow_order_current', 'escrow_order', ['chain', 'order_id'], unique=False, postgresql_where=sa.text('valid_to IS NULL'))
     op.create_index('ix_escrow_order_seller', 'escrow_order', ['chain', 'seller'], unique=False)
@@ -69,6 +71,7 @@ def upgrade() -> None:
     sa.Column('valid_to', sa.BigInteger(), nullable=True),
     sa.PrimaryKeyConstraint('chain', 'owner', 'batch_id', 'valid_from', name=op.f('pk_holding'))
     )
+    op.create_index('ix_holding_born', 'holding', ['chain', 'valid_from'], unique=False)
     op.create_index('ix_holding_owner_current', 'holding', ['chain', 'owner', 'batch_id'], unique=False, postgresql_where=sa.text('valid_to IS NULL'))
     op.create_index('ix_holding_owner_range', 'holding', ['chain', 'owner', 'valid_from'], unique=False)
     op.create_table('indexed_block',
@@ -152,6 +155,7 @@ def upgrade() -> None:
     sa.Column('valid_to', sa.BigInteger(), nullable=True),
     sa.PrimaryKeyConstraint('chain', 'listing_id', 'valid_from', name=op.f('pk_listing'))
     )
+    op.create_index('ix_listing_born', 'listing', ['chain', 'valid_from'], unique=False)
     op.create_index('ix_listing_current', 'listing', ['chain', 'batch_id', 'status'], unique=False, postgresql_where=sa.text('valid_to IS NULL'))
     op.create_index('ix_listing_seller', 'listing', ['chain', 'seller'], unique=False)
     op.create_table('mint_event',
@@ -449,6 +453,7 @@ def downgrade() -> None:
     op.drop_table('mint_event')
     op.drop_index('ix_listing_seller', table_name='listing')
     op.drop_index('ix_listing_current', table_name='listing', postgresql_where=sa.text('valid_to IS NULL'))
+    op.drop_index('ix_listing_born', table_name='listing')
     op.drop_table('listing')
     op.drop_index('ix_ledger_entry_to', table_name='ledger_entry')
     op.drop_index('ix_ledger_entry_from', table_name='ledger_entry')
@@ -464,12 +469,15 @@ def downgrade() -> None:
     op.drop_table('indexed_block')
     op.drop_index('ix_holding_owner_range', table_name='holding')
     op.drop_index('ix_holding_owner_current', table_name='holding', postgresql_where=sa.text('valid_to IS NULL'))
+    op.drop_index('ix_holding_born', table_name='holding')
     op.drop_table('holding')
     op.drop_index('ix_escrow_order_seller', table_name='escrow_order')
     op.drop_index('ix_escrow_order_current', table_name='escrow_order', postgresql_where=sa.text('valid_to IS NULL'))
     op.drop_index('ix_escrow_order_buyer', table_name='escrow_order')
+    op.drop_index('ix_escrow_order_born', table_name='escrow_order')
     op.drop_table('escrow_order')
     op.drop_index('ix_credit_batch_project', table_name='credit_batch')
     op.drop_index('ix_credit_batch_current', table_name='credit_batch', postgresql_where=sa.text('valid_to IS NULL'))
+    op.drop_index('ix_credit_batch_born', table_name='credit_batch')
     op.drop_table('credit_batch')
     # ### end Alembic commands ###

@@ -1,0 +1,164 @@
+#!/usr/bin/env python3
+"""Cold backfill throughput: EventFlood on anvil -> `carbonledger index` handlers -> Postgres.
+
+Creates >= --events protocol events (BatchCreated/TransferSingle/Minted from `flood`, TransferSingle from
+`floodTransfers`, burn+Retired from `floodRetirements`) with EventFlood standing in for CarbonCredit, times a
+cold backfill with every handler into a fresh database, then in the same run times a raw binary COPY of the
+same number of ledger rows. Holders and batches are a fixed set, so entity count stays constant and memory
+should stay flat as --events grows. Ends with one `RESULT key=value ...` line.
+
+    CARBONLEDGER_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \
+        .venv/bin/python bench/backfill.py --events 200000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import psycopg  # noqa: E402
+from web3 import Web3  # noqa: E402
+
+from carbonledger.anvil import Anvil  # noqa: E402
+from chains.evm.deploy import deploy_contract  # noqa: E402
+from store.engine import libpq_url  # noqa: E402
+
+HOLDERS, BATCHES, PER_TX = 50, 20, 500
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class PeakRss:
+    def __init__(self) -> None:
+        self.peak, self._stop = rss_mb(), threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, rss_mb())
+
+    def __enter__(self) -> PeakRss:
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+
+
+def generate(w3: Web3, target: int) -> tuple[object, int, int]:
+    admin = w3.eth.accounts[0]
+    dep = deploy_contract(w3, admin, "EventFlood")
+    flood = w3.eth.contract(address=dep.address, abi=__import__("chains.evm.artifacts", fromlist=["abi"]).abi("EventFlood"))
+    holders = [Web3.to_checksum_address("0x" + f"{i + 1:040x}") for i in range(HOLDERS)]
+    tx = {"from": admin, "gas": 25_000_000}
+    flood.functions.flood(1, BATCHES, holders, 10**12).transact(tx)
+    events = BATCHES * (1 + 2 * HOLDERS)
+    n, cert = 0, 1
+    while events < target:
+        k = min(PER_TX, max(1, target - events))
+        batch = 1 + n % BATCHES
+        if n % 10 == 9:  # every tenth tx retires: burn + Retired per holder
+            hs = [holders[(n + i) % HOLDERS] for i in range(min(k // 2, HOLDERS))] or holders[:1]
+            flood.functions.floodRetirements(cert, batch, hs, 1).transact(tx)
+            cert += len(hs)
+            events += 2 * len(hs)
+        else:
+            frm = [holders[(n + i) % HOLDERS] for i in range(k)]
+            to = [holders[(n + 7 * i + 1) % HOLDERS] for i in range(k)]
+            flood.functions.floodTransfers(batch, frm, to, 1).transact(tx)
+            events += k
+        n += 1
+    return dep, events, w3.eth.block_number
+
+
+def raw_copy(url: str, rows: int) -> float:
+    """Binary COPY of `rows` ledger-shaped rows into an unlogged-free plain copy of ledger_entry."""
+    from indexer.tables import EVENTS
+
+    lay = EVENTS["ledger_entry"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE bench_copy (LIKE ledger_entry INCLUDING ALL)")
+        row = ["bench", "0x" + "ab" * 32, 0, 0, 7, "0x" + "11" * 20, "0x" + "22" * 20, "0x" + "33" * 20, 1, "transfer",
+               1, "0x" + "cd" * 32, 1_700_000_000]
+        t0 = time.perf_counter()
+        with conn.transaction(), conn.cursor().copy(lay.copy_sql.replace("ledger_entry", "bench_copy")) as cp:
+            cp.set_types(list(lay.types))
+            for i in range(rows):
+                row[2] = i
+                cp.write_row(row)
+        dt = time.perf_counter() - t0
+        conn.execute("DROP TABLE bench_copy")
+    return rows / dt
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--events", type=int, default=200_000)
+    p.add_argument("--profile", action="store_true", help="cProfile the backfill and print the top functions")
+    args = p.parse_args()
+    base = libpq_url(os.environ.get("CARBONLEDGER_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    name = f"cl_bench_{uuid.uuid4().hex[:8]}"
+    admin = psycopg.connect(base, autocommit=True)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    url = base.rsplit("/", 1)[0] + "/" + name
+    try:
+        from store.migrate import upgrade
+
+        upgrade(url)
+        with Anvil(extra_args=("--gas-limit", "30000000", "--code-size-limit", "100000")) as node:
+            w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 120}))
+            t0 = time.perf_counter()
+            dep, events, head = generate(w3, args.events)
+            gen_s = time.perf_counter() - t0
+            print(f"generated {events:,} events in {head} blocks in {gen_s:.1f}s")
+
+            from carbonledger.config import ChainSettings, ContractSettings, Settings
+            from indexer.runner import Indexer
+
+            settings = Settings(database={"url": url}, chains={"bench": ChainSettings(
+                rpc_url=node.url, finality_depth=0, use_finalized_tag=False, max_block_range=2000,
+                contracts={"CarbonCredit": ContractSettings(address=dep.address, start_block=dep.block_number)})})
+            idx = Indexer(settings, db_url=url)
+            base_rss = rss_mb()
+            prof = __import__("cProfile").Profile() if args.profile else None
+            with PeakRss() as mem:
+                t0 = time.perf_counter()
+                if prof:
+                    prof.enable()
+                code = idx.run(until=lambda i: all(s.stats.leader and s.caught_up() for s in i.syncs))
+                idx_s = time.perf_counter() - t0
+            if prof:
+                prof.disable()
+                __import__("pstats").Stats(prof).sort_stats("tottime").print_stats(18)
+            indexed = idx.syncs[0].stats.events
+            assert code == 0, code
+        with psycopg.connect(url) as conn:
+            ledger = conn.execute("SELECT count(*) FROM ledger_entry").fetchone()[0]
+        copy_rps = raw_copy(url, indexed)
+        eps = indexed / idx_s
+        print(f"indexed {indexed:,} events ({ledger:,} ledger rows) in {idx_s:.2f}s: {eps:,.0f} events/s")
+        print(f"raw binary COPY of {indexed:,} rows: {copy_rps:,.0f} rows/s; ratio {eps / copy_rps:.3f}")
+        print(f"peak RSS during backfill {mem.peak:.0f} MB (process baseline before it {base_rss:.0f} MB)")
+        print(f"RESULT events={indexed} blocks={head} index_s={idx_s:.2f} events_per_s={eps:.0f} "
+              f"copy_rows_per_s={copy_rps:.0f} ratio={eps / copy_rps:.3f} peak_rss_mb={mem.peak:.0f} "
+              f"rss_growth_mb={mem.peak - base_rss:.0f}")
+        return 0
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

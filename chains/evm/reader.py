@@ -1,0 +1,123 @@
+"""EvmReader: the EVM implementation of `chains.base.ChainReader` over raw JSON-RPC.
+
+Logs come from `eth_getLogs` filtered by the followed addresses, over an adaptive block range: a node that
+answers "too many results"/"range too large" or times out makes the range shrink (halving, down to one block),
+each success lets it grow back (doubling, up to `max_block_range`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from chains.base import Block, ChainEvent, ChainReader, UndecodableLog, register_family
+from chains.evm.decode import LogDecoder, _int, decode_block, decode_logs
+from chains.evm.rpc import RpcClient, RpcError, RpcTransportError
+
+log = logging.getLogger("carbonledger.evm.reader")
+
+# Substrings by which providers say "this getLogs range is too big" (geth, erigon, alchemy, infura, quicknode).
+_TOO_BIG = ("too many", "range", "limit", "exceed", "query returned more than", "response size", "timeout")
+
+
+class EvmReader(ChainReader):
+    """Heads, blocks and decoded protocol events of one EVM chain."""
+
+    def __init__(self, chain: str, rpc: RpcClient | str, contracts: Mapping[str, tuple[str, Sequence[Mapping[str, Any]]]],
+                 *, use_finalized_tag: bool = True, max_block_range: int = 2000, timeout_s: float = 10.0,
+                 retries: int = 6) -> None:
+        """contracts: protocol contract name -> (address, abi)."""
+        self.chain = chain
+        self.rpc = rpc if isinstance(rpc, RpcClient) else RpcClient(rpc, timeout_s=timeout_s, retries=retries)
+        self.decoder = LogDecoder(chain, contracts)
+        self.use_finalized_tag = use_finalized_tag
+        self.max_block_range = max_block_range
+        self.range_size = min(100, max_block_range)
+
+    @classmethod
+    def from_settings(cls, chain: str, settings: Any) -> EvmReader:
+        """Build from a `ChainSettings` (addresses from config or the deployment file, ABIs from abis/)."""
+        from chains.evm.artifacts import abi
+
+        contracts = {name: (c.address, abi(name)) for name, c in settings.resolved_contracts(chain).items()}
+        return cls(chain, str(settings.rpc_url).rstrip("/"), contracts, use_finalized_tag=settings.use_finalized_tag,
+                   max_block_range=settings.max_block_range, timeout_s=settings.request_timeout_s,
+                   retries=settings.retries)
+
+    # ------------------------------------------------------------------ blocks
+
+    def chain_id(self) -> int:
+        return int(self.rpc.call("eth_chainId"), 16)
+
+    def head(self) -> Block:
+        return decode_block(self.chain, self.rpc.call("eth_getBlockByNumber", ["latest", False]))
+
+    def finalized(self, head: Block, depth: int) -> int:
+        if self.use_finalized_tag:
+            try:
+                raw = self.rpc.call("eth_getBlockByNumber", ["finalized", False])
+                if raw:
+                    return _int(raw["number"])
+            except RpcError:
+                pass  # node without the tag: fall back to depth
+        return max(head.number - depth, -1)
+
+    def block(self, number: int) -> Block | None:
+        raw = self.rpc.call("eth_getBlockByNumber", [hex(number), False])
+        return decode_block(self.chain, raw) if raw else None
+
+    def blocks(self, numbers: Sequence[int], chunk: int = 20) -> dict[int, Block]:
+        """Several headers in small JSON-RPC batches; missing blocks are left out."""
+        out: dict[int, Block] = {}
+        nums = list(numbers)
+        for i in range(0, len(nums), chunk):
+            part = nums[i: i + chunk]
+            for raw in self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in part]):
+                if raw:
+                    b = decode_block(self.chain, raw)
+                    out[b.number] = b
+        return out
+
+    # ------------------------------------------------------------------ events
+
+    def _get_logs(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return self.rpc.call("eth_getLogs", [{"address": self.decoder.addresses, **params}])
+
+    def raw_logs(self, from_block: int, to_block: int) -> list[dict[str, Any]]:
+        """All logs of the followed contracts in [from, to], shrinking the request range where the node refuses."""
+        out: list[dict[str, Any]] = []
+        start = from_block
+        while start <= to_block:
+            end = min(to_block, start + self.range_size - 1)
+            try:
+                out.extend(self._get_logs({"fromBlock": hex(start), "toBlock": hex(end)}))
+            except (RpcError, RpcTransportError) as exc:
+                msg = str(exc).lower()
+                if end > start and (isinstance(exc, RpcTransportError) or any(s in msg for s in _TOO_BIG)):
+                    self.range_size = max(1, (end - start + 1) // 2)
+                    log.info("getLogs range shrunk", extra={"chain": self.chain, "range": self.range_size, "error": str(exc)[:200]})
+                    continue
+                raise
+            if end - start + 1 >= self.range_size:
+                self.range_size = min(self.max_block_range, self.range_size * 2)
+            start = end + 1
+        return out
+
+    def events(self, from_block: int, to_block: int) -> list[ChainEvent | UndecodableLog]:
+        logs = self.raw_logs(from_block, to_block)
+        missing = sorted({_int(l["blockNumber"]) for l in logs if l.get("blockTimestamp") is None})
+        stamps = {n: b.timestamp for n, b in self.blocks(missing).items()} if missing else {}
+        return decode_logs(self.decoder, logs, stamps)
+
+    def events_at(self, block: Block) -> list[ChainEvent | UndecodableLog]:
+        # By hash: the node answers for exactly this block or errors, never for a sibling on another branch.
+        logs = self._get_logs({"blockHash": block.hash})
+        return decode_logs(self.decoder, logs, {block.number: block.timestamp})
+
+
+def register_evm() -> None:
+    """Register the "evm" family: this reader with the oracle's chains.evm.writer.EvmWriter."""
+    from chains.evm.writer import EvmWriter
+
+    register_family("evm", EvmReader, EvmWriter)

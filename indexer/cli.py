@@ -1,0 +1,65 @@
+"""`carbonledger index`: run the indexer daemon with progress, JSON logs, /health /ready /metrics, SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import time
+
+log = logging.getLogger("carbonledger.indexer")
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    """Follow every configured chain into Postgres (backfill, then the head)."""
+    from carbonledger.config import load_settings
+    from carbonledger.logs import setup_logging
+    from carbonledger.service import OpsServer, stop_on_signals
+    from indexer.progress import Metrics, Progress
+    from indexer.runner import EXIT_REORG_TOO_DEEP, Indexer
+
+    settings = load_settings(args.config)
+    setup_logging(settings.log_level)
+    stop = threading.Event()
+    stop_on_signals(stop)
+    idx = Indexer(settings, stop=stop)
+    stats = [s.stats for s in idx.syncs]
+    metrics = Metrics()
+
+    def ready() -> tuple[bool, dict]:
+        detail = {s.chain: {"mode": s.mode, "block": s.block, "head": s.head, "lag": s.lag} for s in stats}
+        # A standby is ready (it serves nothing and takes over when needed); a leader when within 1 block of head.
+        ok = all(s.mode == "standby" or (s.leader and s.head >= 0 and s.lag <= 1) for s in stats)
+        return ok, {"chains": detail}
+
+    def health() -> tuple[bool, dict]:
+        # Wedged if the loop has not come round for a minute (each step is bounded by RPC timeouts).
+        stale = [s.chain for s in stats if time.monotonic() - s.last_step > 60]
+        return not stale, {"stalled": stale}
+
+    host, port = settings.indexer.host, args.port if args.port is not None else settings.indexer.port
+    ops = OpsServer(host, port, ready, metrics.registry, health).start() if port >= 0 else None
+    progress = Progress(stats, metrics, tty=None if not args.no_progress else False).start()
+    log.info("indexer started", extra={"chains": [s.chain for s in stats], "ops_port": ops.port if ops else None})
+    try:
+        if args.once:  # the same loop, stopping once every chain is caught up
+            code = idx.run(until=lambda i: all(s.stats.leader and s.caught_up() for s in i.syncs))
+        else:
+            code = idx.run()
+    finally:
+        progress.stop()
+        if ops:
+            ops.stop()
+    if code == EXIT_REORG_TOO_DEEP:
+        log.critical("indexer halted: reorg deeper than finality; data left untouched", extra={"exit_code": code})
+    else:
+        log.info("indexer stopped", extra={"exit_code": code})
+    return code
+
+
+def add_index_command(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("index", help=cmd_index.__doc__)
+    s.add_argument("--once", action="store_true", help="exit 0 once every chain is caught up to its head")
+    s.add_argument("--port", type=int, default=None, help="ops port (default indexer.port; 0 = any free, -1 = none)")
+    s.add_argument("--no-progress", action="store_true", help="no live table, JSON progress lines only")
+    s.set_defaults(func=cmd_index)

@@ -1,0 +1,1 @@
+"""One module per contract; each function handles one "Contract:Event"."""

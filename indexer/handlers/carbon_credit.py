@@ -1,0 +1,98 @@
+"""CarbonCredit: batches, mints, ERC-1155 movements (ledger + holdings) and retirements.
+
+Holdings: `tradable` is the owner's wallet balance. The Marketplace contract's own balance is not an owner
+row: credits it holds are the sellers' `listed` amounts (see marketplace.py), so a listing moves credits from
+tradable to listed of the same owner instead of to a pseudo-owner.
+"""
+
+from __future__ import annotations
+
+from chains.base import ChainEvent
+from indexer.context import Context
+from indexer.registry import handler
+from indexer.tables import CREDIT_BATCH, HOLDING, LEDGER_KINDS_PENDING
+
+ZERO = "0x" + "0" * 40
+
+
+def holding(ctx: Context, owner: str, batch_id: int) -> dict:
+    return ctx.get(HOLDING, (owner, batch_id)) or {"tradable": 0, "listed": 0, "retired": 0}
+
+
+def _bump(ctx: Context, owner: str, batch_id: int, field: str, delta: int) -> None:
+    h = holding(ctx, owner, batch_id)
+    ctx.put(HOLDING, (owner, batch_id), {**h, field: h[field] + delta})
+
+
+def _move(ctx: Context, ev: ChainEvent, seq: int, batch_id: int, value: int) -> None:
+    a = ev.args
+    src, dst = a["from"], a["to"]
+    market = ctx.addresses.get("Marketplace")
+    if src == ZERO:
+        kind = "mint"
+    elif dst == ZERO:
+        kind = "burn"
+    elif dst == market:
+        kind = "list"
+    elif src == market:
+        kind = LEDGER_KINDS_PENDING  # Sold or Cancelled later in the same tx decides: sale | unlist
+    else:
+        kind = "transfer"
+    row = ctx.insert("ledger_entry", ev, seq=seq, batch_id=batch_id, operator=a["operator"], from_addr=src,
+                     to_addr=dst, amount=value, kind=kind)
+    if kind == LEDGER_KINDS_PENDING:
+        ctx.marks.setdefault(ev.tx_hash, []).append(row)
+    if src != ZERO and src != market:
+        _bump(ctx, src, batch_id, "tradable", -value)
+    if dst != ZERO and dst != market:
+        _bump(ctx, dst, batch_id, "tradable", value)
+
+
+@handler("CarbonCredit:TransferSingle")
+def transfer_single(ev: ChainEvent, ctx: Context) -> None:
+    _move(ctx, ev, 0, ev.args["id"], ev.args["value"])
+
+
+@handler("CarbonCredit:TransferBatch")
+def transfer_batch(ev: ChainEvent, ctx: Context) -> None:
+    ids, values = ev.args["ids"], ev.args["values"]
+    if len(ids) != len(values):
+        ctx.error(ev, f"TransferBatch: {len(ids)} ids but {len(values)} values")
+        return
+    for seq, (batch_id, value) in enumerate(zip(ids, values)):
+        _move(ctx, ev, seq, batch_id, value)
+
+
+@handler("CarbonCredit:BatchCreated")
+def batch_created(ev: ChainEvent, ctx: Context) -> None:
+    a = ev.args
+    ctx.put(CREDIT_BATCH, (a["batchId"],), {
+        "project_id": a["projectId"], "vintage": a["vintage"], "methodology": a["methodology"],
+        "registry": a["registry"], "serial_number": a["serialNumber"], "metadata_hash": a["metadataHash"],
+        "created_block": ev.block_number, "created_tx": ev.tx_hash, "total_minted": 0, "total_retired": 0,
+    })
+
+
+def _batch_add(ctx: Context, ev: ChainEvent, batch_id: int, field: str, amount: int) -> None:
+    b = ctx.get(CREDIT_BATCH, (batch_id,))
+    if b is None:
+        ctx.error(ev, f"{ev.name} for unknown batch {batch_id}")
+        return
+    ctx.put(CREDIT_BATCH, (batch_id,), {**b, field: b[field] + amount})
+
+
+@handler("CarbonCredit:Minted")
+def minted(ev: ChainEvent, ctx: Context) -> None:
+    a = ev.args
+    ctx.insert("mint_event", ev, to_addr=a["to"], batch_id=a["batchId"], amount=a["amount"],
+               verification_hash=a["verificationHash"])
+    _batch_add(ctx, ev, a["batchId"], "total_minted", a["amount"])
+
+
+@handler("CarbonCredit:Retired")
+def retired(ev: ChainEvent, ctx: Context) -> None:
+    a = ev.args
+    ctx.insert("retirement", ev, certificate_id=a["certificateId"], holder=a["holder"], batch_id=a["batchId"],
+               amount=a["amount"], beneficiary=a["beneficiary"], reason=a["reason"])
+    _bump(ctx, a["holder"], a["batchId"], "retired", a["amount"])
+    _batch_add(ctx, ev, a["batchId"], "total_retired", a["amount"])

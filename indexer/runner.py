@@ -1,0 +1,158 @@
+"""The indexer daemon (arq style): `run(settings)` until stopped, `run_once(settings)` to catch up and return.
+
+One ChainSync per configured chain, each led by at most one process (indexer.lease). Chains are stepped
+round-robin in one thread; a unit of work is one range or one block, and the stop event is checked between
+units, so SIGTERM finishes the current block, commits it and exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import psycopg
+
+from carbonledger.config import ConfigError, Settings
+from carbonledger.database import resolve_database_url
+from chains.base import ReorgTooDeep
+from chains.evm.rpc import RpcError, RpcTransportError
+from indexer import writer
+from indexer.lease import Lease
+from indexer.sync import ChainSync
+
+log = logging.getLogger("carbonledger.indexer")
+
+EXIT_REORG_TOO_DEEP = 3
+
+
+def build_syncs(settings: Settings, db_url: str | None = None, **kw: object) -> list[ChainSync]:
+    from chains.evm.reader import EvmReader, register_evm
+
+    register_evm()
+    url = db_url or resolve_database_url(settings)
+    out = []
+    for name, cs in settings.chains.items():
+        contracts = cs.resolved_contracts(name)
+        reader = EvmReader.from_settings(name, cs)
+        if cs.chain_id is not None and (got := reader.chain_id()) != cs.chain_id:
+            raise ConfigError(f"chains.{name}.chain_id: node at {cs.rpc_url} reports chain id {got}, config expects {cs.chain_id}")
+        start = min((c.start_block for c in contracts.values()), default=0)
+        out.append(ChainSync(name, reader, url, addresses={n: c.address for n, c in contracts.items()},
+                             start_block=start, finality_depth=cs.finality_depth, max_span=cs.max_block_range, **kw))
+    return out
+
+
+class Indexer:
+    def __init__(self, settings: Settings, *, db_url: str | None = None, stop: threading.Event | None = None,
+                 **sync_kw: object) -> None:
+        self.settings = settings
+        self.db_url = db_url or resolve_database_url(settings)
+        self.stop = stop or threading.Event()
+        self.syncs = build_syncs(settings, self.db_url, **sync_kw)
+        self.leases = {s.chain: Lease(self.db_url, s.chain) for s in self.syncs}
+        self.poll = min((c.poll_interval_s for c in settings.chains.values()), default=1.0)
+        self._lease_checked = {s.chain: 0.0 for s in self.syncs}
+        self.wake = threading.Event()  # set by HeadWatchers when a chain pushes a new head
+        self.watchers = []
+        for name, cs in settings.chains.items():
+            if cs.ws_url:
+                from indexer.heads import HeadWatcher
+
+                self.watchers.append(HeadWatcher(name, cs.ws_url, self.wake, self.stop))
+
+    def _lead(self, sync: ChainSync) -> bool:
+        lease = self.leases[sync.chain]
+        if lease.held:
+            if time.monotonic() - self._lease_checked[sync.chain] > 2.0:
+                self._lease_checked[sync.chain] = time.monotonic()
+                if not lease.alive():
+                    log.warning("lost leadership", extra={"chain": sync.chain})
+                    sync.stats.leader, sync.stats.mode = False, "standby"
+            return lease.held
+        if lease.try_acquire():
+            try:
+                sync.load()
+            except psycopg.OperationalError as exc:
+                log.warning("database failure while taking the lead", extra={"chain": sync.chain, "error": str(exc)[:300]})
+                lease.release()
+                return False
+            log.info("leading chain", extra={"chain": sync.chain})
+            sync.stats.leader = True
+            return True
+        sync.stats.mode = "standby"
+        return False
+
+    def _step(self, sync: ChainSync) -> bool:
+        try:
+            return sync.step()
+        except writer.Fenced:
+            return True  # reloaded; the next step continues from the database's cursor
+        except (RpcError, RpcTransportError) as exc:
+            log.warning("rpc failure, will retry", extra={"chain": sync.chain, "error": str(exc)[:300]})
+            time.sleep(min(self.poll, 1.0))
+            return False
+        except psycopg.OperationalError as exc:
+            # Database trouble: give up the lead; re-acquiring it reconnects and reloads cursor and state.
+            log.warning("database failure, stepping down", extra={"chain": sync.chain, "error": str(exc)[:300]})
+            self.leases[sync.chain].release()
+            if sync.conn is not None:
+                sync.conn.close()
+            sync.stats.leader, sync.stats.mode = False, "standby"
+            time.sleep(1.0)
+            return False
+
+    def run(self, until: Callable[[Indexer], bool] | None = None) -> int:
+        """Index until the stop event is set (or `until(self)` is true); returns the process exit code."""
+        for w in self.watchers:
+            w.start()
+        try:
+            while not self.stop.is_set():
+                busy = False
+                for sync in self.syncs:
+                    if self.stop.is_set():
+                        break
+                    if self._lead(sync):
+                        busy = self._step(sync) or busy
+                if until is not None and until(self):
+                    break
+                if not busy:
+                    self._idle(self.poll if any(l.held for l in self.leases.values()) else 0.5)
+            return 0
+        except ReorgTooDeep:
+            return EXIT_REORG_TOO_DEEP
+        finally:
+            self.close()
+
+    def _idle(self, seconds: float) -> None:
+        """Wait up to `seconds`, waking early on stop or on a pushed new head."""
+        deadline = time.monotonic() + seconds
+        while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            if self.wake.wait(min(0.2, left)):
+                self.wake.clear()
+                return
+
+    def close(self) -> None:
+        for sync in self.syncs:
+            sync.close()
+        for lease in self.leases.values():
+            lease.release()
+
+
+def run(settings: Settings, *, stop: threading.Event | None = None, **kw: object) -> int:
+    """The daemon: index every configured chain until `stop` is set."""
+    return Indexer(settings, stop=stop, **kw).run()
+
+
+def run_once(settings: Settings, *, db_url: str | None = None, timeout_s: float = 300.0, **kw: object) -> int:
+    """Catch every chain up to its current head, then return the exit code (for tests and scripts)."""
+    deadline = time.monotonic() + timeout_s
+    idx = Indexer(settings, db_url=db_url, **kw)
+
+    def done(i: Indexer) -> bool:
+        if time.monotonic() > deadline:
+            raise TimeoutError("run_once did not catch up in time")
+        return all(s.stats.leader and s.caught_up() for s in i.syncs)
+
+    return idx.run(until=done)

@@ -1,0 +1,256 @@
+"""The sync loop of one chain: backfill finalized ranges in bulk, then follow the head block by block.
+
+Invariants kept here (DESIGN.md 1-3): the cursor moves only inside `writer.commit`, together with the rows of
+the blocks it covers; a new head block is accepted only if its parent is the block under the cursor, else the
+loop walks back over `indexed_block` to the common ancestor and `writer.undo`es everything above it. A reorg that
+would change a block at or below the finalized number raises ReorgTooDeep before anything is written. A node
+whose head is behind the cursor is lagging unless it shows a different hash for a block we hold.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import psycopg
+
+from chains.base import Block, ChainEvent, ChainReader, ReorgTooDeep, UndecodableLog
+from chains.evm.rpc import RpcError
+from indexer import writer
+from indexer.context import Context, StateCache
+from indexer.registry import load_handlers
+from store.engine import libpq_url
+
+log = logging.getLogger("carbonledger.indexer")
+
+
+@dataclass
+class Stats:
+    """Live figures of one chain, read by the progress display, /ready and /metrics."""
+
+    chain: str
+    block: int = -1
+    head: int = -1
+    finalized: int = -1
+    events: int = 0
+    blocks: int = 0
+    reorgs: int = 0
+    mode: str = "starting"  # starting | backfill | follow | standby
+    leader: bool = False
+    started: float = field(default_factory=time.monotonic)
+    last_step: float = field(default_factory=time.monotonic)
+
+    @property
+    def lag(self) -> int:
+        return max(0, self.head - self.block) if self.head >= 0 else -1
+
+
+class ChainSync:
+    """Indexes one chain into Postgres. `step()` does one unit of work: one range, one block or one head poll."""
+
+    def __init__(self, chain: str, reader: ChainReader, db_url: str, *, addresses: Mapping[str, str],
+                 start_block: int, finality_depth: int, target_events: int = 10_000, max_span: int = 2000,
+                 prefetch: bool = True, cache_limit: int = 1_000_000) -> None:
+        self.chain = chain
+        self.reader = reader
+        self.db_url = libpq_url(db_url)
+        self.addresses = dict(addresses)
+        self.start_block = start_block
+        self.depth = finality_depth
+        self.target_events = target_events
+        self.max_span = max_span
+        self.span = min(10, max_span)  # grows while ranges stay under target_events
+        self.handlers = load_handlers()
+        self.cache = StateCache(cache_limit)
+        self.stats = Stats(chain)
+        self.conn: psycopg.Connection | None = None
+        self.cursor: tuple[int, str | None] = (start_block - 1, None)
+        self.finalized_number = -1
+        self._head: Block | None = None
+        self._fin = -1
+        self._head_at = 0.0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"fetch-{chain}") if prefetch else None
+        self._next: tuple[int, int, Future] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def load(self) -> None:
+        """(Re)read the cursor and the state cache; call on start, after a lost race and after a reorg."""
+        if self.conn is None or self.conn.closed or self.conn.broken:
+            self.conn = psycopg.connect(self.db_url, autocommit=True)
+        with self.conn.transaction():
+            cur = writer.read_cursor(self.conn, self.chain)
+            self.cache.load(self.conn, self.chain)
+        self.cursor = (cur[0], cur[1]) if cur else (self.start_block - 1, None)
+        self.finalized_number = cur[2] if cur else -1
+        self.stats.block = self.cursor[0]
+        self._drop_prefetch()
+
+    def close(self) -> None:
+        self._drop_prefetch()
+        if self._pool:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self.conn is not None:
+            self.conn.close()
+
+    def _drop_prefetch(self) -> None:
+        if self._next is not None:
+            self._next[2].cancel()
+            self._next = None
+
+    # ------------------------------------------------------------------ the loop body
+
+    def _refresh_head(self) -> None:
+        head = self.reader.head()
+        self._head, self._head_at = head, time.monotonic()
+        self._fin = self.reader.finalized(head, self.depth)
+        self.stats.head, self.stats.finalized = head.number, self._fin
+
+    def caught_up(self) -> bool:
+        return self._head is not None and self.cursor[0] >= self._head.number
+
+    def step(self) -> bool:
+        """Do one unit of work; False when there was nothing to do (caught up, or the node lags)."""
+        self.stats.last_step = time.monotonic()
+        if self._head is None or self.cursor[0] >= self._head.number or time.monotonic() - self._head_at > 2.0:
+            self._refresh_head()
+        n = self.cursor[0]
+        if n < self._fin:
+            self.stats.mode = "backfill"
+            nxt = self._next
+            b = nxt[1] if nxt is not None and nxt[0] == n + 1 else min(self._fin, n + self.span)
+            self._backfill(n + 1, b)
+            return True
+        self.stats.mode = "follow"
+        self._drop_prefetch()
+        if self._head.number > n:
+            return self._follow(n + 1)
+        return self._check_stale()
+
+    def _fetch(self, a: int, b: int) -> tuple[list[ChainEvent | UndecodableLog], Block]:
+        events = list(self.reader.events(a, b))
+        end = self.reader.block(b)
+        if end is None:
+            raise RpcError(-1, f"block {b} not available", method="eth_getBlockByNumber")
+        return events, end
+
+    def _backfill(self, a: int, b: int) -> None:
+        nxt, self._next = self._next, None  # taken before .result(): a failed prefetch is not retried forever
+        if nxt is not None and nxt[:2] == (a, b):
+            events, end = nxt[2].result()
+        else:
+            if nxt is not None:
+                nxt[2].cancel()
+            events, end = self._fetch(a, b)
+        n_events = len(events)
+        # Keep ranges near the target event count: memory stays flat however dense the chain is.
+        if n_events > self.target_events:
+            self.span = max(1, self.span // 2)
+        elif n_events < self.target_events // 2:
+            self.span = min(self.max_span, self.span * 2)
+        if self._pool is not None and b < self._fin:
+            # Fetch the next range while this one is applied and written.
+            nb = min(self._fin, b + self.span)
+            self._next = (b + 1, nb, self._pool.submit(self._fetch, b + 1, nb))
+        ctx = self._context()
+        self._apply(ctx, events)
+        del events  # the rows are in ctx now; do not hold both through the COPY
+        self._commit(ctx, end)
+
+    def _follow(self, n: int) -> bool:
+        blk = self.reader.block(n)
+        if blk is None:
+            return False  # the node has not got it yet: a lagging node, not a reorg
+        if self.cursor[1] is not None and blk.parent_hash != self.cursor[1]:
+            self._reorg(f"block {n} has parent {blk.parent_hash[:10]}, we hold {self.cursor[1][:10]} at {n - 1}")
+            return True
+        try:
+            events = self.reader.events_at(blk)
+        except RpcError as exc:  # the block vanished between the two calls: look again next step
+            log.info("logs of block unavailable", extra={"chain": self.chain, "block": n, "error": str(exc)[:200]})
+            return False
+        ctx = self._context()
+        ctx.blocks.append(blk)
+        self._apply(ctx, events)
+        self._commit(ctx, blk)
+        return True
+
+    def _check_stale(self) -> bool:
+        """Head at or below the cursor: a lagging node (wait) unless it shows another hash for a block we hold."""
+        head = self._head
+        assert head is not None and self.conn is not None
+        row = self.conn.execute("SELECT hash FROM indexed_block WHERE chain = %s AND number = %s",
+                                (self.chain, head.number)).fetchone()
+        if row is not None and row[0] != head.hash:
+            self._reorg(f"head {head.number} is {head.hash[:10]}, we hold {row[0][:10]}")
+            return True
+        return False
+
+    # ------------------------------------------------------------------ apply and commit
+
+    def _context(self) -> Context:
+        return Context(self.chain, self.cache, self.addresses)
+
+    def _apply(self, ctx: Context, events: Sequence[ChainEvent | UndecodableLog]) -> None:
+        for ev in events:
+            if isinstance(ev, UndecodableLog):
+                log.warning("undecodable log", extra={"chain": self.chain, "block": ev.block_number, "tx": ev.tx_hash,
+                                                       "log_index": ev.log_index, "error": ev.error})
+                ctx.error(ev, ev.error)
+                continue
+            fn = self.handlers.get(ev.key)
+            if fn is None:
+                continue  # an event we do not index
+            ctx.block = ev.block_number
+            try:
+                fn(ev, ctx)
+            except Exception as exc:  # noqa: BLE001 - a bad event must not stop the chain; it is recorded
+                log.exception("handler failed", extra={"chain": self.chain, "event": ev.key, "tx": ev.tx_hash})
+                ctx.error(ev, f"handler {ev.key}: {type(exc).__name__}: {exc}")
+            ctx.events += 1
+
+    def _commit(self, ctx: Context, end: Block) -> None:
+        assert self.conn is not None
+        fin = max(self._fin, self.finalized_number)
+        try:
+            writer.commit(self.conn, ctx, self.cursor, end, fin, keep_from=fin - self.depth)
+        except writer.Fenced:
+            log.warning("cursor moved under us; reloading", extra={"chain": self.chain})
+            self.load()
+            raise
+        ctx.commit_to_cache()
+        s = self.stats
+        s.blocks += end.number - self.cursor[0]
+        s.block, s.events = end.number, s.events + ctx.events
+        self.cursor = (end.number, end.hash)
+        self.finalized_number = fin
+
+    # ------------------------------------------------------------------ reorgs
+
+    def _reorg(self, why: str) -> None:
+        assert self.conn is not None
+        self._drop_prefetch()
+        rows = self.conn.execute("SELECT number, hash FROM indexed_block WHERE chain = %s AND number <= %s "
+                                 "ORDER BY number DESC", (self.chain, self.cursor[0])).fetchall()
+        ancestor = None
+        for num, h in rows:
+            cb = self.reader.block(num)
+            if cb is not None and cb.hash == h:
+                ancestor = (num, h)
+                break
+            if num <= self.finalized_number:
+                break
+        if ancestor is None:
+            msg = (f"reorg deeper than finality on {self.chain}: {why}; no common ancestor above finalized block "
+                   f"{self.finalized_number}; nothing was rewritten")
+            log.critical(msg, extra={"chain": self.chain, "alert": "reorg_too_deep"})
+            raise ReorgTooDeep(msg)
+        depth = self.cursor[0] - ancestor[0]
+        writer.undo(self.conn, self.chain, self.cursor, ancestor[0], ancestor[1])
+        log.warning("reorg undone", extra={"chain": self.chain, "ancestor": ancestor[0], "depth": depth, "why": why})
+        self.stats.reorgs += 1
+        self.load()
+        self._head = None

@@ -1,0 +1,118 @@
+"""The one write path: everything a Context buffered, plus the cursor, in a single transaction.
+
+Binary COPY for event rows and new entity versions; one UPDATE ... FROM unnest(...) closes the versions they
+supersede. The cursor row is locked and compared first (fencing): if another process moved it, nothing is
+written, so two processes that both believe they lead can never write a block twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from chains.base import Block
+from indexer.context import Context
+from indexer.tables import EVENTS, VERSIONED
+
+EVENT_TABLES = list(EVENTS)
+
+
+class Fenced(Exception):
+    """The cursor in the database is not where this process expected it: another indexer wrote."""
+
+
+def read_cursor(conn: psycopg.Connection, chain: str, *, lock: bool = False) -> tuple[int, str, int] | None:
+    row = conn.execute(
+        "SELECT block_number, block_hash, finalized_number FROM indexer_cursor WHERE chain = %s"
+        + (" FOR UPDATE" if lock else ""), (chain,)).fetchone()
+    return (int(row[0]), row[1], int(row[2])) if row else None
+
+
+def _fence(conn: psycopg.Connection, chain: str, expected: tuple[int, str | None]) -> None:
+    got = read_cursor(conn, chain, lock=True)
+    have = (got[0], got[1]) if got else None
+    want = expected if expected[1] is not None else None
+    if have != want:
+        raise Fenced(f"cursor of {chain} is {got}, expected {expected}")
+
+
+def _copy(conn: psycopg.Connection, lay: Any, rows: list) -> None:
+    if not rows:
+        return
+    with conn.cursor().copy(lay.copy_sql) as cp:
+        cp.set_types(list(lay.types))
+        for r in rows:
+            cp.write_row(r)
+
+
+def _versions(ctx: Context, conn: psycopg.Connection) -> None:
+    for name, changes in ctx.versions.items():
+        if not changes:
+            continue
+        lay = VERSIONED[name]
+        # Close the committed current version of every touched entity at its first new block.
+        keys = list(changes)
+        cols = [[str(k[i]) for k in keys] for i in range(len(lay.key))]
+        firsts = [changes[k][0][0] for k in keys]
+        casts = ["numeric" if lay.types[lay.columns.index(c)] == "numeric" else "text" for c in lay.key]
+        unnest = ", ".join("%s::text[]" for _ in lay.key) + ", %s::int8[]"
+        match = " AND ".join(f"t.{c} = u.{c}::{cast}" for c, cast in zip(lay.key, casts))
+        conn.execute(
+            f"UPDATE {name} t SET valid_to = u.b FROM unnest({unnest}) AS u({', '.join(lay.key)}, b) "
+            f"WHERE t.chain = %s AND {match} AND t.valid_to IS NULL",
+            [*cols, firsts, ctx.chain])
+        rows = []
+        for key, hist in changes.items():
+            for i, (block, state) in enumerate(hist):
+                valid_to = hist[i + 1][0] if i + 1 < len(hist) else None
+                full = {**state, **dict(zip(lay.key, key)), "chain": ctx.chain, "valid_from": block, "valid_to": valid_to}
+                rows.append([full[c] for c in lay.columns])
+        _copy(conn, lay, rows)
+
+
+def commit(conn: psycopg.Connection, ctx: Context, expected: tuple[int, str | None], cursor: Block,
+           finalized: int, keep_from: int) -> None:
+    """Write ctx and move the cursor from `expected` to `cursor`, atomically. Raises Fenced on a lost race."""
+    with conn.transaction():
+        _fence(conn, ctx.chain, expected)
+        for name in EVENT_TABLES:
+            _copy(conn, EVENTS[name], ctx.rows[name])
+        _versions(ctx, conn)
+        blocks = {b.number: b for b in ctx.blocks}
+        blocks[cursor.number] = cursor
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO indexed_block (chain, number, hash, parent_hash, timestamp) VALUES (%s, %s, %s, %s, %s) "
+                "ON CONFLICT (chain, number) DO UPDATE SET hash = EXCLUDED.hash, parent_hash = EXCLUDED.parent_hash, "
+                "timestamp = EXCLUDED.timestamp",
+                [(ctx.chain, b.number, b.hash, b.parent_hash, b.timestamp) for b in blocks.values()])
+        conn.execute("DELETE FROM indexed_block WHERE chain = %s AND number < %s AND number <> %s",
+                     (ctx.chain, keep_from, cursor.number))
+        conn.execute(
+            "INSERT INTO indexer_cursor (chain, block_number, block_hash, finalized_number) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (chain) DO UPDATE SET block_number = EXCLUDED.block_number, block_hash = EXCLUDED.block_hash, "
+            "finalized_number = GREATEST(indexer_cursor.finalized_number, EXCLUDED.finalized_number), updated_at = now()",
+            (ctx.chain, cursor.number, cursor.hash, finalized))
+        conn.execute("SELECT pg_notify('carbonledger_block', %s)", (f"{ctx.chain}:{cursor.number}",))
+
+
+def undo(conn: psycopg.Connection, chain: str, expected: tuple[int, str | None], ancestor: int, ancestor_hash: str) -> None:
+    """Unwind everything above `ancestor` and put the cursor there, in one transaction."""
+    with conn.transaction():
+        _fence(conn, chain, expected)
+        for name in EVENT_TABLES:
+            conn.execute(f"DELETE FROM {name} WHERE chain = %s AND block_number > %s", (chain, ancestor))
+        for name, lay in VERSIONED.items():
+            # A version closed above the ancestor was closed by one born above it with the same key, so reopen
+            # through those (index on valid_from, then primary-key lookups) instead of scanning for valid_to.
+            keys = ", ".join(lay.key)
+            conn.execute(
+                f"UPDATE {name} SET valid_to = NULL WHERE chain = %s AND valid_to > %s AND valid_from <= %s "
+                f"AND ({keys}) IN (SELECT {keys} FROM {name} WHERE chain = %s AND valid_from > %s)",
+                (chain, ancestor, ancestor, chain, ancestor))
+            conn.execute(f"DELETE FROM {name} WHERE chain = %s AND valid_from > %s", (chain, ancestor))
+        conn.execute("DELETE FROM indexed_block WHERE chain = %s AND number > %s", (chain, ancestor))
+        conn.execute("UPDATE indexer_cursor SET block_number = %s, block_hash = %s, updated_at = now() WHERE chain = %s",
+                     (ancestor, ancestor_hash, chain))
+        conn.execute("SELECT pg_notify('carbonledger_block', %s)", (f"{chain}:{ancestor}",))

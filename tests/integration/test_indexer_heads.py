@@ -1,0 +1,36 @@
+"""With `ws_url` set, a new block is indexed at once (newHeads), not at the next poll."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from web3 import Web3
+
+from tests.integration.scenario import deploy, indexed_state, run_scenario, settings_for
+from tests.integration.test_indexer_reorg import Running
+
+pytestmark = pytest.mark.anvil
+
+
+def test_new_heads_wake_the_indexer(anvil, db_url):
+    w3 = Web3(Web3.HTTPProvider(anvil.url))
+    dep = deploy(w3)
+    run_scenario(w3, dep, actions=10, seed=41)
+    settings = settings_for(anvil.url, dep, db_url, poll_interval_s=30.0, finality_depth=2,
+                            ws_url=anvil.url.replace("http://", "ws://"))
+    run = Running(settings, db_url)
+    try:
+        run.wait_synced(w3, timeout=30)
+        time.sleep(0.5)
+        for _ in range(3):
+            before = len(indexed_state(db_url, "dev").ledger)
+            t0 = time.monotonic()
+            cc = dep.contract(w3, "CarbonCredit")
+            cc.functions.mint(w3.eth.accounts[1], 1, 5, Web3.keccak(text=str(t0))).transact({"from": w3.eth.accounts[0]})
+            run.wait_synced(w3, timeout=5)  # a 30 s poll could never make this
+            assert time.monotonic() - t0 < 3
+            assert len(indexed_state(db_url, "dev").ledger) == before + 1
+        assert run.idx.watchers[0].heads >= 3
+    finally:
+        assert run.stop() == 0

@@ -1,0 +1,163 @@
+"""chains.evm.decode against recorded mainnet JSON-RPC (../shared/fixtures/evm) and every protocol event ABI."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from eth_abi import encode
+
+from chains.base import ChainEvent, UndecodableLog
+from chains.evm.artifacts import PROTOCOL_CONTRACTS, abi
+from chains.evm.decode import EventDecoder, LogDecoder, decode_block, decode_logs, topic0
+
+ERC20_TRANSFER = {"type": "event", "name": "Transfer", "anonymous": False, "inputs": [
+    {"name": "from", "type": "address", "indexed": True}, {"name": "to", "type": "address", "indexed": True},
+    {"name": "value", "type": "uint256", "indexed": False}]}
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _result(path):
+    return json.loads(path.read_text())["result"]
+
+
+def test_blocks_match_expected(fixtures_dir):
+    d = fixtures_dir / "evm" / "stream_blocks_1755634_1755635"
+    expected = {b["number"]: b for b in _lines(d / "expected_blocks.json")}
+    for f in sorted(d.glob("web3_response.eth_getBlockByNumber_0x*_true.json")):
+        blk = decode_block("mainnet", _result(f))
+        exp = expected[blk.number]
+        assert (blk.hash, blk.parent_hash, blk.timestamp) == (exp["hash"], exp["parent_hash"], exp["timestamp"])
+
+
+def test_erc20_transfers_from_receipts_match_expected(fixtures_dir):
+    d = fixtures_dir / "evm" / "stream_blocks_1755634_1755635"
+    blocks = {decode_block("m", _result(f)).number: decode_block("m", _result(f))
+              for f in d.glob("web3_response.eth_getBlockByNumber_0x*_true.json")}
+    logs = [lg for f in sorted(d.glob("web3_response.eth_getTransactionReceipt_*.json")) for lg in _result(f)["logs"]]
+    expected = _lines(d / "expected_token_transfers.json")
+    token = {e["token_address"] for e in expected}
+    dec = LogDecoder("mainnet", {"ERC20": (a, [ERC20_TRANSFER]) for a in token} if len(token) == 1 else
+                     {f"ERC20_{i}": (a, [ERC20_TRANSFER]) for i, a in enumerate(token)})
+    got = [e for e in decode_logs(dec, logs, {n: b.timestamp for n, b in blocks.items()}) if isinstance(e, ChainEvent)]
+    assert len(got) == len(expected) > 0
+    for ev, exp in zip(got, expected):
+        assert ev.name == "Transfer"
+        assert (ev.args["from"], ev.args["to"], ev.args["value"]) == (exp["from_address"], exp["to_address"], exp["value"])
+        assert (ev.tx_hash, ev.log_index, ev.block_number, ev.block_hash, ev.block_timestamp) == (
+            exp["transaction_hash"], exp["log_index"], exp["block_number"], exp["block_hash"], exp["block_timestamp"])
+
+
+def test_receipt_logs_match_expected(fixtures_dir):
+    d = fixtures_dir / "evm" / "receipts_with_logs"
+    expected = {(e["transaction_hash"], e["log_index"]): e for e in _lines(d / "expected_logs.json")}
+    logs = [lg for f in sorted(d.glob("web3_response.eth_getTransactionReceipt_*.json")) for lg in (_result(f)["logs"] or [])]
+    addresses = {lg["address"] for lg in logs}
+    dec = LogDecoder("m", {f"T{i}": (a, [ERC20_TRANSFER]) for i, a in enumerate(sorted(addresses))})
+    got = decode_logs(dec, logs, {})
+    assert {(e.tx_hash, e.log_index) for e in got} == set(expected)
+    for ev in got:
+        exp = expected[(ev.tx_hash, ev.log_index)]
+        assert ev.block_number == exp["block_number"] and ev.address == exp["address"]
+        assert ev.args["value"] == int(exp["data"], 16)
+        assert ev.args["from"] == "0x" + exp["topics"][1][-40:]
+
+
+def test_erc1155_topics_match_published_index(fixtures_dir):
+    index = json.loads((fixtures_dir / "carbon-abis" / "event_topics_index.json").read_text())["events"]
+    known = {(e["abi"], e["event"]): e["topic0"] for e in index}
+    erc1155 = json.loads((fixtures_dir / "carbon-abis" / "ERC1155.json").read_text())
+    for item in erc1155:
+        if item.get("type") == "event":
+            assert topic0(item) == known[("ERC1155.json", item["name"])]
+    ours = {i["name"]: topic0(i) for i in abi("CarbonCredit") if i.get("type") == "event"}
+    assert ours["TransferSingle"] == known[("ERC1155.json", "TransferSingle")]
+    assert ours["TransferBatch"] == known[("ERC1155.json", "TransferBatch")]
+
+
+def _sample(typ: str, rng: random.Random):
+    if typ.endswith("[]"):
+        return [_sample(typ[:-2], rng) for _ in range(rng.randrange(0, 4))]
+    if typ == "address":
+        return "0x" + bytes(rng.randrange(256) for _ in range(20)).hex()
+    if typ.startswith("uint"):
+        return rng.randrange(2 ** int(typ[4:] or 256))
+    if typ == "bool":
+        return rng.random() < 0.5
+    if typ == "string":
+        return rng.choice(["", "x", "beneficiary ünïcode", "a" * 70])
+    if typ.startswith("bytes"):
+        return bytes(rng.randrange(256) for _ in range(int(typ[5:])))
+    raise TypeError(typ)
+
+
+def _topic(typ: str, v) -> str:
+    return "0x" + encode([typ], [v]).hex()
+
+
+def _norm(v):
+    if isinstance(v, bytes):
+        return "0x" + v.hex()
+    if isinstance(v, list):
+        return tuple(_norm(x) for x in v)
+    return v
+
+
+@pytest.mark.parametrize("contract", PROTOCOL_CONTRACTS)
+def test_every_protocol_event_round_trips(contract):
+    rng = random.Random(contract)
+    address = "0x" + "ab" * 20
+    dec = LogDecoder("dev", {contract: (address, abi(contract))})
+    events = [i for i in abi(contract) if i.get("type") == "event"]
+    assert events
+    for item in events:
+        for _ in range(5):
+            values = {i["name"]: _sample(i["type"], rng) for i in item["inputs"]}
+            idx = [i for i in item["inputs"] if i.get("indexed")]
+            data = [i for i in item["inputs"] if not i.get("indexed")]
+            log = {"address": address, "topics": [topic0(item)] + [_topic(i["type"], values[i["name"]]) for i in idx],
+                   "data": "0x" + encode([i["type"] for i in data], [values[i["name"]] for i in data]).hex(),
+                   "blockNumber": "0x10", "blockHash": "0x" + "11" * 32, "transactionHash": "0x" + "22" * 32,
+                   "logIndex": "0x3"}
+            ev = dec.decode(log, 1234)
+            assert isinstance(ev, ChainEvent), ev
+            assert (ev.contract, ev.name, ev.key) == (contract, item["name"], f"{contract}:{item['name']}")
+            assert dict(ev.args) == {k: _norm(v) for k, v in values.items()}
+
+
+def test_shared_topic0_is_decoded_by_emitting_address():
+    m, e = "0x" + "01" * 20, "0x" + "02" * 20
+    dec = LogDecoder("dev", {"Marketplace": (m, abi("Marketplace")), "Escrow": (e, abi("Escrow"))})
+    cancelled = next(i for i in abi("Marketplace") if i.get("name") == "Cancelled")
+    base = {"topics": [topic0(cancelled), _topic("uint256", 9)], "data": "0x", "blockNumber": "0x1",
+            "blockHash": "0x" + "00" * 32, "transactionHash": "0x" + "00" * 32, "logIndex": "0x0"}
+    assert dec.decode({**base, "address": m}, 0).contract == "Marketplace"
+    assert dec.decode({**base, "address": e.upper().replace("0X", "0x")}, 0).contract == "Escrow"
+
+
+def test_undecodable_and_unknown_logs():
+    a = "0x" + "01" * 20
+    dec = LogDecoder("dev", {"CarbonCredit": (a, abi("CarbonCredit"))})
+    ts = next(i for i in abi("CarbonCredit") if i.get("name") == "TransferSingle")
+    meta = {"address": a, "blockNumber": "0x5", "blockHash": "0x" + "aa" * 32, "transactionHash": "0x" + "bb" * 32,
+            "logIndex": "0x7"}
+    short = dec.decode({**meta, "topics": [topic0(ts)] + [_topic("address", a)] * 3, "data": "0x" + "00" * 40}, 0)
+    assert isinstance(short, UndecodableLog) and (short.block_number, short.log_index) == (5, 7) and "short" in short.error
+    wrong_topics = dec.decode({**meta, "topics": [topic0(ts)], "data": "0x" + "00" * 64}, 0)
+    assert isinstance(wrong_topics, UndecodableLog)
+    assert dec.decode({**meta, "topics": ["0x" + "99" * 32], "data": "0x"}, 0) is None
+    assert dec.decode({**meta, "address": "0x" + "03" * 20, "topics": [topic0(ts)], "data": "0x"}, 0) is None
+
+
+def test_static_fast_path_agrees_with_eth_abi():
+    ts = next(i for i in abi("CarbonCredit") if i.get("name") == "TransferSingle")
+    d = EventDecoder.from_abi("CarbonCredit", ts)
+    assert d.static
+    big = 2**256 - 1
+    args = d.decode_args([topic0(ts), _topic("address", "0x" + "11" * 20), _topic("address", "0x" + "00" * 20),
+                          _topic("address", "0x" + "ff" * 20)], "0x" + encode(["uint256", "uint256"], [big, 0]).hex())
+    assert args == {"operator": "0x" + "11" * 20, "from": "0x" + "00" * 20, "to": "0x" + "ff" * 20, "id": big, "value": 0}
