@@ -18,7 +18,6 @@ import os
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,9 +26,9 @@ sys.path.insert(0, str(ROOT))
 import psycopg  # noqa: E402
 from web3 import Web3  # noqa: E402
 
+from bench.common import scratch_database  # noqa: E402
 from carbonledger.anvil import Anvil  # noqa: E402
 from chains.evm.deploy import deploy_contract  # noqa: E402
-from store.engine import libpq_url  # noqa: E402
 
 HOLDERS, BATCHES, PER_TX = 50, 20, 500
 
@@ -108,15 +107,7 @@ def main() -> int:
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--profile", action="store_true", help="cProfile the backfill and print the top functions")
     args = p.parse_args()
-    base = libpq_url(os.environ.get("CARBONLEDGER_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
-    name = f"cl_bench_{uuid.uuid4().hex[:8]}"
-    admin = psycopg.connect(base, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    url = base.rsplit("/", 1)[0] + "/" + name
-    try:
-        from store.migrate import upgrade
-
-        upgrade(url)
+    with scratch_database("cl_bench") as url:
         with Anvil(extra_args=("--gas-limit", "30000000", "--code-size-limit", "100000")) as node:
             w3 = Web3(Web3.HTTPProvider(node.url, request_kwargs={"timeout": 120}))
             t0 = time.perf_counter()
@@ -155,9 +146,6 @@ def main() -> int:
               f"copy_rows_per_s={copy_rps:.0f} ratio={eps / copy_rps:.3f} peak_rss_mb={mem.peak:.0f} "
               f"rss_growth_mb={mem.peak - base_rss:.0f}")
         return 0
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
 
 
 if __name__ == "__main__":

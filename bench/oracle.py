@@ -13,12 +13,10 @@ Last line: RESULT key=value ...
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,19 +41,12 @@ def main() -> int:
     import httpx
     import psycopg
 
+    from bench.common import scratch_database
     from carbonledger.anvil import Anvil, free_port
     from oracle.testing import OracleProcess, deploy_world, payment_event, signed, write_config
-    from store.engine import libpq_url
-    from store.migrate import upgrade
 
-    base = libpq_url(os.environ.get("CARBONLEDGER_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
-    name = f"cl_bench_oracle_{uuid.uuid4().hex[:8]}"
-    admin = psycopg.connect(base, autocommit=True)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    db = base.rsplit("/", 1)[0] + "/" + name
     tmp = Path(tempfile.mkdtemp(prefix="bench-oracle-"))
-    try:
-        upgrade(db)
+    with scratch_database("cl_bench_oracle") as db:
         with Anvil() as anvil:
             world = deploy_world(anvil.url, listing_amount=10 * args.events)
             world.deployment.write(tmp / "deployment.json")
@@ -104,9 +95,6 @@ def main() -> int:
                   f"outbox_confirmed_per_s={args.events / float(spread):.1f} webhook_to_broadcast_p50_ms={pct(lat, 50):.1f} "
                   f"webhook_to_broadcast_p99_ms={pct(lat, 99):.1f} webhook_rtt_p50_ms={pct(rtt, 50) * 1000:.1f} "
                   f"webhook_rtt_p99_ms={pct(rtt, 99) * 1000:.1f} ingress_per_s={args.events / t_sent:.1f}")
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
     return 0
 
 

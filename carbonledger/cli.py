@@ -83,7 +83,14 @@ def cmd_config(args: argparse.Namespace) -> int:
     s = _settings(args)
     for chain, c in s.chains.items():
         c.resolved_contracts(chain)
-    print(s.model_dump_json(indent=2))
+    import json
+
+    from carbonledger.config import redact_url
+
+    dumped = s.model_dump(mode="json")  # SecretStr fields dump as ********; a database URL may hold a password
+    if dumped["database"]["url"]:
+        dumped["database"]["url"] = redact_url(dumped["database"]["url"])
+    print(json.dumps(dumped, indent=2))
     return 0
 
 

@@ -209,6 +209,14 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
+def redact_url(url: str) -> str:
+    """`url` with the password of its user info and any `password=` query parameter replaced by ***."""
+    import re
+
+    url = re.sub(r"^([^:/?#]+://[^:@/?#]*):[^@/?#]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
+
+
 def _describe(err: ValidationError) -> str:
     lines = []
     for e in err.errors():

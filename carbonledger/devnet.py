@@ -111,7 +111,10 @@ def make_app(devnet: Devnet) -> Starlette:
         def one(req: Any) -> dict[str, Any]:
             if not isinstance(req, dict) or "method" not in req:
                 return {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": "invalid request"}}
-            out = devnet.handle(str(req["method"]), list(req.get("params") or []))
+            params = req.get("params")
+            if params is not None and not isinstance(params, list):  # by-position only (what every client sends)
+                return {"jsonrpc": "2.0", "id": req.get("id"), "error": {"code": -32602, "message": "params must be an array"}}
+            out = devnet.handle(str(req["method"]), params or [])
             return {"jsonrpc": "2.0", "id": req.get("id"), **out}
 
         loop = asyncio.get_running_loop()

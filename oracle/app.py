@@ -13,6 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
 import psycopg
 from anyio import to_thread
 from eth_utils import keccak
@@ -42,6 +43,10 @@ def _errors(fn: Handler) -> Handler:
         except psycopg.OperationalError:
             log.warning("database unavailable", extra={"path": request.url.path})
             return JSONResponse({"error": "unavailable", "message": "database unavailable, retry"}, status_code=503)
+        except psycopg.DataError as exc:  # a value Postgres cannot store (e.g. a NUL in text): the input's fault
+            log.warning("input refused by the database", extra={"path": request.url.path, "error": type(exc).__name__})
+            return JSONResponse({"error": "invalid_field", "message": "a value cannot be stored (e.g. a NUL character)"},
+                                status_code=422)
         except Exception:  # noqa: BLE001 - a 500 the provider will retry; the body stays out of the log
             log.exception("ingress error", extra={"path": request.url.path})
             return JSONResponse({"error": "internal", "message": "internal error, retry"}, status_code=500)
@@ -106,7 +111,19 @@ class OracleApp:
         target = _payment_target(target)
         if self.daraja is None or not self.s.mpesa_callback_url:
             raise BadRequest(503, "not_configured", "Daraja API or callback URL not configured")
-        mid, cid = await self.daraja.stk_push(phone, amount, self.s.mpesa_callback_url, merchant)
+        try:
+            mid, cid = await self.daraja.stk_push(phone, amount, self.s.mpesa_callback_url, merchant)
+        except (httpx.HTTPStatusError, RuntimeError) as exc:  # Daraja answered and refused (bad phone, amount, ...)
+            status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else None
+            oauth = isinstance(exc, httpx.HTTPStatusError) and "/oauth/" in exc.request.url.path  # our credentials
+            if not oauth and (status is None or 400 <= status < 500):
+                log.warning("STK push refused", extra={"error": type(exc).__name__, "status": status})
+                raise BadRequest(422, "stk_push_refused", "Daraja refused the STK push (check phone and amount)") from None
+            log.warning("STK push failed", extra={"error": type(exc).__name__, "status": status})
+            raise BadRequest(503, "daraja_unavailable", "could not reach Daraja, retry") from None
+        except httpx.HTTPError as exc:  # unreachable or timed out (a timeout may hide a push: the retry re-prompts)
+            log.warning("STK push failed", extra={"error": type(exc).__name__})
+            raise BadRequest(503, "daraja_unavailable", "could not reach Daraja, retry") from None
         await self._db(records.save_mpesa_request, self.pool, mid, cid, amount, target)
         return JSONResponse({"checkout_request_id": cid}, status_code=202)
 

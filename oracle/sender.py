@@ -17,6 +17,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,9 @@ log = logging.getLogger("carbonledger.oracle.sender")
 
 _db_retry = retry(retry=retry_if_exception_type(psycopg.OperationalError), stop=stop_after_attempt(4),
                   wait=wait_exponential(multiplier=0.05, max=1), reraise=True)
+
+_INSERT_ATTEMPT = ("INSERT INTO oracle_attempt (intent_id, chain, signer, nonce, tx_hash, raw_tx, max_fee, priority_fee, gas,"
+                   " epoch) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
 
 
 @dataclass
@@ -121,13 +126,19 @@ class Sender:
         busy |= self._retry_and_bump()
         return busy
 
+    @contextmanager
+    def _fenced(self) -> Iterator[psycopg.Cursor]:
+        """A cursor in a pool transaction that first checks this sender still holds the lease (LeaseLost if not)."""
+        with self.pool.connection() as conn, conn.transaction():
+            cur = conn.cursor()
+            self.lease.fence(cur)
+            yield cur
+
     # ---- takeover ---------------------------------------------------------------------------------------
     def _recover(self) -> None:
         """A new owner: sync the nonce counter with the chain, reload every in-flight intent, resend its latest tx."""
         pending_nonce = self.writer.next_nonce()
-        with self.pool.connection() as conn, conn.transaction():
-            cur = conn.cursor()
-            self.lease.fence(cur)
+        with self._fenced() as cur:
             cur.execute(
                 "INSERT INTO oracle_nonce (chain, signer, next_nonce) VALUES (%s, %s, %s) ON CONFLICT (chain, signer)"
                 " DO UPDATE SET next_nonce = GREATEST(oracle_nonce.next_nonce, excluded.next_nonce)",
@@ -211,9 +222,7 @@ class Sender:
     def _requeue(self, f: InFlight, mined: int) -> None:
         log.warning("nonce consumed by another transaction; intent back to pending",
                     extra={"intent": f.key, "nonce": f.nonce, "mined_nonce": mined, "hashes": [a.tx_hash for a in f.attempts]})
-        with self.pool.connection() as conn, conn.transaction():
-            cur = conn.cursor()
-            self.lease.fence(cur)
+        with self._fenced() as cur:
             cur.execute("UPDATE oracle_intent SET status = 'pending', nonce = NULL, updated_at = now() WHERE id = %s",
                         (f.intent_id,))
         self.inflight.pop(f.nonce, None)
@@ -290,9 +299,7 @@ class Sender:
                                  gas, self.lease.epoch))
                 nonce += 1
             if attempts:
-                cur.executemany(
-                    "INSERT INTO oracle_attempt (intent_id, chain, signer, nonce, tx_hash, raw_tx, max_fee, priority_fee,"
-                    " gas, epoch) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", attempts)
+                cur.executemany(_INSERT_ATTEMPT, attempts)
                 cur.executemany(
                     "UPDATE oracle_intent SET status = 'signed', nonce = %s, signer = %s, tx_hash = %s, updated_at = now()"
                     " WHERE id = %s", [(a[3], self.signer, a[4], a[0]) for a in attempts])
@@ -329,12 +336,9 @@ class Sender:
 
     @_db_retry
     def _persist_attempts(self, pairs: list[tuple[InFlight, Attempt]]) -> None:
-        with self.pool.connection() as conn, conn.transaction():
-            cur = conn.cursor()
-            self.lease.fence(cur)
+        with self._fenced() as cur:
             cur.executemany(
-                "INSERT INTO oracle_attempt (intent_id, chain, signer, nonce, tx_hash, raw_tx, max_fee, priority_fee, gas,"
-                " epoch) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                _INSERT_ATTEMPT,
                 [(f.intent_id, self.chain, self.signer, f.nonce, a.tx_hash, a.raw, a.fees.max_fee, a.fees.priority_fee,
                   a.gas, self.lease.epoch) for f, a in pairs])
             cur.executemany("UPDATE oracle_intent SET tx_hash = %s, updated_at = now() WHERE id = %s",

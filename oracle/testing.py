@@ -279,6 +279,9 @@ class FakeDaraja:
             if not authed(request):
                 return JSONResponse({"errorCode": "404.001.03", "errorMessage": "Invalid Access Token"}, status_code=401)
             body = await request.json()
+            if not str(body.get("PhoneNumber", "")).startswith("254"):  # Daraja wants 2547XXXXXXXX
+                return JSONResponse({"requestId": "1", "errorCode": "400.002.02",
+                                     "errorMessage": "Bad Request - Invalid PhoneNumber"}, status_code=400)
             n = len(self.pushes) + 1
             self.pushes.append({k: v for k, v in body.items() if k not in ("PhoneNumber", "PartyA")})
             cid = f"ws_CO_{n:06d}"
@@ -303,24 +306,21 @@ class FakeDaraja:
 
         app = Starlette(routes=[Route("/oauth/v1/generate", oauth), Route("/mpesa/stkpush/v1/processrequest", push, methods=["POST"]),
                                 Route("/mpesa/stkpushquery/v1/query", query, methods=["POST"])])
-        import uvicorn
+        from carbonledger.service import ThreadedServer
 
-        from carbonledger.anvil import free_port
+        self._server = ThreadedServer(app, name="fake-daraja")
 
-        self.port = free_port()
-        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
-        self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._server.url
 
     def __enter__(self) -> FakeDaraja:
-        self._thread.start()
-        wait_until(lambda: self._server.started, 10, 0.02, "fake daraja")
+        self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(5)
+        self._server.stop()

@@ -4,12 +4,13 @@ pragma solidity ^0.8.24;
 import {ERC1155} from "@openzeppelin/contracts/token/ERC1155/ERC1155.sol";
 import {ERC1155Supply} from "@openzeppelin/contracts/token/ERC1155/extensions/ERC1155Supply.sol";
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {ICarbonCreditEvents} from "./ICarbonCreditEvents.sol";
 
 /// @title CarbonCredit
 /// @notice ERC-1155 carbon credits. Each token id is one credit batch (a project vintage issued by a
 ///         registry); credits are minted against a unique off-chain verification and retired by burning,
 ///         which numbers a retirement certificate.
-contract CarbonCredit is ERC1155Supply, AccessControl {
+contract CarbonCredit is ERC1155Supply, AccessControl, ICarbonCreditEvents {
     bytes32 public constant ISSUER_ROLE = keccak256("ISSUER_ROLE");
 
     struct Batch {
@@ -24,25 +25,6 @@ contract CarbonCredit is ERC1155Supply, AccessControl {
     error UnknownBatch(uint256 batchId);
     error VerificationAlreadyUsed(bytes32 verificationHash);
     error ZeroAmount();
-
-    event BatchCreated(
-        uint256 indexed batchId,
-        string projectId,
-        uint16 vintage,
-        string methodology,
-        string registry,
-        string serialNumber,
-        bytes32 metadataHash
-    );
-    event Minted(address indexed to, uint256 indexed batchId, uint256 amount, bytes32 verificationHash);
-    event Retired(
-        uint256 indexed certificateId,
-        address indexed holder,
-        uint256 indexed batchId,
-        uint256 amount,
-        string beneficiary,
-        string reason
-    );
 
     uint256 private _batchCount;
     uint256 private _certificateCount;

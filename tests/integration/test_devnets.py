@@ -58,3 +58,14 @@ def test_anvil_starts_and_stops(anvil):
     proc = anvil.proc
     anvil.stop()
     assert proc.poll() is not None
+
+
+def test_devnet_malformed_params_are_json_rpc_errors(devnet_server):
+    """`params` that is not an array is the caller's mistake: a JSON-RPC error (-32602), not an HTTP 500."""
+    for params in (5, "x", {"a": 1}):
+        r = httpx.post(devnet_server.url, json={"jsonrpc": "2.0", "id": 7, "method": "eth_blockNumber", "params": params})
+        assert r.status_code == 200, r.text
+        assert r.json()["id"] == 7 and r.json()["error"]["code"] == -32602
+    r = httpx.post(devnet_server.url, json=[{"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": 5},
+                                            {"jsonrpc": "2.0", "id": 2, "method": "eth_chainId", "params": []}])
+    assert [x.get("error", {}).get("code") for x in r.json()] == [-32602, None]

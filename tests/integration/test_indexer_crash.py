@@ -33,6 +33,16 @@ def _reference(pg_factory, anvil_url, dep, **kw) -> dict:
         pg_factory.drop(url)
 
 
+def _cursor(db_url: str) -> int:
+    import psycopg
+
+    from store.engine import libpq_url
+
+    with psycopg.connect(libpq_url(db_url)) as conn:
+        row = conn.execute("SELECT block_number FROM indexer_cursor").fetchone()
+    return row[0] if row else -1
+
+
 def test_sigkill_twenty_times_during_backfill_and_follow(anvil, db_url, pg_factory):
     w3 = Web3(Web3.HTTPProvider(anvil.url))
     dep = deploy(w3)
@@ -43,8 +53,14 @@ def test_sigkill_twenty_times_during_backfill_and_follow(anvil, db_url, pg_facto
     rng = random.Random(11)
     cursors = []
     for i in range(20):
+        before, head = _cursor(db_url), w3.eth.block_number
         proc = _spawn(settings, "--port", "-1")
-        time.sleep(rng.uniform(1.4, 2.6))  # ~1.6 s of it is interpreter start-up
+        # Kill at a random moment once it is working (its cursor moved), however long start-up took on a busy box;
+        # when there is nothing left to do, at a random moment after start.
+        deadline = time.monotonic() + 60
+        while before < head and _cursor(db_url) == before and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.6))
         proc.kill()
         proc.wait()
         cursors.append(dump(db_url)["cursor"])

@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
-from oracle.testing import ORACLE_KEY, Rig, count_events, payment_event
+from oracle.testing import Rig, count_events, payment_event
+from tests.integration.oracle_fixtures import _no_key_in_logs, anyio_backend  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.anvil, pytest.mark.anyio]
-
-
-@pytest.fixture()
-def anyio_backend():
-    return "asyncio"
-
-
-@pytest.fixture(autouse=True)
-def _no_key_in_logs(caplog):
-    """Whatever these tests log, the signing key's hex never appears."""
-    caplog.set_level(logging.DEBUG, logger="carbonledger")
-    yield
-    text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records).lower()
-    assert ORACLE_KEY[2:].lower() not in text
 
 
 @pytest.fixture()

@@ -6,32 +6,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 import time
 
 import pytest
 
-from oracle.testing import ORACLE_KEY, WHSEC, FakeDaraja, Rig, count_events, payment_event, signed
+from oracle.testing import WHSEC, FakeDaraja, Rig, count_events, payment_event, signed
+from tests.integration.oracle_fixtures import _no_key_in_logs, anyio_backend  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.anvil, pytest.mark.anyio]
 
 
-@pytest.fixture(autouse=True)
-def _no_key_in_logs(caplog):
-    """Whatever these tests log, the signing key's hex never appears."""
-    caplog.set_level(logging.DEBUG, logger="carbonledger")
-    yield
-    text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records).lower()
-    assert ORACLE_KEY[2:].lower() not in text
-
 DEVICE_KEY = "device-key-1"
 SETTINGS = {"merchant_tokens": {"shop": "tok-merchant"}, "verifier_tokens": {"vera": "tok-verifier"},
             "iot_device_keys": {"dev-1": DEVICE_KEY}}
-
-
-@pytest.fixture()
-def anyio_backend():
-    return "asyncio"
 
 
 @pytest.fixture()
@@ -266,3 +253,34 @@ async def test_mpesa_daraja_down_is_retryable_and_writes_nothing(db_url, anvil, 
         assert counts(rig) == (0, 0)
     finally:
         rig.close()
+
+
+async def test_nul_characters_are_refused_not_500(rig):
+    """Postgres text cannot hold U+0000: a NUL in a verifier-supplied id or a path key is a 4xx, never a 500."""
+    w = rig.world
+    auth = {"authorization": "Bearer tok-verifier"}
+    req = {"id": "ver-\u0000", "recipient": w.w3.eth.accounts[5], "batch_id": w.batch_id, "amount": "1", "evidence": {}}
+    r = await rig.client.post("/verifications", json=req, headers=auth)
+    assert r.status_code == 422, r.text
+    assert (await rig.client.post("/verifications/ver-%00/approve", headers=auth)).status_code == 422
+    assert (await rig.client.get("/intents/qr:%00")).status_code == 422
+    r = await rig.client.post("/verifications", json={**req, "id": "ver-2"}, headers=auth)
+    assert r.status_code == 201, r.text  # nothing half-written by the refused requests
+
+
+async def test_mpesa_push_refused_or_daraja_down_is_4xx_5xx_not_500(rig, db_url, anvil):
+    """A phone Daraja refuses is the merchant's input (422); Daraja unreachable is a retryable 503; neither saves."""
+    from carbonledger.anvil import free_port
+
+    auth = {"authorization": "Bearer tok-merchant"}
+    body = {"phone": "0700000001", "amount": 1, "target": {"order_id": "1"}}
+    r = await rig.client.post("/mpesa/stkpush", json=body, headers=auth)
+    assert (r.status_code, r.json()["error"]) == (422, "stk_push_refused"), r.text
+    down = Rig(db_url, anvil, daraja_url=f"http://127.0.0.1:{free_port()}", **SETTINGS)
+    try:
+        r = await down.client.post("/mpesa/stkpush", json={**body, "phone": "254700000001"}, headers=auth)
+        assert (r.status_code, r.json()["error"]) == (503, "daraja_unavailable"), r.text
+    finally:
+        down.close()
+    with rig.pool.connection() as c:
+        assert c.execute("SELECT count(*) FROM oracle_mpesa_request").fetchone()[0] == 0

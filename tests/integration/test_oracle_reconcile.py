@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -12,23 +11,10 @@ import pytest
 
 from carbonledger.anvil import free_port
 from oracle.reconciliation import reconcile_mpesa, reconcile_stripe, stuck_transactions
-from oracle.testing import ORACLE_KEY, FakeDaraja, Rig, count_events, payment_event, wait_until
+from oracle.testing import FakeDaraja, Rig, count_events, payment_event, wait_until
+from tests.integration.oracle_fixtures import _no_key_in_logs, anyio_backend  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.anvil, pytest.mark.anyio]
-
-
-@pytest.fixture(autouse=True)
-def _no_key_in_logs(caplog):
-    """Whatever these tests log, the signing key's hex never appears."""
-    caplog.set_level(logging.DEBUG, logger="carbonledger")
-    yield
-    text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records).lower()
-    assert ORACLE_KEY[2:].lower() not in text
-
-
-@pytest.fixture()
-def anyio_backend():
-    return "asyncio"
 
 
 @pytest.fixture()

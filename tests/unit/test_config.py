@@ -129,3 +129,17 @@ def test_whole_section_from_env_json(monkeypatch, tmp_path):
     monkeypatch.setenv("CARBONLEDGER_CHAINS", '{"devnet": {"rpc_url": "http://anvil:8545", "finalityDepth": 2}}')
     with pytest.raises(ConfigError, match="finalityDepth: unknown key"):
         load_settings()
+
+
+def test_config_command_hides_database_password(tmp_path, capsys, monkeypatch):
+    from carbonledger.cli import main
+
+    monkeypatch.delenv("CARBONLEDGER_DATABASE_URL", raising=False)
+
+    text = GOOD.replace("postgresql://127.0.0.1:5432/carbonledger",
+                        "postgresql://app:s3cr3t-pw@127.0.0.1:5432/carbonledger?sslmode=require&password=s3cr3t-q")
+    assert main(["--config", str(write(tmp_path, text)), "config"]) == 0
+    out = capsys.readouterr().out
+    assert "s3cr3t" not in out
+    dumped = json.loads(out)
+    assert dumped["database"]["url"] == "postgresql://app:***@127.0.0.1:5432/carbonledger?sslmode=require&password=***"

@@ -1,43 +1,13 @@
 """CarbonCredit (ERC-1155 credit batches): issuance, minting, transfers, retirement, roles."""
 
-from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
 from eth_utils import keccak
 from web3 import EthereumTesterProvider, Web3
-from web3.logs import DISCARD
 
-from chains.evm.artifacts import decode_error, revert_data
 from chains.evm.deploy import deploy_protocol
-
-
-# ---- helpers (kept local: every contract test module is self-contained) ----
-def _norm(v):
-    return v.lower() if isinstance(v, str) and v.startswith("0x") else v
-
-
-@contextmanager
-def reverts(error, **expected):
-    with pytest.raises(Exception) as info:
-        yield
-    decoded = decode_error(revert_data(info.value) or b"", contract=CONTRACT)
-    assert decoded is not None, f"expected {error}, got undecodable {info.value!r}"
-    name, args = decoded
-    assert name == error, f"expected {error}, got {name}{args}"
-    for key, value in expected.items():
-        assert _norm(args[key]) == _norm(value), f"{error}.{key}: {args[key]!r} != {value!r}"
-
-
-def send(fn, sender, value=0):
-    receipt = fn.transact({"from": sender, "value": value})
-    receipt = fn.w3.eth.get_transaction_receipt(receipt)
-    assert receipt["status"] == 1
-    return receipt
-
-
-def events(contract, receipt, name):
-    return [dict(e["args"]) for e in getattr(contract.events, name)().process_receipt(receipt, errors=DISCARD)]
+from tests.unit.contracts_fixtures import _snapshot, events, reverts_for, send  # noqa: F401 (_snapshot: autouse fixture)
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +19,8 @@ def env():
                            cc=dep.contract(w3, "CarbonCredit"))
 
 
-@pytest.fixture(autouse=True)
-def _snapshot(env):
-    snap = env.w3.testing.snapshot()
-    yield
-    env.w3.testing.revert(snap)
-
-
 CONTRACT = "CarbonCredit"
+reverts = reverts_for(CONTRACT)
 ISSUER_ROLE = keccak(text="ISSUER_ROLE")
 META = keccak(text="metadata")
 

@@ -1,46 +1,17 @@
 """Marketplace: listing, on-chain buys, oracle off-chain settlement with unique payment refs, cancel."""
 
-from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
 from eth_utils import keccak
 from web3 import EthereumTesterProvider, Web3
-from web3.logs import DISCARD
 
-from chains.evm.artifacts import decode_error, revert_data
 from chains.evm.deploy import deploy_protocol
-
-
-# ---- helpers (kept local: every contract test module is self-contained) ----
-def _norm(v):
-    return v.lower() if isinstance(v, str) and v.startswith("0x") else v
-
-
-@contextmanager
-def reverts(error, **expected):
-    with pytest.raises(Exception) as info:
-        yield
-    decoded = decode_error(revert_data(info.value) or b"", contract=CONTRACT)
-    assert decoded is not None, f"expected {error}, got undecodable {info.value!r}"
-    name, args = decoded
-    assert name == error, f"expected {error}, got {name}{args}"
-    for key, value in expected.items():
-        assert _norm(args[key]) == _norm(value), f"{error}.{key}: {args[key]!r} != {value!r}"
-
-
-def send(fn, sender, value=0):
-    receipt = fn.transact({"from": sender, "value": value})
-    receipt = fn.w3.eth.get_transaction_receipt(receipt)
-    assert receipt["status"] == 1
-    return receipt
-
-
-def events(contract, receipt, name):
-    return [dict(e["args"]) for e in getattr(contract.events, name)().process_receipt(receipt, errors=DISCARD)]
+from tests.unit.contracts_fixtures import _snapshot, events, reverts_for, send  # noqa: F401 (_snapshot: autouse fixture)
 
 
 CONTRACT = "Marketplace"
+reverts = reverts_for(CONTRACT)
 PRICE = 10**15
 ORACLE_ROLE = keccak(text="ORACLE_ROLE")
 
@@ -57,13 +28,6 @@ def env():
     send(e.cc.functions.mint(e.seller, e.batch, 1000, keccak(text="v1")), e.admin)
     send(e.cc.functions.setApprovalForAll(e.mk.address, True), e.seller)
     return e
-
-
-@pytest.fixture(autouse=True)
-def _snapshot(env):
-    snap = env.w3.testing.snapshot()
-    yield
-    env.w3.testing.revert(snap)
 
 
 def listing(env, amount=100, price=PRICE):

@@ -2,31 +2,15 @@
 pragma solidity ^0.8.24;
 
 import {Strings} from "@openzeppelin/contracts/utils/Strings.sol";
+import {ICarbonCreditEvents} from "../ICarbonCreditEvents.sol";
 
 /// @title EventFlood
-/// @notice Benchmark helper: emits CarbonCredit's protocol events (same signatures) without any state, so
-///         one transaction yields hundreds of events. Point the indexer's "CarbonCredit" at this address.
-contract EventFlood {
+/// @notice Benchmark helper: emits CarbonCredit's protocol events (declared once, in ICarbonCreditEvents) without
+///         any state, so one transaction yields hundreds of events. Point the indexer's "CarbonCredit" at this
+///         address.
+contract EventFlood is ICarbonCreditEvents {
     event TransferSingle(
         address indexed operator, address indexed from, address indexed to, uint256 id, uint256 value
-    );
-    event BatchCreated(
-        uint256 indexed batchId,
-        string projectId,
-        uint16 vintage,
-        string methodology,
-        string registry,
-        string serialNumber,
-        bytes32 metadataHash
-    );
-    event Minted(address indexed to, uint256 indexed batchId, uint256 amount, bytes32 verificationHash);
-    event Retired(
-        uint256 indexed certificateId,
-        address indexed holder,
-        uint256 indexed batchId,
-        uint256 amount,
-        string beneficiary,
-        string reason
     );
 
     error LengthMismatch(uint256 from, uint256 to);
