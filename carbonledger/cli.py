@@ -48,7 +48,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     w3 = Web3(Web3.HTTPProvider(args.rpc, request_kwargs={"timeout": 60}))
     if not w3.is_connected():
-        raise ConfigError(f"--rpc {args.rpc}: no JSON-RPC node answers there")
+        from carbonledger.config import redact_url
+
+        raise ConfigError(f"--rpc {redact_url(args.rpc, path=True)}: no JSON-RPC node answers there")
     key = private_key_from_env("CARBONLEDGER_DEPLOYER_KEY")
     if key is None:
         if not args.devnet_key:
@@ -90,6 +92,10 @@ def cmd_config(args: argparse.Namespace) -> int:
     dumped = s.model_dump(mode="json")  # SecretStr fields dump as ********; a database URL may hold a password
     if dumped["database"]["url"]:
         dumped["database"]["url"] = redact_url(dumped["database"]["url"])
+    for chain in dumped["chains"].values():  # provider URLs carry API keys in their paths
+        for key in ("rpc_url", "ws_url"):
+            if chain.get(key):
+                chain[key] = redact_url(chain[key], path=not chain[key].startswith(("http://127.", "http://localhost")))
     print(json.dumps(dumped, indent=2))
     return 0
 

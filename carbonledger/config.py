@@ -39,7 +39,7 @@ class _Strict(BaseModel):
 
 class DatabaseSettings(_Strict):
     url: str | None = Field(
-        None, description="Postgres URL (postgresql://user@host:port/db). Empty: an embedded pgserver in `embedded_dir`."
+        None, repr=False, description="Postgres URL (postgresql://user@host:port/db). Empty: an embedded pgserver in `embedded_dir`."
     )
     embedded_dir: Path = Field(Path(".carbonledger/pgdata"), description="Data folder of the embedded Postgres.")
     statement_timeout_ms: int = Field(5000, ge=100, description="Statement timeout for API queries.")
@@ -73,8 +73,8 @@ class ContractSettings(_Strict):
 
 class ChainSettings(_Strict):
     family: Literal["evm"] = Field("evm", description="Chain family (evm; aptos and substrate come later).")
-    rpc_url: AnyHttpUrl = Field(..., description="JSON-RPC endpoint (http/https).")
-    ws_url: str | None = Field(None, description="Optional WebSocket endpoint for newHeads.")
+    rpc_url: AnyHttpUrl = Field(..., repr=False, description="JSON-RPC endpoint (http/https).")
+    ws_url: str | None = Field(None, repr=False, description="Optional WebSocket endpoint for newHeads.")
     chain_id: int | None = Field(None, description="Expected chain id; the node must match or startup fails.")
     finality_depth: int = Field(12, ge=0, description="Blocks below head treated as final when the node has no `finalized` tag.")
     use_finalized_tag: bool = Field(True, description="Ask the node for the `finalized` block where it has one.")
@@ -209,11 +209,14 @@ class Settings(BaseSettings):
         return tuple(sources)
 
 
-def redact_url(url: str) -> str:
-    """`url` with the password of its user info and any `password=` query parameter replaced by ***."""
+def redact_url(url: str, *, path: bool = False) -> str:
+    """`url` with the password of its user info and any `password=` query parameter replaced by ***; with
+    `path=True` also the path and query (RPC providers put API keys there: https://host/v2/<key>)."""
     import re
 
     url = re.sub(r"^([^:/?#]+://[^:@/?#]*):[^@/?#]*@", r"\1:***@", url)
+    if path:
+        url = re.sub(r"^([^:/?#]+://[^/?#]*)[/?#].+$", r"\1/***", url)
     return re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
 
 

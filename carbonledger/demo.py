@@ -155,7 +155,8 @@ class Demo:
 
     def _stop_oracle(self) -> None:
         self.oracle.stop.set()
-        self._scheduler.shutdown(wait=False)
+        if getattr(self, "_scheduler", None) is not None:  # absent when start-up failed half way
+            self._scheduler.shutdown(wait=False)
         for t in self._threads:
             t.join(timeout=15)
         self.oracle.pool.close()

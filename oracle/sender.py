@@ -93,6 +93,10 @@ class Sender:
                 self._drop()
             except (RpcTransportError, RpcError, psycopg.Error, OSError) as exc:
                 log.warning("sender round failed; retrying", extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+                if isinstance(exc, psycopg.Error):
+                    # A commit may have failed ambiguously (applied on the server, error on the client): memory can
+                    # lag the database, so reload in-flight state from it before assigning another nonce.
+                    self._recovered = False
                 self.stop.wait(0.5)
             except Exception:  # noqa: BLE001 - the sender must outlive a bug in one round; the log says which
                 log.exception("sender round crashed; retrying")

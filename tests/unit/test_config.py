@@ -143,3 +143,18 @@ def test_config_command_hides_database_password(tmp_path, capsys, monkeypatch):
     assert "s3cr3t" not in out
     dumped = json.loads(out)
     assert dumped["database"]["url"] == "postgresql://app:***@127.0.0.1:5432/carbonledger?sslmode=require&password=***"
+
+
+def test_urls_with_credentials_stay_out_of_repr_and_config_output(tmp_path, monkeypatch, capsys):
+    from carbonledger.cli import main
+    from carbonledger.config import redact_url
+
+    text = GOOD.replace("postgresql://127.0.0.1:5432/carbonledger", "postgresql://app:hunter2@db:5432/cl").replace(
+        "http://127.0.0.1:8545", "https://eth.example.com/v2/sekritkey")
+    path = write(tmp_path, text)
+    s = load_settings(path)
+    assert "hunter2" not in repr(s) and "sekritkey" not in repr(s)
+    assert main(["--config", str(path), "config"]) == 0
+    out = capsys.readouterr().out
+    assert "hunter2" not in out and "sekritkey" not in out and "eth.example.com" in out
+    assert redact_url("https://h.example/v2/key?x=1", path=True) == "https://h.example/***"
