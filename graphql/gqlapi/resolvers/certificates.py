@@ -8,12 +8,11 @@ import strawberry
 
 from gqlapi.convert import address_arg, uint_arg
 from gqlapi.errors import UserError
-from gqlapi.resolvers.common import Query, as_of, order_of, paginate
+from gqlapi.resolvers.common import ConnectionSpec, Query, as_of, connection_resolver
 from gqlapi.scalars import BigInt
 from gqlapi.sql import chain_is, upto
 from gqlapi.types.block import BlockInput
 from gqlapi.types.certificate import Certificate
-from gqlapi.types.pagination import Connection
 
 PROJECT = "EXISTS (SELECT 1 FROM credit_batch b WHERE b.chain = {a}.chain AND b.batch_id = {a}.batch_id AND b.project_id = %s)"
 
@@ -45,25 +44,15 @@ ORDERS = {
 }
 
 
-async def certificates(
-    info: strawberry.Info,
-    where: CertificateFilter | None = None,
-    order_by: CertificateOrder = CertificateOrder.NEWEST,
-    first: int | None = None,
-    after: str | None = None,
-    last: int | None = None,
-    before: str | None = None,
-    block: BlockInput | None = None,
-) -> Connection[Certificate]:
-    """Retirement certificates, newest first by default."""
-    w = where or CertificateFilter()
-    at = await as_of(info, block, w.chain)
-    q = Query("SELECT r.*, {keys} FROM retirement r")
-    q.add(chain_is("r", w.chain, q.params)).when(address_arg(w.holder, "where.holder"), "r.holder = %s")
-    q.when(w.beneficiary, "r.beneficiary = %s").when(uint_arg(w.batch_id, "where.batchId"), "r.batch_id = %s")
-    q.when(w.project_id, PROJECT.format(a="r")).when(w.since, "r.block_timestamp >= %s").when(w.until, "r.block_timestamp < %s")
-    q.where.append(upto("r", at, q.params))
-    return await paginate(info, q, order_of(order_by, ORDERS), first, after, lambda r: Certificate.from_row(r, at), last, before)
+def _filters(q: Query, w: CertificateFilter) -> None:
+    q.when(address_arg(w.holder, "where.holder"), "r.holder = %s").when(w.beneficiary, "r.beneficiary = %s")
+    q.when(uint_arg(w.batch_id, "where.batchId"), "r.batch_id = %s").when(w.project_id, PROJECT.format(a="r"))
+    q.when(w.since, "r.block_timestamp >= %s").when(w.until, "r.block_timestamp < %s")
+
+
+certificates = connection_resolver(ConnectionSpec(
+    "retirement r", CertificateFilter, CertificateOrder, ORDERS, Certificate, _filters,
+    description="Retirement certificates, newest first by default."), "certificates", __name__)
 
 
 async def certificate(

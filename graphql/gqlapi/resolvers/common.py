@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from decimal import Decimal
+from enum import Enum
 from typing import Any, TypeVar
 
+import strawberry
+
 from gqlapi.errors import UserError
-from gqlapi.sql import Order, decode_cursor, encode_cursor, page_size
+from gqlapi.sql import Order, asof, chain_is, decode_cursor, encode_cursor, page_size, upto
 from gqlapi.types.block import BlockInput
 from gqlapi.types.pagination import Connection, Edge, PageInfo
 
@@ -93,3 +98,66 @@ async def paginate(info: Any, q: Query, order: Order, first: int | None, after: 
 
 def order_of(enum_value: Any, table: dict[str, tuple[tuple[str, bool], ...]]) -> Order:
     return Order(enum_value.name, table[enum_value.name])
+
+
+@dataclass(frozen=True)
+class ConnectionSpec:
+    """What distinguishes one Relay-connection root field from another: its table, filters, orderings, node.
+
+    `filters(q, where)` adds the filter object's conditions (the chain condition and the as-of-block condition
+    are added around them); `node(row, at)` maps a row; `versioned` tables answer with the rows valid at the
+    block (`asof`), event tables with the rows at or below it (`upto`)."""
+
+    table: str  # "retirement r": the FROM item and its alias
+    filter: type
+    order: type[Enum]
+    orders: dict[str, tuple[tuple[str, bool], ...]]
+    node: type
+    filters: Callable[[Query, Any], Any]
+    versioned: bool = False
+    description: str | None = None
+
+    @property
+    def alias(self) -> str:
+        return self.table.split()[-1]
+
+
+def connection_resolver(spec: ConnectionSpec, name: str, module: str) -> Callable[..., Awaitable[Connection[Any]]]:
+    """The resolver of `name(where, orderBy, first, after, last, before, block)` for `spec`: one keyset query."""
+    a = spec.alias
+    select = f"SELECT {a}.*, {{keys}} FROM {spec.table}"
+    block_cond = asof if spec.versioned else upto
+    takes_block = len(inspect.signature(spec.node.from_row).parameters) > 1
+    default_order = next(iter(spec.order))
+
+    async def resolve(info: Any, where: Any = None, order_by: Any = default_order, first: int | None = None,
+                      after: str | None = None, last: int | None = None, before: str | None = None,
+                      block: BlockInput | None = None) -> Connection[Any]:
+        w = where if where is not None else spec.filter()
+        at = await as_of(info, block, w.chain)
+        q = Query(select)
+        q.add(chain_is(a, w.chain, q.params))
+        spec.filters(q, w)
+        q.where.append(block_cond(a, at, q.params))
+        node = (lambda r: spec.node.from_row(r, at)) if takes_block else spec.node.from_row
+        return await paginate(info, q, order_of(order_by, spec.orders), first, after, node, last, before)
+
+    P = inspect.Parameter
+    kw = P.POSITIONAL_OR_KEYWORD
+    params = [
+        P("info", kw, annotation=strawberry.Info),
+        P("where", kw, default=None, annotation=spec.filter | None),
+        P("order_by", kw, default=default_order, annotation=spec.order),
+        P("first", kw, default=None, annotation=int | None),
+        P("after", kw, default=None, annotation=str | None),
+        P("last", kw, default=None, annotation=int | None),
+        P("before", kw, default=None, annotation=str | None),
+        P("block", kw, default=None, annotation=BlockInput | None),
+    ]
+    sig = inspect.Signature(params, return_annotation=Connection[spec.node])  # type: ignore[name-defined]
+    resolve.__signature__ = sig  # type: ignore[attr-defined]
+    resolve.__annotations__ = {**{p.name: p.annotation for p in params}, "return": sig.return_annotation}
+    resolve.__name__ = resolve.__qualname__ = name
+    resolve.__module__ = module
+    resolve.__doc__ = spec.description
+    return resolve

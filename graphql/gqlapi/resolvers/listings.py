@@ -8,12 +8,9 @@ import strawberry
 
 from gqlapi.convert import address_arg, uint_arg
 from gqlapi.resolvers.certificates import PROJECT
-from gqlapi.resolvers.common import Query, as_of, order_of, paginate
+from gqlapi.resolvers.common import ConnectionSpec, Query, connection_resolver
 from gqlapi.scalars import BigInt
-from gqlapi.sql import chain_is, asof
-from gqlapi.types.block import BlockInput
 from gqlapi.types.listing import Listing
-from gqlapi.types.pagination import Connection
 
 
 @strawberry.input(description="Listing filters (all optional, AND-ed).")
@@ -44,23 +41,13 @@ ORDERS = {
 }
 
 
-async def listings(
-    info: strawberry.Info,
-    where: ListingFilter | None = None,
-    order_by: ListingOrder = ListingOrder.NEWEST,
-    first: int | None = None,
-    after: str | None = None,
-    last: int | None = None,
-    before: str | None = None,
-    block: BlockInput | None = None,
-) -> Connection[Listing]:
-    """Marketplace listings as they are now (or were at `block`)."""
-    w = where or ListingFilter()
-    at = await as_of(info, block, w.chain)
-    q = Query("SELECT l.*, {keys} FROM listing l")
-    q.add(chain_is("l", w.chain, q.params)).when(uint_arg(w.listing_id, "where.listingId"), "l.listing_id = %s")
+def _filters(q: Query, w: ListingFilter) -> None:
+    q.when(uint_arg(w.listing_id, "where.listingId"), "l.listing_id = %s")
     q.when(uint_arg(w.batch_id, "where.batchId"), "l.batch_id = %s").when(w.project_id, PROJECT.format(a="l"))
     q.when(address_arg(w.seller, "where.seller"), "l.seller = %s").when(w.status, "l.status = %s")
     q.when(w.status_in, "l.status = ANY(%s)").when(uint_arg(w.max_price, "where.maxPrice"), "l.price_per_unit <= %s")
-    q.where.append(asof("l", at, q.params))
-    return await paginate(info, q, order_of(order_by, ORDERS), first, after, lambda r: Listing.from_row(r, at), last, before)
+
+
+listings = connection_resolver(ConnectionSpec(
+    "listing l", ListingFilter, ListingOrder, ORDERS, Listing, _filters, versioned=True,
+    description="Marketplace listings as they are now (or were at `block`)."), "listings", __name__)

@@ -8,11 +8,8 @@ import strawberry
 
 from gqlapi.convert import address_arg, uint_arg
 from gqlapi.resolvers.certificates import PROJECT
-from gqlapi.resolvers.common import Query, as_of, order_of, paginate
+from gqlapi.resolvers.common import ConnectionSpec, Query, connection_resolver
 from gqlapi.scalars import BigInt
-from gqlapi.sql import chain_is, upto
-from gqlapi.types.block import BlockInput
-from gqlapi.types.pagination import Connection
 from gqlapi.types.trade import Trade
 
 
@@ -49,22 +46,9 @@ ORDERS = {
 }
 
 
-async def trades(
-    info: strawberry.Info,
-    where: TradeFilter | None = None,
-    order_by: TradeOrder = TradeOrder.NEWEST,
-    first: int | None = None,
-    after: str | None = None,
-    last: int | None = None,
-    before: str | None = None,
-    block: BlockInput | None = None,
-) -> Connection[Trade]:
-    """Marketplace sales, newest first by default."""
-    w = where or TradeFilter()
-    at = await as_of(info, block, w.chain)
-    q = Query("SELECT t.*, {keys} FROM trade t")
-    q.add(chain_is("t", w.chain, q.params)).when(uint_arg(w.batch_id, "where.batchId"), "t.batch_id = %s")
-    q.when(w.project_id, PROJECT.format(a="t")).when(uint_arg(w.listing_id, "where.listingId"), "t.listing_id = %s")
+def _filters(q: Query, w: TradeFilter) -> None:
+    q.when(uint_arg(w.batch_id, "where.batchId"), "t.batch_id = %s").when(w.project_id, PROJECT.format(a="t"))
+    q.when(uint_arg(w.listing_id, "where.listingId"), "t.listing_id = %s")
     q.when(address_arg(w.buyer, "where.buyer"), "t.buyer = %s").when(address_arg(w.seller, "where.seller"), "t.seller = %s")
     p = address_arg(w.participant, "where.participant")
     if p is not None:
@@ -72,5 +56,8 @@ async def trades(
     if w.offchain is not None:
         q.add("t.payment_ref IS NOT NULL AND t.payment_ref <> ''" if w.offchain else "(t.payment_ref IS NULL OR t.payment_ref = '')")
     q.when(w.payment_ref, "t.payment_ref = %s").when(w.since, "t.block_timestamp >= %s").when(w.until, "t.block_timestamp < %s")
-    q.where.append(upto("t", at, q.params))
-    return await paginate(info, q, order_of(order_by, ORDERS), first, after, lambda r: Trade.from_row(r, at), last, before)
+
+
+trades = connection_resolver(ConnectionSpec(
+    "trade t", TradeFilter, TradeOrder, ORDERS, Trade, _filters,
+    description="Marketplace sales, newest first by default."), "trades", __name__)
