@@ -4,6 +4,10 @@ A Context covers the blocks of one database transaction (a backfill range or one
 overlay of this transaction's changes, then to the committed cache; writes go to the overlay and to a per-entity
 version list, so an entity changed in several blocks of a range still gets one version per block. The overlay
 is merged into the cache only after the transaction commits; a failed transaction just drops it.
+
+Within a Context each event applies atomically (`apply_event`): every change a handler makes through the Context
+(put, insert, error, pending ledger marks) is journalled, and if the handler raises, the journal is replayed
+backwards so the buffers are exactly as if the event had never been handled.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from indexer.tables import EVENTS, VERSIONED
 
 Key = tuple[Any, ...]
 Row = dict[str, Any]
+_MISSING: Any = object()
+_KIND = EVENTS["ledger_entry"].columns.index("kind")
 
 
 class StateCache:
@@ -24,12 +30,17 @@ class StateCache:
     A table with at most `limit` current rows is loaded whole ("complete": a miss means the entity does not
     exist). Beyond that it works lazily: a miss reads that one row from Postgres, and the table's cache is
     dropped whenever it outgrows `limit`. Memory stays bounded either way; the common case pays no reads.
+
+    Alongside each present entity it keeps the `valid_from` of its current version (`since`), so the writer can
+    close that version by primary key instead of searching for `valid_to IS NULL` among all its versions, and
+    knows that an entity the cache holds as absent has no version to close at all.
     """
 
     def __init__(self, limit: int = 1_000_000) -> None:
         self.limit = limit
         self.tables: dict[str, dict[Key, Row | None]] = {t: {} for t in VERSIONED}
         self.complete: dict[str, bool] = {t: True for t in VERSIONED}
+        self.since: dict[str, dict[Key, int]] = {t: {} for t in VERSIONED}
         self.conn: Any = None
         self.chain = ""
 
@@ -37,15 +48,16 @@ class StateCache:
         """Forget everything; read every current row (valid_to IS NULL) of tables small enough to hold."""
         self.conn, self.chain = conn, chain
         for name, lay in VERSIONED.items():
-            self.tables[name] = {}
+            self.tables[name], self.since[name] = {}, {}
             n = conn.execute(f"SELECT count(*) FROM {name} WHERE chain = %s AND valid_to IS NULL", (chain,)).fetchone()[0]
             self.complete[name] = n <= self.limit
             if self.complete[name]:
-                cur = conn.execute(f"SELECT {', '.join(lay.key + lay.data)} FROM {name} "
+                cur = conn.execute(f"SELECT {', '.join(lay.key + lay.data)}, valid_from FROM {name} "
                                    "WHERE chain = %s AND valid_to IS NULL", (chain,))
                 for rec in cur:
-                    key, row = self._row(lay, rec)
+                    key, row = self._row(lay, rec[:-1])
                     self.tables[name][key] = row
+                    self.since[name][key] = int(rec[-1])
 
     @staticmethod
     def _row(lay: Any, rec: Any) -> tuple[Key, Row]:
@@ -61,22 +73,37 @@ class StateCache:
             return None
         lay = VERSIONED[table]
         rec = self.conn.execute(
-            f"SELECT {', '.join(lay.key + lay.data)} FROM {table} WHERE chain = %s AND "
+            f"SELECT {', '.join(lay.key + lay.data)}, valid_from FROM {table} WHERE chain = %s AND "
             + " AND ".join(f"{k} = %s" for k in lay.key) + " AND valid_to IS NULL", (self.chain, *key)).fetchone()
-        row = self._row(lay, rec)[1] if rec else None
-        self._store(table, key, row)
+        row = self._row(lay, rec[:-1])[1] if rec else None
+        self._store(table, key, row, int(rec[-1]) if rec else None)
         return row
 
-    def _store(self, table: str, key: Key, row: Row | None) -> None:
+    def _store(self, table: str, key: Key, row: Row | None, since: int | None) -> None:
         t = self.tables[table]
         if len(t) >= self.limit:
             t.clear()
+            self.since[table].clear()
             self.complete[table] = False
         t[key] = row
+        if since is None:
+            self.since[table].pop(key, None)
+        else:
+            self.since[table][key] = since
 
-    def update(self, table: str, changes: Mapping[Key, Row]) -> None:
+    def current_since(self, table: str, key: Key) -> int | None | bool:
+        """valid_from of the committed current version of `key`; None if it has none; False if not known."""
+        since = self.since[table].get(key)
+        if since is not None:
+            return since
+        if self.complete[table] or key in self.tables[table]:
+            return None
+        return False
+
+    def update(self, table: str, changes: Mapping[Key, Row], versions: Mapping[Key, list[tuple[int, Row]]]) -> None:
+        """Merge a committed transaction's final states; `versions` gives each one's valid_from."""
         for key, row in changes.items():
-            self._store(table, key, row)
+            self._store(table, key, row, versions[key][-1][0])
 
 
 def _types(lay: Any) -> list[str]:
@@ -97,6 +124,51 @@ class Context:
         self.events = 0
         self.block = 0  # block number of the event being handled
         self.marks: dict[str, list[list[Any]]] = {}  # tx hash -> ledger rows whose kind a later event decides
+        self._journal: list[tuple[Any, ...]] | None = None  # undo records of the event being applied
+
+    # ------------------------------------------------------------------ one event, all or nothing
+
+    def apply_event(self, fn: Any, ev: ChainEvent) -> None:
+        """Run handler `fn` on `ev`; if it raises, undo everything it changed here, then re-raise."""
+        self.block = ev.block_number
+        journal: list[tuple[Any, ...]] = []
+        self._journal = journal
+        try:
+            fn(ev, self)
+        except BaseException:
+            self._rollback(journal)
+            raise
+        finally:
+            self._journal = None
+
+    def _rollback(self, journal: list[tuple[Any, ...]]) -> None:
+        for rec in reversed(journal):
+            op = rec[0]
+            if op == "ins":
+                self.rows[rec[1]].pop()
+            elif op == "put":
+                _, table, key, prev, hist_op, prev_last = rec
+                if prev is _MISSING:
+                    del self.overlay[table][key]
+                else:
+                    self.overlay[table][key] = prev
+                hists = self.versions[table]
+                if hist_op == "replace":
+                    hists[key][-1] = prev_last
+                else:
+                    hists[key].pop()
+                    if not hists[key]:
+                        del hists[key]
+            elif op == "mark":
+                rows = self.marks[rec[1]]
+                rows.pop()
+                if not rows:
+                    del self.marks[rec[1]]
+            elif op == "resolve":
+                _, tx, rows, kinds = rec
+                for row, kind in zip(rows, kinds):
+                    row[_KIND] = kind
+                self.marks[tx] = rows
 
     # ------------------------------------------------------------------ state
 
@@ -107,12 +179,18 @@ class Context:
 
     def put(self, table: str, key: Key, row: Row) -> None:
         """New state of an entity as of the current block (a fresh dict: versions keep references)."""
-        self.overlay[table][key] = row
+        ov = self.overlay[table]
         hist = self.versions[table].setdefault(key, [])
+        j = self._journal
         if hist and hist[-1][0] == self.block:
+            if j is not None:
+                j.append(("put", table, key, ov.get(key, _MISSING), "replace", hist[-1]))
             hist[-1] = (self.block, row)  # several changes in one block make one version
         else:
+            if j is not None:
+                j.append(("put", table, key, ov.get(key, _MISSING), "append", None))
             hist.append((self.block, row))
+        ov[key] = row
 
     # ------------------------------------------------------------------ immutable rows
 
@@ -122,12 +200,33 @@ class Context:
                     block_hash=ev.block_hash, block_timestamp=ev.block_timestamp)
         row = [cols[c] for c in EVENTS[table].columns]
         self.rows[table].append(row)
+        if self._journal is not None:
+            self._journal.append(("ins", table))
         return row
 
+    def mark_pending(self, ev: ChainEvent, ledger_row: list[Any]) -> None:
+        """Remember a ledger row of ev's tx whose kind a later event of the same tx decides."""
+        self.marks.setdefault(ev.tx_hash, []).append(ledger_row)
+        if self._journal is not None:
+            self._journal.append(("mark", ev.tx_hash))
+
+    def resolve_pending(self, ev: ChainEvent, kind: str) -> None:
+        """Give the pending ledger rows of ev's tx (those before ev) their kind."""
+        rows = self.marks.pop(ev.tx_hash, None)
+        if not rows:
+            return
+        if self._journal is not None:
+            self._journal.append(("resolve", ev.tx_hash, rows, [r[_KIND] for r in rows]))
+        for row in rows:
+            row[_KIND] = kind
+
     def error(self, bad: UndecodableLog | ChainEvent, message: str) -> None:
+        """Record an indexing error naming the block, tx and log index of `bad`."""
         self.rows["indexing_error"].append(
             [self.chain, bad.tx_hash, bad.log_index, bad.block_number, bad.block_hash, bad.contract, message[:1000]])
+        if self._journal is not None:
+            self._journal.append(("ins", "indexing_error"))
 
     def commit_to_cache(self) -> None:
         for table, changes in self.overlay.items():
-            self.cache.update(table, changes)
+            self.cache.update(table, changes, self.versions[table])

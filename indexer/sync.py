@@ -204,9 +204,8 @@ class ChainSync:
             fn = self.handlers.get(ev.key)
             if fn is None:
                 continue  # an event we do not index
-            ctx.block = ev.block_number
             try:
-                fn(ev, ctx)
+                ctx.apply_event(fn, ev)  # all of the event's effects, or (if it raises) none of them
             except Exception as exc:  # noqa: BLE001 - a bad event must not stop the chain; it is recorded
                 log.exception("handler failed", extra={"chain": self.chain, "event": ev.key, "tx": ev.tx_hash})
                 ctx.error(ev, f"handler {ev.key}: {type(exc).__name__}: {exc}")

@@ -51,17 +51,38 @@ def _versions(ctx: Context, conn: psycopg.Connection) -> None:
         if not changes:
             continue
         lay = VERSIONED[name]
-        # Close the committed current version of every touched entity at its first new block.
-        keys = list(changes)
-        cols = [[str(k[i]) for k in keys] for i in range(len(lay.key))]
-        firsts = [changes[k][0][0] for k in keys]
+        # Close the committed current version of every touched entity at its first new block. Where the cache
+        # knows that version's valid_from, close it by primary key (cost independent of the entity's history);
+        # an entity the cache knows to be new has nothing to close; only lazily-cached misses search.
+        exact: list[tuple[Key, int, int]] = []
+        search: list[tuple[Key, int]] = []
+        for key, hist in changes.items():
+            since = ctx.cache.current_since(name, key)
+            if since is False:
+                search.append((key, hist[0][0]))
+            elif since is not None:
+                exact.append((key, hist[0][0], since))
         casts = ["numeric" if lay.types[lay.columns.index(c)] == "numeric" else "text" for c in lay.key]
-        unnest = ", ".join("%s::text[]" for _ in lay.key) + ", %s::int8[]"
         match = " AND ".join(f"t.{c} = u.{c}::{cast}" for c, cast in zip(lay.key, casts))
-        conn.execute(
-            f"UPDATE {name} t SET valid_to = u.b FROM unnest({unnest}) AS u({', '.join(lay.key)}, b) "
-            f"WHERE t.chain = %s AND {match} AND t.valid_to IS NULL",
-            [*cols, firsts, ctx.chain])
+        unnest = ", ".join("%s::text[]" for _ in lay.key) + ", %s::int8[]"
+        if exact:
+            # One primary-key probe per entity, pipelined. (A join against unnest() lets the planner walk every
+            # current-or-dead entry of the partial index, or worse on a table not yet analyzed, so its cost grows
+            # with the table; a full-key equality cannot.)
+            where = " AND ".join(f"{c} = %s::{cast}" for c, cast in zip(lay.key, casts))
+            with conn.cursor() as cur:
+                cur.executemany(
+                    f"UPDATE {name} SET valid_to = %s WHERE chain = %s AND {where} "
+                    "AND valid_from = %s AND valid_to IS NULL",
+                    [(b, ctx.chain, *key, f) for key, b, f in exact])
+                if cur.rowcount != len(exact):  # the cache disagrees with the table: write nothing, reload, redo
+                    raise Fenced(f"{name}: closed {cur.rowcount} of {len(exact)} current versions")
+        if search:
+            cols = [[str(k[i]) for k, _ in search] for i in range(len(lay.key))]
+            conn.execute(
+                f"UPDATE {name} t SET valid_to = u.b FROM unnest({unnest}) AS u({', '.join(lay.key)}, b) "
+                f"WHERE t.chain = %s AND {match} AND t.valid_to IS NULL",
+                [*cols, [b for _, b in search], ctx.chain])
         rows = []
         for key, hist in changes.items():
             for i, (block, state) in enumerate(hist):

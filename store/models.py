@@ -73,6 +73,7 @@ class LedgerEntry(Base, EventRow):
         Index("ix_ledger_entry_batch", "chain", "batch_id", "block_number"),
         Index("ix_ledger_entry_from", "chain", "from_addr", "block_number"),
         Index("ix_ledger_entry_to", "chain", "to_addr", "block_number"),
+        Index("ix_ledger_entry_to_batch", "chain", "to_addr", "batch_id", "block_number"),  # provenance by batch
     )
 
 
@@ -223,6 +224,7 @@ class Listing(Base, Versioned):
     __table_args__ = (
         Index("ix_listing_current", "chain", "batch_id", "status", postgresql_where=text("valid_to IS NULL")),
         Index("ix_listing_seller", "chain", "seller"),
+        Index("ix_listing_created_tx", "chain", "created_tx"),  # provenance: the listing a LIST step created
         Index("ix_listing_born", "chain", "valid_from"),  # reorg undo: versions born above the ancestor
     )
 

@@ -41,7 +41,7 @@ def _move(ctx: Context, ev: ChainEvent, seq: int, batch_id: int, value: int) -> 
     row = ctx.insert("ledger_entry", ev, seq=seq, batch_id=batch_id, operator=a["operator"], from_addr=src,
                      to_addr=dst, amount=value, kind=kind)
     if kind == LEDGER_KINDS_PENDING:
-        ctx.marks.setdefault(ev.tx_hash, []).append(row)
+        ctx.mark_pending(ev, row)
     if src != ZERO and src != market:
         _bump(ctx, src, batch_id, "tradable", -value)
     if dst != ZERO and dst != market:

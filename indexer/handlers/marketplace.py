@@ -6,20 +6,11 @@ from chains.base import ChainEvent
 from indexer.context import Context
 from indexer.handlers.carbon_credit import holding
 from indexer.registry import handler
-from indexer.tables import EVENTS, HOLDING, LISTING
-
-_KIND = EVENTS["ledger_entry"].columns.index("kind")
-
+from indexer.tables import HOLDING, LISTING
 
 def _listed(ctx: Context, seller: str, batch_id: int, delta: int) -> None:
     h = holding(ctx, seller, batch_id)
     ctx.put(HOLDING, (seller, batch_id), {**h, "listed": h["listed"] + delta})
-
-
-def _mark(ctx: Context, ev: ChainEvent, kind: str) -> None:
-    """Name the escrow-out ledger row(s) of this tx that precede `ev`."""
-    for row in ctx.marks.pop(ev.tx_hash, ()):
-        row[_KIND] = kind
 
 
 @handler("Marketplace:Listed")
@@ -41,7 +32,7 @@ def sold(ev: ChainEvent, ctx: Context) -> None:
                amount=a["amount"], price_per_unit=a["pricePerUnit"], payment_ref=ref)
     if ref is not None:
         ctx.insert("offchain_payment", ev, payment_ref=ref, contract="Marketplace", target_id=a["listingId"])
-    _mark(ctx, ev, "sale")
+    ctx.resolve_pending(ev, "sale")
     lst = ctx.get(LISTING, (a["listingId"],))
     if lst is None:
         ctx.error(ev, f"Sold for unknown listing {a['listingId']}")
@@ -55,7 +46,7 @@ def sold(ev: ChainEvent, ctx: Context) -> None:
 
 @handler("Marketplace:Cancelled")
 def cancelled(ev: ChainEvent, ctx: Context) -> None:
-    _mark(ctx, ev, "unlist")
+    ctx.resolve_pending(ev, "unlist")
     lst = ctx.get(LISTING, (ev.args["listingId"],))
     if lst is None:
         ctx.error(ev, f"Cancelled for unknown listing {ev.args['listingId']}")

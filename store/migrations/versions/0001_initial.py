@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 22:07:13.088783
+Create Date: 2026-11-22 22:21:49.689647
 """
 
 from alembic import op
@@ -139,6 +139,7 @@ def upgrade() -> None:
     op.create_index(op.f('ix_ledger_entry_block_number'), 'ledger_entry', ['block_number'], unique=False)
     op.create_index('ix_ledger_entry_from', 'ledger_entry', ['chain', 'from_addr', 'block_number'], unique=False)
     op.create_index('ix_ledger_entry_to', 'ledger_entry', ['chain', 'to_addr', 'block_number'], unique=False)
+    op.create_index('ix_ledger_entry_to_batch', 'ledger_entry', ['chain', 'to_addr', 'batch_id', 'block_number'], unique=False)
     op.create_table('listing',
     sa.Column('chain', sa.Text(), nullable=False),
     sa.Column('listing_id', store.types.Uint256Type(precision=78, scale=0), nullable=False),
@@ -156,6 +157,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('chain', 'listing_id', 'valid_from', name=op.f('pk_listing'))
     )
     op.create_index('ix_listing_born', 'listing', ['chain', 'valid_from'], unique=False)
+    op.create_index('ix_listing_created_tx', 'listing', ['chain', 'created_tx'], unique=False)
     op.create_index('ix_listing_current', 'listing', ['chain', 'batch_id', 'status'], unique=False, postgresql_where=sa.text('valid_to IS NULL'))
     op.create_index('ix_listing_seller', 'listing', ['chain', 'seller'], unique=False)
     op.create_table('mint_event',
@@ -453,8 +455,10 @@ def downgrade() -> None:
     op.drop_table('mint_event')
     op.drop_index('ix_listing_seller', table_name='listing')
     op.drop_index('ix_listing_current', table_name='listing', postgresql_where=sa.text('valid_to IS NULL'))
+    op.drop_index('ix_listing_created_tx', table_name='listing')
     op.drop_index('ix_listing_born', table_name='listing')
     op.drop_table('listing')
+    op.drop_index('ix_ledger_entry_to_batch', table_name='ledger_entry')
     op.drop_index('ix_ledger_entry_to', table_name='ledger_entry')
     op.drop_index('ix_ledger_entry_from', table_name='ledger_entry')
     op.drop_index(op.f('ix_ledger_entry_block_number'), table_name='ledger_entry')
