@@ -174,6 +174,19 @@ def cpu_s(pids: list[int]) -> float:
     return total
 
 
+def postgres_pids() -> list[int]:
+    """Every postgres process on this host (the bench's own server when it runs locally; empty otherwise)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if (d / "comm").read_text().strip() in ("postgres", "postmaster"):
+                    out.append(int(d.name))
+            except OSError:
+                pass
+    return out
+
+
 def server_pids(pid: int) -> list[int]:
     """The uvicorn process and its worker children."""
     kids = Path(f"/proc/{pid}/task/{pid}/children")
@@ -252,10 +265,15 @@ async def measure(api_url: str, db_url: str, info: dict, requests: int, concurre
             warm = max(20, requests // 10)
             await drive(api, list(range(warm)), concurrency)
             await drive(lambda i, n=name: raw(n, i), list(range(warm)), concurrency)
-            c0 = cpu_s(server_pids(pid))
+            c0, k0, p0 = cpu_s(server_pids(pid)), time.process_time(), cpu_s(postgres_pids())
             a = await drive(api, list(range(requests)), concurrency)
             a["cpu_ms"] = (cpu_s(server_pids(pid)) - c0) / requests * 1000
+            a["client_cpu_ms"] = (time.process_time() - k0) / requests * 1000
+            a["pg_cpu_ms"] = (cpu_s(postgres_pids()) - p0) / requests * 1000
+            k0, p0 = time.process_time(), cpu_s(postgres_pids())
             s = await drive(lambda i, n=name: raw(n, i), list(range(requests)), concurrency)
+            s["client_cpu_ms"] = (time.process_time() - k0) / requests * 1000
+            s["pg_cpu_ms"] = (cpu_s(postgres_pids()) - p0) / requests * 1000
             out[name] = {"api": a, "sql": s}
     await pool.close()
     return out
@@ -341,7 +359,9 @@ def main() -> int:
             m = r[side]
             print(f"{name:14s} {side:4s} {m['p50']:8.2f} {m['p99']:8.2f} {m['rps']:8.0f}")
         ratio = r["api"]["p50"] / r["sql"]["p50"]
-        print(f"{name:14s} api/sql p50 ratio {ratio:.2f}x; server CPU {r['api']['cpu_ms']:.2f} ms/request")
+        print(f"{name:14s} api/sql p50 ratio {ratio:.2f}x; CPU ms/request: API server {r['api']['cpu_ms']:.2f}, "
+              f"its client {r['api']['client_cpu_ms']:.2f}, postgres {r['api']['pg_cpu_ms']:.2f}; "
+              f"SQL side: client {r['sql']['client_cpu_ms']:.2f}, postgres {r['sql']['pg_cpu_ms']:.2f}")
         kv += [f"{name}_p50_ms={r['api']['p50']:.2f}", f"{name}_p99_ms={r['api']['p99']:.2f}", f"{name}_rps={r['api']['rps']:.0f}",
                f"{name}_server_cpu_ms={r['api']['cpu_ms']:.2f}",
                f"{name}_sql_p50_ms={r['sql']['p50']:.2f}", f"{name}_sql_p99_ms={r['sql']['p99']:.2f}", f"{name}_ratio={ratio:.2f}"]

@@ -156,6 +156,7 @@ class ApiSettings(_Strict):
     max_depth: int = Field(10, ge=1, description="Query depth limit.")
     max_aliases: int = Field(30, ge=1, description="Alias limit per query.")
     max_tokens: int = Field(2000, ge=10, description="Token limit per query document.")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest JSON POST /graphql body (413 above).")
     pool_size: int = Field(10, ge=1, description="Database connections per API worker process.")
     graphiql: bool = Field(True, description="Serve the GraphiQL IDE on GET /graphql.")
 

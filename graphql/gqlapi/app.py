@@ -20,6 +20,7 @@ from carbonledger.service import ops_routes
 from gqlapi import graphiql
 from gqlapi.context import Context, Limits
 from gqlapi.db import Database
+from gqlapi.endpoint import GraphQLEndpoint
 from gqlapi.schema import make_schema
 
 
@@ -76,8 +77,10 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
         async def render_graphql_ide(self, request: Any) -> Any:  # type: ignore[override]
             return HTMLResponse(graphiql.offline_html(self.graphql_ide_html))
 
-    graphql_app = _TimedGraphQL(View(make_schema(settings.api), graphql_ide="graphiql" if settings.api.graphiql else None,
-                                    allow_queries_via_get=True), metrics, db)
+    schema = make_schema(settings.api)
+    view = View(schema, graphql_ide="graphiql" if settings.api.graphiql else None, allow_queries_via_get=True)
+    endpoint = GraphQLEndpoint(schema, view, lambda: Context.create(db, limits), max_body_bytes=settings.api.max_body_bytes)
+    graphql_app = _TimedGraphQL(endpoint, metrics, db)
 
     async def watch_db() -> None:
         while True:
@@ -104,6 +107,7 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
         lifespan=lifespan,
     )
     app.state.db = db
+    app.state.graphql = endpoint
     return app
 
 

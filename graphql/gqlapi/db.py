@@ -1,63 +1,167 @@
-"""Postgres access: one async pool per process, one read-only snapshot per request.
+"""Postgres access: one pool of snapshot-ready connections per process, one read-only snapshot per request.
 
-Every request that touches the database borrows one pooled connection on its first query and runs all its
-queries (root fields and DataLoaders) in one REPEATABLE READ READ ONLY transaction, so nested data can never
-mix two indexer commits. The statement timeout is set per connection (libpq `options`), psycopg prepares
-repeated statements itself (prepare_threshold), and rows come back as dicts for the types' from_row().
+Every request that touches the database borrows one connection on its first query and runs all its queries
+(root fields and DataLoaders) in one REPEATABLE READ READ ONLY transaction, so nested data can never mix two
+indexer commits.
+
+Round trips are the API's main fixed cost (each one is ~0.13 ms of Python CPU in psycopg's async path, measured
+in bench/api.py's setting), so the transaction is opened ahead of time: a connection waits in the pool *inside*
+a fresh `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY` (Postgres takes the snapshot at the first query, so a
+waiting connection holds no snapshot, no xmin and no lock), and giving it back sends `COMMIT; BEGIN ...` as one
+simple-protocol message. A request therefore costs its own queries plus one round trip, which the endpoint pays
+after the response is sent. psycopg_pool cannot hold connections inside a transaction (it rolls back every
+returned connection), hence this small pool. A waiting connection that died (server restart, network) is
+replaced transparently on a request's first query, when nothing has been read from it yet.
+
+Statement timeout and read-only mode are per connection (libpq `options`); psycopg prepares repeated statements
+itself (prepare_threshold); rows come back as dicts, integral NUMERICs (uint256 amounts and ids) as Python ints.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from decimal import Decimal
 from typing import Any
 
 import psycopg
+from psycopg.adapt import Loader
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from gqlapi.errors import UserError
 from store.engine import libpq_url
 
 log = logging.getLogger("gqlapi.db")
 
+_BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+# COMMIT, not ROLLBACK: the transaction is read-only, so both end it alike, but psycopg forgets every prepared
+# statement of a connection when it sees a ROLLBACK command (psycopg/_preparing.py, _should_discard), and
+# re-planning is most of Postgres's work for these queries (the provenance query: ~3 ms to plan, ~0.2 ms to run).
+_RENEW = f"COMMIT; {_BEGIN}"
+
+
+class _IntNumericLoader(Loader):
+    """NUMERIC (text) -> int when integral, else Decimal: our uint256 columns never carry fractions, and an int
+    saves building and converting a Decimal per value."""
+
+    def load(self, data: Any) -> int | Decimal:
+        raw = bytes(data)
+        try:
+            return int(raw)
+        except ValueError:
+            return Decimal(raw.decode())
+
+
+class PoolTimeout(Exception):
+    pass
+
 
 class Database:
-    """The process-wide AsyncConnectionPool; `statements` counts data queries (tests assert on it)."""
+    """The process-wide connection pool; `statements` counts data queries (tests assert on it)."""
 
     def __init__(self, url: str, statement_timeout_ms: int = 5000, min_size: int = 1, max_size: int = 10) -> None:
         self.statement_timeout_ms = statement_timeout_ms
         self.statements = 0
-        self.pool = AsyncConnectionPool(
-            libpq_url(url),
-            min_size=min_size,
-            max_size=max_size,
-            open=False,
-            kwargs={
-                "autocommit": True,
-                "row_factory": dict_row,
-                "prepare_threshold": 2,
-                "options": f"-c statement_timeout={int(statement_timeout_ms)} -c default_transaction_read_only=on",
-                "application_name": "carbonledger-api",
-            },
-        )
+        self.conninfo = libpq_url(url)
+        self.min_size, self.max_size = min_size, max_size
+        self.kwargs = {
+            "autocommit": True,
+            "row_factory": dict_row,
+            "prepare_threshold": 2,
+            "options": f"-c statement_timeout={int(statement_timeout_ms)} -c default_transaction_read_only=on "
+                       "-c idle_in_transaction_session_timeout=0",
+            "application_name": "carbonledger-api",
+        }
+        self._idle: list[psycopg.AsyncConnection] = []
+        self._size = 0  # connections open or being opened
+        self._freed = asyncio.Condition()
+        self._closed = False
+        self._renewing: set[asyncio.Task] = set()
 
     async def open(self) -> None:
-        await self.pool.open(wait=True, timeout=30)
+        """Open `min_size` connections; a database that is not reachable yet is logged, not fatal (connections
+        are opened on demand and /ready reports the database until then)."""
+        self._closed = False
+        for _ in range(self.min_size):
+            try:
+                self._idle.append(await asyncio.wait_for(self._connect(), 30))
+            except Exception as e:  # noqa: BLE001
+                log.warning("database not reachable yet (%s); connecting on demand", type(e).__name__)
+                break
 
     async def close(self) -> None:
-        await self.pool.close()
+        self._closed = True
+        if self._renewing:
+            await asyncio.gather(*self._renewing, return_exceptions=True)
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await conn.close()
+        self._size -= len(idle)
+
+    async def _connect(self) -> psycopg.AsyncConnection:
+        self._size += 1
+        try:
+            conn = await psycopg.AsyncConnection.connect(self.conninfo, **self.kwargs)
+            conn.adapters.register_loader("numeric", _IntNumericLoader)
+            await conn.execute(_BEGIN)
+            return conn
+        except BaseException:
+            self._size -= 1
+            raise
+
+    async def acquire(self, timeout: float = 10) -> psycopg.AsyncConnection:
+        """A connection waiting in a fresh read-only snapshot transaction."""
+        async with self._freed:
+            deadline = asyncio.get_running_loop().time() + timeout
+            while not self._idle and self._size >= self.max_size:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    raise PoolTimeout
+                try:
+                    await asyncio.wait_for(self._freed.wait(), left)
+                except asyncio.TimeoutError:
+                    raise PoolTimeout from None
+            if self._idle:
+                return self._idle.pop()
+        return await self._connect()
+
+    def release(self, conn: psycopg.AsyncConnection, *, broken: bool = False) -> None:
+        """Renew the connection's snapshot transaction and put it back, in the background."""
+        task = asyncio.get_running_loop().create_task(self._renew(conn, broken))
+        self._renewing.add(task)
+        task.add_done_callback(self._renewing.discard)
+
+    async def _renew(self, conn: psycopg.AsyncConnection, broken: bool) -> None:
+        ok = False
+        if not broken and not self._closed and not conn.broken:
+            try:
+                await conn.execute(_RENEW)
+                ok = True
+            except Exception:  # noqa: BLE001 - a broken connection is dropped, a new one opened on demand
+                log.debug("renewing a connection failed", exc_info=True)
+        if not ok:
+            self._size -= 1
+            try:
+                await conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+        async with self._freed:
+            if ok:
+                self._idle.append(conn)
+            self._freed.notify()
 
     def session(self) -> "Session":
         return Session(self)
 
     async def ping(self) -> bool:
+        s = self.session()
         try:
-            async with self.pool.connection(timeout=2) as conn:
-                await conn.execute("SELECT 1")
+            await s.fetch("SELECT 1", count=False)
             return True
         except Exception:  # noqa: BLE001 - readiness is a yes/no
             return False
+        finally:
+            await s.close()
 
 
 class Session:
@@ -69,33 +173,45 @@ class Session:
         self._conn: psycopg.AsyncConnection | None = None
         self._lock = asyncio.Lock()
 
-    async def fetch(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+    async def fetch(self, sql: str, params: Any = None, *, count: bool = True) -> list[dict[str, Any]]:
         """Run one query in this request's snapshot and return all rows as dicts."""
         async with self._lock:  # loaders may resolve concurrently; one connection runs one query at a time
-            if self._conn is None:
+            if count:
+                self.statements += 1
+                self.db.statements += 1
+            if self._conn is not None:
+                return await self._run(sql, params)
+            # The first query: a connection that died while it waited in the pool (server restart, network) has
+            # given this request nothing yet, so drop it and take the next; after a restart all of them are dead.
+            for attempt in range(self.db.max_size + 1):
+                self._conn = await self._acquire()
                 try:
-                    self._conn = await self.db.pool.getconn(timeout=10)
-                except PoolTimeout:
-                    raise UserError("the API has no free database connection right now; retry shortly") from None
-                await self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            self.statements += 1
-            self.db.statements += 1
-            try:
-                cur = await self._conn.execute(sql, params)  # type: ignore[arg-type]
-                return await cur.fetchall()  # type: ignore[return-value]
-            except psycopg.errors.QueryCanceled:
-                raise UserError(
-                    f"the query took longer than the statement timeout ({self.db.statement_timeout_ms} ms); "
-                    "ask for fewer items or a narrower range"
-                ) from None
+                    return await self._run(sql, params)
+                except psycopg.OperationalError:
+                    if not self._conn.broken or attempt == self.db.max_size:
+                        raise
+                    self.db.release(self._conn, broken=True)
+                    self._conn = None
+            raise AssertionError("unreachable")
+
+    async def _acquire(self) -> psycopg.AsyncConnection:
+        try:
+            return await self.db.acquire(timeout=10)
+        except PoolTimeout:
+            raise UserError("the API has no free database connection right now; retry shortly") from None
+
+    async def _run(self, sql: str, params: Any) -> list[dict[str, Any]]:
+        try:
+            cur = await self._conn.execute(sql, params)  # type: ignore[union-attr, arg-type]
+            return await cur.fetchall()  # type: ignore[return-value]
+        except psycopg.errors.QueryCanceled:
+            raise UserError(
+                f"the query took longer than the statement timeout ({self.db.statement_timeout_ms} ms); "
+                "ask for fewer items or a narrower range"
+            ) from None
 
     async def close(self) -> None:
-        """End the snapshot and give the connection back (idempotent)."""
+        """End the snapshot and give the connection back (idempotent; the renewal runs in the background)."""
         conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        try:
-            await conn.execute("ROLLBACK")
-        except Exception:  # noqa: BLE001 - the pool checks and discards broken connections
-            log.debug("rollback failed", exc_info=True)
-        await self.db.pool.putconn(conn)
+        if conn is not None:
+            self.db.release(conn)

@@ -82,7 +82,7 @@ def make_schema(api: ApiSettings | None = None) -> strawberry.Schema:
     # Rule classes are built once: ValidationCache keys on them, so per-request classes would never hit.
     rules = [*QueryDepthLimiter(max_depth=api.max_depth).validation_rules,
              *MaxAliasesLimiter(max_alias_count=api.max_aliases).validation_rules]
-    return Schema(
+    schema = Schema(
         query=Query,
         config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALARS),
         execution_context_class=FastExecutionContext,
@@ -95,6 +95,10 @@ def make_schema(api: ApiSettings | None = None) -> strawberry.Schema:
             CloseSession,
         ],
     )
+    # What gqlapi.endpoint needs to prepare documents exactly as these extensions would check them.
+    schema.carbon_validation_rules = tuple(rules)  # type: ignore[attr-defined]
+    schema.carbon_max_tokens = api.max_tokens  # type: ignore[attr-defined]
+    return schema
 
 
 schema = make_schema()

@@ -1,0 +1,179 @@
+"""POST /graphql for valid queries without strawberry's HTTP view: prepared documents, direct execution.
+
+Measured (bench/api.py, graphql/README.md): strawberry's ASGI view and its per-request extension runners cost
+more CPU than executing a small query (~0.7 ms and ~0.35 ms of a 2.2 ms marketStats request). Frontends send
+the same few documents over and over, so this endpoint keeps an LRU of *prepared* documents — parsed with the
+token limit, validated with every rule the schema's extensions add (depth, aliases, strawberry's own), their
+single query operation picked — and executes a prepared one with graphql-core directly, with the same executor
+class, the same error masking (`should_mask`) and the same response shape as the strawberry path.
+
+Anything else goes to the strawberry view unchanged, which therefore still owns every error response a client
+can provoke before execution: GET (GraphiQL, queries via GET), other content types, unparsable or non-object
+JSON, a missing query, syntax or validation errors, an unknown or ambiguous operation name, mutations,
+subscriptions, batched requests. tests/integration/test_api_endpoint.py compares both paths on the same requests.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import orjson
+from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, OperationType, execute, parse, specified_rules
+from strawberry.schema.schema import validate_document
+from strawberry.execution.is_awaitable import optimized_is_awaitable
+from strawberry.utils.await_maybe import await_maybe
+
+from gqlapi.errors import should_mask
+
+_HEADERS = [(b"content-type", b"application/json")]
+_TOO_LARGE = orjson.dumps({"errors": [{"message": "request body too large"}]})
+
+
+class Prepared:
+    """A document known to parse and validate, with the operation a request names."""
+
+    __slots__ = ("document", "operation_name")
+
+    def __init__(self, document: DocumentNode, operation_name: str | None) -> None:
+        self.document, self.operation_name = document, operation_name
+
+
+class GraphQLEndpoint:
+    """ASGI app for /graphql: prepared queries executed here, everything else by `fallback` (strawberry's view).
+
+    `make_context()` returns the per-request Context; its `db` session is closed after execution, as the
+    schema's CloseSession extension does on the strawberry path."""
+
+    def __init__(self, schema: Any, fallback: Any, make_context: Any, *, max_body_bytes: int, cache_size: int = 512) -> None:
+        self.schema, self.fallback, self.make_context = schema, fallback, make_context
+        self.max_body_bytes = max_body_bytes
+        self.cache_size = cache_size
+        self.rules = (*specified_rules, *schema.carbon_validation_rules)
+        self.max_tokens = schema.carbon_max_tokens
+        self.executor_class = schema.execution_context_class
+        self.prepared: OrderedDict[tuple[str, str | None], Prepared | None] = OrderedDict()
+
+    # -- preparing -------------------------------------------------------------------------------------------
+    def prepare(self, query: str, operation_name: str | None) -> Prepared | None:
+        """The prepared document, or None when the strawberry path must answer (any error before execution)."""
+        key = (query, operation_name)
+        cache = self.prepared
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        prepared = self._prepare(query, operation_name)
+        cache[key] = prepared
+        if len(cache) > self.cache_size:
+            cache.popitem(last=False)
+        return prepared
+
+    def _prepare(self, query: str, operation_name: str | None) -> Prepared | None:
+        try:
+            document = parse(query, max_tokens=self.max_tokens)
+        except GraphQLError:
+            return None
+        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+        if operation_name is None:
+            chosen = operations if len(operations) == 1 else []
+        else:
+            chosen = [d for d in operations if d.name is not None and d.name.value == operation_name]
+        if len(chosen) != 1 or chosen[0].operation is not OperationType.QUERY:
+            return None
+        if validate_document(self.schema._schema, document, self.rules):
+            return None
+        return Prepared(document, operation_name)
+
+    # -- serving ---------------------------------------------------------------------------------------------
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not self._json_request(scope["headers"]):
+            await self.fallback(scope, receive, send)
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body_bytes:
+                await self._respond(send, 413, _TOO_LARGE)
+                return
+        request = self._request(bytes(body))
+        prepared = None if request is None else self.prepare(request[0], request[2])
+        if prepared is None:
+            await self.fallback(scope, _replay(bytes(body), receive), send)
+            return
+        await self._respond(send, 200, await self.run(prepared, request[1]))
+
+    @staticmethod
+    def _json_request(headers: list[tuple[bytes, bytes]]) -> bool:
+        """application/json in, and a client that accepts plain JSON back (else strawberry negotiates)."""
+        content_type = accept = b""
+        for name, value in headers:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"accept":
+                accept = value
+        if not content_type.split(b";", 1)[0].strip().lower() == b"application/json":
+            return False
+        return not accept or b"application/json" in accept or accept.strip() == b"*/*"
+
+    @staticmethod
+    def _request(body: bytes) -> tuple[str, dict[str, Any] | None, str | None] | None:
+        """(query, variables, operationName) of a well-formed single request, else None (strawberry answers)."""
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
+        if not isinstance(query, str) or not (variables is None or isinstance(variables, dict)) \
+                or not (name is None or isinstance(name, str)) or data.get("extensions") is not None:
+            return None
+        return query, variables, name
+
+    async def run(self, prepared: Prepared, variables: dict[str, Any] | None) -> bytes:
+        """Execute a prepared document; the response body (data and masked errors)."""
+        context = self.make_context()
+        try:
+            result = await await_maybe(execute(
+                self.schema._schema, prepared.document, None, context, variables, prepared.operation_name,
+                executor_class=self.executor_class, is_awaitable=optimized_is_awaitable, operation_extensions=None,
+            ))
+        finally:
+            await context.db.close()
+        out: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            out["errors"] = [_masked(e).formatted for e in result.errors]
+        return orjson.dumps(out)
+
+    @staticmethod
+    async def _respond(send: Any, status: int, body: bytes) -> None:
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*_HEADERS, (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _masked(error: GraphQLError) -> GraphQLError:
+    """What strawberry's MaskErrors(should_mask_error=should_mask) makes of an error."""
+    if not should_mask(error):
+        return error
+    return GraphQLError("Unexpected error.", nodes=error.nodes, source=error.source, positions=error.positions,
+                        path=error.path)
+
+
+def _replay(body: bytes, receive: Any) -> Any:
+    """A receive() that hands the already-read body to the fallback app, then the connection's own messages."""
+    sent = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

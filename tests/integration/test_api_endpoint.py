@@ -1,0 +1,126 @@
+"""The lean POST /graphql path answers exactly as strawberry's view does, and keeps prepared statements."""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+import pytest
+
+from gqlapi.testing import ApiClient, World, addr
+
+A, B = addr(1), addr(2)
+
+FOLIO = 'query($o: String!) { portfolio(owner: $o) { totals { balance value } holdings { batchId tradable batch { projectId } } } }'
+CASES = [
+    # valid documents: the lean path executes them
+    (FOLIO, {"o": A}, None),
+    ("{ certificates(first: 2) { pageInfo { hasNextPage endCursor } nodes { id amount provenance { kind amount } } } }", None, None),
+    ("query Q1 { _meta { chain } } query Q2 { marketStats(batchId: \"1\") { tradeCount volume floor } }", None, "Q2"),
+    ("{ provenance(batchId: \"1\", owner: \"%s\") { events { kind amount } truncated } }" % B, None, None),
+    # valid documents whose execution fails: a client error and a variable that does not coerce
+    (FOLIO, {"o": "0xnothex"}, None),
+    (FOLIO, {"o": 7}, None),
+    ("{ trades(first: 100000) { nodes { buyer } } }", None, None),
+    # anything the lean path leaves to strawberry
+    ("{ nope }", None, None),
+    ("{ portfolio(owner: \"x\") { holdings { ", None, None),
+    ("query A { _meta { chain } } query B { _meta { chain } }", None, None),
+    ("query A { _meta { chain } }", None, "Missing"),
+    ("mutation { x }", None, None),
+]
+
+
+@pytest.fixture()
+def setup(db_url):
+    w = World(db_url)
+    for b in range(1, 5):
+        w.create_batch(b)
+        w.mint(A, b, 100 * b)
+        w.retire(A, b, b)
+    w.transfer(A, B, 1, 10)
+    api = ApiClient(db_url, max_page_size=100)
+    yield w, api
+    api.close()
+    w.close()
+
+
+def _both(api: ApiClient, body: bytes) -> tuple[httpx.Response, httpx.Response]:
+    endpoint = api.app.state.graphql
+    strawberry_only = httpx.AsyncClient(transport=httpx.ASGITransport(app=endpoint.fallback), base_url="http://api")
+    headers = {"content-type": "application/json"}
+    try:
+        lean = api.loop.run_until_complete(api.http.post("/graphql", content=body, headers=headers))
+        plain = api.loop.run_until_complete(strawberry_only.post("/graphql", content=body, headers=headers))
+    finally:
+        api.loop.run_until_complete(strawberry_only.aclose())
+    return lean, plain
+
+
+@pytest.mark.parametrize("query, variables, op", CASES)
+def test_lean_path_answers_like_strawberry(setup, query, variables, op):
+    w, api = setup
+    body = orjson.dumps({"query": query, "variables": variables, "operationName": op})
+    for _ in range(2):  # the first request prepares the document, the second finds it prepared
+        lean, plain = _both(api, body)
+        assert lean.status_code == plain.status_code, (lean.text, plain.text)
+        assert lean.status_code < 500
+        assert lean.headers["content-type"] == plain.headers["content-type"]
+        assert lean.content == plain.content or lean.json() == plain.json()
+    prepared = api.app.state.graphql.prepared.get((query, op))
+    valid = CASES.index((query, variables, op)) < 7
+    assert (prepared is not None) == valid
+
+
+def test_masked_errors_and_limits_on_the_lean_path(setup):
+    w, api = setup
+    q = "{ trades { nodes { buyer } } }"
+    assert api.q(q) == {"trades": {"nodes": []}}
+    w.conn.execute("ALTER TABLE trade RENAME TO trade_gone")
+    try:
+        lean, plain = _both(api, orjson.dumps({"query": q}))
+        assert lean.status_code == plain.status_code == 200
+        assert lean.json() == plain.json() and lean.json()["errors"][0]["message"] == "Unexpected error."
+    finally:
+        w.conn.execute("ALTER TABLE trade_gone RENAME TO trade")
+    huge = orjson.dumps({"query": q, "variables": {"pad": "x" * 2_000_000}})
+    before = api.db.statements
+    r = api.loop.run_until_complete(api.http.post("/graphql", content=huge, headers={"content-type": "application/json"}))
+    assert r.status_code == 413 and "too large" in r.json()["errors"][0]["message"]
+    assert api.db.statements == before
+
+
+def test_prepared_statements_survive_requests_and_dead_connections_are_replaced(setup):
+    w, api = setup
+    for _ in range(8):
+        api.q(FOLIO, {"o": A})
+    count = "{ portfolio(owner: \"%s\") { owner } }" % A
+    api.q(count)
+
+    async def prepared_on_a_connection() -> int:
+        s = api.db.session()
+        try:
+            rows = await s.fetch("SELECT count(*) AS n FROM pg_prepared_statements")
+            return rows[0]["n"]
+        finally:
+            await s.close()
+
+    assert api.loop.run_until_complete(prepared_on_a_connection()) >= 1
+    # Kill every API connection while they wait in the pool: the next requests reconnect transparently.
+    w.conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'carbonledger-api'")
+    for _ in range(3):
+        assert api.q(FOLIO, {"o": A})["portfolio"]["holdings"]
+
+
+def test_numeric_columns_come_back_as_ints(setup):
+    w, api = setup
+
+    async def go():
+        s = api.db.session()
+        try:
+            return (await s.fetch("SELECT (10::numeric ^ 70)::numeric(78,0) AS big, 1.5::numeric AS frac, NULL::numeric AS n"))[0]
+        finally:
+            await s.close()
+
+    row = api.loop.run_until_complete(go())
+    assert row["big"] == 10 ** 70 and type(row["big"]) is int
+    assert str(row["frac"]) == "1.5" and row["n"] is None
