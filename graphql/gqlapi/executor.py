@@ -4,21 +4,26 @@ graphql-core resolves every field through build_resolve_info -> resolver -> comp
 a portfolio of 100 holdings has over a thousand such fields. Our types are plain dataclasses filled by
 from_row(), so a field without a resolver or arguments is just an attribute: a leaf is
 `serialize(getattr(obj, name))`, an object (or list of objects) goes straight to its sub-selection, and a
-sub-selection made only of such fields is compiled once per request into a function that builds the result dict
-(a portfolio's holdings with their batches). Fields with resolvers, arguments, abstract types, or nulls in
-non-null positions take graphql-core's normal path, and errors are located and propagated by graphql-core's own
-handle_field_error, so results and errors are unchanged (tests/unit/test_gql_executor.py compares both).
+sub-selection made only of such fields is compiled into straight-line Python (one dict literal; ~3x faster than
+interpreting a plan) that builds the result dict (a portfolio's holdings with their batches). Compiled functions
+are kept per selection node, so a prepared document (gqlapi.endpoint) compiles once, not once per request.
+Fields with resolvers, arguments, abstract types, or nulls in non-null positions take graphql-core's normal path,
+and errors are located and propagated by graphql-core's own handle_field_error, so results and errors are
+unchanged (tests/unit/test_gql_executor.py compares both, across requests and variables).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType, is_leaf_type
+from graphql import (FragmentSpreadNode, GraphQLBoolean, GraphQLID, GraphQLInt, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLString,
+                     is_leaf_type)
 from graphql.pyutils import Path, Undefined, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 _SPECS: dict[tuple[int, str, str], tuple | None] = {}
+_COMPILED: dict[tuple, tuple[tuple, Any]] = {}  # (schema, type, selection node ids) -> (nodes, compiled function)
+_COMPILED_MAX = 4096
 
 
 class _Slow(Exception):
@@ -54,6 +59,61 @@ def _spec(schema: Any, parent: GraphQLObjectType, name: str) -> tuple | None:
     return spec
 
 
+def _check(value: Any) -> Any:
+    if value is None or value is Undefined:
+        raise _Slow
+    return value
+
+
+def _raise_slow() -> Any:
+    raise _Slow
+
+
+_LEAF_FAST = {
+    # serializer -> expression for the serialized value, exact for every input: values that need no conversion
+    # are taken as they are, anything else goes through the serializer itself.
+    GraphQLString.serialize: "{v} if {v}.__class__ is str else _check({f}({v}))",
+    GraphQLID.serialize: "{v} if {v}.__class__ is str else _check({f}({v}))",
+    GraphQLBoolean.serialize: "{v} if {v}.__class__ is bool else _check({f}({v}))",
+    GraphQLInt.serialize: "{v} if {v}.__class__ is int and -2147483648 <= {v} <= 2147483647 else _check({f}({v}))",
+    str: "str({v})",  # BigInt: any int, as a decimal string
+}
+
+
+def _generate(type_name: str, steps: list[tuple]) -> Any:
+    """Straight-line Python for one compiled selection: read each attribute once, then one dict literal in field
+    order. A null in a non-null position (or a serializer refusing a value) raises _Slow, so the caller falls
+    back to graphql-core's path, which produces the exact error."""
+    env: dict[str, Any] = {"_Slow": _Slow, "_check": _check, "_raise_slow": _raise_slow, "str": str}
+    lines = ["def run(o):"]
+    items = []
+    for i, (kind, name, attr, f, non_null, item_nn) in enumerate(steps):
+        key = repr(name)
+        if kind == 3:
+            items.append(f"{key}: {attr!r}")
+            continue
+        v, fn = f"v{i}", f"f{i}"
+        env[fn] = f
+        lines.append(f"    {v} = o.{attr}")
+        if non_null:
+            lines.append(f"    if {v} is None: raise _Slow")
+        if kind == 0:
+            template = _LEAF_FAST.get(f, "_check({f}({v}))")
+            expr = template.format(v=v, f=fn)
+        elif kind == 1:
+            expr = f"{fn}({v})"
+        else:
+            if item_nn:
+                lines.append(f"    if {v} is not None and any(x is None for x in {v}): raise _Slow")
+                expr = f"[{fn}(x) for x in {v}]"
+            else:
+                expr = f"[None if x is None else {fn}(x) for x in {v}]"
+        items.append(f"{key}: {expr}" if non_null else f"{key}: None if {v} is None else ({expr})")
+    lines.append("    return {" + ", ".join(items) + "}")
+    exec(compile("\n".join(lines), f"<gqlapi selection {type_name}>", "exec"), env)  # noqa: S102 - our own code
+    return env["run"]
+
+
 class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
     """graphql-core's execute_fields with a direct path for plain fields."""
 
@@ -72,16 +132,51 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def _compile(self, otype: GraphQLObjectType, details: Any) -> Any:
         """A function obj -> result dict for a selection made only of plain fields (recursively), else None.
 
-        Pure attribute reads and serialization, so running it and falling back on any exception is safe."""
+        Pure attribute reads and serialization, so running it and falling back on any exception is safe.
+        Compiled once per selection *node*, not per request: a prepared document's nodes are the same objects on
+        every request (the functions are kept with the nodes they were built from, and checked by identity), so
+        the cost of generating code is paid once. A selection whose subtree carries directives (@skip/@include
+        depend on variables) is compiled per request only."""
         cache = self.__dict__.setdefault("_compiled", {})
         key = (otype.name, id(details))
         hit = cache.get(key)
         if hit is not None and hit[0] is details:
             return hit[1]
+        nodes = tuple(d.node for d in details)
+        gkey = (id(self.schema), otype.name, tuple(map(id, nodes)))
+        ghit = _COMPILED.get(gkey)
+        if ghit is not None and all(a is b for a, b in zip(ghit[0], nodes, strict=True)):
+            cache[key] = (details, ghit[1])
+            return ghit[1]
         cache[key] = (details, None)  # guards recursion; a cycle means "not compilable"
         fn = self._build(otype, details)
         cache[key] = (details, fn)
+        if not self._has_directives(nodes):
+            if len(_COMPILED) >= _COMPILED_MAX:
+                _COMPILED.clear()
+            _COMPILED[gkey] = (nodes, fn)
         return fn
+
+    def _has_directives(self, nodes: tuple) -> bool:
+        """True when any selection below `nodes` (through fragments) carries a directive."""
+        seen: set[str] = set()
+        stack = [n.selection_set for n in nodes if n.selection_set is not None]
+        while stack:
+            for sel in stack.pop().selections:
+                if sel.directives:
+                    return True
+                if isinstance(sel, FragmentSpreadNode):
+                    name = sel.name.value
+                    if name in seen:
+                        continue
+                    seen.add(name)
+                    frag = self.fragment_definitions.get(name)
+                    if frag is None or frag.directives:
+                        return True
+                    stack.append(frag.selection_set)
+                elif sel.selection_set is not None:
+                    stack.append(sel.selection_set)
+        return False
 
     def _build(self, otype: GraphQLObjectType, details: Any) -> Any:
         grouped = self.collect_subfields(otype, details)[0]
@@ -103,31 +198,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             else:
                 steps.append((2, name, spec[1], sub, isinstance(spec[2], GraphQLNonNull), spec[5]))
 
-        def run(obj: Any) -> dict[str, Any]:
-            out: dict[str, Any] = {}
-            for kind, name, attr, f, non_null, item_nn in steps:
-                if kind == 3:
-                    out[name] = attr
-                    continue
-                v = getattr(obj, attr)
-                if v is None:
-                    if non_null:
-                        raise _Slow
-                    out[name] = None
-                elif kind == 0:
-                    r = f(v)
-                    if r is None or r is Undefined:
-                        raise _Slow
-                    out[name] = r
-                elif kind == 1:
-                    out[name] = f(v)
-                else:
-                    if item_nn and any(x is None for x in v):
-                        raise _Slow
-                    out[name] = [None if x is None else f(x) for x in v]
-            return out
-
-        return run
+        return _generate(otype.name, steps)
 
     async def _guard(self, aw: Any, rtype: Any, details: Any, path: Path) -> Any:
         try:

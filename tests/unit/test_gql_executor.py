@@ -85,6 +85,8 @@ QUERIES = [
     "{ wrapper { node { id badLeaf { name } } } }",
     "{ wrapper { nodes { id leaf { name later } } } }",
     "{ wrapper { optNodes { id badLeaf { name } } } }",
+    "query($s: Boolean!) { wrapper { nodes { ...N } node { leaves { name n @skip(if: $s) } } } } "
+    "fragment N on Node { id leaf @include(if: $s) { name } }",
 ]
 
 
@@ -98,3 +100,20 @@ def test_same_results_and_errors_as_graphql_core(query):
         return json.dumps(r.data), sorted((e.message, tuple(e.path or ())) for e in r.errors or [])
 
     assert asyncio.run(run(fast)) == asyncio.run(run(plain))
+
+
+@pytest.mark.parametrize("query", QUERIES)
+def test_compiled_selections_reused_across_requests_follow_their_variables(query):
+    """A cached document's compiled selections serve later requests; with @skip/@include they follow each
+    request's variables (such selections are compiled per request)."""
+    from strawberry.extensions import ParserCache
+
+    plain = strawberry.Schema(Query)
+    fast = strawberry.Schema(Query, execution_context_class=FastExecutionContext, extensions=[ParserCache(maxsize=8)])
+
+    async def run(schema, s):
+        r = await schema.execute(query, variable_values={"s": s})
+        return json.dumps(r.data), sorted((e.message, tuple(e.path or ())) for e in r.errors or [])
+
+    for s in (True, False, False, True):
+        assert asyncio.run(run(fast, s)) == asyncio.run(run(plain, s))
