@@ -5,7 +5,7 @@ Loads synthetic but indexer-shaped rows through the indexer's bulk path (binary 
 indexer/tables.py) into a fresh database: ledger entries (mints, transfers, listings, sales, burns) with their
 mint/trade/retirement rows, current and historical versions of batches, holdings and listings, and one owner
 ("the whale") holding 100 batches. Then it serves the API with uvicorn (--workers processes) in a subprocess and,
-with aiohttp clients at --concurrency, measures p50/p99 and requests/s of `portfolio` (the whale), `certificate` with
+with lean keep-alive HTTP clients (bench/common.HttpClient) at --concurrency, measures p50/p99 and requests/s of `portfolio` (the whale), `certificate` with
 `provenance`, and `marketStats`; in the same run it times the equivalent raw SQL (the resolvers' own queries
 over a psycopg async pool at the same concurrency) and prints both and their ratio. Last line: RESULT ...
 (it names events, concurrency, workers, requests and the machine's cores, so runs can be compared).
@@ -252,16 +252,17 @@ async def measure(api_url: str, db_url: str, info: dict, requests: int, concurre
                 sql, p = stats_sql(CHAIN, batches[i % len(batches)], None, 86400, None)
                 await (await conn.execute(sql, p)).fetchall()
 
-    import aiohttp  # a lean client, so the client's own CPU cost does not blur the server's figures on small boxes
+    from urllib.parse import urlsplit
+
+    from bench.common import HttpClient
 
     out: dict[str, dict] = {}
-    conn = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(base_url=api_url, connector=conn, json_serialize=lambda o: orjson.dumps(o).decode()) as client:
+    where = urlsplit(api_url)
+    async with HttpClient(where.hostname, where.port, concurrency) as client:
         for name, (query, variables) in cases.items():
             async def api(i: int, query=query, variables=variables) -> None:
-                async with client.post("/graphql", json={"query": query, "variables": variables(i)}) as r:
-                    raw_body = await r.read()
-                    assert r.status == 200 and b'"errors"' not in raw_body, raw_body[:500]
+                status, raw_body = await client.post("/graphql", orjson.dumps({"query": query, "variables": variables(i)}))
+                assert status == 200 and b'"errors"' not in raw_body, raw_body[:500]
             warm = max(20, requests // 10)
             await drive(api, list(range(warm)), concurrency)
             await drive(lambda i, n=name: raw(n, i), list(range(warm)), concurrency)

@@ -80,7 +80,8 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
 
     schema = make_schema(settings.api)
     view = View(schema, graphql_ide="graphiql" if settings.api.graphiql else None, allow_queries_via_get=True)
-    endpoint = GraphQLEndpoint(schema, view, lambda: Context.create(db, limits), max_body_bytes=settings.api.max_body_bytes)
+    endpoint = GraphQLEndpoint(schema, view, lambda single: Context.create(db, limits, single=single),
+                               max_body_bytes=settings.api.max_body_bytes)
     graphql_app = _TimedGraphQL(endpoint, metrics, db)
 
     async def watch_db() -> None:

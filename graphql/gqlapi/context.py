@@ -30,5 +30,7 @@ class Context:
         self.loaders = Loaders(self.db)
 
     @classmethod
-    def create(cls, db: Database, limits: Limits, request: Any = None, response: Any = None) -> "Context":
-        return cls(db=db.session(), limits=limits, request=request, response=response)
+    def create(cls, db: Database, limits: Limits, request: Any = None, response: Any = None, *,
+               single: bool = False) -> "Context":
+        """`single`: the request is expected to run one statement (see gqlapi.db.Session)."""
+        return cls(db=db.session(single), limits=limits, request=request, response=response)

@@ -4,14 +4,19 @@ Every request that touches the database borrows one connection on its first quer
 (root fields and DataLoaders) in one REPEATABLE READ READ ONLY transaction, so nested data can never mix two
 indexer commits.
 
-Round trips are the API's main fixed cost (each one is ~0.13 ms of Python CPU in psycopg's async path, measured
-in bench/api.py's setting), so the transaction is opened ahead of time: a connection waits in the pool *inside*
-a fresh `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY` (Postgres takes the snapshot at the first query, so a
-waiting connection holds no snapshot, no xmin and no lock), and giving it back sends `COMMIT; BEGIN ...` as one
-simple-protocol message. A request therefore costs its own queries plus one round trip, which the endpoint pays
-after the response is sent. psycopg_pool cannot hold connections inside a transaction (it rolls back every
-returned connection), hence this small pool. A waiting connection that died (server restart, network) is
-replaced transparently on a request's first query, when nothing has been read from it yet.
+Round trips are the API's main fixed cost besides Python itself (each is ~0.1 ms of client CPU in psycopg's async
+path plus ~0.1 ms of Postgres CPU, measured in bench/api.py's setting), so:
+- A connection can wait in the pool *inside* a fresh `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY`
+  (Postgres takes the snapshot at the first query, so a waiting connection holds no snapshot, no xmin and no
+  lock); giving it back sends `COMMIT; BEGIN ...` as one simple-protocol message, after the response is sent.
+- A request whose document is known to run a single statement needs no transaction at all (one statement sees
+  one snapshot): it runs on a connection waiting outside a transaction, which goes back with no round trip.
+  `Session(single=True)` refuses a second statement on such a connection with `NeedsSnapshot`; the endpoint then
+  re-runs the request with a snapshot and remembers that its document needs one (gqlapi.endpoint).
+Connections move between the two kinds as the mix of requests asks. psycopg_pool cannot hold connections
+inside a transaction (it rolls back every returned connection), hence this small pool. A waiting connection
+that died (server restart, network) is replaced transparently on a request's first query, when nothing has been
+read from it yet.
 
 Statement timeout and read-only mode are per connection (libpq `options`); psycopg prepares repeated statements
 itself (prepare_threshold); rows come back as dicts, integral NUMERICs (uint256 amounts and ids) as Python ints.
@@ -34,6 +39,7 @@ from store.engine import libpq_url
 log = logging.getLogger("gqlapi.db")
 
 _BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+_IDLE, _INTRANS = psycopg.pq.TransactionStatus.IDLE, psycopg.pq.TransactionStatus.INTRANS
 # COMMIT, not ROLLBACK: the transaction is read-only, so both end it alike, but psycopg forgets every prepared
 # statement of a connection when it sees a ROLLBACK command (psycopg/_preparing.py, _should_discard), and
 # re-planning is most of Postgres's work for these queries (the provenance query: ~3 ms to plan, ~0.2 ms to run).
@@ -56,6 +62,10 @@ class PoolTimeout(Exception):
     pass
 
 
+class NeedsSnapshot(Exception):
+    """A single-statement session was asked for a second statement outside a transaction."""
+
+
 class Database:
     """The process-wide connection pool; `statements` counts data queries (tests assert on it)."""
 
@@ -75,6 +85,7 @@ class Database:
         self._idle: list[psycopg.AsyncConnection] = []
         self._size = 0  # connections open or being opened
         self._freed = asyncio.Condition()
+        self._waiting = 0
         self._closed = False
         self._renewing: set[asyncio.Task] = set()
 
@@ -98,44 +109,66 @@ class Database:
             await conn.close()
         self._size -= len(idle)
 
-    async def _connect(self) -> psycopg.AsyncConnection:
+    async def _connect(self, in_transaction: bool = True) -> psycopg.AsyncConnection:
         self._size += 1
         try:
             conn = await psycopg.AsyncConnection.connect(self.conninfo, **self.kwargs)
             conn.adapters.register_loader("numeric", _IntNumericLoader)
-            await conn.execute(_BEGIN)
+            if in_transaction:
+                await conn.execute(_BEGIN)
             return conn
         except BaseException:
             self._size -= 1
             raise
 
-    async def acquire(self, timeout: float = 10) -> psycopg.AsyncConnection:
-        """A connection waiting in a fresh read-only snapshot transaction."""
+    async def acquire(self, timeout: float = 10, *, in_transaction: bool = True) -> psycopg.AsyncConnection:
+        """A waiting connection, preferably of the asked kind (inside a fresh snapshot transaction, or not)."""
         async with self._freed:
             deadline = asyncio.get_running_loop().time() + timeout
             while not self._idle and self._size >= self.max_size:
                 left = deadline - asyncio.get_running_loop().time()
                 if left <= 0:
                     raise PoolTimeout
+                self._waiting += 1
                 try:
                     await asyncio.wait_for(self._freed.wait(), left)
                 except asyncio.TimeoutError:
                     raise PoolTimeout from None
-            if self._idle:
-                return self._idle.pop()
-        return await self._connect()
+                finally:
+                    self._waiting -= 1
+            idle = self._idle
+            if idle:
+                for i in range(len(idle) - 1, -1, -1):
+                    if (idle[i].info.transaction_status == _INTRANS) == in_transaction:
+                        return idle.pop(i)
+                return idle.pop()
+        return await self._connect(in_transaction)
 
-    def release(self, conn: psycopg.AsyncConnection, *, broken: bool = False) -> None:
-        """Renew the connection's snapshot transaction and put it back, in the background."""
-        task = asyncio.get_running_loop().create_task(self._renew(conn, broken))
+    def release(self, conn: psycopg.AsyncConnection, *, broken: bool = False, in_transaction: bool = True) -> None:
+        """Give a connection back: one outside a transaction at once; one inside ends it and, for the next
+        snapshot request, begins a fresh one (`in_transaction`) in the background."""
+        if not broken and not self._closed and not conn.broken and conn.info.transaction_status == _IDLE \
+                and not in_transaction:
+            self._idle.append(conn)
+            if self._waiting:
+                asyncio.get_running_loop().create_task(self._notify())
+            return
+        task = asyncio.get_running_loop().create_task(self._renew(conn, broken, in_transaction))
         self._renewing.add(task)
         task.add_done_callback(self._renewing.discard)
 
-    async def _renew(self, conn: psycopg.AsyncConnection, broken: bool) -> None:
+    async def _notify(self) -> None:
+        async with self._freed:
+            self._freed.notify()
+
+    async def _renew(self, conn: psycopg.AsyncConnection, broken: bool, in_transaction: bool = True) -> None:
         ok = False
         if not broken and not self._closed and not conn.broken:
             try:
-                await conn.execute(_RENEW)
+                if conn.info.transaction_status != _IDLE:
+                    await conn.execute(_RENEW if in_transaction else "COMMIT")
+                elif in_transaction:
+                    await conn.execute(_BEGIN)
                 ok = True
             except Exception:  # noqa: BLE001 - a broken connection is dropped, a new one opened on demand
                 log.debug("renewing a connection failed", exc_info=True)
@@ -150,8 +183,8 @@ class Database:
                 self._idle.append(conn)
             self._freed.notify()
 
-    def session(self) -> "Session":
-        return Session(self)
+    def session(self, single: bool = False) -> "Session":
+        return Session(self, single)
 
     async def ping(self) -> bool:
         s = self.session()
@@ -165,10 +198,12 @@ class Database:
 
 
 class Session:
-    """One request's view of the database: a lazily borrowed connection in a read-only snapshot."""
+    """One request's view of the database: a lazily borrowed connection in a read-only snapshot, or, for a
+    `single`-statement request, one statement outside a transaction."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, single: bool = False) -> None:
         self.db = db
+        self.single = single
         self.statements = 0
         self._conn: psycopg.AsyncConnection | None = None
         self._lock = asyncio.Lock()
@@ -176,16 +211,23 @@ class Session:
     async def fetch(self, sql: str, params: Any = None, *, count: bool = True) -> list[dict[str, Any]]:
         """Run one query in this request's snapshot and return all rows as dicts."""
         async with self._lock:  # loaders may resolve concurrently; one connection runs one query at a time
+            if self._conn is not None:
+                if self.single and self._conn.info.transaction_status == _IDLE:
+                    raise NeedsSnapshot
+                if count:
+                    self.statements += 1
+                    self.db.statements += 1
+                return await self._run(sql, params)
             if count:
                 self.statements += 1
                 self.db.statements += 1
-            if self._conn is not None:
-                return await self._run(sql, params)
             # The first query: a connection that died while it waited in the pool (server restart, network) has
             # given this request nothing yet, so drop it and take the next; after a restart all of them are dead.
             for attempt in range(self.db.max_size + 1):
                 self._conn = await self._acquire()
                 try:
+                    if not self.single and self._conn.info.transaction_status == _IDLE:
+                        await self._conn.execute(_BEGIN)
                     return await self._run(sql, params)
                 except psycopg.OperationalError:
                     if not self._conn.broken or attempt == self.db.max_size:
@@ -196,7 +238,7 @@ class Session:
 
     async def _acquire(self) -> psycopg.AsyncConnection:
         try:
-            return await self.db.acquire(timeout=10)
+            return await self.db.acquire(timeout=10, in_transaction=not self.single)
         except PoolTimeout:
             raise UserError("the API has no free database connection right now; retry shortly") from None
 
@@ -211,7 +253,7 @@ class Session:
             ) from None
 
     async def close(self) -> None:
-        """End the snapshot and give the connection back (idempotent; the renewal runs in the background)."""
+        """End the snapshot and give the connection back (idempotent; a renewal runs in the background)."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            self.db.release(conn)
+            self.db.release(conn, in_transaction=not self.single)

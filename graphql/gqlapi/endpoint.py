@@ -24,6 +24,7 @@ from strawberry.schema.schema import validate_document
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.utils.await_maybe import await_maybe
 
+from gqlapi.db import NeedsSnapshot
 from gqlapi.errors import should_mask
 
 _HEADERS = [(b"content-type", b"application/json")]
@@ -31,19 +32,21 @@ _TOO_LARGE = orjson.dumps({"errors": [{"message": "request body too large"}]})
 
 
 class Prepared:
-    """A document known to parse and validate, with the operation a request names."""
+    """A document known to parse and validate, with the operation a request names, and whether its requests
+    have so far run at most one SQL statement (then they need no snapshot transaction; see gqlapi.db)."""
 
-    __slots__ = ("document", "operation_name")
+    __slots__ = ("document", "operation_name", "single")
 
     def __init__(self, document: DocumentNode, operation_name: str | None) -> None:
         self.document, self.operation_name = document, operation_name
+        self.single: bool | None = None  # None: not run yet
 
 
 class GraphQLEndpoint:
     """ASGI app for /graphql: prepared queries executed here, everything else by `fallback` (strawberry's view).
 
-    `make_context()` returns the per-request Context; its `db` session is closed after execution, as the
-    schema's CloseSession extension does on the strawberry path."""
+    `make_context(single)` returns the per-request Context (`single`: see Prepared); its `db` session is closed
+    after execution, as the schema's CloseSession extension does on the strawberry path."""
 
     def __init__(self, schema: Any, fallback: Any, make_context: Any, *, max_body_bytes: int, cache_size: int = 512) -> None:
         self.schema, self.fallback, self.make_context = schema, fallback, make_context
@@ -136,8 +139,25 @@ class GraphQLEndpoint:
         return query, variables, name
 
     async def run(self, prepared: Prepared, variables: dict[str, Any] | None) -> bytes:
-        """Execute a prepared document; the response body (data and masked errors)."""
-        context = self.make_context()
+        """Execute a prepared document; the response body (data and masked errors).
+
+        A document seen to run one statement is run without a snapshot transaction; if a request of it then asks
+        for a second statement (data-dependent nesting), that attempt is dropped unseen and the request re-run
+        with a snapshot, which the document keeps from then on."""
+        single = prepared.single is True
+        result, statements = await self._execute(prepared, variables, single)
+        if single and result.errors and any(isinstance(e.original_error, NeedsSnapshot) for e in result.errors):
+            prepared.single = False
+            result, statements = await self._execute(prepared, variables, False)
+        elif prepared.single is None:
+            prepared.single = statements <= 1
+        out: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            out["errors"] = [_masked(e).formatted for e in result.errors]
+        return orjson.dumps(out)
+
+    async def _execute(self, prepared: Prepared, variables: dict[str, Any] | None, single: bool) -> tuple[Any, int]:
+        context = self.make_context(single)
         try:
             result = await await_maybe(execute(
                 self.schema._schema, prepared.document, None, context, variables, prepared.operation_name,
@@ -145,10 +165,7 @@ class GraphQLEndpoint:
             ))
         finally:
             await context.db.close()
-        out: dict[str, Any] = {"data": result.data}
-        if result.errors:
-            out["errors"] = [_masked(e).formatted for e in result.errors]
-        return orjson.dumps(out)
+        return result, context.db.statements
 
     @staticmethod
     async def _respond(send: Any, status: int, body: bytes) -> None:

@@ -124,3 +124,33 @@ def test_numeric_columns_come_back_as_ints(setup):
     row = api.loop.run_until_complete(go())
     assert row["big"] == 10 ** 70 and type(row["big"]) is int
     assert str(row["frac"]) == "1.5" and row["n"] is None
+
+
+def test_single_statement_documents_skip_the_transaction_until_they_need_one(setup):
+    """A document seen to run one statement runs without a snapshot; when a later request of it needs a second
+    statement (here: the certificate exists, so its batch is loaded too), it is re-run with a snapshot."""
+    w, api = setup
+    endpoint = api.app.state.graphql
+    q = "query($id: BigInt!) { certificate(id: $id) { id amount batch { projectId } } }"
+    assert api.q(q, {"id": "999"}) == {"certificate": None}
+    prepared = endpoint.prepared[(q, None)]
+    assert prepared.single is True
+    before = api.db.statements
+    d = api.q(q, {"id": "1"})
+    assert d["certificate"]["id"] == "1" and d["certificate"]["batch"] == {"projectId": "PRJ-1"}
+    assert prepared.single is False
+    assert api.db.statements - before == 3  # the dropped single-statement attempt ran one, the re-run two
+    before = api.db.statements
+    assert api.q(q, {"id": "2"})["certificate"]["batch"] == {"projectId": "PRJ-1"}
+    assert api.db.statements - before == 2
+
+    folio = '{ portfolio(owner: "%s") { holdings { batchId } } }' % A
+    for _ in range(3):
+        assert len(api.q(folio)["portfolio"]["holdings"]) == 4
+    assert endpoint.prepared[(folio, None)].single is True
+
+    async def kinds() -> list[bool]:
+        return [c.info.transaction_status == 0 for c in api.db._idle]
+
+    api.loop.run_until_complete(__import__("asyncio").sleep(0.05))
+    assert any(api.loop.run_until_complete(kinds()))  # a connection waits outside a transaction for such requests
