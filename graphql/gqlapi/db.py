@@ -40,6 +40,10 @@ log = logging.getLogger("gqlapi.db")
 
 _BEGIN = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
 _IDLE, _INTRANS = psycopg.pq.TransactionStatus.IDLE, psycopg.pq.TransactionStatus.INTRANS
+# A connection waiting in the pool inside its transaction holds no snapshot; one a bug left inside a *used*
+# transaction would hold back vacuum: Postgres ends such a session after this long (a waiting connection it
+# closed is replaced on its next use, see Session.fetch).
+_IDLE_IN_TX_MS = 300_000
 # COMMIT, not ROLLBACK: the transaction is read-only, so both end it alike, but psycopg forgets every prepared
 # statement of a connection when it sees a ROLLBACK command (psycopg/_preparing.py, _should_discard), and
 # re-planning is most of Postgres's work for these queries (the provenance query: ~3 ms to plan, ~0.2 ms to run).
@@ -79,7 +83,7 @@ class Database:
             "row_factory": dict_row,
             "prepare_threshold": 2,
             "options": f"-c statement_timeout={int(statement_timeout_ms)} -c default_transaction_read_only=on "
-                       "-c idle_in_transaction_session_timeout=0",
+                       f"-c idle_in_transaction_session_timeout={_IDLE_IN_TX_MS}",
             "application_name": "carbonledger-api",
         }
         self._idle: list[psycopg.AsyncConnection] = []
@@ -114,11 +118,18 @@ class Database:
         try:
             conn = await psycopg.AsyncConnection.connect(self.conninfo, **self.kwargs)
             conn.adapters.register_loader("numeric", _IntNumericLoader)
+        except BaseException:
+            self._size -= 1
+            self._wake()
+            raise
+        try:
             if in_transaction:
                 await conn.execute(_BEGIN)
             return conn
         except BaseException:
             self._size -= 1
+            self._wake()
+            await conn.close()
             raise
 
     async def acquire(self, timeout: float = 10, *, in_transaction: bool = True) -> psycopg.AsyncConnection:
@@ -150,12 +161,16 @@ class Database:
         if not broken and not self._closed and not conn.broken and conn.info.transaction_status == _IDLE \
                 and not in_transaction:
             self._idle.append(conn)
-            if self._waiting:
-                asyncio.get_running_loop().create_task(self._notify())
+            self._wake()
             return
         task = asyncio.get_running_loop().create_task(self._renew(conn, broken, in_transaction))
         self._renewing.add(task)
         task.add_done_callback(self._renewing.discard)
+
+    def _wake(self) -> None:
+        """Wake a waiter (if any) for a connection or a free slot."""
+        if self._waiting:
+            asyncio.get_running_loop().create_task(self._notify())
 
     async def _notify(self) -> None:
         async with self._freed:
@@ -207,10 +222,13 @@ class Session:
         self.statements = 0
         self._conn: psycopg.AsyncConnection | None = None
         self._lock = asyncio.Lock()
+        self._closed = False
 
     async def fetch(self, sql: str, params: Any = None, *, count: bool = True) -> list[dict[str, Any]]:
         """Run one query in this request's snapshot and return all rows as dicts."""
         async with self._lock:  # loaders may resolve concurrently; one connection runs one query at a time
+            if self._closed:  # e.g. a DataLoader batch still running after its request ended
+                raise UserError("the request has ended")
             if self._conn is not None:
                 if self.single and self._conn.info.transaction_status == _IDLE:
                     raise NeedsSnapshot
@@ -253,7 +271,10 @@ class Session:
             ) from None
 
     async def close(self) -> None:
-        """End the snapshot and give the connection back (idempotent; a renewal runs in the background)."""
-        conn, self._conn = self._conn, None
+        """End the snapshot and give the connection back (idempotent; a renewal runs in the background).
+        Waits for a query in flight; later fetches are refused."""
+        self._closed = True
+        async with self._lock:
+            conn, self._conn = self._conn, None
         if conn is not None:
             self.db.release(conn, in_transaction=not self.single)

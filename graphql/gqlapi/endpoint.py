@@ -15,6 +15,7 @@ subscriptions, batched requests. tests/integration/test_api_endpoint.py compares
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from typing import Any
 
@@ -29,6 +30,9 @@ from gqlapi.errors import should_mask
 
 _HEADERS = [(b"content-type", b"application/json")]
 _TOO_LARGE = orjson.dumps({"errors": [{"message": "request body too large"}]})
+_UNEXPECTED = orjson.dumps({"data": None, "errors": [{"message": "Unexpected error."}]})
+_CACHE_MAX_QUERY = 32_768  # longer documents are prepared per request, not kept (comments do not count as tokens)
+log = logging.getLogger("gqlapi")
 
 
 class Prepared:
@@ -60,6 +64,8 @@ class GraphQLEndpoint:
     # -- preparing -------------------------------------------------------------------------------------------
     def prepare(self, query: str, operation_name: str | None) -> Prepared | None:
         """The prepared document, or None when the strawberry path must answer (any error before execution)."""
+        if len(query) > _CACHE_MAX_QUERY:
+            return self._prepare(query, operation_name)
         key = (query, operation_name)
         cache = self.prepared
         if key in cache:
@@ -89,10 +95,10 @@ class GraphQLEndpoint:
 
     # -- serving ---------------------------------------------------------------------------------------------
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not self._json_request(scope["headers"]):
+        if scope["type"] != "http" or scope["method"] != "POST":
             await self.fallback(scope, receive, send)
             return
-        body = bytearray()
+        body = bytearray()  # every POST body is capped, whichever path then answers it
         more = True
         while more:
             message = await receive()
@@ -103,12 +109,17 @@ class GraphQLEndpoint:
             if len(body) > self.max_body_bytes:
                 await self._respond(send, 413, _TOO_LARGE)
                 return
-        request = self._request(bytes(body))
+        request = self._request(bytes(body)) if self._json_request(scope["headers"]) else None
         prepared = None if request is None else self.prepare(request[0], request[2])
         if prepared is None:
             await self.fallback(scope, _replay(bytes(body), receive), send)
             return
-        await self._respond(send, 200, await self.run(prepared, request[1]))
+        try:
+            answer = await self.run(prepared, request[1])  # type: ignore[index]
+        except Exception:  # noqa: BLE001 - an answer, never a bare 500 (graphql-core returns errors, it should not raise)
+            log.exception("unexpected error executing a prepared document")
+            answer = _UNEXPECTED
+        await self._respond(send, 200, answer)
 
     @staticmethod
     def _json_request(headers: list[tuple[bytes, bytes]]) -> bool:

@@ -21,8 +21,10 @@ from graphql import (FragmentSpreadNode, GraphQLBoolean, GraphQLID, GraphQLInt, 
 from graphql.pyutils import Path, Undefined, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-_SPECS: dict[tuple[int, str, str], tuple | None] = {}
-_COMPILED: dict[tuple, tuple[tuple, Any]] = {}  # (schema, type, selection node ids) -> (nodes, compiled function)
+_SPECS: dict[tuple[int, str, str], tuple[Any, tuple | None]] = {}
+# (schema id, type, selection node ids) -> (nodes, compiled function, schema); entries keep what they were built from
+# and are checked by identity, so a recycled id never reuses another document's or schema's code.
+_COMPILED: dict[tuple, tuple[tuple, Any, Any]] = {}
 _COMPILED_MAX = 4096
 
 
@@ -38,8 +40,9 @@ def _spec(schema: Any, parent: GraphQLObjectType, name: str) -> tuple | None:
     """("leaf", attr, serialize, non_null) | ("obj", attr, type, object type) | ("list", attr, type, object type,
     item type, item non-null) | None when the field needs the normal path."""
     key = (id(schema), parent.name, name)
-    if key in _SPECS:
-        return _SPECS[key]
+    hit = _SPECS.get(key)
+    if hit is not None and hit[0] is schema:
+        return hit[1]
     spec = None
     fd = parent.fields.get(name)
     sfield = (fd.extensions or {}).get("strawberry-definition") if fd is not None else None
@@ -55,7 +58,7 @@ def _spec(schema: Any, parent: GraphQLObjectType, name: str) -> tuple | None:
             item, item_nn = _unwrap(named.of_type)
             if isinstance(item, GraphQLObjectType) and item.is_type_of is None:
                 spec = ("list", attr, fd.type, item, named.of_type, item_nn)
-    _SPECS[key] = spec
+    _SPECS[key] = (schema, spec)
     return spec
 
 
@@ -145,7 +148,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         nodes = tuple(d.node for d in details)
         gkey = (id(self.schema), otype.name, tuple(map(id, nodes)))
         ghit = _COMPILED.get(gkey)
-        if ghit is not None and all(a is b for a, b in zip(ghit[0], nodes, strict=True)):
+        if ghit is not None and ghit[2] is self.schema and all(a is b for a, b in zip(ghit[0], nodes, strict=True)):
             cache[key] = (details, ghit[1])
             return ghit[1]
         cache[key] = (details, None)  # guards recursion; a cycle means "not compilable"
@@ -154,7 +157,7 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if not self._has_directives(nodes):
             if len(_COMPILED) >= _COMPILED_MAX:
                 _COMPILED.clear()
-            _COMPILED[gkey] = (nodes, fn)
+            _COMPILED[gkey] = (nodes, fn, self.schema)
         return fn
 
     def _has_directives(self, nodes: tuple) -> bool:

@@ -154,3 +154,38 @@ def test_single_statement_documents_skip_the_transaction_until_they_need_one(set
 
     api.loop.run_until_complete(__import__("asyncio").sleep(0.05))
     assert any(api.loop.run_until_complete(kinds()))  # a connection waits outside a transaction for such requests
+
+
+def test_body_cap_applies_to_every_post_and_sessions_refuse_work_after_close(setup):
+    w, api = setup
+    huge = b'{"query": "{ _meta { chain } }", "pad": "' + b"x" * 1_100_000 + b'"}'
+    for ctype, accept in (("application/json", "application/graphql-response+json"), ("application/graphql", "*/*"),
+                          ("text/plain", "*/*")):
+        r = api.loop.run_until_complete(api.http.post("/graphql", content=huge, headers={"content-type": ctype, "accept": accept}))
+        assert r.status_code == 413, (ctype, r.status_code)
+
+    async def after_close() -> tuple[int, int]:
+        s = api.db.session()
+        await s.fetch("SELECT 1")
+        await s.close()
+        with pytest.raises(Exception, match="the request has ended"):
+            await s.fetch("SELECT 2")
+        await __import__("asyncio").sleep(0.05)
+        return api.db._size, len(api.db._idle)
+
+    size, idle = api.loop.run_until_complete(after_close())
+    assert size == idle  # nothing is held by the closed session
+
+
+def test_market_window_ends_at_the_statement_time_not_when_the_connection_was_pooled(setup):
+    """Transactions begin when a connection goes back to the pool, so the window end must not use now()."""
+    import time
+
+    w, api = setup
+    q = '{ marketStats(batchId: "1", window: HOUR) { end } _meta { chain } }'  # two statements: a snapshot
+    api.q(q)
+    assert api.app.state.graphql.prepared[(q, None)].single is False
+    time.sleep(2.2)  # the connection waits in the pool, inside its next transaction
+    for _ in range(3):
+        assert api.q(q)["marketStats"]["end"] >= int(time.time()) - 1
+        time.sleep(1.1)

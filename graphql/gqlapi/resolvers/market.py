@@ -15,7 +15,9 @@ from gqlapi.types.block import BlockInput
 from gqlapi.types.candle import Candle, CandleInterval
 from gqlapi.types.market_stats import MarketStats, StatsWindow
 
-_NOW = "extract(epoch FROM now())::bigint"
+# statement_timestamp(), not now(): the API's transactions begin when a connection is put back in the pool
+# (gqlapi.db), so now() — the transaction's start — can lie in the past by the pool's idle time.
+_NOW = "extract(epoch FROM statement_timestamp())::bigint"
 
 
 def _scope(alias: str, chain: str | None, batch_id: int | None, project_id: str | None) -> str:
