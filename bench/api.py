@@ -53,6 +53,7 @@ WHALE = "0x" + "77" * 20
 MARKET = "0x" + "ab" * 20
 ZERO = "0x" + "0" * 40
 PER_BLOCK = 20
+ROUNDS = 10  # API and SQL batches alternate this many times per query kind
 
 PORTFOLIO_Q = """query($o: String!) { portfolio(owner: $o) { totals { balance value retired }
   holdings { batchId tradable listed retired lastPrice value batch { projectId vintage methodology registry serialNumber } } } }"""
@@ -198,9 +199,9 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))] * 1000
 
 
-async def drive(fn, args: list, concurrency: int) -> dict:
-    """Run fn(arg) for every arg with `concurrency` workers; latency p50/p99 (ms) and throughput."""
-    lat: list[float] = []
+async def drive(fn, args: list, concurrency: int, lat: list[float] | None = None) -> float:
+    """Run fn(arg) for every arg with `concurrency` workers, appending each latency (s) to `lat`; the wall time."""
+    lat = [] if lat is None else lat
     it = iter(args)
 
     async def worker() -> None:
@@ -211,8 +212,29 @@ async def drive(fn, args: list, concurrency: int) -> dict:
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    wall = time.perf_counter() - t0
-    return {"p50": pct(lat, 50), "p99": pct(lat, 99), "rps": len(lat) / wall}
+    return time.perf_counter() - t0
+
+
+class Side:
+    """Latencies, wall time and CPU (its client, Postgres, and the API server when there is one) of one side."""
+
+    def __init__(self, server_pid: int | None = None) -> None:
+        self.server_pid, self.lat, self.wall = server_pid, [], 0.0
+        self.cpu = {"server": 0.0, "client": 0.0, "pg": 0.0}
+
+    async def run(self, fn, args: list, concurrency: int) -> None:
+        c0 = cpu_s(server_pids(self.server_pid)) if self.server_pid else 0.0
+        k0, p0 = time.process_time(), cpu_s(postgres_pids())
+        self.wall += await drive(fn, args, concurrency, self.lat)
+        self.cpu["client"] += time.process_time() - k0
+        self.cpu["pg"] += cpu_s(postgres_pids()) - p0
+        if self.server_pid:
+            self.cpu["server"] += cpu_s(server_pids(self.server_pid)) - c0
+
+    def figures(self) -> dict:
+        n = len(self.lat)
+        return {"p50": pct(self.lat, 50), "p99": pct(self.lat, 99), "rps": n / self.wall,
+                **{f"{k}_cpu_ms": v / n * 1000 for k, v in self.cpu.items()}}
 
 
 async def measure(api_url: str, db_url: str, info: dict, requests: int, concurrency: int, pid: int) -> dict[str, dict]:
@@ -266,16 +288,14 @@ async def measure(api_url: str, db_url: str, info: dict, requests: int, concurre
             warm = max(20, requests // 10)
             await drive(api, list(range(warm)), concurrency)
             await drive(lambda i, n=name: raw(n, i), list(range(warm)), concurrency)
-            c0, k0, p0 = cpu_s(server_pids(pid)), time.process_time(), cpu_s(postgres_pids())
-            a = await drive(api, list(range(requests)), concurrency)
-            a["cpu_ms"] = (cpu_s(server_pids(pid)) - c0) / requests * 1000
-            a["client_cpu_ms"] = (time.process_time() - k0) / requests * 1000
-            a["pg_cpu_ms"] = (cpu_s(postgres_pids()) - p0) / requests * 1000
-            k0, p0 = time.process_time(), cpu_s(postgres_pids())
-            s = await drive(lambda i, n=name: raw(n, i), list(range(requests)), concurrency)
-            s["client_cpu_ms"] = (time.process_time() - k0) / requests * 1000
-            s["pg_cpu_ms"] = (cpu_s(postgres_pids()) - p0) / requests * 1000
-            out[name] = {"api": a, "sql": s}
+            # API and SQL alternate in rounds, so both sides see the same machine (a shared box drifts by ±30%).
+            a, s = Side(pid), Side()
+            rounds = max(1, min(ROUNDS, requests // 50))
+            for r in range(rounds):
+                chunk = list(range(r * requests // rounds, (r + 1) * requests // rounds))
+                await a.run(api, chunk, concurrency)
+                await s.run(lambda i, n=name: raw(n, i), chunk, concurrency)
+            out[name] = {"api": a.figures(), "sql": s.figures()}
     await pool.close()
     return out
 
@@ -360,11 +380,11 @@ def main() -> int:
             m = r[side]
             print(f"{name:14s} {side:4s} {m['p50']:8.2f} {m['p99']:8.2f} {m['rps']:8.0f}")
         ratio = r["api"]["p50"] / r["sql"]["p50"]
-        print(f"{name:14s} api/sql p50 ratio {ratio:.2f}x; CPU ms/request: API server {r['api']['cpu_ms']:.2f}, "
+        print(f"{name:14s} api/sql p50 ratio {ratio:.2f}x; CPU ms/request: API server {r['api']['server_cpu_ms']:.2f}, "
               f"its client {r['api']['client_cpu_ms']:.2f}, postgres {r['api']['pg_cpu_ms']:.2f}; "
               f"SQL side: client {r['sql']['client_cpu_ms']:.2f}, postgres {r['sql']['pg_cpu_ms']:.2f}")
         kv += [f"{name}_p50_ms={r['api']['p50']:.2f}", f"{name}_p99_ms={r['api']['p99']:.2f}", f"{name}_rps={r['api']['rps']:.0f}",
-               f"{name}_server_cpu_ms={r['api']['cpu_ms']:.2f}",
+               f"{name}_server_cpu_ms={r['api']['server_cpu_ms']:.2f}",
                f"{name}_sql_p50_ms={r['sql']['p50']:.2f}", f"{name}_sql_p99_ms={r['sql']['p99']:.2f}", f"{name}_ratio={ratio:.2f}"]
     print("RESULT " + " ".join(kv))
     return 0

@@ -158,6 +158,9 @@ class ApiSettings(_Strict):
     max_tokens: int = Field(2000, ge=10, description="Token limit per query document.")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest JSON POST /graphql body (413 above).")
     pool_size: int = Field(10, ge=1, description="Database connections per API worker process.")
+    generic_plans: bool = Field(True, description="Plan each API query once per connection (Postgres "
+                                "plan_cache_mode=force_generic_plan) instead of re-planning batched DataLoader queries "
+                                "on every request.")
     graphiql: bool = Field(True, description="Serve the GraphiQL IDE on GET /graphql.")
 
 

@@ -189,3 +189,19 @@ def test_market_window_ends_at_the_statement_time_not_when_the_connection_was_po
     for _ in range(3):
         assert api.q(q)["marketStats"]["end"] >= int(time.time()) - 1
         time.sleep(1.1)
+
+
+@pytest.mark.parametrize("generic", [True, False])
+def test_generic_plans_setting_reaches_the_connections(db_url, generic):
+    api = ApiClient(db_url, generic_plans=generic)
+    try:
+        async def mode() -> str:
+            s = api.db.session()
+            try:
+                return (await s.fetch("SELECT current_setting('plan_cache_mode') AS m"))[0]["m"]
+            finally:
+                await s.close()
+
+        assert api.loop.run_until_complete(mode()) == ("force_generic_plan" if generic else "auto")
+    finally:
+        api.close()
