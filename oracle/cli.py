@@ -16,11 +16,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from carbonledger.database import resolve_database_url
     from oracle.runtime import Oracle
 
-    s = _settings(args)
-    if s.log_level != "INFO":
-        import logging
+    from carbonledger.logs import setup_logging
 
-        logging.getLogger().setLevel(s.log_level)
+    s = _settings(args)
+    setup_logging(s.log_level)
     return Oracle(s, resolve_database_url(s)).run()
 
 

@@ -122,6 +122,8 @@ def app_from_env() -> Starlette:
     """uvicorn factory (`--factory gqlapi.app:app_from_env`): settings from config file and env."""
     from carbonledger.config import load_settings
     from carbonledger.database import resolve_database_url
+    from carbonledger.logs import setup_logging
 
     settings = load_settings()
+    setup_logging(settings.log_level)  # each worker process logs JSON lines at the configured level
     return create_app(settings, resolve_database_url(settings))

@@ -11,9 +11,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from carbonledger.config import load_settings
     from carbonledger.database import resolve_database_url
+    from carbonledger.logs import setup_logging
     from gqlapi.app import create_app
 
     settings = load_settings(args.config)
+    setup_logging(settings.log_level)
     host = args.host or settings.api.host
     port = args.port if args.port is not None else settings.api.port
     if args.workers > 1:
@@ -21,11 +23,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         if args.config:
             os.environ["CARBONLEDGER_CONFIG"] = args.config
-        uvicorn.run("gqlapi.app:app_from_env", factory=True, host=host, port=port, workers=args.workers, log_level="warning")
+        uvicorn.run("gqlapi.app:app_from_env", factory=True, host=host, port=port, workers=args.workers,
+                    log_level="warning", log_config=None)
         return 0
     app = create_app(settings, resolve_database_url(settings), pool_size=args.pool_size)
     print(f"GraphQL API on http://{host}:{port}/graphql")
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)  # our JSON lines, not uvicorn's
     return 0
 
 

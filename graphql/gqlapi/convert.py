@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from functools import lru_cache
+from typing import Any, TypeVar
 
 from eth_utils import is_hex_address, to_checksum_address
 
 from gqlapi.errors import UserError
+
+T = TypeVar("T")
 
 
 @lru_cache(maxsize=65536)
@@ -16,6 +19,14 @@ def checksum(addr: str | None) -> str | None:
     if addr is None:
         return None
     return to_checksum_address(addr) if len(addr) == 42 else addr
+
+
+def filled(cls: type[T], values: dict[str, Any]) -> T:
+    """An instance of the dataclass `cls` with exactly `values` as its fields, without running __init__ (half the
+    cost of a keyword call; for the many rows of a portfolio). `values` must name every field."""
+    obj = object.__new__(cls)
+    obj.__dict__ = values
+    return obj
 
 
 def iso(ts: int | None) -> str | None:

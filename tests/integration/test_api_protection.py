@@ -156,8 +156,10 @@ def test_answers_after_a_reorg(setup):
     assert {"batchId": "1", "tradable": "99"} in a and {"batchId": "2", "tradable": "191"} in a
 
 
-def test_carbonledger_serve_starts_the_api(db_url):
-    """`carbonledger serve` under uvicorn: GraphQL, GraphiQL and the ops routes on a real socket."""
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_carbonledger_serve_starts_the_api(db_url, level):
+    """`carbonledger serve` under uvicorn: GraphQL, GraphiQL and the ops routes on a real socket, logging JSON
+    lines at the configured `log_level` (a client's bad query is a debug line, not an incident)."""
     import os
     import socket
     import subprocess
@@ -165,12 +167,13 @@ def test_carbonledger_serve_starts_the_api(db_url):
     import time
 
     import httpx
+    import orjson
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARBONLEDGER_")}
-    env.update(CARBONLEDGER_DATABASE_URL=db_url, CARBONLEDGER_CONFIG=os.devnull)
+    env.update(CARBONLEDGER_DATABASE_URL=db_url, CARBONLEDGER_CONFIG=os.devnull, CARBONLEDGER_LOG_LEVEL=level)
     proc = subprocess.Popen([sys.executable, "-m", "carbonledger.cli", "serve", "--port", str(port)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -187,8 +190,12 @@ def test_carbonledger_serve_starts_the_api(db_url):
             time.sleep(0.2)
         r = httpx.post(base + "/graphql", json={"query": "{ _meta { chain } }"})
         assert r.status_code == 200 and r.json() == {"data": {"_meta": []}}
+        assert httpx.post(base + "/graphql", json={"query": "{ nope }"}).json()["errors"]
         assert "graphiql" in httpx.get(base + "/graphql", headers={"accept": "text/html"}).text.lower()
         assert httpx.get(base + "/metrics").status_code == 200
     finally:
         proc.terminate()
-        proc.wait(10)
+        out = proc.communicate(timeout=10)[0].decode()
+    lines = [orjson.loads(x) for x in out.splitlines() if x.startswith("{")]
+    debug = [x for x in lines if x["level"] == "debug" and "nope" in x["msg"]]
+    assert bool(debug) == (level == "DEBUG"), out[-2000:]

@@ -97,3 +97,22 @@ def test_bigint_scalar_and_inputs():
     with pytest.raises(UserError, match="owner: not a 0x"):
         address_arg("0x123", "owner")
     assert iso(0) == "1970-01-01T00:00:00Z"
+
+
+def test_rows_fill_every_field_of_their_types():
+    """from_row() skips dataclass __init__ for speed (gqlapi.convert.filled): it must still set every field."""
+    import dataclasses
+
+    from gqlapi.types.credit_batch import CreditBatch
+    from gqlapi.types.holding import Holding
+
+    row = {"chain": "c", "owner": "0x" + "ab" * 20, "batch_id": 7, "tradable": 5, "listed": 2, "retired": 1,
+           "last_price": 3, "valid_from": 9, "b_project_id": "P", "b_vintage": 2024, "b_methodology": "M",
+           "b_registry": "R", "b_serial_number": "S", "b_metadata_hash": "0x" + "00" * 32, "b_created_block": 1,
+           "b_created_tx": "0x" + "11" * 32, "b_total_minted": 10, "b_total_retired": 1}
+    h = Holding.from_row(row)
+    for obj in (h, h.batch):
+        fields = {f.name for f in dataclasses.fields(obj)}
+        assert set(vars(obj)) == fields
+        assert obj == type(obj)(**vars(obj))
+    assert (h.balance, h.value, h.batch.batch_id) == (7, 21, 7)

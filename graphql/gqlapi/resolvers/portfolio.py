@@ -13,8 +13,9 @@ from gqlapi.types.block import BlockInput
 from gqlapi.types.holding import Holding
 from gqlapi.types.portfolio import Portfolio, PortfolioTotals
 
-_BATCH_COLS = ("batch_id", "project_id", "vintage", "methodology", "registry", "serial_number", "metadata_hash",
+_BATCH_COLS = ("project_id", "vintage", "methodology", "registry", "serial_number", "metadata_hash",
                "created_block", "created_tx", "total_minted", "total_retired")
+_NUMERIC = {"total_minted", "total_retired"}
 
 
 def portfolio_sql(chain: str | None, block: int | None, owner: str) -> tuple[str, list[Any]]:
@@ -25,10 +26,12 @@ def portfolio_sql(chain: str | None, block: int | None, owner: str) -> tuple[str
     params.append(owner)
     chain_cond = " AND " + chain_is("h", chain, params)
     holding_cond = asof("h", block, params)
-    cols = ", ".join(f"b.{c} AS b_{c}" for c in _BATCH_COLS)
+    cols = ", ".join(f"b.{c}{'::text' if c in _NUMERIC else ''} AS b_{c}" for c in _BATCH_COLS)
+    # uint256 columns travel as text (from_row makes them ints): psycopg's C text loader is several times cheaper
+    # per value than converting NUMERIC, which is most of the client's cost for a 100-holding portfolio.
     sql = (
-        f"SELECT h.chain, h.owner, h.batch_id, h.tradable, h.listed, h.retired, h.valid_from, {cols}, "
-        "p.price_per_unit AS last_price FROM holding h "
+        "SELECT h.chain, h.owner, h.batch_id::text AS batch_id, h.tradable::text AS tradable, h.listed::text AS listed, "
+        f"h.retired::text AS retired, h.valid_from, {cols}, p.price_per_unit::text AS last_price FROM holding h "
         "LEFT JOIN LATERAL (SELECT * FROM credit_batch b WHERE b.chain = h.chain AND b.batch_id = h.batch_id "
         f"AND {batch_cond} LIMIT 1) b ON TRUE "
         "LEFT JOIN LATERAL (SELECT t.price_per_unit FROM trade t WHERE t.chain = h.chain AND t.batch_id = h.batch_id "

@@ -6,6 +6,7 @@ from typing import Any
 
 import strawberry
 
+from gqlapi.convert import filled
 from gqlapi.scalars import BigInt
 
 
@@ -27,20 +28,20 @@ class CreditBatch:
     @classmethod
     def from_row(cls, row: dict[str, Any], prefix: str = "") -> "CreditBatch":
         p = prefix
-        return cls(
-            chain=row["chain"],
-            batch_id=int(row[p + "batch_id"] if p + "batch_id" in row else row["batch_id"]),
-            project_id=row[p + "project_id"],
-            vintage=row[p + "vintage"],
-            methodology=row[p + "methodology"],
-            registry=row[p + "registry"],
-            serial_number=row[p + "serial_number"],
-            metadata_hash=row[p + "metadata_hash"],
-            created_block=row[p + "created_block"],
-            created_tx=row[p + "created_tx"],
-            total_minted=int(row[p + "total_minted"]),
-            total_retired=int(row[p + "total_retired"]),
-        )
+        return filled(cls, {
+            "chain": row["chain"],
+            "batch_id": int(row[p + "batch_id"] if p + "batch_id" in row else row["batch_id"]),
+            "project_id": row[p + "project_id"],
+            "vintage": row[p + "vintage"],
+            "methodology": row[p + "methodology"],
+            "registry": row[p + "registry"],
+            "serial_number": row[p + "serial_number"],
+            "metadata_hash": row[p + "metadata_hash"],
+            "created_block": row[p + "created_block"],
+            "created_tx": row[p + "created_tx"],
+            "total_minted": int(row[p + "total_minted"]),
+            "total_retired": int(row[p + "total_retired"]),
+        })
 
 
 async def load_batch(info: Any, chain: str, batch_id: int, block: int | None) -> CreditBatch | None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import strawberry
 
-from gqlapi.convert import checksum
+from gqlapi.convert import checksum, filled
 from gqlapi.scalars import BigInt
 from gqlapi.types.credit_batch import CreditBatch
 
@@ -29,17 +29,20 @@ class Holding:
     def from_row(cls, row: dict[str, Any]) -> "Holding":
         """A row of holding joined with its batch (columns b_*) and last price."""
         tradable, listed = int(row["tradable"]), int(row["listed"])
-        price = None if row["last_price"] is None else int(row["last_price"])
-        return cls(
-            chain=row["chain"],
-            owner=checksum(row["owner"]),  # type: ignore[arg-type]
-            batch_id=int(row["batch_id"]),
-            tradable=tradable,
-            listed=listed,
-            retired=int(row["retired"]),
-            batch=CreditBatch.from_row(row, prefix="b_") if row.get("b_project_id") is not None else None,
-            last_price=price,
-            valid_from=row["valid_from"],
-            balance=tradable + listed,
-            value=None if price is None else (tradable + listed) * price,
-        )
+        price = row["last_price"]
+        if price is not None:
+            price = int(price)
+        balance = tradable + listed
+        return filled(cls, {
+            "chain": row["chain"],
+            "owner": checksum(row["owner"]),
+            "batch_id": int(row["batch_id"]),
+            "tradable": tradable,
+            "listed": listed,
+            "retired": int(row["retired"]),
+            "batch": CreditBatch.from_row(row, prefix="b_") if row.get("b_project_id") is not None else None,
+            "last_price": price,
+            "valid_from": row["valid_from"],
+            "balance": balance,
+            "value": None if price is None else balance * price,
+        })
