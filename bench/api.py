@@ -5,15 +5,18 @@ Loads synthetic but indexer-shaped rows through the indexer's bulk path (binary 
 indexer/tables.py) into a fresh database: ledger entries (mints, transfers, listings, sales, burns) with their
 mint/trade/retirement rows, current and historical versions of batches, holdings and listings, and one owner
 ("the whale") holding 100 batches. Then it serves the API with uvicorn (--workers processes) in a subprocess and,
-with lean keep-alive HTTP clients (bench/common.HttpClient) at --concurrency, measures p50/p99 and requests/s of `portfolio` (the whale), `certificate` with
-`provenance`, and `marketStats`; in the same run it times the equivalent raw SQL (the resolvers' own queries
-over a psycopg async pool at the same concurrency) and prints both and their ratio. Last line: RESULT ...
-(it names events, concurrency, workers, requests and the machine's cores, so runs can be compared).
+with lean keep-alive HTTP clients (bench/common.HttpClient) at --concurrency, measures p50/p99 and requests/s of
+`portfolio` (the whale), `certificate` with `provenance`, and `marketStats`; in the same run, alternating with the
+API in rounds, it times the equivalent raw SQL (the resolvers' own queries over a psycopg async pool at the same
+concurrency) and prints both, their ratio, and the CPU each side spent per request (API server, its client,
+Postgres). Last line: RESULT ... (it names events, concurrency, workers, requests and the machine's cores, so runs
+can be compared).
 
 Default concurrency 8: four requests in flight per core on the 2-core reference box, enough to keep one server
 process busy while requests wait on Postgres and to make the p99 include queueing, i.e. "under concurrency" as
-the issue asks, rather than 1 client measuring latency without contention. --workers defaults to 1, as
-`carbonledger serve` does; one worker per core (`--workers 2` here) is the deployment to compare with.
+the issue asks, rather than 1 client measuring latency without contention. --workers defaults to one per core,
+the deployment a CPU-bound Python server runs in (`carbonledger serve --workers N`), so the API can use the cores
+that the raw-SQL side's Postgres backends use; `--workers 1` measures a single process.
 
     CARBONLEDGER_DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres \
         .venv/bin/python bench/api.py --events 1000000
@@ -312,7 +315,8 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=2000, help="requests per query kind and side")
     ap.add_argument("--concurrency", type=int, default=8,
                     help="clients in flight, API and SQL side alike (default 8: 4 per core on the 2-core reference box)")
-    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="uvicorn worker processes (default: one per core)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the bench database (its name is printed)")
     ap.add_argument("--reuse", metavar="DB", help="measure an existing database kept by --keep (skips loading)")
