@@ -40,6 +40,7 @@ class _TimedGraphQL:
 
     def __init__(self, app: Any, metrics: _Metrics, db: Database) -> None:
         self.app, self.metrics, self.db = app, metrics, db
+        self._by_status: dict[int, Any] = {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -57,7 +58,11 @@ class _TimedGraphQL:
             await self.app(scope, receive, send_wrapper)
         finally:
             self.metrics.latency.observe(time.perf_counter() - t0)
-            self.metrics.requests.labels(str(status["code"])).inc()
+            code = status["code"]
+            child = self._by_status.get(code)
+            if child is None:
+                child = self._by_status[code] = self.metrics.requests.labels(str(code))
+            child.inc()
             self.metrics.statements.set(self.db.statements)
 
 
@@ -108,14 +113,31 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
     def ready() -> tuple[bool, dict]:
         return state["db"], {"database": state["db"]}
 
-    app = Starlette(
+    app = _App(
         routes=[Route("/graphql", graphql_app, methods=["GET", "POST"]), *graphiql.asset_routes(),
                 *ops_routes(ready, metrics.registry)],
         lifespan=lifespan,
     )
     app.state.db = db
     app.state.graphql = endpoint
+    app.graphql_post = graphql_app
     return app
+
+
+class _App(Starlette):
+    """Starlette, except that POST /graphql goes straight to the (timed) GraphQL endpoint: the hot path skips the
+    router and Starlette's middleware layers (the endpoint answers every error itself; measured ~4% of a small
+    query's CPU)."""
+
+    graphql_post: Any = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == "/graphql" \
+                and self.graphql_post is not None:
+            scope["app"] = self
+            await self.graphql_post(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def app_from_env() -> Starlette:

@@ -37,13 +37,20 @@ class Loaders:
     order_history: (chain, order_id, block) -> [rows]; certificates_of: (chain | None, holder, block) -> [rows];
     provenance: (chain, certificate_id, block) -> [rows]."""
 
+    _KINDS = {"batch": ("_batches", None), "last_price": ("_last_prices", None), "order_history": ("_order_history", list),
+              "certificates_of": ("_certificates_of", list), "provenance": ("_provenance", list)}
+
     def __init__(self, db: Any) -> None:
         self.db = db
-        self.batch = DataLoader(_grouped(self._batches, None))
-        self.last_price = DataLoader(_grouped(self._last_prices, None))
-        self.order_history = DataLoader(_grouped(self._order_history, list))
-        self.certificates_of = DataLoader(_grouped(self._certificates_of, list))
-        self.provenance = DataLoader(_grouped(self._provenance, list))
+
+    def __getattr__(self, name: str) -> DataLoader:
+        """Each DataLoader is made on first use (most requests use none)."""
+        kind = self._KINDS.get(name)
+        if kind is None:
+            raise AttributeError(name)
+        loader = DataLoader(_grouped(getattr(self, kind[0]), kind[1]))
+        setattr(self, name, loader)
+        return loader
 
     async def _batches(self, block: int | None, keys: list[Key]) -> dict[Hashable, Any]:
         params: list[Any] = [[k[0] for k in keys], [k[1] for k in keys]]
