@@ -109,7 +109,7 @@ def test_compiled_selections_reused_across_requests_follow_their_variables(query
     from strawberry.extensions import ParserCache
 
     plain = strawberry.Schema(Query)
-    fast = strawberry.Schema(Query, execution_context_class=FastExecutionContext, extensions=[ParserCache(maxsize=8)])
+    fast = strawberry.Schema(Query, execution_context_class=FastExecutionContext, extensions=[lambda: ParserCache(maxsize=8)])
 
     async def run(schema, s):
         r = await schema.execute(query, variable_values={"s": s})
