@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 from anyio import to_thread
 from eth_utils import keccak
 from starlette.applications import Starlette
@@ -29,6 +30,7 @@ from oracle.ingress import iot, mpesa, stripe_webhook
 from oracle.ingress.common import BadRequest, bearer_identity, is_address, is_bytes32, parse_json_object, read_body, uint
 from oracle.outbox import Event, Intent
 
+_ADOPT_WINDOW_S = 900  # how long after a push its callback may adopt it when the link was lost
 log = logging.getLogger("carbonledger.oracle.app")
 Handler = Callable[..., Awaitable[Response]]
 
@@ -66,6 +68,13 @@ class OracleApp:
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await to_thread.run_sync(functools.partial(fn, *args))
 
+    async def _link(self, provisional: str, merchant_id: str, checkout_id: str) -> None:
+        """Save a pushed request's CheckoutRequestID, riding out a short database outage."""
+        async for attempt in AsyncRetrying(stop=stop_after_attempt(3), wait=wait_fixed(0.2), reraise=True,
+                                           retry=retry_if_exception_type(psycopg.OperationalError)):
+            with attempt:
+                await self._db(records.link_mpesa_request, self.pool, provisional, merchant_id, checkout_id)
+
     # ---- payments ------------------------------------------------------------------------------------------
     @_errors
     async def stripe(self, request: Request) -> Response:
@@ -88,7 +97,9 @@ class OracleApp:
             raise BadRequest(403, "forbidden", "source address not allowed")
         cb = mpesa.parse_callback(parse_json_object(await read_body(request, self.s.max_body_bytes)))
         row = await self._db(records.mpesa_request, self.pool, cb.checkout_request_id)
-        if row is None:
+        unlinked = row is None and cb.result_code == 0 and cb.amount is not None and cb.amount == int(cb.amount) \
+            and await self._db(records.unlinked_mpesa_requests, self.pool, int(cb.amount), _ADOPT_WINDOW_S)
+        if row is None and not unlinked:
             raise BadRequest(404, "unknown_checkout", "no STK push with this CheckoutRequestID")
         if self.daraja is None:
             raise BadRequest(503, "not_configured", "Daraja API not configured")
@@ -97,6 +108,19 @@ class OracleApp:
         except Exception as exc:  # noqa: BLE001 - Daraja down: refuse so Safaricom retries; reconciliation also asks
             log.warning("STK status query failed", extra={"error": type(exc).__name__})
             raise BadRequest(503, "daraja_unavailable", "could not confirm with Daraja, retry") from None
+        if row is None:
+            # A paid push we sent whose CheckoutRequestID was never saved (the database failed right after the
+            # push): Daraja confirms it; the one unlinked push of this amount is it, else it waits for a human.
+            if code != cb.result_code:
+                raise BadRequest(409, "callback_disputed", "Daraja's status query does not confirm this callback")
+            row = await self._db(records.adopt_mpesa_request, self.pool, cb.checkout_request_id,
+                                 cb.merchant_request_id, int(cb.amount), _ADOPT_WINDOW_S)  # type: ignore[arg-type]
+            if row is None:
+                event = mpesa.unmatched(cb)
+                await self._db(outbox.record, self.pool, self.chain, event, None)
+                log.error("M-Pesa payment matches no single STK push; recorded for review",
+                          extra={"checkout": cb.checkout_request_id, "receipt": cb.receipt})
+                return JSONResponse({"ResultCode": 0, "ResultDesc": "Accepted", "intent": None})
         event, intent, status = mpesa.decide(cb, row, code)
         await self._db(records.settle_mpesa, self.pool, self.chain, event, intent, status, cb.result_code, cb.receipt)
         return JSONResponse({"ResultCode": 0, "ResultDesc": "Accepted", "intent": intent.key if intent else None})
@@ -111,20 +135,30 @@ class OracleApp:
         target = _payment_target(target)
         if self.daraja is None or not self.s.mpesa_callback_url:
             raise BadRequest(503, "not_configured", "Daraja API or callback URL not configured")
+        # Recorded before the push: whatever fails after it, a push that went out is never unknown to us.
+        provisional = await self._db(records.begin_mpesa_request, self.pool, amount, target)
         try:
             mid, cid = await self.daraja.stk_push(phone, amount, self.s.mpesa_callback_url, merchant)
         except (httpx.HTTPStatusError, RuntimeError) as exc:  # Daraja answered and refused (bad phone, amount, ...)
             status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else None
             oauth = isinstance(exc, httpx.HTTPStatusError) and "/oauth/" in exc.request.url.path  # our credentials
+            if oauth or status is None or 400 <= status < 500:  # definitely not pushed (a 5xx might have been)
+                await self._db(records.refuse_mpesa_request, self.pool, provisional)
             if not oauth and (status is None or 400 <= status < 500):
                 log.warning("STK push refused", extra={"error": type(exc).__name__, "status": status})
                 raise BadRequest(422, "stk_push_refused", "Daraja refused the STK push (check phone and amount)") from None
             log.warning("STK push failed", extra={"error": type(exc).__name__, "status": status})
             raise BadRequest(503, "daraja_unavailable", "could not reach Daraja, retry") from None
-        except httpx.HTTPError as exc:  # unreachable or timed out (a timeout may hide a push: the retry re-prompts)
+        except httpx.HTTPError as exc:  # unreachable (nothing sent) or timed out (a push may hide behind it, so
+            if isinstance(exc, httpx.ConnectError):  # the row stays 'initiating' for its callback to adopt)
+                await self._db(records.refuse_mpesa_request, self.pool, provisional)
             log.warning("STK push failed", extra={"error": type(exc).__name__})
             raise BadRequest(503, "daraja_unavailable", "could not reach Daraja, retry") from None
-        await self._db(records.save_mpesa_request, self.pool, mid, cid, amount, target)
+        try:
+            await self._link(provisional, mid, cid)
+        except Exception as exc:  # noqa: BLE001 - the push is out: answer it; its callback adopts the request
+            log.error("STK push sent but its CheckoutRequestID could not be saved; the callback will adopt it",
+                      extra={"checkout": cid, "error": type(exc).__name__})
         return JSONResponse({"checkout_request_id": cid}, status_code=202)
 
     # ---- IoT -------------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ comes from (outbox rule).
 
 from __future__ import annotations
 
+import uuid
+
 from typing import Any
 
 import orjson
@@ -120,10 +122,56 @@ def mpesa_request(pool: Any, checkout_id: str) -> dict[str, Any] | None:
     return None if row is None else {"amount": row[0], "target": row[1], "status": row[2]}
 
 
-def save_mpesa_request(pool: Any, merchant_id: str, checkout_id: str, amount: int, target: dict[str, Any]) -> None:
+def begin_mpesa_request(pool: Any, amount: int, target: dict[str, Any]) -> str:
+    """Record an STK push *before* Daraja is asked for it (status 'initiating', a provisional id), so that a push
+    that goes out is never unknown to us, whatever fails afterwards."""
+    provisional = f"init:{uuid.uuid4().hex}"
     with pool.connection() as conn, conn.transaction():
-        conn.execute("INSERT INTO oracle_mpesa_request (checkout_request_id, merchant_request_id, amount, target, status)"
-                     " VALUES (%s, %s, %s, %s, 'pending') ON CONFLICT DO NOTHING", (checkout_id, merchant_id, amount, Jsonb(target)))
+        conn.execute("INSERT INTO oracle_mpesa_request (checkout_request_id, amount, target, status)"
+                     " VALUES (%s, %s, %s, 'initiating')", (provisional, amount, Jsonb(target)))
+    return provisional
+
+
+def link_mpesa_request(pool: Any, provisional: str, merchant_id: str, checkout_id: str) -> None:
+    """Daraja accepted the push: the request takes its CheckoutRequestID."""
+    with pool.connection() as conn, conn.transaction():
+        conn.execute("UPDATE oracle_mpesa_request SET checkout_request_id = %s, merchant_request_id = %s,"
+                     " status = 'pending', updated_at = now() WHERE checkout_request_id = %s AND status = 'initiating'",
+                     (checkout_id, merchant_id, provisional))
+
+
+def refuse_mpesa_request(pool: Any, provisional: str) -> None:
+    """Daraja refused the push: nothing was sent."""
+    with pool.connection() as conn, conn.transaction():
+        conn.execute("UPDATE oracle_mpesa_request SET status = 'refused', updated_at = now()"
+                     " WHERE checkout_request_id = %s AND status = 'initiating'", (provisional,))
+
+
+def save_mpesa_request(pool: Any, merchant_id: str, checkout_id: str, amount: int, target: dict[str, Any]) -> None:
+    """A push Daraja accepted, recorded in one go (begin + link; for tools and tests)."""
+    link_mpesa_request(pool, begin_mpesa_request(pool, amount, target), merchant_id, checkout_id)
+
+
+def unlinked_mpesa_requests(pool: Any, amount: int, window_s: int) -> int:
+    """How many pushes of this amount went out recently without their CheckoutRequestID being saved."""
+    with pool.connection() as conn:
+        return conn.execute("SELECT count(*) FROM oracle_mpesa_request WHERE status = 'initiating' AND amount = %s"
+                            " AND created_at > now() - make_interval(secs => %s)", (amount, window_s)).fetchone()[0]
+
+
+def adopt_mpesa_request(pool: Any, checkout_id: str, merchant_id: str, amount: int, window_s: int) -> dict[str, Any] | None:
+    """A callback Daraja confirmed for a push whose link was lost: if exactly one unlinked push of this amount went
+    out in the window, it is that one (linked now, and returned); otherwise None (ambiguous: a human decides)."""
+    with pool.connection() as conn, conn.transaction():
+        rows = conn.execute("SELECT checkout_request_id FROM oracle_mpesa_request WHERE status = 'initiating'"
+                            " AND amount = %s AND created_at > now() - make_interval(secs => %s) FOR UPDATE",
+                            (amount, window_s)).fetchall()
+        if len(rows) != 1:
+            return None
+        conn.execute("UPDATE oracle_mpesa_request SET checkout_request_id = %s, merchant_request_id = %s,"
+                     " status = 'pending', updated_at = now() WHERE checkout_request_id = %s",
+                     (checkout_id, merchant_id, rows[0][0]))
+    return mpesa_request(pool, checkout_id)
 
 
 def settle_mpesa(pool: Any, chain: str, event: Any, intent: Intent | None, status: str, code: int, receipt: str | None) -> Any:

@@ -106,7 +106,7 @@ class ProviderEvent(Base):
     type: Mapped[str]
     intent_key: Mapped[str | None]
     payment_ref: Mapped[str | None] = mapped_column(index=True)
-    flag: Mapped[str | None]  # refund | dispute | invalid_metadata | failed_payment: needs a human/compensation
+    flag: Mapped[str | None]  # refund | dispute | invalid_metadata | failed_payment | unmatched_payment: needs a human
     summary: Mapped[Any] = mapped_column(JSONB)  # ids, amounts, codes only
     received_at: Mapped[dt.datetime] = mapped_column(server_default=_now())
 
@@ -120,7 +120,7 @@ class MpesaRequest(Base):
     merchant_request_id: Mapped[str | None]
     amount: Mapped[int64]  # KES, whole shillings as Daraja takes them
     target: Mapped[Any] = mapped_column(JSONB)  # {"order_id": n} or {"listing_id", "buyer", "amount"}
-    status: Mapped[str] = mapped_column(default="pending")  # pending | paid | failed | paid_no_callback
+    status: Mapped[str] = mapped_column(default="pending")  # initiating | refused | pending | paid | failed | paid_no_callback
     result_code: Mapped[int | None]
     receipt: Mapped[str | None]
     created_at: Mapped[dt.datetime] = mapped_column(server_default=_now())

@@ -111,6 +111,13 @@ def decide(cb: StkCallback, request_row: dict[str, Any], query_code: int) -> tup
     return Event("mpesa", cb.checkout_request_id, "stk.succeeded", summary, cb.receipt), intent, "paid"
 
 
+def unmatched(cb: StkCallback) -> Event:
+    """A confirmed payment that no single STK push of ours can be matched to: kept, flagged for a human."""
+    summary = {"checkout_request_id": cb.checkout_request_id, "result_code": cb.result_code,
+               "amount": str(cb.amount) if cb.amount is not None else None, "receipt": cb.receipt}
+    return Event("mpesa", cb.checkout_request_id, "stk.unmatched", summary, cb.receipt, flag="unmatched_payment")
+
+
 class Daraja:
     """Just enough of the Daraja API: OAuth token (cached), STK push, STK push query."""
 

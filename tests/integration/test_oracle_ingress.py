@@ -152,6 +152,66 @@ async def test_mpesa_callback_confirmed_by_stk_query(rig, daraja, fixtures_dir):
     assert "254721566839" not in dump and "254700000001" not in dump
 
 
+def _fail_updates_of_initiating_requests(rig, on: bool, event: str = "UPDATE") -> None:
+    """A real database failure (SQLSTATE 08006, connection failure) on the request row right after/before a push."""
+    with rig.pool.connection() as c:
+        if on:
+            c.execute("CREATE OR REPLACE FUNCTION cl_fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                      "RAISE EXCEPTION 'injected failure' USING ERRCODE = '08006'; END $$")
+            when = " WHEN (OLD.status = 'initiating')" if event == "UPDATE" else ""
+            c.execute(f"CREATE TRIGGER cl_fail BEFORE {event} ON oracle_mpesa_request FOR EACH ROW{when} "
+                      "EXECUTE FUNCTION cl_fail()")
+        else:
+            c.execute("DROP TRIGGER IF EXISTS cl_fail ON oracle_mpesa_request")
+
+
+async def test_mpesa_push_is_recorded_before_it_is_sent_and_adopted_when_its_link_is_lost(rig, daraja, fixtures_dir):
+    """Nothing is lost around the STK push: the request row is written before Daraja is called (a database
+    failure then sends nothing), and a push whose CheckoutRequestID could not be saved is adopted by its callback,
+    confirmed by Daraja's status query; two such pushes of the same amount are not guessed between."""
+    sample = json.loads((fixtures_dir / "mpesa/stk_callback_success_safaricom_sample.json").read_text())["samples"][0]
+    path = "/webhooks/mpesa/cb-secret-123"
+    order = {"order_id": rig.world.order_ids[0]}
+    # the database fails before the push: 503 and no push sent
+    _fail_updates_of_initiating_requests(rig, True, "INSERT")
+    r = await rig.client.post("/mpesa/stkpush", json={"phone": "254700000001", "amount": 1, "target": order},
+                              headers={"authorization": "Bearer tok-merchant"})
+    assert r.status_code == 503 and daraja.pushes == []
+    _fail_updates_of_initiating_requests(rig, False)
+    # the database fails right after the push: the push is answered, the request stays 'initiating'
+    _fail_updates_of_initiating_requests(rig, True)
+    cid = await _push(rig, order)
+    _fail_updates_of_initiating_requests(rig, False)
+    with rig.pool.connection() as c:
+        assert c.execute("SELECT status FROM oracle_mpesa_request").fetchall() == [("initiating",)]
+    # an unknown, unpaid callback is still refused; the paid one adopts the request
+    cancelled = _callback(sample, "ws_CO_other", ResultCode=1032)
+    del cancelled["Body"]["stkCallback"]["CallbackMetadata"]
+    assert (await rig.client.post(path, json=cancelled)).status_code == 404
+    r = await rig.client.post(path, json=_callback(sample, cid, ResultCode="0"))
+    assert r.status_code == 200 and r.json()["intent"] == "mpesa:LGR7OWQX0R", r.text
+    assert len(daraja.pushes) == 1 and cid in daraja.queries
+    with rig.pool.connection() as c:
+        assert c.execute("SELECT checkout_request_id, status FROM oracle_mpesa_request").fetchall() == [(cid, "paid")]
+    rig.drain()
+    assert rig.status("mpesa:LGR7OWQX0R") == "confirmed"
+    funded = count_events(rig.world.w3, rig.world.contract("Escrow"), "Funded")
+    assert [f["paymentRef"] for f in funded] == ["LGR7OWQX0R"]
+    # two lost links of the same amount: the payment is kept, flagged for a human, and pays for neither
+    _fail_updates_of_initiating_requests(rig, True)
+    cids = [await _push(rig, {"order_id": rig.world.order_ids[1]}) for _ in range(2)]
+    _fail_updates_of_initiating_requests(rig, False)
+    paid = _callback(sample, cids[0], ResultCode="0")
+    paid["Body"]["stkCallback"]["CallbackMetadata"]["Item"][1]["Value"] = "LGR7OWQX0S"
+    r = await rig.client.post(path, json=paid)
+    assert r.status_code == 200 and r.json()["intent"] is None, r.text
+    with rig.pool.connection() as c:
+        assert c.execute("SELECT flag, payment_ref FROM oracle_provider_event WHERE event_id = %s",
+                         (cids[0],)).fetchone() == ("unmatched_payment", "LGR7OWQX0S")
+        assert c.execute("SELECT count(*) FROM oracle_mpesa_request WHERE status = 'initiating'").fetchone()[0] == 2
+    assert counts(rig)[0] == 1
+
+
 def _reading(ts: int, co2: float, **extra) -> tuple[bytes, dict]:
     body = json.dumps({"device_id": "dev-1", "ts": ts, "metrics": {"co2_ppm": co2, "temperature_c": 21.5},
                        "battery_pct": 80, "calibrated_at": ts - 86400, **extra}).encode()
@@ -269,7 +329,8 @@ async def test_nul_characters_are_refused_not_500(rig):
 
 
 async def test_mpesa_push_refused_or_daraja_down_is_4xx_5xx_not_500(rig, db_url, anvil):
-    """A phone Daraja refuses is the merchant's input (422); Daraja unreachable is a retryable 503; neither saves."""
+    """A phone Daraja refuses is the merchant's input (422); Daraja unreachable is a retryable 503; both leave only
+    a 'refused' request (recorded before the push, nothing to adopt later)."""
     from carbonledger.anvil import free_port
 
     auth = {"authorization": "Bearer tok-merchant"}
@@ -283,4 +344,4 @@ async def test_mpesa_push_refused_or_daraja_down_is_4xx_5xx_not_500(rig, db_url,
     finally:
         down.close()
     with rig.pool.connection() as c:
-        assert c.execute("SELECT count(*) FROM oracle_mpesa_request").fetchone()[0] == 0
+        assert c.execute("SELECT status FROM oracle_mpesa_request").fetchall() == [("refused",), ("refused",)]
