@@ -168,14 +168,18 @@ class Database:
             self._idle.append(conn)
             self._wake()
             return
-        task = asyncio.get_running_loop().create_task(self._renew(conn, broken, in_transaction))
+        self._background(self._renew(conn, broken, in_transaction))
+
+    def _background(self, work: Any) -> None:
+        """Run `work` as a task the pool keeps (close() waits for them; unreferenced tasks may be collected)."""
+        task = asyncio.get_running_loop().create_task(work)
         self._renewing.add(task)
         task.add_done_callback(self._renewing.discard)
 
     def _wake(self) -> None:
         """Wake a waiter (if any) for a connection or a free slot."""
         if self._waiting:
-            asyncio.get_running_loop().create_task(self._notify())
+            self._background(self._notify())
 
     async def _notify(self) -> None:
         async with self._freed:
