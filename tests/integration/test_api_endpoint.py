@@ -205,3 +205,40 @@ def test_generic_plans_setting_reaches_the_connections(db_url, generic):
         assert api.loop.run_until_complete(mode()) == ("force_generic_plan" if generic else "auto")
     finally:
         api.close()
+
+
+def test_pool_under_contention_shares_its_connections_and_times_out_cleanly(db_url):
+    import asyncio
+
+    from gqlapi.db import Database, PoolTimeout
+
+    async def go() -> None:
+        db = Database(db_url, max_size=2)
+        await db.open()
+        try:
+            seen: list[int] = []
+
+            async def one(i: int) -> int:
+                s = db.session(single=i % 2 == 0)
+                try:
+                    rows = await s.fetch("SELECT pg_sleep(0.02), %s::int AS i", (i,))
+                    seen.append(db._size)
+                    return rows[0]["i"]
+                finally:
+                    await s.close()
+
+            assert sorted(await asyncio.gather(*(one(i) for i in range(12)))) == list(range(12))
+            assert max(seen) <= 2
+            held = [await db.acquire(), await db.acquire()]
+            with pytest.raises(PoolTimeout):
+                await db.acquire(timeout=0.2)
+            for c in held:
+                db.release(c)
+            await asyncio.sleep(0.1)
+            again = await db.acquire(timeout=1)  # a released connection is handed out again
+            db.release(again)
+        finally:
+            await db.close()
+        assert db._size == 0
+
+    asyncio.run(go())
