@@ -32,12 +32,19 @@ def _grouped(fetch: Callable[[int | None, list[Key]], Awaitable[dict[Hashable, A
     return load
 
 
+def _by_chain_and_id(keys: Sequence[Key], alias: str, id_col: str) -> tuple[str, list[Any]]:
+    """The JOIN restricting `alias` to the keys' (chain, id) pairs, and its parameters (two arrays)."""
+    join = (f"JOIN unnest(%s::text[], %s::numeric[]) AS k(chain, {id_col}) "
+            f"ON {alias}.chain = k.chain AND {alias}.{id_col} = k.{id_col}")
+    return join, [[k[0] for k in keys], [k[1] for k in keys]]
+
+
 class Loaders:
-    """batch: (chain, batch_id, block) -> row; last_price: same key -> int | None;
+    """batch: (chain, batch_id, block) -> row;
     order_history: (chain, order_id, block) -> [rows]; certificates_of: (chain | None, holder, block) -> [rows];
     provenance: (chain, certificate_id, block) -> [rows]."""
 
-    _KINDS = {"batch": ("_batches", None), "last_price": ("_last_prices", None), "order_history": ("_order_history", list),
+    _KINDS = {"batch": ("_batches", None), "order_history": ("_order_history", list),
               "certificates_of": ("_certificates_of", list), "provenance": ("_provenance", list)}
 
     def __init__(self, db: Any) -> None:
@@ -53,34 +60,16 @@ class Loaders:
         return loader
 
     async def _batches(self, block: int | None, keys: list[Key]) -> dict[Hashable, Any]:
-        params: list[Any] = [[k[0] for k in keys], [k[1] for k in keys]]
+        join, params = _by_chain_and_id(keys, "b", "batch_id")
         cond = asof("b", block, params)
-        rows = await self.db.fetch(
-            "SELECT b.* FROM credit_batch b JOIN unnest(%s::text[], %s::numeric[]) AS k(chain, batch_id) "
-            f"ON b.chain = k.chain AND b.batch_id = k.batch_id WHERE {cond}",
-            params,
-        )
+        rows = await self.db.fetch(f"SELECT b.* FROM credit_batch b {join} WHERE {cond}", params)
         return {(r["chain"], int(r["batch_id"]), block): r for r in rows}
 
-    async def _last_prices(self, block: int | None, keys: list[Key]) -> dict[Hashable, Any]:
-        params: list[Any] = [[k[0] for k in keys], [k[1] for k in keys]]
-        cond = upto("t", block, params)
-        rows = await self.db.fetch(
-            "SELECT k.chain, k.batch_id, p.price_per_unit FROM unnest(%s::text[], %s::numeric[]) AS k(chain, batch_id) "
-            "CROSS JOIN LATERAL (SELECT t.price_per_unit FROM trade t WHERE t.chain = k.chain AND t.batch_id = k.batch_id "
-            f"AND {cond} ORDER BY t.block_number DESC, t.log_index DESC LIMIT 1) p",
-            params,
-        )
-        return {(r["chain"], int(r["batch_id"]), block): int(r["price_per_unit"]) for r in rows}
-
     async def _order_history(self, block: int | None, keys: list[Key]) -> dict[Hashable, Any]:
-        params: list[Any] = [[k[0] for k in keys], [k[1] for k in keys]]
+        join, params = _by_chain_and_id(keys, "e", "order_id")
         cond = upto("e", block, params)
         rows = await self.db.fetch(
-            "SELECT e.* FROM order_event e JOIN unnest(%s::text[], %s::numeric[]) AS k(chain, order_id) "
-            f"ON e.chain = k.chain AND e.order_id = k.order_id WHERE {cond} ORDER BY e.block_number, e.log_index",
-            params,
-        )
+            f"SELECT e.* FROM order_event e {join} WHERE {cond} ORDER BY e.block_number, e.log_index", params)
         out: dict[Hashable, list] = defaultdict(list)
         for r in rows:
             out[(r["chain"], int(r["order_id"]), block)].append(r)
