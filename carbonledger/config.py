@@ -79,6 +79,9 @@ class ChainSettings(_Strict):
     finality_depth: int = Field(12, ge=0, description="Blocks below head treated as final when the node has no `finalized` tag.")
     use_finalized_tag: bool = Field(True, description="Ask the node for the `finalized` block where it has one.")
     poll_interval_s: float = Field(1.0, gt=0, description="Head poll interval.")
+    shrink_grace_s: float = Field(10.0, ge=0, description="How long the node may show a head below our cursor, with "
+                                  "no block at the cursor height and the same head block, before the chain is taken "
+                                  "to be shortened and unwound to that head (shorter: lagging node, wait).")
     max_block_range: int = Field(2000, ge=1, description="Upper bound of the adaptive eth_getLogs range.")
     request_timeout_s: float = Field(10.0, gt=0, description="Per-request RPC timeout.")
     retries: int = Field(6, ge=0, description="Retries per RPC request (exponential backoff).")

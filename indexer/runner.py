@@ -40,7 +40,8 @@ def build_syncs(settings: Settings, db_url: str | None = None, **kw: object) -> 
             raise ConfigError(f"chains.{name}.chain_id: node at {cs.rpc_url} reports chain id {got}, config expects {cs.chain_id}")
         start = min((c.start_block for c in contracts.values()), default=0)
         out.append(ChainSync(name, reader, url, addresses={n: c.address for n, c in contracts.items()},
-                             start_block=start, finality_depth=cs.finality_depth, max_span=cs.max_block_range, **kw))
+                             start_block=start, finality_depth=cs.finality_depth, max_span=cs.max_block_range,
+                             shrink_grace_s=cs.shrink_grace_s, **kw))
     return out
 
 

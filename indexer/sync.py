@@ -1,10 +1,19 @@
 """The sync loop of one chain: backfill finalized ranges in bulk, then follow the head block by block.
 
-Invariants kept here (DESIGN.md 1-3): the cursor moves only inside `writer.commit`, together with the rows of
-the blocks it covers; a new head block is accepted only if its parent is the block under the cursor, else the
-loop walks back over `indexed_block` to the common ancestor and `writer.undo`es everything above it. A reorg that
-would change a block at or below the finalized number raises ReorgTooDeep before anything is written. A node
-whose head is behind the cursor is lagging unless it shows a different hash for a block we hold.
+Invariants kept here (DESIGN.md 1-3):
+- The cursor moves only inside `writer.commit`, together with the rows of the blocks it covers.
+- Continuity: every advance of the cursor - a backfill range, a head block, the first step after a start, a
+  takeover or a pause - first proves that the first new block's parent is the block under the cursor. If it is
+  not, the loop walks back over `indexed_block` to the newest block the node still has with the same hash (the
+  common ancestor) and `writer.undo`es everything above it; `writer.commit` checks the same parent hash again
+  against the cursor row it locks. A reorg that would change a block at or below our finalized number raises
+  ReorgTooDeep before anything is written.
+- A node whose head is below the cursor is either lagging (a load-balanced or syncing node) or serving a chain that
+  really got shorter (proof-of-stake chains can reorg to a shorter branch). The rule: a different hash at a height
+  we hold is a reorg at once; a node that still has the block under our cursor is lagging; a node that answers
+  "no block" at the cursor height while its head stays the same block for `shrink_grace_s` (or while its head is
+  already final) has a shortened chain: unwind to the newest block it still has. A node whose head is below our
+  finalized block is never followed down: it is lagging or the wrong node, and we wait (logging why).
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ class ChainSync:
 
     def __init__(self, chain: str, reader: ChainReader, db_url: str, *, addresses: Mapping[str, str],
                  start_block: int, finality_depth: int, target_events: int = 10_000, max_span: int = 2000,
-                 prefetch: bool = True, cache_limit: int = 1_000_000) -> None:
+                 prefetch: bool = True, cache_limit: int = 1_000_000, shrink_grace_s: float = 10.0) -> None:
         self.chain = chain
         self.reader = reader
         self.db_url = libpq_url(db_url)
@@ -62,6 +71,7 @@ class ChainSync:
         self.depth = finality_depth
         self.target_events = target_events
         self.max_span = max_span
+        self.shrink_grace_s = shrink_grace_s
         self.span = min(10, max_span)  # grows while ranges stay under target_events
         self.handlers = load_handlers()
         self.cache = StateCache(cache_limit)
@@ -74,6 +84,8 @@ class ChainSync:
         self._head_at = 0.0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"fetch-{chain}") if prefetch else None
         self._next: tuple[int, int, Future] | None = None
+        self._short: tuple[str, float] | None = None  # (node head hash, since) while the node lacks our cursor block
+        self._lag_logged = 0.0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -130,21 +142,32 @@ class ChainSync:
             return self._follow(n + 1)
         return self._check_stale()
 
-    def _fetch(self, a: int, b: int) -> tuple[list[ChainEvent | UndecodableLog], Block]:
+    def _fetch(self, a: int, b: int) -> tuple[Block, list[ChainEvent | UndecodableLog], Block]:
+        """The first block of [a, b] (whose parent proves continuity), the range's events and its last block."""
+        first = self.reader.block(a)
         events = list(self.reader.events(a, b))
-        end = self.reader.block(b)
-        if end is None:
-            raise RpcError(-1, f"block {b} not available", method="eth_getBlockByNumber")
-        return events, end
+        end = first if a == b else self.reader.block(b)
+        if first is None or end is None:
+            raise RpcError(-1, f"block {a if first is None else b} not available", method="eth_getBlockByNumber")
+        # The logs must belong to the blocks fetched around them: a node that switched branches between the calls
+        # would otherwise have us commit logs of one branch under the hash of another.
+        for ev in events:
+            if (ev.block_number == a and ev.block_hash != first.hash) or (ev.block_number == b and ev.block_hash != end.hash):
+                raise RpcError(-1, f"node changed branch while range {a}-{b} was fetched (log of block "
+                                   f"{ev.block_number} has hash {ev.block_hash[:10]})", method="eth_getLogs")
+        return first, events, end
 
     def _backfill(self, a: int, b: int) -> None:
         nxt, self._next = self._next, None  # taken before .result(): a failed prefetch is not retried forever
         if nxt is not None and nxt[:2] == (a, b):
-            events, end = nxt[2].result()
+            first, events, end = nxt[2].result()
         else:
             if nxt is not None:
                 nxt[2].cancel()
-            events, end = self._fetch(a, b)
+            first, events, end = self._fetch(a, b)
+        if self.cursor[1] is not None and first.parent_hash != self.cursor[1]:
+            self._reorg(f"block {a} has parent {first.parent_hash[:10]}, we hold {self.cursor[1][:10]} at {a - 1}")
+            return
         n_events = len(events)
         # Keep ranges near the target event count: memory stays flat however dense the chain is.
         if n_events > self.target_events:
@@ -152,13 +175,13 @@ class ChainSync:
         elif n_events < self.target_events // 2:
             self.span = min(self.max_span, self.span * 2)
         if self._pool is not None and b < self._fin:
-            # Fetch the next range while this one is applied and written.
+            # Fetch the next range while this one is applied and written (its continuity is checked when applied).
             nb = min(self._fin, b + self.span)
             self._next = (b + 1, nb, self._pool.submit(self._fetch, b + 1, nb))
         ctx = self._context()
         self._apply(ctx, events)
         del events  # the rows are in ctx now; do not hold both through the COPY
-        self._commit(ctx, end)
+        self._commit(ctx, first.parent_hash, end)
 
     def _follow(self, n: int) -> bool:
         blk = self.reader.block(n)
@@ -175,17 +198,47 @@ class ChainSync:
         ctx = self._context()
         ctx.blocks.append(blk)
         self._apply(ctx, events)
-        self._commit(ctx, blk)
+        self._commit(ctx, blk.parent_hash, blk)
         return True
 
     def _check_stale(self) -> bool:
-        """Head at or below the cursor: a lagging node (wait) unless it shows another hash for a block we hold."""
+        """Head at or below the cursor: caught up, a lagging node, a reorg or a shortened chain (module docstring)."""
         head = self._head
         assert head is not None and self.conn is not None
         row = self.conn.execute("SELECT hash FROM indexed_block WHERE chain = %s AND number = %s",
                                 (self.chain, head.number)).fetchone()
         if row is not None and row[0] != head.hash:
             self._reorg(f"head {head.number} is {head.hash[:10]}, we hold {row[0][:10]}")
+            return True
+        if head.number >= self.cursor[0]:
+            self._short = None
+            return False
+        if head.number < self.finalized_number:
+            self._short = None
+            if time.monotonic() - self._lag_logged > 60:
+                self._lag_logged = time.monotonic()
+                log.warning("node head is below our finalized block: a lagging or wrong node; waiting for it",
+                            extra={"chain": self.chain, "node_head": head.number, "finalized": self.finalized_number,
+                                   "block": self.cursor[0]})
+            return False
+        mine = self.reader.block(self.cursor[0])
+        if mine is not None:
+            self._short = None
+            if mine.hash != self.cursor[1]:
+                self._reorg(f"block {mine.number} is {mine.hash[:10]}, we hold {str(self.cursor[1])[:10]}")
+                return True
+            return False  # the node has our block: only its head answer lags
+        now = time.monotonic()
+        if self._short is None or self._short[0] != head.hash:
+            self._short = (head.hash, now)
+            log.info("node has no block at our cursor and its head is below it: lagging or a shortened chain",
+                     extra={"chain": self.chain, "node_head": head.number, "block": self.cursor[0],
+                            "grace_s": self.shrink_grace_s})
+        waited = now - self._short[1]
+        if self._fin >= head.number or waited >= self.shrink_grace_s:
+            self._short = None
+            self._reorg(f"chain shortened: the node's head {head.number} ({head.hash[:10]}) stayed below our cursor "
+                        f"{self.cursor[0]} for {waited:.1f}s" + (" and is final" if self._fin >= head.number else ""))
             return True
         return False
 
@@ -211,13 +264,15 @@ class ChainSync:
                 ctx.error(ev, f"handler {ev.key}: {type(exc).__name__}: {exc}")
             ctx.events += 1
 
-    def _commit(self, ctx: Context, end: Block) -> None:
+    def _commit(self, ctx: Context, parent_hash: str, end: Block) -> None:
+        """Write ctx and move the cursor to `end`; `parent_hash` is the first new block's parent (continuity)."""
         assert self.conn is not None
         fin = max(self._fin, self.finalized_number)
         try:
-            writer.commit(self.conn, ctx, self.cursor, end, fin, keep_from=fin - self.depth)
-        except writer.Fenced:
-            log.warning("cursor moved under us; reloading", extra={"chain": self.chain})
+            writer.commit(self.conn, ctx, self.cursor, end, fin, keep_from=fin - self.depth, parent_hash=parent_hash)
+        except writer.Fenced as exc:
+            log.warning("cursor moved under us; reloading" if type(exc) is writer.Fenced else
+                        "blocks do not continue the cursor; reloading", extra={"chain": self.chain, "error": str(exc)})
             self.load()
             raise
         ctx.commit_to_cache()

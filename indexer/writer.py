@@ -2,7 +2,9 @@
 
 Binary COPY for event rows and new entity versions; one UPDATE ... FROM unnest(...) closes the versions they
 supersede. The cursor row is locked and compared first (fencing): if another process moved it, nothing is
-written, so two processes that both believe they lead can never write a block twice.
+written, so two processes that both believe they lead can never write a block twice. In the same place the first
+new block's parent hash must equal the cursor's hash (continuity, DESIGN.md invariant 3): no path can move the
+cursor onto a branch that does not grow out of the block under it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ EVENT_TABLES = list(EVENTS)
 
 class Fenced(Exception):
     """The cursor in the database is not where this process expected it: another indexer wrote."""
+
+
+class Discontinuity(Fenced):
+    """The blocks to commit do not grow out of the block under the cursor (the caller must undo a reorg first)."""
 
 
 def read_cursor(conn: psycopg.Connection, chain: str, *, lock: bool = False) -> tuple[int, str, int] | None:
@@ -93,10 +99,14 @@ def _versions(ctx: Context, conn: psycopg.Connection) -> None:
 
 
 def commit(conn: psycopg.Connection, ctx: Context, expected: tuple[int, str | None], cursor: Block,
-           finalized: int, keep_from: int) -> None:
-    """Write ctx and move the cursor from `expected` to `cursor`, atomically. Raises Fenced on a lost race."""
+           finalized: int, keep_from: int, *, parent_hash: str) -> None:
+    """Write ctx and move the cursor from `expected` to `cursor`, atomically; `parent_hash` is the parent of the
+    first new block. Raises Fenced on a lost race, Discontinuity when `parent_hash` is not the cursor's hash."""
     with conn.transaction():
         _fence(conn, ctx.chain, expected)
+        if expected[1] is not None and parent_hash != expected[1]:
+            raise Discontinuity(f"{ctx.chain}: first new block's parent {parent_hash[:10]} is not the cursor "
+                                f"{expected[1][:10]} at {expected[0]}")
         for name in EVENT_TABLES:
             _copy(conn, EVENTS[name], ctx.rows[name])
         _versions(ctx, conn)

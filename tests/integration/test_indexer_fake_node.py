@@ -24,6 +24,7 @@ class ScriptedNode(ChainReader):
         self.blocks = [Block("fake", 0, _h("a", 0), _h("-", 0), 1000)]
         self.grow(tip, "a")
         self.visible: int | None = None
+        self.head_lag = 0  # head() answers this many blocks low while block() still serves them (a lagging LB)
         self.fail_ranges: set[tuple[int, int]] = set()
         self.calls: list[tuple[int, int]] = []
 
@@ -39,7 +40,7 @@ class ScriptedNode(ChainReader):
         return len(self.blocks) - 1 if self.visible is None else self.visible
 
     def head(self) -> Block:
-        return self.blocks[self._top()]
+        return self.blocks[self._top() - self.head_lag]
 
     def finalized(self, head: Block, depth: int) -> int:
         return head.number - depth
@@ -132,4 +133,75 @@ def test_failed_prefetch_is_refetched(db_url):
         s.step()
     _run(s)
     assert s.cursor[0] == 300 and _tradable(db_url) == 300
+    s.close()
+
+
+def test_head_below_cursor_with_our_block_still_served_is_lagging(db_url):
+    node = ScriptedNode(40)
+    s = _sync(node, db_url, shrink_grace_s=0)
+    _run(s)
+    node.head_lag = 2  # the head answer lags, yet block 40 is still there with our hash
+    for _ in range(5):
+        assert s.step() is False
+    assert s.stats.reorgs == 0 and s.cursor[0] == 40 and _tradable(db_url) == 40
+    s.close()
+
+
+def test_shortened_chain_waits_for_the_grace_then_unwinds_to_the_node_head(db_url):
+    node = ScriptedNode(40)
+    s = _sync(node, db_url, shrink_grace_s=3600)
+    _run(s)
+    del node.blocks[39:]  # the chain lost its two newest blocks and nothing replaced them
+    for _ in range(5):
+        assert s.step() is False  # within the grace: could be a lagging node
+    assert s.stats.reorgs == 0 and s.cursor[0] == 40
+    s.shrink_grace_s = 0
+    _run(s)
+    assert s.stats.reorgs == 1 and s.cursor == (38, node.blocks[38].hash) and _tradable(db_url) == 38
+    node.grow(41, "c")  # and it follows the new branch from there
+    _run(s)
+    assert s.cursor == (41, node.blocks[41].hash) and _tradable(db_url) == 41
+    s.close()
+
+
+def test_a_node_below_our_finalized_block_is_never_followed_down(db_url):
+    node = ScriptedNode(40)
+    s = _sync(node, db_url, shrink_grace_s=0)
+    _run(s)
+    assert s.finalized_number == 37
+    node.visible = 30  # a node far behind (or the wrong node): its head is below what we hold as final
+    for _ in range(5):
+        assert s.step() is False
+    assert s.stats.reorgs == 0 and s.cursor[0] == 40 and _tradable(db_url) == 40
+    s.close()
+
+
+def test_backfill_proves_continuity_with_the_block_under_the_cursor(db_url):
+    """Down at 40; block 40 is replaced and the chain grows far past finality: the resume is a backfill and its
+    first range must not be stacked on our orphaned block 40."""
+    node = ScriptedNode(40)
+    s = _sync(node, db_url)
+    _run(s)
+    s.close()
+    del node.blocks[40:]
+    node.grow(200, "d")
+    s = _sync(node, db_url)
+    assert s.step() is True and s.stats.reorgs == 1 and s.cursor == (39, node.blocks[39].hash)
+    _run(s)
+    assert s.cursor == (200, node.blocks[200].hash) and _tradable(db_url) == 200
+    s.close()
+
+
+def test_the_writer_refuses_blocks_that_do_not_continue_the_cursor(db_url):
+    from indexer import writer
+
+    node = ScriptedNode(10)
+    s = _sync(node, db_url)
+    _run(s)
+    ctx = s._context()
+    orphan = Block("fake", 11, _h("e", 11), _h("e", 10), 2000)
+    with pytest.raises(writer.Discontinuity):
+        writer.commit(s.conn, ctx, s.cursor, orphan, 7, keep_from=4, parent_hash=orphan.parent_hash)
+    with psycopg.connect(libpq_url(db_url)) as c:
+        assert c.execute("SELECT block_number, block_hash FROM indexer_cursor").fetchone() == (10, node.blocks[10].hash)
     s.close()

@@ -170,3 +170,115 @@ def test_reorg_deeper_than_finality_halts_untouched(anvil, chain, db_url):
     lines = [json.loads(x) for x in proc.stderr.decode().splitlines() if x.startswith("{")]
     assert any(x["level"] == "critical" and x.get("alert") == "reorg_too_deep" for x in lines), proc.stderr[-2000:]
     assert dump(db_url) == before
+
+
+# --------------------------------------------------------------------------- continuity on every cursor advance
+
+
+def _wait_empty_pool(w3, timeout=60):
+    """anvil_reorg while an automined tx is pending can corrupt anvil's chain: wait for an empty pool."""
+    deadline = time.monotonic() + timeout
+    while w3.provider.make_request("txpool_status", [])["result"]["pending"] not in ("0x0", 0):
+        assert time.monotonic() < deadline, "tx pool never emptied"
+        time.sleep(0.05)
+
+
+def _listing_block(w3, dep):
+    """A block holding a fresh listing (seller lists 40 of 100 minted credits); returns the seller and batch."""
+    cc, mk = dep.contract(w3, "CarbonCredit"), dep.contract(w3, "Marketplace")
+    admin, seller = w3.eth.accounts[0], w3.eth.accounts[8]
+    cc.functions.createBatch("P-REORG", 2024, "M", "R", "S-REORG", b"\x05" * 32).transact({"from": admin})
+    batch = cc.functions.batchCount().call()
+    cc.functions.mint(seller, batch, 100, b"\x06" * 32).transact({"from": admin})
+    cc.functions.setApprovalForAll(mk.address, True).transact({"from": seller})
+    mk.functions.list(batch, 40, 10**12).transact({"from": seller})  # the head block now holds only the listing
+    return seller, batch
+
+
+def _replace_head_with_anchor(anvil, w3, dep):
+    """anvil_reorg depth 1: the listing's block is replaced by one holding an IoT anchor."""
+    _wait_empty_pool(w3)
+    tx = dep.contract(w3, "IoTAnchor").functions.anchor(b"\x07" * 32, 3, 1, 2, 90).build_transaction(
+        {"from": w3.eth.accounts[0], "gas": 300_000})
+    anvil.rpc("anvil_reorg", [1, [[{k: hex(v) if isinstance(v, int) else v for k, v in tx.items()
+                                    if k in ("from", "to", "data", "gas")}, 0]]])
+
+
+def _spawn_index(settings) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "carbonledger.cli", "index", "--no-progress", "--port", "-1"],
+                            cwd=Path(__file__).resolve().parents[2], env=index_env(settings),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _cursor_of(db_url):
+    return dump(db_url)["cursor"]
+
+
+@pytest.mark.parametrize("how", ["restart", "sigkill", "sigstop"])
+def test_reorg_under_the_cursor_is_undone_when_finality_passed_it(how, anvil, chain, db_url, pg_factory):
+    """The independent check's reproduction: a block under the cursor is replaced while the indexer is down (or
+    paused), then the chain grows past finality, so the indexer resumes by backfill: continuity must still be proven
+    against the block under the cursor, and the orphaned listing undone."""
+    import signal
+
+    w3, dep = chain
+    settings = settings_for(anvil.url, dep, db_url, finality_depth=5)
+    seller, batch = _listing_block(w3, dep)
+    head = w3.eth.get_block("latest")
+    proc = None
+    if how == "restart":
+        assert run_once(settings, db_url=db_url) == 0
+    else:
+        proc = _spawn_index(settings)
+        deadline = time.monotonic() + 120
+        while _cursor_of(db_url) != [("dev", head.number, head.hash.to_0x_hex())]:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
+            time.sleep(0.05)
+        if how == "sigkill":
+            proc.kill()
+            proc.wait()
+        else:
+            proc.send_signal(signal.SIGSTOP)
+    assert indexed_state(db_url, "dev").holdings[(seller.lower(), batch)] == (60, 40, 0)
+    try:
+        _replace_head_with_anchor(anvil, w3, dep)
+        anvil.rpc("anvil_mine", [hex(70)])  # the finalized block (head - 5) passes the cursor
+        if how == "sigstop":
+            proc.send_signal(signal.SIGCONT)
+            tip = w3.eth.get_block("latest")
+            deadline = time.monotonic() + 120
+            while _cursor_of(db_url) != [("dev", tip.number, tip.hash.to_0x_hex())]:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
+                time.sleep(0.05)
+        else:
+            assert run_once(settings, db_url=db_url) == 0
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            proc.wait(30)
+    got = indexed_state(db_url, "dev")
+    assert got.holdings[(seller.lower(), batch)] == (100, 0, 0)
+    assert any(a[1] == "0x" + "07" * 32 for a in got.anchors)
+    _check(w3, dep, db_url, pg_factory, anvil.url)
+
+
+def test_shortened_chain_is_unwound_after_the_grace(anvil, chain, db_url, pg_factory):
+    """anvil_rollback 2 and no new block: the node has no block at heights we hold. A lagging node looks the same
+    for a moment, so the indexer waits `shrink_grace_s` with the node's head unchanged, then unwinds to it."""
+    w3, dep = chain
+    run = Running(settings_for(anvil.url, dep, db_url, finality_depth=32, shrink_grace_s=1.0), db_url)
+    try:
+        run.wait_synced(w3)
+        seller, batch = _listing_block(w3, dep)
+        run.wait_synced(w3)
+        assert indexed_state(db_url, "dev").holdings[(seller.lower(), batch)] == (60, 40, 0)
+        _wait_empty_pool(w3)
+        anvil.rpc("anvil_rollback", [2])  # drops the listing and the approval; nothing replaces them
+        run.wait_synced(w3, timeout=120)
+        assert run.idx.syncs[0].stats.reorgs == 1
+        assert indexed_state(db_url, "dev").holdings[(seller.lower(), batch)] == (100, 0, 0)
+        run_scenario(w3, dep, actions=5, seed=78)  # and it follows the chain on from there
+        run.wait_synced(w3)
+    finally:
+        run.stop()
+    _check(w3, dep, db_url, pg_factory, anvil.url)
