@@ -152,6 +152,8 @@ class ChainSync:
         # The logs must belong to the blocks fetched around them: a node that switched branches between the calls
         # would otherwise have us commit logs of one branch under the hash of another.
         for ev in events:
+            if not isinstance(ev, ChainEvent):
+                continue  # a malformed log is recorded as an indexing error; its envelope proves nothing
             if (ev.block_number == a and ev.block_hash != first.hash) or (ev.block_number == b and ev.block_hash != end.hash):
                 raise RpcError(-1, f"node changed branch while range {a}-{b} was fetched (log of block "
                                    f"{ev.block_number} has hash {ev.block_hash[:10]})", method="eth_getLogs")

@@ -3,10 +3,16 @@
 Decoders are precomputed once per ABI event: indexed topics are sliced directly, static non-indexed data
 (uint/int/address/bytes32/bool words) is sliced by offset, and only events with dynamic data (strings, arrays)
 go through `eth_abi.decode`. Addresses and bytes32 come out as lowercase 0x-hex, integers as int.
+
+Nothing from the node is trusted: a followed contract's log whose envelope (block number and hash, tx hash, log
+index, topics, data) is missing or malformed, or whose words are not what the ABI allows (an address with high
+bytes set, a uint8 above 255, a bool of 2, a topic longer than 32 bytes, data of the wrong length), becomes an
+`UndecodableLog` (an indexing error row), never an exception and never a silently wrong value.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,26 +38,82 @@ def topic0(item: Mapping[str, Any]) -> str:
     return "0x" + keccak(text=event_signature(item)).hex()
 
 
+# Hex checks on the hot path avoid regexes and str.isalnum (5-10 ns per character on these machines): short values
+# use string methods, long ones bytes.translate. isascii() first, because int() accepts non-ASCII digits.
+
+
+def _alnum(s: str) -> bool:
+    return s.isascii() and s.isalnum()
+
+
+def _hex32(v: Any) -> bool:
+    """0x + 64 hex digits (a topic, a block or tx hash)."""
+    if type(v) is not str or len(v) != 66 or v[:2] != "0x" or not v.isascii():
+        return False
+    return v.encode().translate(None, b"0123456789abcdefABCDEF") == b"x"
+
+
+_Z = "0" * 64
+_SIXTY_SIX = [(66,) * k for k in range(16)]  # expected topic lengths by count (an EVM log has at most 4 topics)
+
+
 def _word(typ: str) -> Callable[[str], Any]:
-    """Decoder of one 32-byte word given as 64 hex chars (no 0x)."""
+    """Decoder of one 32-byte word given as 64 lowercase hex chars (no 0x; `decode_args` has checked they are
+    hex), refusing values the ABI type cannot hold."""
     if typ == "address":
-        return lambda h: "0x" + h[24:64]
+        def address(h: str) -> str:
+            if h[:24] != _Z[:24]:
+                raise ValueError("address word has non-zero high bytes")
+            return "0x" + h[24:64]
+
+        return address
     if typ.startswith("uint"):
-        return lambda h: int(h, 16)
+        bits = int(typ[4:] or 256)
+        if bits == 256:
+            return lambda h: int(h, 16)
+
+        def uint(h: str) -> int:
+            v = int(h, 16)
+            if v >> bits:
+                raise ValueError(f"{typ} out of range")
+            return v
+
+        return uint
     if typ.startswith("int"):
-        bits = 256
+        bits = int(typ[3:] or 256)
+        low, high = 1 << (bits - 1), (1 << 256) - (1 << (bits - 1))
 
         def signed(h: str) -> int:
             v = int(h, 16)
-            return v - (1 << bits) if v >> (bits - 1) else v
+            if v < low:
+                return v
+            if v >= high:
+                return v - (1 << 256)
+            raise ValueError(f"{typ} out of range (not sign-extended)")
 
         return signed
     if typ == "bool":
-        return lambda h: int(h, 16) != 0
+        def boolean(h: str) -> bool:
+            if h[:63] != _Z[:63] or h[63] not in "01":
+                raise ValueError("bool word is neither 0 nor 1")
+            return h[63] == "1"
+
+        return boolean
     if typ.startswith("bytes") and not typ == "bytes":
         n = int(typ[5:])
-        return lambda h: "0x" + h[: 2 * n]
+
+        def fixed(h: str) -> str:
+            if h[2 * n:] != _Z[2 * n:]:
+                raise ValueError(f"{typ} word has non-zero padding")
+            return "0x" + h[: 2 * n]
+
+        return fixed
     raise TypeError(typ)
+
+
+def _topic_hash(h: str) -> str:
+    """An indexed dynamic value (string, bytes, array) is stored as its keccak: keep the raw word."""
+    return "0x" + h
 
 
 def _is_static_word(typ: str) -> bool:
@@ -80,6 +142,7 @@ class EventDecoder:
     data_names: tuple[str, ...]
     data_types: tuple[str, ...]
     static: bool  # all data args are single words: slice instead of eth_abi
+    data_words: tuple[tuple[str, Callable[[str], Any]], ...] = ()  # (arg name, word decoder) when static
 
     @classmethod
     def from_abi(cls, contract: str, item: Mapping[str, Any]) -> EventDecoder:
@@ -87,26 +150,47 @@ class EventDecoder:
         for i in item["inputs"]:
             if i.get("indexed"):
                 # Indexed dynamic values are stored as their keccak: keep the raw topic.
-                dec = _word(i["type"]) if _is_static_word(i["type"]) else (lambda h: "0x" + h)
+                dec = _word(i["type"]) if _is_static_word(i["type"]) else _topic_hash
                 idx.append((i["name"], dec))
             else:
                 names.append(i["name"])
                 types.append(i["type"])
-        return cls(contract, item["name"], topic0(item), tuple(idx), tuple(names), tuple(types),
-                   all(_is_static_word(t) for t in types))
+        static = all(_is_static_word(t) for t in types)
+        words = tuple((n, _word(t)) for n, t in zip(names, types)) if static else ()
+        return cls(contract, item["name"], topic0(item), tuple(idx), tuple(names), tuple(types), static, words)
 
     def decode_args(self, topics: Sequence[str], data: str) -> dict[str, Any]:
-        if len(topics) != len(self.indexed) + 1:
-            raise ValueError(f"{self.name}: expected {len(self.indexed) + 1} topics, got {len(topics)}")
+        """Decode raw topics (0x + 64 hex each) and data (0x + hex); ValueError (or TypeError for non-strings) on
+        anything malformed or that the ABI refuses."""
+        n = len(topics)
+        if n != len(self.indexed) + 1:
+            raise ValueError(f"{self.name}: expected {len(self.indexed) + 1} topics, got {n}")
+        # Checked in a few C-level passes (str.isalnum and regexes cost 5-10 ns per character here): each topic 66
+        # chars with 0x at its start, data 0x + an even number of chars, and nothing but hex digits besides those
+        # n + 1 x's (bytes.translate deletes the hex digits; ASCII-only, so none of the whitespace, underscores, signs
+        # or non-ASCII digits that int() and fromhex() would tolerate).
+        joined = "".join(topics) + data
+        lt = 66 * n
+        if (tuple(map(len, topics)) != _SIXTY_SIX[n] or joined[0:lt:66] != "0" * n or joined[1:lt:66] != "x" * n
+                or data[:2] != "0x" or len(data) % 2):
+            raise ValueError(f"{self.name}: topics or data are not 0x-hex words: {str(topics)[:160]!r} {str(data)[:80]!r}")
+        rest = joined.encode("ascii").translate(None, b"0123456789abcdef")
+        if rest != b"x" * (n + 1):
+            if rest.translate(None, b"ABCDEF") != b"x" * (n + 1):
+                raise ValueError(f"{self.name}: topics or data are not hex: {str(topics)[:160]!r} {str(data)[:80]!r}")
+            joined = joined.lower()
+        low = joined
         args: dict[str, Any] = {}
-        for (name, dec), t in zip(self.indexed, topics[1:]):
-            args[name] = dec(t[2:].rjust(64, "0"))
-        body = data[2:] if data.startswith("0x") else data
+        for k, (name, dec) in enumerate(self.indexed, 1):
+            args[name] = dec(low[66 * k + 2: 66 * k + 66])
+        body = low[66 * n + 2:]
         if self.static:
-            if len(body) < 64 * len(self.data_types):
-                raise ValueError(f"{self.name}: data too short ({len(body) // 2} bytes)")
-            for k, (name, typ) in enumerate(zip(self.data_names, self.data_types)):
-                args[name] = _word(typ)(body[64 * k: 64 * k + 64])
+            want = 64 * len(self.data_words)
+            if len(body) != want:
+                raise ValueError(f"{self.name}: data too {'short' if len(body) < want else 'long'} "
+                                 f"({len(body) // 2} bytes, expected {want // 2})")
+            for k, (name, dec) in enumerate(self.data_words):
+                args[name] = dec(body[64 * k: 64 * k + 64])
         elif self.data_types:
             values = abi_decode(list(self.data_types), bytes.fromhex(body))
             for name, typ, v in zip(self.data_names, self.data_types, values):
@@ -134,44 +218,123 @@ class LogDecoder:
     def addresses(self) -> list[str]:
         return list(self.by_address)
 
-    def decode(self, log: Mapping[str, Any], timestamp: int) -> ChainEvent | UndecodableLog | None:
-        """None for logs we do not follow (other addresses, events without a handler-relevant ABI entry)."""
-        address = log["address"].lower()
-        entry = self.by_address.get(address)
-        topics = log.get("topics") or []
-        if entry is None or not topics:
+    def decode(self, log: Mapping[str, Any], timestamp: int, fallback_block: int = -1, seq: int = 0
+               ) -> ChainEvent | UndecodableLog | None:
+        """None for logs we do not follow (other addresses, topic0s not in the ABI); an UndecodableLog for a
+        followed contract's log that is malformed in any way. `fallback_block` places a log whose block number is
+        unusable (the start of the range it came from); `seq` tells identical broken logs apart."""
+        address = log.get("address")
+        entry = self.by_address.get(address.lower()) if type(address) is str else None
+        if entry is None:
             return None
         contract, decs = entry
-        dec = decs.get(topics[0].lower())
-        if dec is None:
-            return None
-        number = _int(log["blockNumber"])
+        topics = log.get("topics")
+        t0 = topics[0] if type(topics) is list and topics else None
+        dec = decs.get(t0.lower()) if type(t0) is str else None
+        if dec is None and _hex32(t0):
+            return None  # an event of this address that the ABI does not list: not one we follow
+        # The envelope, straight-line on the hot path (this runs for every log of a backfill).
+        raw_n, raw_i = log.get("blockNumber"), log.get("logIndex")
         try:
-            args = dec.decode_args([t.lower() for t in topics], log.get("data") or "0x")
+            number = int(raw_n, 16) if type(raw_n) is str and 2 < len(raw_n) <= 18 and raw_n[:2] == "0x" \
+                and raw_n.isascii() and raw_n.isalnum() else quantity(raw_n)
+            index = int(raw_i, 16) if type(raw_i) is str and 2 < len(raw_i) <= 18 and raw_i[:2] == "0x" \
+                and raw_i.isascii() and raw_i.isalnum() else quantity(raw_i)
+        except ValueError:  # letters above f
+            number = index = None
+        block_hash, tx_hash = _hash(log.get("blockHash")), _hash(log.get("transactionHash"))
+        if number is None or index is None or block_hash is None or tx_hash is None or dec is None:
+            number, block_hash, tx_hash, index, problem = _envelope(log)
+            if problem is None:
+                problem = f"topic0 is missing or not 32 bytes of hex: {str(t0)[:80]!r}"
+            return _broken(self.chain, contract, log, number, block_hash, tx_hash, index, fallback_block, seq, problem)
+        try:
+            args = dec.decode_args(topics, log.get("data"))
         except Exception as exc:  # noqa: BLE001 - any decode failure becomes an indexing error row
-            return UndecodableLog(self.chain, contract, number, log["blockHash"].lower(), log["transactionHash"].lower(),
-                                  _int(log["logIndex"]), f"{dec.name}: {type(exc).__name__}: {exc}"[:500])
-        return ChainEvent(self.chain, contract, dec.name, args, number, log["blockHash"].lower(), timestamp,
-                          log["transactionHash"].lower(), _int(log["logIndex"]), address)
+            return UndecodableLog(self.chain, contract, number, block_hash, tx_hash, index,
+                                  f"{dec.name}: {type(exc).__name__}: {exc}"[:500])
+        return ChainEvent(self.chain, contract, dec.name, args, number, block_hash, timestamp, tx_hash, index,
+                          address.lower())
 
 
-def _int(v: Any) -> int:
-    return int(v, 16) if isinstance(v, str) else int(v)
+_CHECKED: dict[str, str] = {}  # raw hash -> lowercase, for hashes already checked (logs share block and tx hashes)
 
 
-def decode_block(chain: str, raw: Mapping[str, Any]) -> Block:
-    return Block(chain, _int(raw["number"]), raw["hash"].lower(), raw["parentHash"].lower(), _int(raw["timestamp"]))
+def _hash(v: Any) -> str | None:
+    """A checked 32-byte hash, lowercased; None when `v` is not one."""
+    got = _CHECKED.get(v) if type(v) is str else None
+    if got is None and _hex32(v):
+        if len(_CHECKED) > 4096:
+            _CHECKED.clear()
+        got = _CHECKED[v] = v.lower()
+    return got
 
 
-def decode_logs(decoder: LogDecoder, logs: Iterable[Mapping[str, Any]], timestamps: Mapping[int, int]
-                ) -> list[ChainEvent | UndecodableLog]:
-    """Decode and order by (block, log index); `timestamps` maps block number -> unix seconds."""
+def _envelope(log: Mapping[str, Any]) -> tuple[int | None, str | None, str | None, int | None, str | None]:
+    """(block number, block hash, tx hash, log index, first problem or None), each checked strictly."""
+    raw_n, raw_b, raw_t, raw_i = log.get("blockNumber"), log.get("blockHash"), log.get("transactionHash"), log.get("logIndex")
+    number, index, block_hash, tx_hash = quantity(raw_n), quantity(raw_i), _hash(raw_b), _hash(raw_t)
+    if number is not None and index is not None and block_hash is not None and tx_hash is not None:
+        return number, block_hash, tx_hash, index, None
+    problem = None
+    for key, raw, ok in (("blockNumber", raw_n, number), ("blockHash", raw_b, block_hash),
+                         ("transactionHash", raw_t, tx_hash), ("logIndex", raw_i, index)):
+        if ok is None:
+            kind = "a 32-byte hash" if key.endswith("Hash") else "a quantity"
+            problem = f"{key} is not {kind}: {str(raw)[:80]!r}"
+            break
+    return number, block_hash, tx_hash, index, problem
+
+
+def _broken(chain: str, contract: str, log: Mapping[str, Any], number: int | None, block_hash: str | None,
+            tx_hash: str | None, index: int | None, fallback_block: int, seq: int, problem: str) -> UndecodableLog:
+    """An indexing error for a log whose envelope cannot be trusted, keyed so that it cannot collide with a real
+    log's key or with another broken log: a missing tx hash or log index is replaced by a digest of the raw log."""
+    block = number if number is not None else fallback_block
+    if tx_hash is None or index is None:
+        digest = hashlib.sha256(f"{block}|{seq}|{sorted(map(str, log.items()))}".encode()).hexdigest()
+        tx_hash = tx_hash or "0x" + digest
+        index = index if index is not None else -1 - int(digest[:12], 16)  # negative: never a real log index
+    return UndecodableLog(chain, contract, block, block_hash or "", tx_hash, index, f"malformed log: {problem}"[:500])
+
+
+def quantity(v: Any) -> int | None:
+    """A JSON-RPC quantity (0x-hex up to 64 bits, or a JSON integer) as int; None when it is anything else."""
+    if type(v) is str:
+        if 2 < len(v) <= 18 and v[:2] == "0x" and _alnum(v):
+            try:
+                return int(v, 16)
+            except ValueError:
+                return None
+        return None
+    if type(v) is int and 0 <= v < 1 << 64:
+        return v
+    return None
+
+
+def decode_block(chain: str, raw: Any) -> Block:
+    """A block header; ValueError when the node's answer is not a well-formed block."""
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"malformed block: {str(raw)[:80]!r}")
+    number, ts = quantity(raw.get("number")), quantity(raw.get("timestamp"))
+    h, parent = raw.get("hash"), raw.get("parentHash")
+    if number is None or ts is None or not _hex32(h) or not _hex32(parent):
+        raise ValueError(f"malformed block (number {str(raw.get('number'))[:20]!r}, hash {str(h)[:70]!r})")
+    return Block(chain, number, h.lower(), parent.lower(), ts)
+
+
+def decode_logs(decoder: LogDecoder, logs: Iterable[Mapping[str, Any]], timestamps: Mapping[int, int],
+                fallback_block: int = -1) -> list[ChainEvent | UndecodableLog]:
+    """Decode and order by (block, log index); `timestamps` maps block number -> unix seconds; `fallback_block`
+    places a log whose own block number is unusable (the first block of the range it was fetched for)."""
     out = []
-    for log in logs:
-        if log.get("removed"):
+    for seq, log in enumerate(logs):
+        if log.get("removed") is True:
             continue
-        ts = log.get("blockTimestamp")
-        ev = decoder.decode(log, _int(ts) if ts is not None else timestamps.get(_int(log["blockNumber"]), 0))
+        stamp = quantity(log.get("blockTimestamp"))
+        if stamp is None:
+            stamp = timestamps.get(quantity(log.get("blockNumber")), 0)
+        ev = decoder.decode(log, stamp, fallback_block, seq)
         if ev is not None:
             out.append(ev)
     out.sort(key=lambda e: (e.block_number, e.log_index))

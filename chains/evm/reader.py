@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chains.base import Block, ChainEvent, ChainReader, UndecodableLog, register_family
-from chains.evm.decode import LogDecoder, _int, decode_block, decode_logs
+from chains.evm.decode import LogDecoder, decode_block, decode_logs, quantity
 from chains.evm.rpc import RpcClient, RpcError, RpcTransportError
 
 log = logging.getLogger("carbonledger.evm.reader")
@@ -50,22 +50,34 @@ class EvmReader(ChainReader):
     def chain_id(self) -> int:
         return int(self.rpc.call("eth_chainId"), 16)
 
+    def _decode_block(self, raw: Any, what: str) -> Block:
+        try:
+            return decode_block(self.chain, raw)
+        except ValueError as exc:  # a broken node answer is a node fault: retried like one, never trusted
+            raise RpcError(-1, f"{what}: {exc}", method="eth_getBlockByNumber") from None
+
     def head(self) -> Block:
-        return decode_block(self.chain, self.rpc.call("eth_getBlockByNumber", ["latest", False]))
+        return self._decode_block(self.rpc.call("eth_getBlockByNumber", ["latest", False]), "latest block")
 
     def finalized(self, head: Block, depth: int) -> int:
         if self.use_finalized_tag:
             try:
                 raw = self.rpc.call("eth_getBlockByNumber", ["finalized", False])
-                if raw:
-                    return _int(raw["number"])
+                n = quantity(raw.get("number")) if isinstance(raw, dict) else None
+                if n is not None:
+                    return n
             except RpcError:
                 pass  # node without the tag: fall back to depth
         return max(head.number - depth, -1)
 
     def block(self, number: int) -> Block | None:
         raw = self.rpc.call("eth_getBlockByNumber", [hex(number), False])
-        return decode_block(self.chain, raw) if raw else None
+        if not raw:
+            return None
+        b = self._decode_block(raw, f"block {number}")
+        if b.number != number:
+            raise RpcError(-1, f"asked for block {number}, the node answered block {b.number}", method="eth_getBlockByNumber")
+        return b
 
     def blocks(self, numbers: Sequence[int], chunk: int = 20) -> dict[int, Block]:
         """Several headers in small JSON-RPC batches; missing blocks are left out."""
@@ -75,14 +87,17 @@ class EvmReader(ChainReader):
             part = nums[i: i + chunk]
             for raw in self.rpc.batch([("eth_getBlockByNumber", [hex(n), False]) for n in part]):
                 if raw:
-                    b = decode_block(self.chain, raw)
+                    b = self._decode_block(raw, "block")
                     out[b.number] = b
         return out
 
     # ------------------------------------------------------------------ events
 
     def _get_logs(self, params: dict[str, Any]) -> list[dict[str, Any]]:
-        return self.rpc.call("eth_getLogs", [{"address": self.decoder.addresses, **params}])
+        logs = self.rpc.call("eth_getLogs", [{"address": self.decoder.addresses, **params}])
+        if not isinstance(logs, list) or not all(isinstance(x, dict) for x in logs):
+            raise RpcError(-1, "eth_getLogs answered something other than a list of log objects", method="eth_getLogs")
+        return logs
 
     def raw_logs(self, from_block: int, to_block: int) -> list[dict[str, Any]]:
         """All logs of the followed contracts in [from, to], shrinking the request range where the node refuses."""
@@ -106,14 +121,15 @@ class EvmReader(ChainReader):
 
     def events(self, from_block: int, to_block: int) -> list[ChainEvent | UndecodableLog]:
         logs = self.raw_logs(from_block, to_block)
-        missing = sorted({_int(l["blockNumber"]) for l in logs if l.get("blockTimestamp") is None})
+        missing = sorted({n for l in logs if quantity(l.get("blockTimestamp")) is None
+                          and (n := quantity(l.get("blockNumber"))) is not None and from_block <= n <= to_block})
         stamps = {n: b.timestamp for n, b in self.blocks(missing).items()} if missing else {}
-        return decode_logs(self.decoder, logs, stamps)
+        return decode_logs(self.decoder, logs, stamps, fallback_block=from_block)
 
     def events_at(self, block: Block) -> list[ChainEvent | UndecodableLog]:
         # By hash: the node answers for exactly this block or errors, never for a sibling on another branch.
         logs = self._get_logs({"blockHash": block.hash})
-        return decode_logs(self.decoder, logs, {block.number: block.timestamp})
+        return decode_logs(self.decoder, logs, {block.number: block.timestamp}, fallback_block=block.number)
 
 
 def register_evm() -> None:

@@ -22,8 +22,10 @@ pytestmark = pytest.mark.anvil
 class FaultyProxy:
     """Forwards JSON-RPC to `upstream`; each request fails with probability `rate` in a random way."""
 
-    def __init__(self, upstream: str, rate: float = 0.25, seed: int = 1, max_log_range: int = 20) -> None:
+    def __init__(self, upstream: str, rate: float = 0.25, seed: int = 1, max_log_range: int = 20,
+                 mangle_logs=None) -> None:
         self.upstream, self.rate, self.rng = upstream, rate, random.Random(seed)
+        self.mangle_logs = mangle_logs  # called with each eth_getLogs result list; may corrupt it in place
         self.max_log_range = max_log_range
         self.faults: dict[str, int] = {}
         self.lock = threading.Lock()
@@ -76,6 +78,11 @@ class FaultyProxy:
                 time.sleep(0.8)
                 return self._send(h, 504, b"")
         resp = httpx.post(self.upstream, content=body, headers={"content-type": "application/json"}, timeout=30).content
+        if self.mangle_logs is not None and isinstance(req, dict) and req.get("method") == "eth_getLogs":
+            answer = orjson.loads(resp)
+            with self.lock:
+                self.mangle_logs(answer.get("result") or [])
+            resp = orjson.dumps(answer)
         if roll < self.rate and kind == "truncated":
             return self._send(h, 200, resp[: len(resp) // 2])
         if roll < self.rate and kind == "cut":  # promises more bytes than it sends, then closes
@@ -109,3 +116,43 @@ def test_faulty_rpc_loses_and_doubles_nothing(anvil, db_url, pg_factory):
         assert dump(db_url) == dump(ref)
     finally:
         pg_factory.drop(ref)
+
+
+def test_malformed_logs_from_the_node_become_indexing_errors(anvil, db_url):
+    """A node answering logs with null or malformed fields (block hash, log index, block number, topic0, an address
+    topic with high bytes set, a topic longer than 32 bytes) must not stop the sync: each is recorded as an
+    indexing error naming what was wrong, and the rest is indexed."""
+    import psycopg
+
+    from store.engine import libpq_url
+
+    w3 = Web3(Web3.HTTPProvider(anvil.url))
+    dep = deploy(w3)
+    run_scenario(w3, dep, actions=40, seed=31)
+    cc = dep.contracts["CarbonCredit"].address.lower()
+    corruptions = [("blockHash", None), ("logIndex", None), ("blockNumber", None), ("topics", [None]),
+                   ("topic3", "0x" + "ff" * 12 + "cc" * 20), ("topic3", "0x" + "00" * 33)]
+    done: dict[tuple, str] = {}
+
+    def mangle(logs):
+        for log in logs:
+            key = (log.get("transactionHash"), log.get("logIndex"))
+            if key in done or log["address"].lower() != cc or len(log["topics"]) != 4 or len(done) >= len(corruptions):
+                continue
+            field, value = corruptions[len(done)]
+            done[key] = field
+            if field == "topic3":
+                log["topics"][3] = value
+            else:
+                log[field] = value
+
+    with FaultyProxy(anvil.url, rate=0.0, mangle_logs=mangle) as proxy:
+        assert run_once(settings_for(proxy.url, dep, db_url), db_url=db_url, timeout_s=240) == 0
+    assert len(done) == len(corruptions)
+    with psycopg.connect(libpq_url(db_url)) as conn:
+        errors = [r[0] for r in conn.execute("SELECT message FROM indexing_error").fetchall()]
+        cursor = conn.execute("SELECT block_number FROM indexer_cursor").fetchone()[0]
+    assert cursor == w3.eth.block_number
+    assert len(errors) >= len(corruptions), errors
+    for word in ("blockHash", "logIndex", "blockNumber", "topic0", "high bytes", "32 bytes"):
+        assert any(word in e for e in errors), (word, errors)

@@ -161,3 +161,86 @@ def test_static_fast_path_agrees_with_eth_abi():
     args = d.decode_args([topic0(ts), _topic("address", "0x" + "11" * 20), _topic("address", "0x" + "00" * 20),
                           _topic("address", "0x" + "ff" * 20)], "0x" + encode(["uint256", "uint256"], [big, 0]).hex())
     assert args == {"operator": "0x" + "11" * 20, "from": "0x" + "00" * 20, "to": "0x" + "ff" * 20, "id": big, "value": 0}
+
+
+# --------------------------------------------------------------------------- hostile or broken node answers
+
+
+def _transfer_single_log(a: str) -> tuple[dict, dict]:
+    ts = next(i for i in abi("CarbonCredit") if i.get("name") == "TransferSingle")
+    log = {"address": a, "blockNumber": "0x5", "blockHash": "0x" + "aa" * 32, "transactionHash": "0x" + "bb" * 32,
+           "logIndex": "0x7", "topics": [topic0(ts), _topic("address", a), _topic("address", "0x" + "00" * 20),
+                                          _topic("address", "0x" + "cc" * 20)],
+           "data": "0x" + encode(["uint256", "uint256"], [1, 5]).hex()}
+    return ts, log
+
+
+@pytest.mark.parametrize("field", ["blockHash", "logIndex", "blockNumber", "transactionHash"])
+@pytest.mark.parametrize("bad", [None, "", "0xzz", 12.5, "0x" + "1" * 200])
+def test_a_broken_log_envelope_is_an_indexing_error_not_a_crash(field, bad):
+    a = "0x" + "01" * 20
+    dec = LogDecoder("dev", {"CarbonCredit": (a, abi("CarbonCredit"))})
+    _, log = _transfer_single_log(a)
+    got = decode_logs(dec, [{**log, field: bad}], {5: 100}, fallback_block=5)
+    assert len(got) == 1 and isinstance(got[0], UndecodableLog), got
+    u = got[0]
+    assert field in u.error and u.block_number == 5
+    assert u.tx_hash.startswith("0x") and len(u.tx_hash) == 66
+
+
+def test_broken_logs_get_distinct_keys():
+    a = "0x" + "01" * 20
+    dec = LogDecoder("dev", {"CarbonCredit": (a, abi("CarbonCredit"))})
+    _, log = _transfer_single_log(a)
+    broken = [{**log, "logIndex": None, "data": "0x" + "00" * 64 + f"{k:064x}"} for k in range(3)]
+    got = decode_logs(dec, broken + [{**log, "transactionHash": None, "logIndex": None}], {}, fallback_block=5)
+    assert all(isinstance(g, UndecodableLog) for g in got)
+    assert len({(g.tx_hash, g.log_index) for g in got}) == 4
+
+
+@pytest.mark.parametrize("topics", [None, [], [None], ["0x1234"], ["not hex at all"], [12]])
+def test_missing_or_malformed_topic0_is_an_indexing_error(topics):
+    a = "0x" + "01" * 20
+    dec = LogDecoder("dev", {"CarbonCredit": (a, abi("CarbonCredit"))})
+    _, log = _transfer_single_log(a)
+    got = dec.decode({**log, "topics": topics}, 0)
+    assert isinstance(got, UndecodableLog) and "topic" in got.error
+
+
+@pytest.mark.parametrize("where,value", [
+    ("topic", "0x" + "zz" * 32),  # not hex
+    ("topic", "0x" + "00" * 33),  # longer than 32 bytes
+    ("topic", "0x" + "00" * 31),  # shorter than 32 bytes
+    ("topic", "0x" + "ff" * 12 + "cc" * 20),  # an address topic with non-zero high bytes
+    ("topic", " 0x" + "00" * 12 + "cc" * 20),  # whitespace int() would accept
+    ("data", "0x" + "0_" * 64),  # underscores int() would accept
+    ("data", "0x" + "00" * 64 + "ff" * 32),  # trailing data a static event never has
+    ("data", "0x123"),  # odd length
+    ("data", None),
+])
+def test_malformed_words_are_refused_not_decoded(where, value):
+    a = "0x" + "01" * 20
+    dec = LogDecoder("dev", {"CarbonCredit": (a, abi("CarbonCredit"))})
+    _, log = _transfer_single_log(a)
+    assert isinstance(dec.decode(log, 0), ChainEvent)
+    bad = {**log, "topics": log["topics"][:3] + [value]} if where == "topic" else {**log, "data": value}
+    got = dec.decode(bad, 0)
+    assert isinstance(got, UndecodableLog), got
+
+
+@pytest.mark.parametrize("typ,word,ok", [
+    ("bool", 1, True), ("bool", 2, False), ("uint8", 255, True), ("uint8", 256, False),
+    ("int8", 127, True), ("int8", 2**256 - 128, True), ("int8", 128, False), ("int8", 2**256 - 129, False),
+    ("bytes4", int("deadbeef" + "00" * 28, 16), True), ("bytes4", 1, False),
+])
+def test_small_static_types_are_checked_like_the_abi(typ, word, ok):
+    item = {"type": "event", "name": "E", "anonymous": False, "inputs": [{"name": "v", "type": typ, "indexed": False}]}
+    d = EventDecoder.from_abi("X", item)
+    if ok:
+        v = d.decode_args([topic0(item)], "0x" + f"{word:064x}")["v"]
+        assert v == {"bool": True, "uint8": 255, "bytes4": "0xdeadbeef"}.get(typ, v)
+        if typ == "int8":
+            assert v in (127, -128)
+    else:
+        with pytest.raises(Exception, match="range|padding|Padding|neither"):  # ValueError, or eth_abi's DecodingError
+            d.decode_args([topic0(item)], "0x" + f"{word:064x}")
