@@ -6,13 +6,18 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from carbonledger.config import ConfigError, Settings, load_settings
+# Nothing slow is imported at module level: main() installs the SIGTERM handler before anything else runs.
+if TYPE_CHECKING:
+    from carbonledger.config import Settings
 
 log = logging.getLogger("carbonledger")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from carbonledger.config import load_settings
+
     return load_settings(args.config)
 
 
@@ -45,6 +50,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from chains.evm.deploy import deploy_protocol
     from carbonledger.devnet import DEVNET_KEYS
     from carbonledger.secrets import private_key_from_env
+
+    from carbonledger.config import ConfigError
 
     w3 = Web3(Web3.HTTPProvider(args.rpc, request_kwargs={"timeout": 60}))
     if not w3.is_connected():
@@ -169,15 +176,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from carbonledger.logs import setup_logging
+    from carbonledger.shutdown import StopRequested, install_early
 
-    args = build_parser().parse_args(argv)
-    setup_logging()
+    install_early()  # first: a SIGTERM during start-up is a clean exit 0, not death by signal
     try:
-        return int(args.func(args) or 0)
-    except ConfigError as err:
-        print(f"carbonledger: config error: {err}", file=sys.stderr)
-        return 2
+        from carbonledger.config import ConfigError
+        from carbonledger.logs import setup_logging
+
+        args = build_parser().parse_args(argv)
+        setup_logging()
+        try:
+            return int(args.func(args) or 0)
+        except ConfigError as err:
+            print(f"carbonledger: config error: {err}", file=sys.stderr)
+            return 2
+    except StopRequested:
+        print("carbonledger: stopped (SIGTERM) before start-up finished", file=sys.stderr)
+        return 0
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ by setting a `threading.Event` that its loop checks between units of work (finis
 
 from __future__ import annotations
 
-import signal
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -88,15 +87,3 @@ class OpsServer(ThreadedServer):
     def __init__(self, host: str, port: int, ready: ReadyCheck, registry: CollectorRegistry | None = None,
                  health: ReadyCheck | None = None) -> None:
         super().__init__(Starlette(routes=ops_routes(ready, registry, health)), host, port, name="ops")
-
-
-def stop_on_signals(stop: threading.Event, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:
-    """Set `stop` on SIGTERM/SIGINT (main thread only); a second signal exits at once."""
-
-    def handler(signum: int, frame: object) -> None:
-        if stop.is_set():
-            raise SystemExit(128 + signum)
-        stop.set()
-
-    for s in signals:
-        signal.signal(s, handler)

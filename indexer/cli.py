@@ -14,14 +14,16 @@ def cmd_index(args: argparse.Namespace) -> int:
     """Follow every configured chain into Postgres (backfill, then the head)."""
     from carbonledger.config import load_settings
     from carbonledger.logs import setup_logging
-    from carbonledger.service import OpsServer, stop_on_signals
+    from carbonledger.service import OpsServer
+    from carbonledger.shutdown import stop_on_signals
     from indexer.progress import Metrics, Progress
     from indexer.runner import EXIT_REORG_TOO_DEEP, Indexer
 
     settings = load_settings(args.config)
     setup_logging(settings.log_level)
     stop = threading.Event()
-    stop_on_signals(stop)
+    # Until the loop runs, SIGTERM raises StopRequested (carbonledger.shutdown): a stop during start-up (slow
+    # imports, RPC checks, database) unwinds at once and the command exits 0.
     idx = Indexer(settings, stop=stop)
     stats = [s.stats for s in idx.syncs]
     metrics = Metrics()
@@ -38,18 +40,22 @@ def cmd_index(args: argparse.Namespace) -> int:
         return not stale, {"stalled": stale}
 
     host, port = settings.indexer.host, args.port if args.port is not None else settings.indexer.port
-    ops = OpsServer(host, port, ready, metrics.registry, health).start() if port >= 0 else None
-    progress = Progress(stats, metrics, tty=None if not args.no_progress else False).start()
-    log.info("indexer started", extra={"chains": [s.chain for s in stats], "ops_port": ops.port if ops else None})
+    ops = progress = None
     try:
+        ops = OpsServer(host, port, ready, metrics.registry, health).start() if port >= 0 else None
+        progress = Progress(stats, metrics, tty=None if not args.no_progress else False).start()
+        stop_on_signals(stop)  # from here SIGTERM finishes the current block or range, commits and exits 0
+        log.info("indexer started", extra={"chains": [s.chain for s in stats], "ops_port": ops.port if ops else None})
         if args.once:  # the same loop, stopping once every chain is caught up
             code = idx.run(until=lambda i: all(s.stats.leader and s.caught_up() for s in i.syncs))
         else:
             code = idx.run()
     finally:
-        progress.stop()
-        if ops:
+        if progress is not None:
+            progress.stop()
+        if ops is not None:
             ops.stop()
+        idx.close()
     if code == EXIT_REORG_TOO_DEEP:
         log.critical("indexer halted: reorg deeper than finality; data left untouched", extra={"exit_code": code})
     else:

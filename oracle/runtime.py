@@ -107,7 +107,7 @@ class Oracle:
     def run(self) -> int:
         import uvicorn
 
-        from carbonledger.service import stop_on_signals
+        from carbonledger.shutdown import stop_on_signals
         from oracle.reconciliation import schedule
 
         o = self.settings.oracle

@@ -1,0 +1,75 @@
+"""SIGTERM at any moment of a daemon's start-up is a clean stop: exit 0, no traceback, nothing left running.
+
+The handler is installed before anything slow (imports, settings, database, RPC); the tests wait until the process
+has it (SigCgt in /proc/<pid>/status) and then signal it at several points of its start-up, including while it is
+still retrying a node that does not answer."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from carbonledger.anvil import free_port
+from carbonledger.devnet import DEVNET_KEYS
+
+ROOT = Path(__file__).resolve().parents[2]
+ADDRS = {n: "0x" + f"{i + 1:040x}" for i, n in enumerate(["CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor"])}
+
+
+def _env(db_url: str, rpc: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARBONLEDGER_")}
+    cfg = Path(os.environ.get("TMPDIR", "/tmp")) / f"cl-sig-{os.getpid()}.toml"
+    cfg.write_text("")
+    env.update({
+        "CARBONLEDGER_CONFIG": str(cfg),
+        "CARBONLEDGER_DATABASE_URL": db_url,
+        "CARBONLEDGER_CHAINS": json.dumps({"dev": {"rpc_url": rpc, "chain_id": 31337, "use_finalized_tag": False,
+                                                   "contracts": {n: {"address": a} for n, a in ADDRS.items()}}}),
+        "CARBONLEDGER_ORACLE_SIGNER": json.dumps({"private_key": DEVNET_KEYS[0]}),
+        "CARBONLEDGER_ORACLE_PORT": str(free_port()),
+        "CARBONLEDGER_API_PORT": str(free_port()),
+    })
+    return env
+
+
+def _catches_sigterm(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    caught = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), 16)
+    return bool(caught >> (signal.SIGTERM - 1) & 1)
+
+
+COMMANDS = {"index": ["index", "--no-progress", "--port", "-1"], "oracle": ["oracle", "run"], "serve": ["serve"]}
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.4, 1.5])
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_sigterm_during_start_up_exits_cleanly(command, delay, db_url):
+    dead_rpc = f"http://127.0.0.1:{free_port()}"  # nothing listens: the daemons keep retrying it while starting
+    proc = subprocess.Popen([sys.executable, "-m", "carbonledger.cli", *COMMANDS[command]], cwd=ROOT,
+                            env=_env(db_url, dead_rpc), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not _catches_sigterm(proc.pid):
+            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+            assert time.monotonic() < deadline, "the SIGTERM handler was never installed"
+            time.sleep(0.005)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = err.decode(errors="replace")
+    assert proc.returncode == 0, (proc.returncode, text[-3000:])
+    assert "Traceback" not in text, text[-3000:]
