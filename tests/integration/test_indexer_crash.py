@@ -48,7 +48,7 @@ def test_sigkill_twenty_times_during_backfill_and_follow(anvil, db_url, pg_facto
     dep = deploy(w3)
     for k in range(4):  # protocol data spread through a long backfill of one-block ranges: many commits to land in
         run_scenario(w3, dep, actions=30, seed=3 + k)
-        anvil.rpc("anvil_mine", [hex(500)])
+        anvil.mine(500)
     settings = settings_for(anvil.url, dep, db_url, max_block_range=1)
     rng = random.Random(11)
     cursors = []
@@ -85,7 +85,7 @@ def test_standby_takes_over_when_leader_is_killed(anvil, db_url, pg_factory):
     w3 = Web3(Web3.HTTPProvider(anvil.url))
     dep = deploy(w3)
     run_scenario(w3, dep, actions=60, seed=5)
-    anvil.rpc("anvil_mine", [hex(3000)])
+    anvil.mine(3000)
     run_scenario(w3, dep, actions=60, seed=6)
     settings = settings_for(anvil.url, dep, db_url, max_block_range=3)
     ports = [free_port(), free_port()]
@@ -128,7 +128,7 @@ def test_sigterm_mid_backfill_commits_and_exits_zero(anvil, db_url):
     w3 = Web3(Web3.HTTPProvider(anvil.url))
     dep = deploy(w3)
     run_scenario(w3, dep, actions=20, seed=8)
-    anvil.rpc("anvil_mine", [hex(800)])
+    anvil.mine(800)
     settings = settings_for(anvil.url, dep, db_url, max_block_range=1)
     port = free_port()
     proc = _spawn(settings, "--port", str(port))

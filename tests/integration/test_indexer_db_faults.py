@@ -26,7 +26,7 @@ def test_connections_killed_under_the_indexer(anvil, db_url):
     w3 = Web3(Web3.HTTPProvider(anvil.url))
     dep = deploy(w3)
     run_scenario(w3, dep, actions=80, seed=31)
-    anvil.rpc("anvil_mine", [hex(600)])
+    anvil.mine(600)
     run_scenario(w3, dep, actions=40, seed=32)
     run = Running(settings_for(anvil.url, dep, db_url, max_block_range=2), db_url)
     try:

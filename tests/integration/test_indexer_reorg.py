@@ -135,7 +135,7 @@ def test_reorg_removes_a_retire_and_reorders_transfers_while_stopped(anvil, chai
 
 def test_reorg_during_backfill(anvil, chain, db_url, pg_factory):
     w3, dep = chain
-    anvil.rpc("anvil_mine", [hex(1500)])
+    anvil.mine(1500)
     run_scenario(w3, dep, actions=10, seed=9)
     snap = anvil.rpc("evm_snapshot")
     run_scenario(w3, dep, actions=5, seed=10)
