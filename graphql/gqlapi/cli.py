@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
+from collections.abc import Iterator
+
+log = logging.getLogger("carbonledger.api")
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -23,13 +28,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         if args.config:
             os.environ["CARBONLEDGER_CONFIG"] = args.config
-        uvicorn.run("gqlapi.app:app_from_env", factory=True, host=host, port=port, workers=args.workers,
-                    log_level="warning", log_config=None)
+        with _stopped_by_sigterm():
+            uvicorn.run("gqlapi.app:app_from_env", factory=True, host=host, port=port, workers=args.workers,
+                        log_level="warning", log_config=None)
         return 0
     app = create_app(settings, resolve_database_url(settings), pool_size=args.pool_size)
     print(f"GraphQL API on http://{host}:{port}/graphql")
-    uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)  # our JSON lines, not uvicorn's
+    with _stopped_by_sigterm():
+        uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)  # our JSON lines, not uvicorn's
     return 0
+
+
+@contextlib.contextmanager
+def _stopped_by_sigterm() -> Iterator[None]:
+    """uvicorn handles SIGTERM (graceful shutdown), then re-raises it through the handler it found, ours
+    (carbonledger.shutdown): that is a normal stop, so exit handlers (the embedded Postgres) still run."""
+    from carbonledger.shutdown import StopRequested
+
+    try:
+        yield
+    except StopRequested:
+        pass
+    log.info("API stopped")
 
 
 def add_serve_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

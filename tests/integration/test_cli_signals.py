@@ -73,3 +73,70 @@ def test_sigterm_during_start_up_exits_cleanly(command, delay, db_url):
     text = err.decode(errors="replace")
     assert proc.returncode == 0, (proc.returncode, text[-3000:])
     assert "Traceback" not in text, text[-3000:]
+
+
+def _postmaster_alive(data_dir: Path) -> bool:
+    pidfile = data_dir / "postmaster.pid"
+    if not pidfile.exists():
+        return False
+    try:
+        os.kill(int(pidfile.read_text().split()[0]), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    return True
+
+
+def _embedded_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARBONLEDGER_")}
+    (tmp_path / "empty.toml").write_text("")
+    env.update({"CARBONLEDGER_CONFIG": str(tmp_path / "empty.toml"),
+                "CARBONLEDGER_DATABASE_EMBEDDED_DIR": str(tmp_path / "pg"), "CARBONLEDGER_API_PORT": str(free_port())})
+    return env
+
+
+def _wait_dead(data_dir: Path, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while _postmaster_alive(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not _postmaster_alive(data_dir)
+
+
+def test_sigterm_to_serve_stops_the_embedded_postgres_it_started(tmp_path):
+    import httpx
+
+    env = _embedded_env(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "carbonledger.cli", "serve"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        url = f"http://127.0.0.1:{env['CARBONLEDGER_API_PORT']}/health"
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1].decode()[-2000:]
+            try:
+                if httpx.get(url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert _postmaster_alive(tmp_path / "pg")
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0 and "Traceback" not in err.decode(), err.decode()[-2000:]
+    assert _wait_dead(tmp_path / "pg"), "the embedded Postgres outlived the API that started it"
+
+
+def test_a_stale_handle_of_a_killed_process_does_not_keep_the_embedded_postgres_alive(tmp_path):
+    env = _embedded_env(tmp_path)
+    migrate = [sys.executable, "-m", "carbonledger.cli", "migrate"]
+    assert subprocess.run(migrate, cwd=tmp_path, env=env, capture_output=True, timeout=180).returncode == 0
+    assert _wait_dead(tmp_path / "pg")
+    # A process that used the server was SIGKILLed: its pid stays in pgserver's handle list.
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    (tmp_path / "pg" / ".handle_pids.json").write_text(json.dumps([gone.pid]))
+    r = subprocess.run(migrate, cwd=tmp_path, env=env, capture_output=True, timeout=180)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    assert _wait_dead(tmp_path / "pg"), "the embedded Postgres was left running behind a dead pid"
