@@ -156,6 +156,33 @@ async def test_four_eyes_and_approval_caps(rig):
     rig.drain()
     minted = count_events(rig.world.w3, rig.world.contract("CarbonCredit"), "Minted")
     assert sorted(m["amount"] for m in minted if m["to"] == rig.world.w3.eth.accounts[5]) == [250, 300, 1000]
+    # auditors see who requested and who approved each mint, and when, in the batch's chain of custody
+    rig.index()
+    events = await _api(rig, "query($b: BigInt) { provenance(batchId: $b) { events { kind amount requestedBy approvedBy"
+                             " approvedAt } } }", {"b": str(rig.world.batch_id)})
+    mints = sorted((int(e["amount"]), e["requestedBy"], e["approvedBy"]) for e in events["provenance"]["events"]
+                   if e["kind"] == "MINT" and e["requestedBy"])
+    assert mints == [(250, "vera", "otto"), (300, "vera", "ida"), (1000, "vera", "otto")]
+    assert all(isinstance(e["approvedAt"], int) and e["approvedAt"] > 1.7e9 for e in events["provenance"]["events"]
+               if e["requestedBy"])
+
+
+async def _api(rig, query: str, variables: dict) -> dict:
+    """The GraphQL API in process on the rig's database."""
+    import httpx
+
+    from carbonledger.config import Settings
+    from gqlapi.app import create_app
+
+    app = create_app(Settings(database={"url": rig.db_url}), rig.db_url, pool_size=2)
+    await app.state.db.open()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api:
+            r = await api.post("/graphql", json={"query": query, "variables": variables})
+    finally:
+        await app.state.db.close()
+    assert r.status_code == 200 and "errors" not in r.json(), r.text
+    return r.json()["data"]
 
 
 async def test_concurrent_approvals_never_exceed_the_daily_cap(rig):
