@@ -90,8 +90,9 @@ class Guard:
 
     def client(self, scope: Any) -> str:
         peer = scope.get("client")
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-forwarded-for"}
-        return client_address(peer[0] if peer else None, headers, self.proxies)
+        # Several X-Forwarded-For lines mean one comma-joined list (RFC 9110 5.3), in order.
+        hops = [v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-forwarded-for"]
+        return client_address(peer[0] if peer else None, {"x-forwarded-for": ", ".join(hops)}, self.proxies)
 
     def failed(self, client: str, route: str, err: BadRequest) -> None:
         """Count one failed authentication (and say so in the log: route name, client, code; never the credential)."""

@@ -235,6 +235,30 @@ async def test_intent_details_go_to_their_owner_status_to_anyone(rig):
     assert (await rig.client.get("/intents/qr:nope")).status_code == 404
 
 
+async def test_an_mpesa_payment_intent_is_its_merchants(db_url, anvil, fixtures_dir):
+    """The merchant that pushed the STK request reads its payment's intent in full; another merchant may not."""
+    import json
+
+    from oracle.testing import FakeDaraja
+
+    sample = json.loads((fixtures_dir / "mpesa/stk_callback_success_safaricom_sample.json").read_text())["samples"][0]
+    with FakeDaraja() as daraja:
+        rig = Rig(db_url, anvil, daraja_url=daraja.url, **SETTINGS)
+        try:
+            r = await rig.client.post("/mpesa/stkpush", json={"phone": "254700000001", "amount": 1,
+                                                               "target": {"order_id": rig.world.order_ids[0]}}, headers=SHOP)
+            assert r.status_code == 202, r.text
+            sample["Body"]["stkCallback"]["CheckoutRequestID"] = r.json()["checkout_request_id"]
+            r = await rig.client.post("/webhooks/mpesa/cb-secret-123", json=sample)
+            assert r.status_code == 200, r.text
+            key = r.json()["intent"]
+            assert (await rig.client.get(f"/intents/{key}")).json() == {"key": key, "status": "pending"}
+            assert "attempts" in (await rig.client.get(f"/intents/{key}", headers=SHOP)).json()
+            assert (await rig.client.get(f"/intents/{key}", headers=KIOSK)).status_code == 403
+        finally:
+            rig.close()
+
+
 def w3_address(a: str) -> str:
     from eth_utils import to_checksum_address
 
