@@ -38,7 +38,7 @@ log = logging.getLogger("carbonledger.oracle.app")
 Handler = Callable[..., Awaitable[Response]]
 
 
-def _route(fn: Handler) -> Handler:
+def _errors(fn: Handler) -> Handler:
     """Wrap an ingress handler: refuse a client over its failure limit before anything is read, count failed
     authentications, and turn every error into a JSON 4xx/5xx (logged by route name, never by path)."""
     route = fn.__name__
@@ -92,7 +92,7 @@ class OracleApp:
                 await self._db(records.link_mpesa_request, self.pool, provisional, merchant_id, checkout_id)
 
     # ---- payments ------------------------------------------------------------------------------------------
-    @_route
+    @_errors
     async def stripe(self, request: Request) -> Response:
         body = await read_body(request, self.s.max_body_bytes)
         event, intent = stripe_webhook.handle(body, request.headers.get("stripe-signature"), self.stripe_secrets,
@@ -101,7 +101,7 @@ class OracleApp:
         return JSONResponse({"received": True, "event": event.event_id, "intent": rec.intent_key,
                              "status": rec.status, "duplicate": not rec.new_event})
 
-    @_route
+    @_errors
     async def mpesa_callback(self, request: Request) -> Response:
         self._mpesa_source(request)
         cb = mpesa.parse_callback(parse_json_object(await read_body(request, self.s.max_body_bytes)))
@@ -142,7 +142,7 @@ class OracleApp:
         if secret is None or not same_secret(request.path_params["secret"], secret.get_secret_value()):
             raise AuthFailure(404, "not_found", "not found")
 
-    @_route
+    @_errors
     async def mpesa_push(self, request: Request) -> Response:
         merchant = bearer_identity(request, self.s.merchant_tokens)
         data = parse_json_object(await read_body(request, self.s.max_body_bytes))
@@ -179,7 +179,7 @@ class OracleApp:
         return JSONResponse({"checkout_request_id": cid}, status_code=202)
 
     # ---- IoT -------------------------------------------------------------------------------------------------
-    @_route
+    @_errors
     async def iot_reading(self, request: Request) -> Response:
         body = await read_body(request, self.s.max_body_bytes)
         dev = request.headers.get("x-device-id", "")
@@ -191,7 +191,7 @@ class OracleApp:
         out = await self._db(records.store_reading, self.pool, reading)
         return JSONResponse(out, status_code=200 if out["duplicate"] else 201)
 
-    @_route
+    @_errors
     async def iot_proof(self, request: Request) -> Response:
         rid = uint(request.path_params["rid"], "id", bits=63)
         out = await self._db(records.reading_proof, self.pool, rid)
@@ -200,7 +200,7 @@ class OracleApp:
         return JSONResponse(out)
 
     # ---- QR orders, settlements and verifications -----------------------------------------------------------
-    @_route
+    @_errors
     async def qr_order(self, request: Request) -> Response:
         merchant = bearer_identity(request, self.s.merchant_tokens)
         order_hash = _order_hash(parse_json_object(await read_body(request, self.s.max_body_bytes)))
@@ -210,7 +210,7 @@ class OracleApp:
         out = await self._db(qr_orders.create_order, self.pool, self.chain, order_hash, merchant, payout)
         return JSONResponse(out, status_code=200 if out["duplicate"] else 201)
 
-    @_route
+    @_errors
     async def settlement(self, request: Request) -> Response:
         merchant = bearer_identity(request, self.s.merchant_tokens)
         data = parse_json_object(await read_body(request, self.s.max_body_bytes))
@@ -220,7 +220,7 @@ class OracleApp:
         out = await self._db(qr_orders.request_settlement, self.pool, self.chain, order_hash, merchant, beneficiary)
         return JSONResponse(out, status_code=202)
 
-    @_route
+    @_errors
     async def verification(self, request: Request) -> Response:
         import rfc8785
 
@@ -239,14 +239,14 @@ class OracleApp:
         out = await self._db(records.create_verification, self.pool, vid, recipient, batch_id, amount, canonical, vhash, verifier)
         return JSONResponse(out, status_code=200 if out["duplicate"] else 201)
 
-    @_route
+    @_errors
     async def approve(self, request: Request) -> Response:
         verifier = bearer_identity(request, self.s.verifier_tokens)
         out = await self._db(records.approve_verification, self.pool, self.chain, request.path_params["vid"], verifier,
                              self.s.verifier_max_approval_amount, self.s.verifier_max_daily_amount)
         return JSONResponse(out, status_code=202)
 
-    @_route
+    @_errors
     async def intent(self, request: Request) -> Response:
         """Status only without a token; the full view (tx hashes, attempts, error) to whoever the intent is for
         (the merchant of its order or push, the requester and approver of its mint) and to operators."""
