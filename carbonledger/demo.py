@@ -321,7 +321,8 @@ class Demo:
         key = oracle.post("/settlements", json={"order_hash": order_hash}, headers=merchant).raise_for_status().json()["intent"]
         view = self._wait_intent(key, TOKENS["merchant"])
         st.ids["qr_order_hash"] = order_hash
-        st.add("QR order paid in the shop and settled to the merchant", view["tx_hash"], "QRPayment.settleQROrder")
+        st.add("QR order created by the shop, paid by a shopper on chain, settled to the shop's payout address",
+               view["tx_hash"], "QRPayment.settleQROrder")
 
         st.ids["indexed_block"] = self.wait_indexed()
         oracle.close()
