@@ -52,7 +52,8 @@ def main() -> int:
             world.deployment.write(tmp / "deployment.json")
             port = free_port()
             cfg = write_config(tmp / "oracle.toml", rpc_url=anvil.url, deployment_file=tmp / "deployment.json", db_url=db,
-                               port=port, extra=f"max_in_flight = {args.in_flight}\nreconcile_interval_s = 3600.0")
+                               port=port, extra=f"max_in_flight = {args.in_flight}\nreconcile_interval_s = 3600.0\n"
+                               'webhook_rate_limit = ""')  # one client floods on purpose
             # max_in_flight is set twice (write_config's default, then ours): keep the last one
             text = cfg.read_text().replace("max_in_flight = 64\n", "", 1)
             cfg.write_text(text)

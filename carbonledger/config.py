@@ -136,20 +136,79 @@ class OracleSettings(_Strict):
     mpesa_consumer_secret: SecretStr | None = Field(None, description="Daraja app consumer secret (OAuth).")
     mpesa_shortcode: str = Field("174379", description="Daraja business short code (STK push / query).")
     mpesa_passkey: SecretStr | None = Field(None, description="Daraja STK passkey (password = b64(shortcode+passkey+timestamp)).")
-    mpesa_callback_url: str | None = Field(None, description="Public URL Daraja calls back (…/webhooks/mpesa/<secret>).")
+    mpesa_callback_url: SecretStr | None = Field(None, description="Public URL Daraja calls back (…/webhooks/mpesa/<secret>); "
+                                                 "a secret, since it holds the secret path.")
     iot_device_keys: dict[str, SecretStr] = Field(default_factory=dict, description="IoT device id -> HMAC-SHA256 key.")
     iot_max_skew_s: int = Field(300, ge=1, description="Reading timestamps further than this in the future are refused.")
     iot_max_age_s: int = Field(7 * 86400, ge=1, description="Reading timestamps older than this are refused.")
     anchor_interval_s: float = Field(60.0, gt=0, description="How often pending IoT readings are anchored as one Merkle root.")
     anchor_max_leaves: int = Field(4096, ge=1, le=2**32 - 1, description="Most readings under one anchor.")
-    merchant_tokens: dict[str, SecretStr] = Field(default_factory=dict, description="Merchant name -> bearer token (POST /settlements, M-Pesa STK push).")
+    merchant_tokens: dict[str, SecretStr] = Field(default_factory=dict, description="Merchant name -> bearer token (QR orders and settlements, M-Pesa STK push).")
+    merchant_payout_addresses: dict[str, str] = Field(default_factory=dict, description="Merchant name -> payout address: "
+                                                      "the only beneficiary of that merchant's QR orders (bound when the order "
+                                                      "is created). A merchant without one cannot create QR orders.")
     verifier_tokens: dict[str, SecretStr] = Field(default_factory=dict, description="Verifier name -> bearer token (verification requests and approvals).")
+    verifier_max_approval_amount: int = Field(1_000_000, ge=1, description="Most credits (token units) one approval may mint.")
+    verifier_max_daily_amount: int = Field(10_000_000, ge=1, description="Most credits (token units) each verifier may "
+                                           "approve in any 24 hours.")
+    operator_tokens: dict[str, SecretStr] = Field(default_factory=dict, description="Operator name -> bearer token: reads "
+                                                  "every intent in full (GET /intents/{key}).")
+    trusted_proxies: list[str] = Field(default_factory=list, description="Reverse proxies (IPs/CIDRs) whose X-Forwarded-For "
+                                       "names the client, for rate limits and the M-Pesa allowlist. Set it when the "
+                                       "oracle is behind a proxy, or every client counts as the proxy.")
+    rate_limit: str | None = Field("1200/minute", description="Requests per client to every non-webhook route, e.g. "
+                                   "'1200/minute' (empty: unlimited; per oracle process).")
+    webhook_rate_limit: str | None = Field("6000/minute", description="Requests per client to the Stripe and M-Pesa "
+                                           "webhooks (providers deliver in bursts from few addresses).")
+    auth_failure_limit: str | None = Field("20/minute", description="Failed authentications per client (bad token, "
+                                           "signature, device MAC, secret path, source address); past it the client "
+                                           "gets 429 on every authenticated route without its credential being checked.")
     lease_heartbeat_s: float = Field(1.0, gt=0, description="How often the nonce owner proves its lease is alive.")
     poll_interval_s: float = Field(0.05, gt=0, description="Sender idle wait between rounds (new blocks, new intents).")
     gas_multiplier: float = Field(1.25, ge=1.0, description="Gas limit = estimate x this.")
     reconcile_interval_s: float = Field(300.0, gt=0, description="Stripe / M-Pesa reconciliation and stuck-tx watch period.")
     reconcile_lookback_s: int = Field(3 * 86400, ge=60, description="How far back reconciliation lists succeeded PaymentIntents.")
     stuck_after_s: float = Field(600.0, gt=0, description="A sent tx older than this is reported as stuck.")
+
+
+    @field_validator("merchant_payout_addresses")
+    @classmethod
+    def _payout_addresses(cls, v: dict[str, str]) -> dict[str, str]:
+        from eth_utils import is_address
+
+        for name, address in v.items():
+            if not (isinstance(address, str) and address.startswith("0x") and is_address(address)) or int(address, 16) == 0:
+                raise ValueError(f"payout address of merchant {name!r} is not a (non-zero) EVM address")
+        return {name: address.lower() for name, address in v.items()}
+
+    @field_validator("trusted_proxies", "mpesa_allowed_ips")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        from carbonledger.ratelimit import proxy_networks
+
+        proxy_networks(v)
+        return v
+
+    @field_validator("rate_limit", "webhook_rate_limit", "auth_failure_limit")
+    @classmethod
+    def _limit(cls, v: str | None) -> str | None:
+        from carbonledger.ratelimit import check_spec
+
+        return check_spec(v)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> "OracleSettings":
+        unknown = sorted(set(self.merchant_payout_addresses) - set(self.merchant_tokens))
+        if unknown:
+            raise ValueError(f"merchant_payout_addresses names {unknown[0]!r}, which has no merchant_tokens entry")
+        seen: set[str] = set()
+        for group in (self.merchant_tokens, self.verifier_tokens, self.operator_tokens):
+            for token in group.values():
+                value = token.get_secret_value()
+                if not value or value in seen:  # one token, one identity: four eyes and ownership depend on it
+                    raise ValueError("every merchant, verifier and operator token must be non-empty and distinct")
+                seen.add(value)
+        return self
 
 
 class ApiSettings(_Strict):

@@ -31,7 +31,8 @@ TRIPS = (("2026-11-18", "Westlands -> JKIA", 24.6), ("2026-11-19", "CBD -> Karen
          ("2026-11-20", "Nairobi -> Thika", 45.2), ("2026-11-21", "Kilimani -> Gigiri", 11.3))
 WHSEC = "whsec_carbonledger_demo"
 MPESA_SECRET = "demo-callback-secret"
-TOKENS = {"verifier": "demo-verifier-token", "merchant": "demo-merchant-token", "device": "demo-device-key"}
+TOKENS = {"verifier": "demo-verifier-token", "reviewer": "demo-reviewer-token", "merchant": "demo-merchant-token",
+          "operator": "demo-operator-token", "device": "demo-device-key"}
 DEVICE = "ev-telematics-001"
 
 
@@ -127,8 +128,9 @@ class Demo:
                     "mpesa_consumer_key": "demo", "mpesa_consumer_secret": "demo", "mpesa_passkey": "demo",
                     "mpesa_callback_url": f"http://127.0.0.1:{self.oracle_port}/webhooks/mpesa/{MPESA_SECRET}",
                     "iot_device_keys": {DEVICE: TOKENS["device"]}, "merchant_tokens": {"kibanda": TOKENS["merchant"]},
-                    "verifier_tokens": {"gold-standard-desk": TOKENS["verifier"]}, "anchor_interval_s": 2.0,
-                    "poll_interval_s": 0.05},
+                    "merchant_payout_addresses": {"kibanda": self.ev_owner},
+                    "verifier_tokens": {"gold-standard-desk": TOKENS["verifier"], "gold-standard-review": TOKENS["reviewer"]},
+                    "operator_tokens": {"demo": TOKENS["operator"]}, "anchor_interval_s": 2.0, "poll_interval_s": 0.05},
             api={"port": self.api_port},
         )
 
@@ -200,10 +202,11 @@ class Demo:
     def _c(self, name: str) -> Any:
         return self.deployment.contract(self.w3, name)
 
-    def _wait_intent(self, key: str, timeout_s: float = 60.0) -> dict[str, Any]:
+    def _wait_intent(self, key: str, token: str = TOKENS["operator"], timeout_s: float = 60.0) -> dict[str, Any]:
+        """The intent's full view (as its owner, or the operator) once it is confirmed."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            r = httpx.get(f"{self.oracle_url}/intents/{key}", timeout=5)
+            r = httpx.get(f"{self.oracle_url}/intents/{key}", timeout=5, headers={"authorization": f"Bearer {token}"})
             if r.status_code == 200 and r.json()["status"] in ("confirmed", "failed"):
                 view = r.json()
                 if view["status"] == "failed":
@@ -249,11 +252,12 @@ class Demo:
         body = {"id": vid, "recipient": self.ev_owner, "batch_id": batch_id, "amount": total,
                 "evidence": {"vehicle": "KDA 123E", "formula": "(120 - 20) g/km x km", "trips": trips}}
         oracle.post("/verifications", json=body, headers=auth).raise_for_status()
-        key = oracle.post(f"/verifications/{vid}/approve", headers=auth).raise_for_status().json()["intent_key"]
-        view = self._wait_intent(key)
+        review = {"authorization": f"Bearer {TOKENS['reviewer']}"}  # four eyes: a second verifier approves
+        key = oracle.post(f"/verifications/{vid}/approve", headers=review).raise_for_status().json()["intent_key"]
+        view = self._wait_intent(key, TOKENS["reviewer"])
         st.ids["minted"] = total
-        st.add(f"{len(trips)} trips, {sum(t['km'] for t in trips):.1f} km: verified and minted {total} g CO2e "
-               f"to the EV owner", view["tx_hash"], "CarbonCredit.mint by the oracle")
+        st.add(f"{len(trips)} trips, {sum(t['km'] for t in trips):.1f} km: requested by one verifier, approved by "
+               f"another, minted {total} g CO2e to the EV owner", view["tx_hash"], "CarbonCredit.mint by the oracle")
 
         now = int(time.time())
         import hashlib
@@ -303,7 +307,7 @@ class Demo:
                                           {"Name": "Balance"}, {"Name": "TransactionDate", "Value": 20261122120000},
                                           {"Name": "PhoneNumber", "Value": 254708374149}]}}}}
         key = oracle.post(f"/webhooks/mpesa/{MPESA_SECRET}", json=callback).raise_for_status().json()["intent"]
-        view = self._wait_intent(key)
+        view = self._wait_intent(key, TOKENS["merchant"])
         st.ids["order_id"] = order_id
         st.add(f"escrow order #{order_id} paid by M-Pesa ({receipt})", view["tx_hash"], "Escrow.recordOffchainPayment")
         self._tx(self.ev_owner, es.functions.markShipped(order_id, keccak(text="G4S-TRK-0042")))
@@ -311,12 +315,14 @@ class Demo:
         st.add(f"order #{order_id} shipped and delivered", _hex(r["transactionHash"]))
 
         order_hash = "0x" + keccak(text=f"kibanda-order-{now}").hex()
+        oracle.post("/qr/orders", json={"order_hash": order_hash}, headers=merchant).raise_for_status()  # QR shown
         self._tx(self.shopper, qr.functions.pay(order_hash), value=5 * 10**14)
-        key = oracle.post("/settlements", json={"beneficiary": self.ev_owner, "order_hash": order_hash},
-                          headers=merchant).raise_for_status().json()["intent"]
-        view = self._wait_intent(key)
+        self.wait_indexed()  # the oracle settles only an order whose payment it has indexed
+        key = oracle.post("/settlements", json={"order_hash": order_hash}, headers=merchant).raise_for_status().json()["intent"]
+        view = self._wait_intent(key, TOKENS["merchant"])
         st.ids["qr_order_hash"] = order_hash
-        st.add("QR order paid in the shop and settled to the merchant", view["tx_hash"], "QRPayment.settleQROrder")
+        st.add("QR order created by the shop, paid by a shopper on chain, settled to the shop's payout address",
+               view["tx_hash"], "QRPayment.settleQROrder")
 
         st.ids["indexed_block"] = self.wait_indexed()
         oracle.close()

@@ -2,7 +2,8 @@
 
 Every write endpoint verifies, validates and only then records (event + intent in one transaction) before it
 answers 2xx. Bad input gets a 4xx JSON `{"error", "message"}` and writes nothing. Request bodies never reach a
-log line (they carry phone numbers and names).
+log line (they carry phone numbers and names), nor do request paths (the M-Pesa callback's holds its secret):
+log lines name the route. Limits and credential checks: `oracle.ingress.auth`.
 """
 
 from __future__ import annotations
@@ -19,16 +20,18 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from anyio import to_thread
 from eth_utils import keccak
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from carbonledger.config import OracleSettings
 from carbonledger.service import ops_routes
-from oracle import outbox, records
+from oracle import outbox, qr_orders, records
 from oracle.ingress import iot, mpesa, stripe_webhook
-from oracle.ingress.common import BadRequest, bearer_identity, is_address, is_bytes32, parse_json_object, read_body, uint
-from oracle.outbox import Event, Intent
+from oracle.ingress.auth import AuthFailure, Guard, RequestLimit, bearer_identity, bearer_token, identify, same_secret, too_many
+from oracle.ingress.common import BadRequest, is_address, is_bytes32, parse_json_object, read_body, uint
 
 _ADOPT_WINDOW_S = 900  # how long after a push its callback may adopt it when the link was lost
 log = logging.getLogger("carbonledger.oracle.app")
@@ -36,21 +39,32 @@ Handler = Callable[..., Awaitable[Response]]
 
 
 def _errors(fn: Handler) -> Handler:
+    """Wrap an ingress handler: refuse a client over its failure limit before anything is read, count failed
+    authentications, and turn every error into a JSON 4xx/5xx (logged by route name, never by path)."""
+    route = fn.__name__
+
     @functools.wraps(fn)
     async def wrapped(self: Any, request: Request) -> Response:
+        client = self.guard.client(request.scope)
+        wait = self.guard.failures.blocked(client)
+        if wait is not None:
+            return too_many(wait)
         try:
             return await fn(self, request)
+        except AuthFailure as err:
+            self.guard.failed(client, route, err)
+            return err.response()
         except BadRequest as err:
             return err.response()
         except psycopg.OperationalError:
-            log.warning("database unavailable", extra={"path": request.url.path})
+            log.warning("database unavailable", extra={"route": route})
             return JSONResponse({"error": "unavailable", "message": "database unavailable, retry"}, status_code=503)
         except psycopg.DataError as exc:  # a value Postgres cannot store (e.g. a NUL in text): the input's fault
-            log.warning("input refused by the database", extra={"path": request.url.path, "error": type(exc).__name__})
+            log.warning("input refused by the database", extra={"route": route, "error": type(exc).__name__})
             return JSONResponse({"error": "invalid_field", "message": "a value cannot be stored (e.g. a NUL character)"},
                                 status_code=422)
         except Exception:  # noqa: BLE001 - a 500 the provider will retry; the body stays out of the log
-            log.exception("ingress error", extra={"path": request.url.path})
+            log.exception("ingress error", extra={"route": route})
             return JSONResponse({"error": "internal", "message": "internal error, retry"}, status_code=500)
 
     return wrapped
@@ -64,6 +78,8 @@ class OracleApp:
         self.pool, self.s, self.chain, self.sender, self.registry = pool, settings, chain, sender, registry
         self.daraja = daraja
         self.stripe_secrets = [x.get_secret_value() for x in settings.stripe_webhook_secrets]
+        self.callback_url = settings.mpesa_callback_url.get_secret_value() if settings.mpesa_callback_url else None
+        self.guard = Guard(settings)
 
     async def _db(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await to_thread.run_sync(functools.partial(fn, *args))
@@ -87,14 +103,7 @@ class OracleApp:
 
     @_errors
     async def mpesa_callback(self, request: Request) -> Response:
-        import hmac
-
-        secret = self.s.mpesa_callback_secret
-        given = request.path_params["secret"]
-        if secret is None or not hmac.compare_digest(given.encode(), secret.get_secret_value().encode()):
-            raise BadRequest(404, "not_found", "not found")
-        if not mpesa.ip_allowed(request.client.host if request.client else None, self.s.mpesa_allowed_ips):
-            raise BadRequest(403, "forbidden", "source address not allowed")
+        self._mpesa_source(request)
         cb = mpesa.parse_callback(parse_json_object(await read_body(request, self.s.max_body_bytes)))
         row = await self._db(records.mpesa_request, self.pool, cb.checkout_request_id)
         unlinked = row is None and cb.result_code == 0 and cb.amount is not None and cb.amount == int(cb.amount) \
@@ -125,6 +134,14 @@ class OracleApp:
         await self._db(records.settle_mpesa, self.pool, self.chain, event, intent, status, cb.result_code, cb.receipt)
         return JSONResponse({"ResultCode": 0, "ResultDesc": "Accepted", "intent": intent.key if intent else None})
 
+    def _mpesa_source(self, request: Request) -> None:
+        """An allowlisted source (checked first: elsewhere nobody gets to try the secret), then the secret path."""
+        if not mpesa.ip_allowed(self.guard.client(request.scope), self.s.mpesa_allowed_ips):
+            raise AuthFailure(403, "forbidden", "source address not allowed")
+        secret = self.s.mpesa_callback_secret
+        if secret is None or not same_secret(request.path_params["secret"], secret.get_secret_value()):
+            raise AuthFailure(404, "not_found", "not found")
+
     @_errors
     async def mpesa_push(self, request: Request) -> Response:
         merchant = bearer_identity(request, self.s.merchant_tokens)
@@ -133,12 +150,12 @@ class OracleApp:
         if not isinstance(phone, str) or not phone.isdigit() or not 9 <= len(phone) <= 15:
             raise BadRequest(422, "invalid_field", "phone must be digits in international form")
         target = _payment_target(target)
-        if self.daraja is None or not self.s.mpesa_callback_url:
+        if self.daraja is None or not self.callback_url:
             raise BadRequest(503, "not_configured", "Daraja API or callback URL not configured")
         # Recorded before the push: whatever fails after it, a push that went out is never unknown to us.
-        provisional = await self._db(records.begin_mpesa_request, self.pool, amount, target)
+        provisional = await self._db(records.begin_mpesa_request, self.pool, amount, target, merchant)
         try:
-            mid, cid = await self.daraja.stk_push(phone, amount, self.s.mpesa_callback_url, merchant)
+            mid, cid = await self.daraja.stk_push(phone, amount, self.callback_url, merchant)
         except (httpx.HTTPStatusError, RuntimeError) as exc:  # Daraja answered and refused (bad phone, amount, ...)
             status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else None
             oauth = isinstance(exc, httpx.HTTPStatusError) and "/oauth/" in exc.request.url.path  # our credentials
@@ -182,19 +199,26 @@ class OracleApp:
             raise BadRequest(404, "not_found", "no such reading")
         return JSONResponse(out)
 
-    # ---- settlements and verifications --------------------------------------------------------------------
+    # ---- QR orders, settlements and verifications -----------------------------------------------------------
+    @_errors
+    async def qr_order(self, request: Request) -> Response:
+        merchant = bearer_identity(request, self.s.merchant_tokens)
+        order_hash = _order_hash(parse_json_object(await read_body(request, self.s.max_body_bytes)))
+        payout = self.s.merchant_payout_addresses.get(merchant)
+        if payout is None:
+            raise BadRequest(403, "no_payout_address", "no payout address is configured for this merchant")
+        out = await self._db(qr_orders.create_order, self.pool, self.chain, order_hash, merchant, payout)
+        return JSONResponse(out, status_code=200 if out["duplicate"] else 201)
+
     @_errors
     async def settlement(self, request: Request) -> Response:
         merchant = bearer_identity(request, self.s.merchant_tokens)
         data = parse_json_object(await read_body(request, self.s.max_body_bytes))
-        beneficiary, order_hash = data.get("beneficiary"), data.get("order_hash")
-        if not is_address(beneficiary) or not is_bytes32(order_hash):
-            raise BadRequest(422, "invalid_field", "beneficiary must be an address and order_hash 0x + 64 hex")
-        order_hash = order_hash.lower()
-        intent = Intent(f"qr:{order_hash}", "settlement", "QRPayment", "settleQROrder", [beneficiary, order_hash])
-        event = Event(f"merchant:{merchant}", order_hash, "settlement", {"beneficiary": beneficiary})
-        rec = await self._db(outbox.record, self.pool, self.chain, event, intent)
-        return JSONResponse({"intent": rec.intent_key, "status": rec.status}, status_code=202)
+        order_hash, beneficiary = _order_hash(data), data.get("beneficiary")
+        if beneficiary is not None and not is_address(beneficiary):
+            raise BadRequest(422, "invalid_field", "beneficiary, when given, must be an address")
+        out = await self._db(qr_orders.request_settlement, self.pool, self.chain, order_hash, merchant, beneficiary)
+        return JSONResponse(out, status_code=202)
 
     @_errors
     async def verification(self, request: Request) -> Response:
@@ -218,15 +242,28 @@ class OracleApp:
     @_errors
     async def approve(self, request: Request) -> Response:
         verifier = bearer_identity(request, self.s.verifier_tokens)
-        out = await self._db(records.approve_verification, self.pool, self.chain, request.path_params["vid"], verifier)
+        out = await self._db(records.approve_verification, self.pool, self.chain, request.path_params["vid"], verifier,
+                             self.s.verifier_max_approval_amount, self.s.verifier_max_daily_amount)
         return JSONResponse(out, status_code=202)
 
     @_errors
     async def intent(self, request: Request) -> Response:
-        view = await self._db(outbox.intent_view, self.pool, request.path_params["key"])
+        """Status only without a token; the full view (tx hashes, attempts, error) to whoever the intent is for
+        (the merchant of its order or push, the requester and approver of its mint) and to operators."""
+        token, key = bearer_token(request), request.path_params["key"]
+        who = None if token is None else identify(token, self._identities())
+        view = await self._db(outbox.intent_view, self.pool, key)
         if view is None:
             raise BadRequest(404, "not_found", "no intent with this key")
+        if who is None:
+            return JSONResponse({"key": view["key"], "status": view["status"]})
+        if not who.startswith("operator:") and who not in await self._db(records.intent_owners, self.pool, self.chain, key):
+            raise BadRequest(403, "forbidden", "this intent is not yours")
         return JSONResponse(view)
+
+    def _identities(self) -> dict[str, Any]:
+        groups = {"merchant": self.s.merchant_tokens, "verifier": self.s.verifier_tokens, "operator": self.s.operator_tokens}
+        return {f"{kind}:{name}": token for kind, tokens in groups.items() for name, token in tokens.items()}
 
     # ---- ops -------------------------------------------------------------------------------------------------
     def ready(self) -> tuple[bool, dict]:
@@ -253,13 +290,31 @@ class OracleApp:
             Route("/mpesa/stkpush", self.mpesa_push, methods=["POST"]),
             Route("/iot/readings", self.iot_reading, methods=["POST"]),
             Route("/iot/readings/{rid}/proof", self.iot_proof, methods=["GET"]),
+            Route("/qr/orders", self.qr_order, methods=["POST"]),
             Route("/settlements", self.settlement, methods=["POST"]),
             Route("/verifications", self.verification, methods=["POST"]),
             Route("/verifications/{vid}/approve", self.approve, methods=["POST"]),
             Route("/intents/{key:path}", self.intent, methods=["GET"]),
             *ops_routes(self.ready, self.registry, self.health),
         ]
-        return Starlette(routes=routes)
+        app = Starlette(routes=routes, middleware=[Middleware(RequestLimit, guard=self.guard)],
+                        exception_handlers={HTTPException: _http_error})
+        app.router.redirect_slashes = False  # a redirect would echo the (secret) path back: a plain 404 instead
+        return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no such route, wrong method) in the same JSON shape as ours."""
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
+    return JSONResponse({"error": code, "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _order_hash(data: dict[str, Any]) -> str:
+    order_hash = data.get("order_hash")
+    if not is_bytes32(order_hash):
+        raise BadRequest(422, "invalid_field", "order_hash must be 0x + 64 hex")
+    return order_hash.lower()
 
 
 def _payment_target(target: Any) -> dict[str, Any]:

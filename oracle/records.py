@@ -1,4 +1,5 @@
-"""Transactions behind the non-payment endpoints: IoT readings and anchors, verifications, M-Pesa requests.
+"""Transactions behind the non-payment endpoints: IoT readings and anchors, verifications, M-Pesa requests, and who
+an intent belongs to.
 
 Each function is one database transaction; an intent is always inserted in the same transaction as the fact it
 comes from (outbox rule).
@@ -99,20 +100,58 @@ def create_verification(pool: Any, vid: str, recipient: str, batch_id: int, amou
     return {"id": vid, "verification_hash": vhash, "status": "requested", "duplicate": False}
 
 
-def approve_verification(pool: Any, chain: str, vid: str, by: str) -> dict[str, Any]:
+def approve_verification(pool: Any, chain: str, vid: str, by: str, max_amount: int, max_daily: int) -> dict[str, Any]:
+    """Approve a request as verifier `by` and queue its mint, in one transaction. Four eyes: the requester never
+    approves (also a table constraint). Caps: `max_amount` per approval and `max_daily` per verifier in any 24
+    hours, summed under the verifier's row lock so that racing approvals cannot both fit under the cap."""
     with pool.connection() as conn, conn.transaction():
         cur = conn.cursor()
-        row = cur.execute("SELECT recipient, batch_id, amount, verification_hash, status, intent_key FROM oracle_verification"
-                          " WHERE id = %s FOR UPDATE", (vid,)).fetchone()
+        row = cur.execute("SELECT recipient, batch_id, amount, verification_hash, status, intent_key, requested_by"
+                          " FROM oracle_verification WHERE id = %s FOR UPDATE", (vid,)).fetchone()
         if row is None:
             raise BadRequest(404, "not_found", "no such verification request")
-        recipient, batch_id, amount, vhash, status, key = row
+        recipient, batch_id, amount, vhash, status, key, requested_by = row
+        if requested_by == by:
+            raise BadRequest(403, "four_eyes", "a verifier cannot approve its own request")
         key = key or f"mint:{vhash}"
-        insert_intent(cur, chain, Intent(key, "verification", "CarbonCredit", "mint", [recipient, batch_id, amount, vhash]))
-        if status != "approved":
-            cur.execute("UPDATE oracle_verification SET status = 'approved', approved_by = %s, intent_key = %s WHERE id = %s",
-                        (by, key, vid))
+        mint = Intent(key, "verification", "CarbonCredit", "mint", [recipient, batch_id, amount, vhash])
+        if status == "approved":  # a repeated approval: the queued mint, unchanged
+            insert_intent(cur, chain, mint)
+            return {"id": vid, "status": "approved", "intent_key": key}
+        if int(amount) > max_amount:
+            raise BadRequest(403, "approval_cap_exceeded", f"one approval may mint at most {max_amount}")
+        cur.execute("INSERT INTO oracle_verifier (name) VALUES (%s) ON CONFLICT DO NOTHING", (by,))
+        cur.execute("SELECT 1 FROM oracle_verifier WHERE name = %s FOR UPDATE", (by,))  # serialise this verifier
+        day = cur.execute("SELECT coalesce(sum(amount::numeric), 0) FROM oracle_verification WHERE approved_by = %s"
+                          " AND approved_at > now() - interval '1 day'", (by,)).fetchone()[0]
+        if int(day) + int(amount) > max_daily:
+            raise BadRequest(403, "daily_cap_exceeded", f"this verifier may approve at most {max_daily} in 24 hours")
+        cur.execute("UPDATE oracle_verification SET status = 'approved', approved_by = %s, approved_at = now(),"
+                    " intent_key = %s WHERE id = %s", (by, key, vid))
+        cur.execute("UPDATE oracle_verifier SET approvals = approvals + 1, last_approved_at = now() WHERE name = %s", (by,))
+        insert_intent(cur, chain, mint)
     return {"id": vid, "status": "approved", "intent_key": key}
+
+
+def intent_owners(pool: Any, chain: str, key: str) -> set[str]:
+    """Who an intent is for, as `merchant:<name>` / `verifier:<name>`: the merchant of a QR order or of an STK push,
+    the requester and the approver of a mint. Stripe and IoT intents belong to no credential (operators only)."""
+    from oracle.qr_orders import order_owner
+
+    if key.startswith("qr:"):
+        owner = order_owner(pool, chain, key)
+        return {f"merchant:{owner}"} if owner else set()
+    with pool.connection() as conn:
+        if key.startswith("mint:"):
+            row = conn.execute("SELECT requested_by, approved_by FROM oracle_verification WHERE verification_hash = %s",
+                               (key[5:],)).fetchone()
+            return {f"verifier:{n}" for n in row or () if n}
+        if key.startswith("mpesa:"):  # the receipt is the payment reference of the callback's event
+            rows = conn.execute("SELECT r.merchant FROM oracle_provider_event e JOIN oracle_mpesa_request r"
+                                " ON r.checkout_request_id = e.event_id WHERE e.provider = 'mpesa' AND e.payment_ref = %s"
+                                " AND e.intent_key = %s AND r.merchant IS NOT NULL", (key[6:], key)).fetchall()
+            return {f"merchant:{m}" for (m,) in rows}
+    return set()
 
 
 def mpesa_request(pool: Any, checkout_id: str) -> dict[str, Any] | None:
@@ -122,13 +161,13 @@ def mpesa_request(pool: Any, checkout_id: str) -> dict[str, Any] | None:
     return None if row is None else {"amount": row[0], "target": row[1], "status": row[2]}
 
 
-def begin_mpesa_request(pool: Any, amount: int, target: dict[str, Any]) -> str:
+def begin_mpesa_request(pool: Any, amount: int, target: dict[str, Any], merchant: str | None = None) -> str:
     """Record an STK push *before* Daraja is asked for it (status 'initiating', a provisional id), so that a push
     that goes out is never unknown to us, whatever fails afterwards."""
     provisional = f"init:{uuid.uuid4().hex}"
     with pool.connection() as conn, conn.transaction():
-        conn.execute("INSERT INTO oracle_mpesa_request (checkout_request_id, amount, target, status)"
-                     " VALUES (%s, %s, %s, 'initiating')", (provisional, amount, Jsonb(target)))
+        conn.execute("INSERT INTO oracle_mpesa_request (checkout_request_id, amount, target, status, merchant)"
+                     " VALUES (%s, %s, %s, 'initiating', %s)", (provisional, amount, Jsonb(target), merchant))
     return provisional
 
 

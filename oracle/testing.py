@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ORACLE_KEY = DEVNET_KEYS[1]
 WHSEC = "whsec_test_primary"
 WHSEC_OLD = "whsec_test_rotated_out"
+OPERATOR_TOKEN = "tok-rig-operator"
 
 
 @dataclass
@@ -213,11 +214,13 @@ class Rig:
         from store.engine import libpq_url
 
         self.world = deploy_world(anvil.url, orders=3)
+        self.anvil, self.db_url = anvil, db_url
         self.url = libpq_url(db_url)
         self.pool = ConnectionPool(self.url, min_size=1, max_size=6, open=True)
         if daraja_url:
             overrides = {**DARAJA_SETTINGS, "mpesa_api_base": daraja_url, **overrides}
-        self.settings = OracleSettings(**{"stripe_webhook_secrets": [WHSEC], "max_in_flight": 8, **overrides})
+        self.settings = OracleSettings(**{"stripe_webhook_secrets": [WHSEC], "max_in_flight": 8,
+                                          "operator_tokens": {"rig-operator": OPERATOR_TOKEN}, **overrides})
         contracts = {n: c.address for n, c in self.world.deployment.contracts.items()}
         self.rpc = RpcClient(anvil.url, timeout_s=3, retries=1)
         self.writer = EvmWriter("local", self.rpc, 31337, PrivateKey(ORACLE_KEY), contracts)
@@ -234,6 +237,12 @@ class Rig:
         body, headers = signed(event, **kw)
         return await self.client.post("/webhooks/stripe", content=body, headers=headers)
 
+    async def intent(self, key: str) -> dict[str, Any]:
+        """The full view of an intent, as an operator sees it."""
+        r = await self.client.get(f"/intents/{key}", headers={"authorization": f"Bearer {OPERATOR_TOKEN}"})
+        assert r.status_code == 200, r.text
+        return r.json()
+
     def drain(self, rounds: int = 200) -> None:
         for _ in range(rounds):
             self.sender.run_once()
@@ -241,6 +250,17 @@ class Rig:
                 if not c.execute("SELECT 1 FROM oracle_intent WHERE status IN ('pending','signed','sent') LIMIT 1").fetchone():
                     return
         raise AssertionError("intents did not settle")
+
+    def index(self) -> None:
+        """Run the indexer over the rig's chain up to its head (the oracle reads indexed payments)."""
+        from carbonledger.config import PROTOCOL_CONTRACTS, Settings
+        from indexer.runner import run_once
+
+        contracts = {n: {"address": c.address} for n, c in self.world.deployment.contracts.items()
+                     if n in PROTOCOL_CONTRACTS}
+        settings = Settings(chains={"local": {"rpc_url": self.anvil.url, "use_finalized_tag": False, "finality_depth": 8,
+                                              "poll_interval_s": 0.05, "contracts": contracts}})
+        assert run_once(settings, db_url=self.db_url, timeout_s=120) == 0
 
     def status(self, key: str) -> str | None:
         with self.pool.connection() as c:

@@ -1,4 +1,5 @@
-"""The oracle's own tables: provider events, write intents (the outbox), tx attempts, nonces, leases, IoT.
+"""The oracle's own tables: provider events, write intents (the outbox), tx attempts, nonces, leases, IoT,
+verifications and QR orders.
 
 Invariants (DESIGN.md 6): a provider event and the intent it derives are inserted in one transaction; an
 intent's `idempotency_key` is unique, so every duplicate delivery lands on the same row; an attempt (nonce,
@@ -11,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, UniqueConstraint, func
+from sqlalchemy import CheckConstraint, ForeignKey, Index, LargeBinary, UniqueConstraint, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -125,6 +126,7 @@ class MpesaRequest(Base):
     receipt: Mapped[str | None]
     created_at: Mapped[dt.datetime] = mapped_column(server_default=_now())
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=_now())
+    merchant: Mapped[str | None]  # who pushed it: that merchant may read the payment's intent in full
 
 
 class IotDevice(Base):
@@ -184,7 +186,40 @@ class VerificationRequest(Base):
     verification_hash: Mapped[hexstr] = mapped_column(unique=True)
     canonical: Mapped[str]
     status: Mapped[str] = mapped_column(default="requested")  # requested | approved
-    requested_by: Mapped[str]
+    requested_by: Mapped[str]  # verifier names; never equal once approved (four eyes)
     approved_by: Mapped[str | None]
+    approved_at: Mapped[dt.datetime | None]
     intent_key: Mapped[str | None]
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=_now())
+
+    __table_args__ = (
+        CheckConstraint("approved_by IS NULL OR approved_by <> requested_by", name="four_eyes"),
+        Index("ix_oracle_verification_approver", "approved_by", "approved_at"),  # the approver's 24-hour total
+    )
+
+
+class Verifier(Base):
+    """One row per verifier that approved something: its row lock serialises that verifier's approvals, so the
+    24-hour cap is checked and used in one step (two racing approvals cannot both fit under it)."""
+
+    __tablename__ = "oracle_verifier"
+
+    name: Mapped[str] = mapped_column(primary_key=True)
+    approvals: Mapped[int64] = mapped_column(server_default=text("0"))
+    last_approved_at: Mapped[dt.datetime | None]
+
+
+class QrOrder(Base):
+    """A QR order hash bound to the merchant that created it and that merchant's payout address at the time: only
+    that merchant may have it settled, and only to that address. `settlements` counts the intents queued for it
+    (a new one only after the previous one failed)."""
+
+    __tablename__ = "oracle_qr_order"
+
+    chain: Mapped[str] = mapped_column(primary_key=True)
+    order_hash: Mapped[hexstr] = mapped_column(primary_key=True)
+    merchant: Mapped[str]
+    payout_address: Mapped[hexstr]
+    intent_key: Mapped[str | None]
+    settlements: Mapped[int] = mapped_column(server_default=text("0"))
     created_at: Mapped[dt.datetime] = mapped_column(server_default=_now())

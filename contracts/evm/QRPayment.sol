@@ -6,13 +6,15 @@ import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol
 
 /// @title QRPayment
 /// @notice Payments against a QR-code order hash. Anyone can pay into a hash; a settler later releases the
-///         accumulated amount (zero for orders paid off chain) to the beneficiary, once per hash.
+///         accumulated amount to the beneficiary, once per hash. An unpaid hash cannot be settled: settling it
+///         would mark it settled and make every later payment into it revert (the order could never be paid).
 contract QRPayment is AccessControl, ReentrancyGuard {
     bytes32 public constant SETTLER_ROLE = keccak256("SETTLER_ROLE");
 
     error ZeroPayment();
     error ZeroAddress();
     error OrderAlreadySettled(bytes32 orderDataHash);
+    error OrderNotPaid(bytes32 orderDataHash);
     error EthTransferFailed(address to, uint256 amount);
 
     event Paid(bytes32 indexed orderHash, address indexed payer, uint256 amount);
@@ -39,13 +41,12 @@ contract QRPayment is AccessControl, ReentrancyGuard {
     {
         if (beneficiary == address(0)) revert ZeroAddress();
         if (settled[orderDataHash]) revert OrderAlreadySettled(orderDataHash);
-        settled[orderDataHash] = true;
         uint256 amount = pending[orderDataHash];
+        if (amount == 0) revert OrderNotPaid(orderDataHash);
+        settled[orderDataHash] = true;
         pending[orderDataHash] = 0;
-        if (amount > 0) {
-            (bool ok,) = beneficiary.call{value: amount}("");
-            if (!ok) revert EthTransferFailed(beneficiary, amount);
-        }
+        (bool ok,) = beneficiary.call{value: amount}("");
+        if (!ok) revert EthTransferFailed(beneficiary, amount);
         emit Settled(orderDataHash, beneficiary, amount);
     }
 }

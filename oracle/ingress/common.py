@@ -1,13 +1,11 @@
-"""What every endpoint shares: capped body reads, content-type checks, bearer tokens, 4xx JSON errors."""
+"""What every endpoint shares: capped body reads, content-type checks, field checks, 4xx JSON errors (credentials:
+`oracle.ingress.auth`)."""
 
 from __future__ import annotations
 
-import hmac
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -52,21 +50,6 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise BadRequest(400, "malformed_json", "body must be a JSON object")
     return data
-
-
-def bearer_identity(request: Request, tokens: Mapping[str, SecretStr]) -> str:
-    """Name of the holder of the presented bearer token (constant-time compare); 401 otherwise."""
-    auth = request.headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise BadRequest(401, "unauthorized", "missing bearer token")
-    found = None
-    for name, secret in tokens.items():
-        if hmac.compare_digest(token.encode(), secret.get_secret_value().encode()):
-            found = name
-    if found is None:
-        raise BadRequest(401, "unauthorized", "unknown bearer token")
-    return found
 
 
 def is_address(v: Any) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 import rfc8785
 
 from chains.merkle import hash_leaf
+from oracle.ingress.auth import AuthFailure, same_secret
 from oracle.ingress.common import BadRequest
 
 # metric -> (hard min, hard max, normal min, normal max)
@@ -50,10 +51,10 @@ class Reading:
 def check_signature(body: bytes, signature: str | None, key: str | None) -> None:
     """401 unless `signature` is the device key's HMAC of the body. Unknown devices look the same as bad MACs."""
     if key is None or not signature:
-        raise BadRequest(401, "unauthorized", "unknown device or missing X-Signature")
+        raise AuthFailure(401, "unauthorized", "unknown device or missing X-Signature")
     want = hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(want, signature.strip().lower()):
-        raise BadRequest(401, "unauthorized", "bad device signature")
+    if not same_secret(signature.strip().lower(), want):  # any header bytes: never a TypeError
+        raise AuthFailure(401, "unauthorized", "bad device signature")
 
 
 def _num(v: Any, field: str) -> float | int:

@@ -14,6 +14,7 @@ from typing import Any
 
 import stripe
 
+from oracle.ingress.auth import AuthFailure
 from oracle.ingress.common import BadRequest, is_address, parse_json_object
 from oracle.outbox import Event, Intent
 
@@ -24,18 +25,20 @@ def verify(payload: bytes, header: str | None, secrets: list[str], tolerance_s: 
            now: float | None = None) -> None:
     """Raise BadRequest(400) unless some secret signed `payload` within [now - tolerance, now + skew]."""
     if not header:
-        raise BadRequest(400, "missing_signature", "Stripe-Signature header is missing")
+        raise AuthFailure(400, "missing_signature", "Stripe-Signature header is missing")
     if not secrets:
         raise BadRequest(503, "not_configured", "no Stripe webhook secret configured")
+    if not header.isascii():  # the stripe library compares str signatures with compare_digest: TypeError otherwise
+        raise AuthFailure(400, "bad_signature", "Stripe-Signature header is not ASCII")
     try:
         ts = int(next(p.split("=", 1)[1] for p in header.split(",") if p.strip().startswith("t=")))
     except (StopIteration, ValueError, IndexError):
-        raise BadRequest(400, "bad_signature", "Stripe-Signature header has no timestamp") from None
+        raise AuthFailure(400, "bad_signature", "Stripe-Signature header has no timestamp") from None
     now = time.time() if now is None else now
     if ts > now + future_skew_s:
-        raise BadRequest(400, "future_timestamp", "signature timestamp is in the future")
+        raise AuthFailure(400, "future_timestamp", "signature timestamp is in the future")
     if ts < now - tolerance_s:
-        raise BadRequest(400, "stale_timestamp", "signature timestamp is outside the tolerance window")
+        raise AuthFailure(400, "stale_timestamp", "signature timestamp is outside the tolerance window")
     for secret in secrets:
         try:
             stripe.WebhookSignature.verify_header(payload, header, secret, tolerance_s)
@@ -44,7 +47,7 @@ def verify(payload: bytes, header: str | None, secrets: list[str], tolerance_s: 
             continue
         except UnicodeDecodeError:
             raise BadRequest(400, "malformed_body", "body is not UTF-8") from None
-    raise BadRequest(400, "bad_signature", "no valid Stripe signature for this body")
+    raise AuthFailure(400, "bad_signature", "no valid Stripe signature for this body")
 
 
 def _target(pi_id: str, metadata: dict[str, Any]) -> Intent | None | str:

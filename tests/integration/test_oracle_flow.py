@@ -32,7 +32,7 @@ async def test_payment_to_chain_exactly_once(rig):
     funded = count_events(w.w3, w.contract("Escrow"), "Funded")
     assert [s["paymentRef"] for s in sold] == ["pi_listing_1"] and sold[0]["amount"] == 5
     assert [f["paymentRef"] for f in funded] == ["pi_order_1"]
-    view = (await rig.client.get("/intents/stripe:pi_listing_1")).json()
+    view = await rig.intent("stripe:pi_listing_1")
     assert view["status"] == "confirmed" and len(view["attempts"]) == 1 and view["tx_hash"]
     # a second event id for the same PaymentIntent lands on the same intent
     again = payment_event("pi_listing_1", {"listing_id": str(w.listing_id), "buyer": w.w3.eth.accounts[3], "amount": "5"},
@@ -49,7 +49,7 @@ async def test_precheck_skips_write_chain_already_has(rig):
     r = await rig.post_event(payment_event("pi_dup", {"listing_id": str(w.listing_id), "buyer": w.admin, "amount": "1"}))
     assert r.status_code == 200
     rig.drain()
-    view = (await rig.client.get("/intents/stripe:pi_dup")).json()
+    view = await rig.intent("stripe:pi_dup")
     assert view["status"] == "confirmed" and view["already_on_chain"] and view["attempts"] == []
     assert "paymentRefUsed" in view["error"]
     assert len(count_events(w.w3, mk, "Sold")) == 1
@@ -58,7 +58,7 @@ async def test_precheck_skips_write_chain_already_has(rig):
     w.w3.eth.wait_for_transaction_receipt(es.functions.recordOffchainPayment(w.order_ids[0], "pi_esc").transact({"from": w.oracle}))
     assert (await rig.post_event(payment_event("pi_esc", {"order_id": str(w.order_ids[0])}))).status_code == 200
     rig.drain()
-    view = (await rig.client.get("/intents/stripe:pi_esc")).json()
+    view = await rig.intent("stripe:pi_esc")
     assert view["status"] == "confirmed" and view["already_on_chain"]
     assert len(count_events(w.w3, es, "Funded")) == 1
 
@@ -68,7 +68,7 @@ async def test_revert_recorded_with_decoded_error(rig):
     r = await rig.post_event(payment_event("pi_bad", {"order_id": "999"}))
     assert r.status_code == 200
     rig.drain()
-    view = (await rig.client.get("/intents/stripe:pi_bad")).json()
+    view = await rig.intent("stripe:pi_bad")
     assert view["status"] == "failed" and view["error"].startswith("UnknownOrder(")
 
 
@@ -94,7 +94,7 @@ async def test_maybe_sent_and_fee_bump_keep_every_hash(db_url, anvil):
         assert b.fees.max_fee >= a.fees.max_fee * 1.125 and b.fees.priority_fee >= a.fees.priority_fee * 1.125
         anvil.rpc("evm_mine", [])
         rig.drain()
-        view = (await rig.client.get("/intents/stripe:pi_bump")).json()
+        view = await rig.intent("stripe:pi_bump")
         assert view["status"] == "confirmed" and len(view["attempts"]) == 2
         assert view["tx_hash"] in {x["tx_hash"] for x in view["attempts"]}
         assert len(count_events(w.w3, w.contract("Escrow"), "Funded")) == 1
@@ -134,7 +134,7 @@ async def test_mined_revert_recorded_with_decoded_error(rig):
     for pi in ("pi_twice_a", "pi_twice_b"):
         assert (await rig.post_event(payment_event(pi, {"order_id": str(w.order_ids[0])}))).status_code == 200
     rig.drain()
-    a, b = (await rig.client.get("/intents/stripe:pi_twice_a")).json(), (await rig.client.get("/intents/stripe:pi_twice_b")).json()
+    a, b = await rig.intent("stripe:pi_twice_a"), await rig.intent("stripe:pi_twice_b")
     assert a["status"] == "confirmed" and b["status"] == "failed"
     assert b["error"].startswith("InvalidStatus(") and len(b["attempts"]) == 1 and b["block_number"]
     assert [f["paymentRef"] for f in count_events(w.w3, w.contract("Escrow"), "Funded")] == ["pi_twice_a"]

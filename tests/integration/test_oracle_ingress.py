@@ -17,8 +17,9 @@ pytestmark = [pytest.mark.anvil, pytest.mark.anyio]
 
 
 DEVICE_KEY = "device-key-1"
-SETTINGS = {"merchant_tokens": {"shop": "tok-merchant"}, "verifier_tokens": {"vera": "tok-verifier"},
-            "iot_device_keys": {"dev-1": DEVICE_KEY}}
+SHOP_PAYOUT = "0x00000000000000000000000000000000005a1e01"
+SETTINGS = {"merchant_tokens": {"shop": "tok-merchant"}, "merchant_payout_addresses": {"shop": SHOP_PAYOUT},
+            "verifier_tokens": {"vera": "tok-verifier", "otto": "tok-approver"}, "iot_device_keys": {"dev-1": DEVICE_KEY}}
 
 
 @pytest.fixture()
@@ -268,31 +269,37 @@ async def test_iot_readings_anchor_and_verify_on_chain(rig):
 async def test_settlement_and_verification_mint(rig):
     w = rig.world
     order_hash = "0x" + "ab" * 32
-    body = {"beneficiary": w.w3.eth.accounts[4], "order_hash": order_hash}
+    merchant = {"authorization": "Bearer tok-merchant"}
+    body = {"order_hash": order_hash}
     assert (await rig.client.post("/settlements", json=body)).status_code == 401
     assert (await rig.client.post("/settlements", json=body, headers={"authorization": "Bearer nope"})).status_code == 401
-    bad = await rig.client.post("/settlements", json={**body, "order_hash": "0x12"}, headers={"authorization": "Bearer tok-merchant"})
+    bad = await rig.client.post("/settlements", json={**body, "order_hash": "0x12"}, headers=merchant)
     assert bad.status_code == 422
+    assert (await rig.client.post("/qr/orders", json=body, headers=merchant)).status_code == 201
+    tx = w.contract("QRPayment").functions.pay(order_hash).transact({"from": w.w3.eth.accounts[3], "value": 7})
+    w.w3.eth.wait_for_transaction_receipt(tx)
+    rig.index()
     for _ in range(2):
-        r = await rig.client.post("/settlements", json=body, headers={"authorization": "Bearer tok-merchant"})
-        assert r.status_code == 202 and r.json()["intent"] == f"qr:{order_hash}"
+        r = await rig.client.post("/settlements", json=body, headers=merchant)
+        assert r.status_code == 202 and r.json()["intent"] == f"qr:{order_hash}", r.text
     req = {"id": "ver-1", "recipient": w.w3.eth.accounts[5], "batch_id": w.batch_id, "amount": "250",
            "evidence": {"report": "ipfs://x", "tonnes": 250}}
-    auth = {"authorization": "Bearer tok-verifier"}
-    assert (await rig.client.post("/verifications", json=req, headers={"authorization": "Bearer tok-merchant"})).status_code == 401
+    auth, approver = {"authorization": "Bearer tok-verifier"}, {"authorization": "Bearer tok-approver"}
+    assert (await rig.client.post("/verifications", json=req, headers=merchant)).status_code == 401
     r = await rig.client.post("/verifications", json=req, headers=auth)
     assert r.status_code == 201, r.text
     vhash = r.json()["verification_hash"]
     assert (await rig.client.post("/verifications", json={**req, "amount": "999"}, headers=auth)).status_code == 409
     for _ in range(2):
-        r = await rig.client.post("/verifications/ver-1/approve", headers=auth)
+        r = await rig.client.post("/verifications/ver-1/approve", headers=approver)
         assert r.status_code == 202 and r.json()["intent_key"] == f"mint:{vhash}"
-    assert (await rig.client.post("/verifications/nope/approve", headers=auth)).status_code == 404
+    assert (await rig.client.post("/verifications/nope/approve", headers=approver)).status_code == 404
     rig.drain()
     assert rig.status(f"qr:{order_hash}") == "confirmed" and rig.status(f"mint:{vhash}") == "confirmed"
     settled = count_events(w.w3, w.contract("QRPayment"), "Settled")
     minted = count_events(w.w3, w.contract("CarbonCredit"), "Minted")
-    assert len(settled) == 1 and [m["amount"] for m in minted if m["verificationHash"] == bytes.fromhex(vhash[2:])] == [250]
+    assert [(s["beneficiary"].lower(), s["amount"]) for s in settled] == [(SHOP_PAYOUT, 7)]
+    assert [m["amount"] for m in minted if m["verificationHash"] == bytes.fromhex(vhash[2:])] == [250]
     ops = await rig.client.get("/metrics")
     assert ops.status_code == 200
     assert (await rig.client.get("/ready")).json()["ready"] is True

@@ -66,6 +66,14 @@ def test_env_overrides(tmp_path, monkeypatch):
         (lambda t: t.replace("finality_depth = 3", "finality_depth = -1"), "chains.devnet.finality_depth"),
         (lambda t: t + "\n[oracle]\nchain = \"mainnet\"\n", "oracle.chain 'mainnet'"),
         (lambda t: t + "\n[[broken", "cannot read config"),
+        (lambda t: t + '\n[oracle]\nmerchant_payout_addresses = {shop = "0x0000000000000000000000000000000000000001"}\n',
+         "'shop', which has no merchant_tokens entry"),
+        (lambda t: t + '\n[oracle]\nmerchant_tokens = {shop = "t1"}\nmerchant_payout_addresses = {shop = "0x12"}\n',
+         "payout address of merchant 'shop'"),
+        (lambda t: t + '\n[oracle]\nmerchant_tokens = {shop = "same"}\nverifier_tokens = {vera = "same"}\n',
+         "token must be non-empty and distinct"),
+        (lambda t: t + '\n[oracle]\nauth_failure_limit = "twenty a minute"\n', "oracle.auth_failure_limit"),
+        (lambda t: t + '\n[oracle]\ntrusted_proxies = ["10.0.0.0/33"]\n', "oracle.trusted_proxies"),
     ],
 )
 def test_bad_config_names_the_problem(tmp_path, mutate, expected):
@@ -158,3 +166,18 @@ def test_urls_with_credentials_stay_out_of_repr_and_config_output(tmp_path, monk
     out = capsys.readouterr().out
     assert "hunter2" not in out and "sekritkey" not in out and "eth.example.com" in out
     assert redact_url("https://h.example/v2/key?x=1", path=True) == "https://h.example/***"
+
+
+def test_oracle_secrets_stay_out_of_config_output(tmp_path, capsys):
+    """The M-Pesa callback URL holds the callback secret; tokens are secrets too."""
+    from carbonledger.cli import main
+
+    text = GOOD + ('\n[oracle]\nmpesa_callback_secret = "cb-s3cr3t"\n'
+                   'mpesa_callback_url = "https://oracle.example/webhooks/mpesa/cb-s3cr3t"\n'
+                   'merchant_tokens = {shop = "tok-s3cr3t-1"}\nverifier_tokens = {vera = "tok-s3cr3t-2"}\n'
+                   'operator_tokens = {ops = "tok-s3cr3t-3"}\n')
+    path = write(tmp_path, text)
+    assert "s3cr3t" not in repr(load_settings(path))
+    assert main(["--config", str(path), "config"]) == 0
+    out = capsys.readouterr().out
+    assert "s3cr3t" not in out and json.loads(out)["oracle"]["mpesa_callback_url"] == "**********"

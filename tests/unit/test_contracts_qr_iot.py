@@ -44,12 +44,18 @@ def test_qr_pay_accumulates_and_settles(env):
     assert env.qr.functions.settled(h).call() and env.qr.functions.pending(h).call() == 0
 
 
-def test_qr_settle_offchain_paid_order_with_zero_amount(env):
-    h = keccak(text="paid-by-card")
+def test_qr_unpaid_hash_cannot_be_settled_so_a_later_payment_still_settles(env):
+    """Settling an unpaid hash used to mark it settled (amount 0), so its later payment could never be settled
+    (pay() reverts on a settled hash): the contract refuses it and the hash stays usable."""
+    h = keccak(text="not-paid-yet")
+    with reverts("OrderNotPaid", orderDataHash=h):
+        env.qr.functions.settleQROrder(env.eve, h).transact({"from": env.settler})
+    assert not env.qr.functions.settled(h).call()
+    send(env.qr.functions.pay(h), env.alice, value=ETH)
     before = env.w3.eth.get_balance(env.merchant)
     r = send(env.qr.functions.settleQROrder(env.merchant, h), env.settler)
-    assert events(env.qr, r, "Settled") == [{"orderDataHash": h, "beneficiary": env.merchant, "amount": 0}]
-    assert env.w3.eth.get_balance(env.merchant) == before
+    assert events(env.qr, r, "Settled") == [{"orderDataHash": h, "beneficiary": env.merchant, "amount": ETH}]
+    assert env.w3.eth.get_balance(env.merchant) - before == ETH
 
 
 def test_qr_rejects_second_settlement_and_late_payment(env):

@@ -20,3 +20,19 @@ def test_opens_with_the_two_commands_and_ci_runs_the_test_one():
     assert "scripts/test" in (ROOT / ".ci/run").read_text()
     for script in ("scripts/demo", "scripts/test"):
         assert (ROOT / script).stat().st_mode & 0o111, f"{script} must be executable"
+
+
+def test_security_section_covers_every_oracle_route():
+    """Each route the oracle serves has a row saying what authenticates it, its limits and what is logged."""
+    import re
+
+    from carbonledger.config import OracleSettings
+    from oracle.app import OracleApp
+
+    section = README.split("### Oracle routes", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    for route in OracleApp(None, OracleSettings(), "x").asgi().routes:
+        path = re.sub(r"\{(\w+)(:\w+)?\}", lambda m: "{id}" if m[1] in ("rid", "vid") else "{" + m[1] + "}", route.path)
+        row = next((r for r in rows if f"`{sorted(route.methods - {'HEAD'})[0]} {path}`" in r), None)
+        assert row is not None, f"README security section lacks {path}"
+        assert len([c for c in row.split(" | ") if c.strip()]) == 4, row

@@ -6,6 +6,9 @@ address already on the trace that happened *before* the position it was reached 
 sale, the seller, not the marketplace). The custody chain is every mint, transfer, sale and unlisting into a
 traced address, every listing by one, each before its cut-off, and the retirement itself, in chain order.
 
+A mint carries the oracle's approval record (oracle_verification: who requested it, who approved it and when),
+matched by its verification hash, so auditors see the four eyes behind every issuance.
+
 Everything is one recursive query, batched over many starts (DataLoader keys). The trace walks the ledger by
 receiver and sender (ix_ledger_entry_to / ix_ledger_entry_from), so its cost follows the custody chain, not the
 batch's whole history; only `batch_provenance` (every event of a batch) reads the batch's history.
@@ -63,18 +66,21 @@ SELECT p.ord, st.chain AS _chain, st.cert AS _cert, p.chain, p.tx_hash, p.log_in
        p.block_hash, p.block_timestamp, p.kind, p.batch_id, p.amount, COALESCE(t.seller, p.from_addr) AS from_addr,
        p.to_addr, m.verification_hash, COALESCE(t.listing_id, lst.listing_id) AS listing_id,
        COALESCE(t.price_per_unit, lst.price_per_unit) AS price_per_unit, t.payment_ref,
-       NULL::numeric AS certificate_id, NULL AS beneficiary, NULL AS reason
+       NULL::numeric AS certificate_id, NULL AS beneficiary, NULL AS reason,
+       v.requested_by, v.approved_by, v.approved_at
 FROM picked p JOIN starts st ON st.ord = p.ord
 """ + _SELLER.format(e="p", t="t") + """
 LEFT JOIN LATERAL (SELECT m.verification_hash FROM mint_event m WHERE p.kind = 'mint' AND m.chain = p.chain
   AND m.tx_hash = p.tx_hash AND m.batch_id = p.batch_id AND m.to_addr = p.to_addr LIMIT 1) m ON TRUE
+LEFT JOIN LATERAL (SELECT v.requested_by, v.approved_by, extract(epoch FROM v.approved_at)::bigint AS approved_at
+  FROM oracle_verification v WHERE v.verification_hash = m.verification_hash) v ON TRUE
 LEFT JOIN LATERAL (SELECT l.listing_id, l.price_per_unit FROM listing l WHERE p.kind = 'list' AND l.chain = p.chain
   AND l.created_tx = p.tx_hash AND l.batch_id = p.batch_id ORDER BY l.valid_from LIMIT 1) lst ON TRUE
 WHERE p.kind <> 'burn'
 UNION ALL
 SELECT st.ord, st.chain, st.cert, r.chain, r.tx_hash, r.log_index, 0, r.block_number, r.block_hash,
        r.block_timestamp, 'retirement', r.batch_id, r.amount, r.holder, NULL, NULL, NULL, NULL, NULL,
-       r.certificate_id, r.beneficiary, r.reason
+       r.certificate_id, r.beneficiary, r.reason, NULL, NULL, NULL
 FROM starts st JOIN retirement r ON r.chain = st.chain AND r.batch_id = st.batch_id AND {retired}
 ORDER BY ord, block_number, log_index, seq
 """

@@ -37,6 +37,9 @@ class ProvenanceEvent(Event):
     certificate_id: BigInt | None
     beneficiary: str | None
     reason: str | None
+    requested_by: str | None = strawberry.field(description="Mint: the verifier who requested it (oracle record).")
+    approved_by: str | None = strawberry.field(description="Mint: the verifier who approved it, never the requester.")
+    approved_at: int | None = strawberry.field(description="Mint: when it was approved, unix seconds.")
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "ProvenanceEvent":
@@ -55,4 +58,7 @@ class ProvenanceEvent(Event):
             certificate_id=opt("certificate_id"),
             beneficiary=row.get("beneficiary"),
             reason=row.get("reason"),
+            requested_by=row.get("requested_by"),
+            approved_by=row.get("approved_by"),
+            approved_at=opt("approved_at"),
         )

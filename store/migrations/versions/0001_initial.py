@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 22:21:49.689647
+Create Date: 2026-12-01 12:14:35.615050
 """
 
 from alembic import op
@@ -251,6 +251,7 @@ def upgrade() -> None:
     sa.Column('receipt', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
     sa.Column('updated_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
+    sa.Column('merchant', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('checkout_request_id', name=op.f('pk_oracle_mpesa_request'))
     )
     op.create_table('oracle_nonce',
@@ -271,6 +272,16 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('provider', 'event_id', name=op.f('pk_oracle_provider_event'))
     )
     op.create_index(op.f('ix_oracle_provider_event_payment_ref'), 'oracle_provider_event', ['payment_ref'], unique=False)
+    op.create_table('oracle_qr_order',
+    sa.Column('chain', sa.Text(), nullable=False),
+    sa.Column('order_hash', sa.String(length=66), nullable=False),
+    sa.Column('merchant', sa.Text(), nullable=False),
+    sa.Column('payout_address', sa.String(length=66), nullable=False),
+    sa.Column('intent_key', sa.Text(), nullable=True),
+    sa.Column('settlements', sa.BigInteger(), server_default=sa.text('0'), nullable=False),
+    sa.Column('created_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
+    sa.PrimaryKeyConstraint('chain', 'order_hash', name=op.f('pk_oracle_qr_order'))
+    )
     op.create_table('oracle_verification',
     sa.Column('id', sa.Text(), nullable=False),
     sa.Column('recipient', sa.String(length=66), nullable=False),
@@ -281,10 +292,19 @@ def upgrade() -> None:
     sa.Column('status', sa.Text(), nullable=False),
     sa.Column('requested_by', sa.Text(), nullable=False),
     sa.Column('approved_by', sa.Text(), nullable=True),
+    sa.Column('approved_at', sa.DateTime(), nullable=True),
     sa.Column('intent_key', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
+    sa.CheckConstraint('approved_by IS NULL OR approved_by <> requested_by', name=op.f('ck_oracle_verification_four_eyes')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_oracle_verification')),
     sa.UniqueConstraint('verification_hash', name=op.f('uq_oracle_verification_verification_hash'))
+    )
+    op.create_index('ix_oracle_verification_approver', 'oracle_verification', ['approved_by', 'approved_at'], unique=False)
+    op.create_table('oracle_verifier',
+    sa.Column('name', sa.Text(), nullable=False),
+    sa.Column('approvals', sa.BigInteger(), server_default=sa.text('0'), nullable=False),
+    sa.Column('last_approved_at', sa.DateTime(), nullable=True),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_oracle_verifier'))
     )
     op.create_table('order_event',
     sa.Column('chain', sa.Text(), nullable=False),
@@ -436,7 +456,10 @@ def downgrade() -> None:
     op.drop_index('ix_order_event_order', table_name='order_event')
     op.drop_index(op.f('ix_order_event_block_number'), table_name='order_event')
     op.drop_table('order_event')
+    op.drop_table('oracle_verifier')
+    op.drop_index('ix_oracle_verification_approver', table_name='oracle_verification')
     op.drop_table('oracle_verification')
+    op.drop_table('oracle_qr_order')
     op.drop_index(op.f('ix_oracle_provider_event_payment_ref'), table_name='oracle_provider_event')
     op.drop_table('oracle_provider_event')
     op.drop_table('oracle_nonce')
