@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Oracle throughput and latency on anvil: N signed Stripe webhooks -> confirmed `settleOffchain` writes.
 
-Starts anvil, a scratch database (on CARBONLEDGER_DATABASE_URL's server, default the local one), deploys the
-protocol, runs `carbonledger oracle run` as a subprocess and posts N webhooks from `--concurrency` threads.
+Starts anvil and localstripe, a scratch database (on CARBONLEDGER_DATABASE_URL's server, default the local one),
+deploys the protocol and indexes it, makes N PaymentIntents on localstripe, runs `carbonledger oracle run` as a
+subprocess and posts their N webhooks from `--concurrency` threads (the oracle re-fetches each PaymentIntent
+from localstripe).
 Reports confirmed writes/s (first webhook sent -> last intent confirmed), webhook->broadcast latency p50/p99
 (from the outbox's own timestamps: intent committed -> first broadcast) and the webhook HTTP round trip p50.
 
@@ -43,24 +45,27 @@ def main() -> int:
 
     from bench.common import scratch_database
     from carbonledger.anvil import Anvil, free_port
-    from oracle.testing import OracleProcess, deploy_world, payment_event, signed, write_config
+    from oracle.testing import LocalStripe, OracleProcess, deploy_world, index_once, payment_event, signed, write_config
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-oracle-"))
     with scratch_database("cl_bench_oracle") as db:
-        with Anvil() as anvil:
+        with Anvil() as anvil, LocalStripe() as stripe_api:
             world = deploy_world(anvil.url, listing_amount=10 * args.events)
+            index_once(anvil.url, world.deployment, db)  # every payment is checked against the indexed listing
             world.deployment.write(tmp / "deployment.json")
             port = free_port()
             cfg = write_config(tmp / "oracle.toml", rpc_url=anvil.url, deployment_file=tmp / "deployment.json", db_url=db,
                                port=port, extra=f"max_in_flight = {args.in_flight}\nreconcile_interval_s = 3600.0\n"
-                               'webhook_rate_limit = ""')  # one client floods on purpose
+                               'webhook_rate_limit = ""',  # one client floods on purpose
+                               stripe_url=stripe_api.url)
             # max_in_flight is set twice (write_config's default, then ours): keep the last one
             text = cfg.read_text().replace("max_in_flight = 64\n", "", 1)
             cfg.write_text(text)
             proc = OracleProcess(cfg, port, tmp / "oracle.log").start()
-            buyer = world.w3.eth.accounts[3]
-            bodies = [signed(payment_event(f"pi_bench_{i:06d}", {"listing_id": str(world.listing_id), "buyer": buyer,
-                                                                 "amount": "1"})) for i in range(args.events)]
+            meta = {"listing_id": str(world.listing_id), "buyer": world.w3.eth.accounts[3], "amount": "1"}
+            with ThreadPoolExecutor(4) as ex:  # real PaymentIntents (localstripe): the oracle re-fetches each one
+                pis = list(ex.map(lambda _: stripe_api.payment_intent(meta)["id"], range(args.events)))
+            bodies = [signed(payment_event(pi, meta)) for pi in pis]
             http = httpx.Client(timeout=30, limits=httpx.Limits(max_connections=args.concurrency))
             rtt: list[float] = []
             lock = threading.Lock()

@@ -115,6 +115,24 @@ class SignerSettings(_Strict):
     passphrase: SecretStr | None = Field(None, description="Keystore passphrase (env only, please).")
 
 
+class FiatRate(_Strict):
+    """How a fiat currency maps to on-chain prices, as exact integers (no float touches an amount): a payment of
+    `n` minor units pays for `n * wei_per_unit / 10**decimals` wei of listing or order price."""
+
+    decimals: int = Field(2, ge=0, le=6, description="Decimals of the currency's minor unit in the provider's "
+                          "integer amounts (Stripe: 2 for usd and kes, 0 for jpy).")
+    wei_per_unit: int = Field(..., gt=0, lt=2**128, description="On-chain price units (wei of the chain's native "
+                              "token, the unit of listing and order prices) that one whole currency unit buys. Write "
+                              "values beyond 2^63 as strings.")
+
+    @field_validator("wei_per_unit", mode="before")
+    @classmethod
+    def _exact(cls, v: Any) -> Any:
+        if isinstance(v, float) or (isinstance(v, str) and not (v.isascii() and v.isdigit() and len(v) <= 40)):
+            raise ValueError("wei_per_unit must be an integer (or a string of digits), never a float")
+        return v
+
+
 class OracleSettings(_Strict):
     host: str = Field("127.0.0.1", description="Bind address of the oracle's HTTP ingress.")
     port: int = Field(8081, ge=0, le=65535, description="Port of the oracle's HTTP ingress (and its /health, /metrics).")
@@ -122,7 +140,7 @@ class OracleSettings(_Strict):
     signer: SignerSettings = Field(default_factory=SignerSettings)
     stripe_webhook_secrets: list[SecretStr] = Field(default_factory=list, description="whsec_… secrets (several during rotation).")
     stripe_tolerance_s: int = Field(300, ge=1, description="Stripe signature timestamp window.")
-    stripe_api_key: SecretStr | None = Field(None, description="Stripe API key used by reconciliation.")
+    stripe_api_key: SecretStr | None = Field(None, description="Stripe API key: every PaymentIntent is re-fetched with it before it is acted on (and reconciliation lists them).")
     stripe_api_base: str | None = Field(None, description="Stripe API base URL (localstripe in tests).")
     mpesa_callback_secret: SecretStr | None = Field(None, description="Secret path segment of the M-Pesa callback URL.")
     mpesa_allowed_ips: list[str] = Field(default_factory=list, description="Daraja callback source IPs/CIDRs.")
@@ -169,6 +187,18 @@ class OracleSettings(_Strict):
     reconcile_interval_s: float = Field(300.0, gt=0, description="Stripe / M-Pesa reconciliation and stuck-tx watch period.")
     reconcile_lookback_s: int = Field(3 * 86400, ge=60, description="How far back reconciliation lists succeeded PaymentIntents.")
     stuck_after_s: float = Field(600.0, gt=0, description="A sent tx older than this is reported as stuck.")
+    stripe_livemode: bool = Field(False, description="Act only on Stripe PaymentIntents with this livemode (false: test-mode payments; a mismatch is flagged).")
+    fiat_rates: dict[str, FiatRate] = Field(default_factory=dict, description="Lowercase ISO currency -> its rate against on-chain prices; a payment in a currency not listed is flagged, never written.")
+    payment_recheck_s: float = Field(5.0, gt=0, description="How often payments whose listing/order is not indexed yet are evaluated again.")
+    payment_pending_max_age_s: int = Field(86400, ge=60, description="A payment whose listing/order is still not indexed after this long is flagged target_not_indexed.")
+
+    @field_validator("fiat_rates")
+    @classmethod
+    def _currencies(cls, v: dict[str, FiatRate]) -> dict[str, FiatRate]:
+        for code in v:
+            if len(code) != 3 or not code.isascii() or not code.isalpha() or not code.islower():
+                raise ValueError(f"currency {code!r} must be a lowercase ISO 4217 code such as 'usd' or 'kes'")
+        return v
 
 
     @field_validator("merchant_payout_addresses")

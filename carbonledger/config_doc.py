@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from carbonledger.config import ChainSettings, ContractSettings, Settings
+from carbonledger.config import ChainSettings, ContractSettings, FiatRate, Settings
 
 BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
 
@@ -40,6 +40,8 @@ def _rows(model: type[BaseModel], prefix: str) -> list[tuple[str, str, str]]:
 def reference_markdown() -> str:
     rows = _rows(Settings, "")
     rows = [r for r in rows if not r[0].startswith("chains")]
+    at = next(i for i, r in enumerate(rows) if r[0] == "oracle.fiat_rates") + 1
+    rows[at:at] = _rows(FiatRate, "oracle.fiat_rates.<currency>.")
     rows += _rows(ChainSettings, "chains.<name>.")
     rows = [r for r in rows if r[0] != "chains.<name>.contracts"]
     rows += _rows(ContractSettings, "chains.<name>.contracts.<Contract>.")

@@ -3,8 +3,9 @@
 Embedded Postgres (pgserver) unless a database URL is given, an in-process eth-tester devnet unless an RPC URL is
 given; contracts deployed; indexer, oracle and API started as they run in production (threads here instead of
 processes). The story's off-chain facts go in where they would in production: the verifier approves trips over
-HTTP, Stripe's webhook is signed with the stripe library and posted to the oracle, an M-Pesa STK push is answered
-by a local Daraja stand-in speaking Daraja's JSON (Safaricom's sandbox is not reachable here), the car's
+HTTP, the card payment is a PaymentIntent on localstripe (Stripe's API, offline) whose webhook is signed with the
+stripe library and posted to the oracle, which re-fetches and checks it against the indexed listing, an M-Pesa STK
+push is answered by a local Daraja stand-in speaking Daraja's JSON (Safaricom's sandbox is not reachable here), the car's
 telematics unit posts HMAC-signed readings. Wallet actions (list, retire, order, pay) are signed transactions.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from pydantic import SecretStr
 
 from carbonledger.devnet import DEVNET_KEYS
 
@@ -34,6 +36,8 @@ MPESA_SECRET = "demo-callback-secret"
 TOKENS = {"verifier": "demo-verifier-token", "reviewer": "demo-reviewer-token", "merchant": "demo-merchant-token",
           "operator": "demo-operator-token", "device": "demo-device-key"}
 DEVICE = "ev-telematics-001"
+# Demo exchange rates (not market rates), exact integers: 1 USD buys 10^14 wei, 1 KES 10^12 wei.
+FIAT_RATES = {"usd": {"decimals": 2, "wei_per_unit": 10**14}, "kes": {"decimals": 2, "wei_per_unit": 10**12}}
 
 
 def _hex(b: bytes) -> str:
@@ -112,6 +116,7 @@ class Demo:
         self.deployment.write(dep_file)
         self.settings = self._settings(dep_file)
         self._start_daraja()
+        self._start_stripe()
         self._start_oracle()
         self._start_indexer()
         self._start_api()
@@ -130,7 +135,8 @@ class Demo:
                     "iot_device_keys": {DEVICE: TOKENS["device"]}, "merchant_tokens": {"kibanda": TOKENS["merchant"]},
                     "merchant_payout_addresses": {"kibanda": self.ev_owner},
                     "verifier_tokens": {"gold-standard-desk": TOKENS["verifier"], "gold-standard-review": TOKENS["reviewer"]},
-                    "operator_tokens": {"demo": TOKENS["operator"]}, "anchor_interval_s": 2.0, "poll_interval_s": 0.05},
+                    "operator_tokens": {"demo": TOKENS["operator"]}, "anchor_interval_s": 2.0, "poll_interval_s": 0.05,
+                    "fiat_rates": FIAT_RATES, "payment_recheck_s": 1.0},
             api={"port": self.api_port},
         )
 
@@ -141,6 +147,14 @@ class Demo:
         self._closers.append(lambda: self.daraja.__exit__(None, None, None))
         self.settings = self.settings.model_copy(update={"oracle": self.settings.oracle.model_copy(
             update={"mpesa_api_base": self.daraja.url})})
+
+    def _start_stripe(self) -> None:
+        from oracle.testing import STRIPE_KEY, LocalStripe
+
+        self.stripe = LocalStripe().__enter__()
+        self._closers.append(lambda: self.stripe.__exit__(None, None, None))
+        self.settings = self.settings.model_copy(update={"oracle": self.settings.oracle.model_copy(
+            update={"stripe_api_key": SecretStr(STRIPE_KEY), "stripe_api_base": self.stripe.url})})
 
     def _start_oracle(self) -> None:
         from carbonledger.service import ThreadedServer
@@ -281,12 +295,15 @@ class Demo:
         st.add(f"listing #{listing_id}: {total // 2} g at {price} wei/g", _hex(r["transactionHash"]))
 
         bought = total // 4
-        event = payment_event("pi_demo_" + str(now), {"listing_id": str(listing_id), "buyer": self.buyer, "amount": str(bought)},
-                              amount=bought * 2)
+        checkout = {"listing_id": str(listing_id), "buyer": self.buyer, "amount": str(bought)}
+        pi = self.stripe.payment_intent(checkout, amount=bought * 2)  # 2 US cents a gram: 2 x 10^12 wei at the rate
+        event = payment_event(pi["id"], checkout, amount=bought * 2)
         raw, headers = signed(event, WHSEC)
+        self.wait_indexed()  # the oracle checks the payment against the indexed listing (else it waits for it)
         key = oracle.post("/webhooks/stripe", content=raw, headers=headers).raise_for_status().json()["intent"]
         view = self._wait_intent(key)
-        st.add(f"buyer paid by card (Stripe {event['data']['object']['id']}): {bought} g settled", view["tx_hash"],
+        st.ids["payment_intent"] = pi["id"]
+        st.add(f"buyer paid by card (Stripe {pi['id']}): {bought} g settled", view["tx_hash"],
                "Marketplace.settleOffchain")
 
         r = self._tx(self.buyer, cc.functions.retire(batch_id, bought // 2, "Acme Logistics Ltd", "FY2026 scope 3 offset"))
@@ -297,6 +314,7 @@ class Demo:
         r = self._tx(self.shopper, es.functions.createOrder(self.ev_owner, 10**15, keccak(text="charging cable, 7 kW")))
         order_id = es.functions.orderCount().call()
         merchant = {"authorization": f"Bearer {TOKENS['merchant']}"}
+        self.wait_indexed()  # an STK push is only sent for an indexed order it pays for
         cid = oracle.post("/mpesa/stkpush", json={"phone": "254708374149", "amount": 1500, "target": {"order_id": order_id}},
                           headers=merchant).raise_for_status().json()["checkout_request_id"]
         receipt = "SKL" + str(now)[-7:]

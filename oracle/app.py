@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from carbonledger.config import OracleSettings
 from carbonledger.service import ops_routes
-from oracle import outbox, qr_orders, records
+from oracle import outbox, payments, qr_orders, records
 from oracle.ingress import iot, mpesa, stripe_webhook
 from oracle.ingress.auth import AuthFailure, Guard, RequestLimit, bearer_identity, bearer_token, identify, same_secret, too_many
 from oracle.ingress.common import BadRequest, is_address, is_bytes32, parse_json_object, read_body, uint
@@ -95,19 +95,23 @@ class OracleApp:
     @_errors
     async def stripe(self, request: Request) -> Response:
         body = await read_body(request, self.s.max_body_bytes)
-        event, intent = stripe_webhook.handle(body, request.headers.get("stripe-signature"), self.stripe_secrets,
-                                              self.s.stripe_tolerance_s, self.s.stripe_future_skew_s)
-        rec = await self._db(outbox.record, self.pool, self.chain, event, intent)
-        return JSONResponse({"received": True, "event": event.event_id, "intent": rec.intent_key,
-                             "status": rec.status, "duplicate": not rec.new_event})
+        event, pi_id = stripe_webhook.handle(body, request.headers.get("stripe-signature"), self.stripe_secrets,
+                                             self.s.stripe_tolerance_s, self.s.stripe_future_skew_s)
+        claim = None
+        if pi_id is not None:  # act on what Stripe's API says about the payment, not on the body
+            event, claim = await self._db(stripe_webhook.examine, event, pi_id, self.s)
+        out = await self._db(payments.settle, self.pool, self.chain, event, claim, self.s)
+        return JSONResponse({"received": True, "event": event.event_id, "intent": out.intent_key,
+                             "status": out.intent_status, "outcome": out.status, "flag": out.flag,
+                             "duplicate": out.duplicate})
 
     @_errors
     async def mpesa_callback(self, request: Request) -> Response:
         self._mpesa_source(request)
         cb = mpesa.parse_callback(parse_json_object(await read_body(request, self.s.max_body_bytes)))
         row = await self._db(records.mpesa_request, self.pool, cb.checkout_request_id)
-        unlinked = row is None and cb.result_code == 0 and cb.amount is not None and cb.amount == int(cb.amount) \
-            and await self._db(records.unlinked_mpesa_requests, self.pool, int(cb.amount), _ADOPT_WINDOW_S)
+        unlinked = row is None and cb.result_code == 0 and cb.whole_kes is not None \
+            and await self._db(records.unlinked_mpesa_requests, self.pool, cb.whole_kes, _ADOPT_WINDOW_S)
         if row is None and not unlinked:
             raise BadRequest(404, "unknown_checkout", "no STK push with this CheckoutRequestID")
         if self.daraja is None:
@@ -123,16 +127,14 @@ class OracleApp:
             if code != cb.result_code:
                 raise BadRequest(409, "callback_disputed", "Daraja's status query does not confirm this callback")
             row = await self._db(records.adopt_mpesa_request, self.pool, cb.checkout_request_id,
-                                 cb.merchant_request_id, int(cb.amount), _ADOPT_WINDOW_S)  # type: ignore[arg-type]
+                                 cb.merchant_request_id, cb.whole_kes, _ADOPT_WINDOW_S)
             if row is None:
-                event = mpesa.unmatched(cb)
-                await self._db(outbox.record, self.pool, self.chain, event, None)
-                log.error("M-Pesa payment matches no single STK push; recorded for review",
-                          extra={"checkout": cb.checkout_request_id, "receipt": cb.receipt})
-                return JSONResponse({"ResultCode": 0, "ResultDesc": "Accepted", "intent": None})
-        event, intent, status = mpesa.decide(cb, row, code)
-        await self._db(records.settle_mpesa, self.pool, self.chain, event, intent, status, cb.result_code, cb.receipt)
-        return JSONResponse({"ResultCode": 0, "ResultDesc": "Accepted", "intent": intent.key if intent else None})
+                out = await self._db(payments.settle, self.pool, self.chain, mpesa.unmatched(cb), None, self.s)
+                return JSONResponse({"ResultCode": 0, "ResultDesc": "Accepted", "intent": None, "outcome": out.status})
+        event, claim, status = mpesa.decide(cb, row, code)
+        out = await self._db(records.settle_mpesa, self.pool, self.chain, event, claim, status, cb, self.s)
+        return JSONResponse({"ResultCode": 0, "ResultDesc": "Accepted", "intent": out.intent_key,
+                             "outcome": out.status, "flag": out.flag})
 
     def _mpesa_source(self, request: Request) -> None:
         """An allowlisted source (checked first: elsewhere nobody gets to try the secret), then the secret path."""
@@ -149,9 +151,13 @@ class OracleApp:
         phone, amount, target = data.get("phone"), uint(data.get("amount"), "amount", minimum=1, bits=32), data.get("target")
         if not isinstance(phone, str) or not phone.isdigit() or not 9 <= len(phone) <= 15:
             raise BadRequest(422, "invalid_field", "phone must be digits in international form")
-        target = _payment_target(target)
+        what = payments.Target.from_json(target)
+        target = what.to_json()
         if self.daraja is None or not self.callback_url:
             raise BadRequest(503, "not_configured", "Daraja API or callback URL not configured")
+        # Ask the payer only for what pays for the target (the callback is checked again against the push).
+        await self._db(payments.quote, self.pool, self.chain, what, amount * 10**mpesa.DECIMALS, mpesa.CURRENCY,
+                       mpesa.DECIMALS, self.s)
         # Recorded before the push: whatever fails after it, a push that went out is never unknown to us.
         provisional = await self._db(records.begin_mpesa_request, self.pool, amount, target, merchant)
         try:
@@ -315,12 +321,3 @@ def _order_hash(data: dict[str, Any]) -> str:
     if not is_bytes32(order_hash):
         raise BadRequest(422, "invalid_field", "order_hash must be 0x + 64 hex")
     return order_hash.lower()
-
-
-def _payment_target(target: Any) -> dict[str, Any]:
-    if isinstance(target, dict) and "order_id" in target:
-        return {"order_id": str(uint(target["order_id"], "target.order_id", minimum=1))}
-    if isinstance(target, dict) and "listing_id" in target and is_address(target.get("buyer")):
-        return {"listing_id": str(uint(target["listing_id"], "target.listing_id", minimum=1)), "buyer": target["buyer"],
-                "amount": str(uint(target.get("amount"), "target.amount", minimum=1))}
-    raise BadRequest(422, "invalid_field", "target must be {order_id} or {listing_id, buyer, amount}")

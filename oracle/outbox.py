@@ -72,11 +72,16 @@ def insert_intent(cur: Any, chain: str, intent: Intent) -> tuple[int, str, bool]
     return row[0], row[1], False
 
 
-def insert_event(cur: Any, event: Event, intent_key: str | None) -> bool:
+def insert_event(cur: Any, event: Event, intent_key: str | None, status: str | None = None,
+                 claim: dict[str, Any] | None = None) -> bool:
+    """Insert the event (True) or find it there already (False). Status, unless given: flagged (it has a flag),
+    accepted (it has an intent) or recorded (nothing to do)."""
+    status = status or ("flagged" if event.flag else "accepted" if intent_key else "recorded")
     row = cur.execute(
-        "INSERT INTO oracle_provider_event (provider, event_id, type, intent_key, payment_ref, flag, summary)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
-        (event.provider, event.event_id, event.type, intent_key, event.payment_ref, event.flag, Jsonb(event.summary)),
+        "INSERT INTO oracle_provider_event (provider, event_id, type, intent_key, payment_ref, flag, summary, status,"
+        " claim) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+        (event.provider, event.event_id, event.type, intent_key, event.payment_ref, event.flag, Jsonb(event.summary),
+         status, None if claim is None else Jsonb(claim)),
     ).fetchone()
     return row is not None
 

@@ -1,9 +1,11 @@
-"""Scheduled jobs (apscheduler): IoT anchoring, Stripe and M-Pesa reconciliation, stuck-transaction watch.
+"""Scheduled jobs (apscheduler): IoT anchoring, Stripe and M-Pesa reconciliation, pending payments, stuck-tx watch.
 
-Reconciliation closes the gap a lost webhook leaves: every recently succeeded PaymentIntent is fed through the
-same `derive` as a webhook (provider "stripe-recon"), so an intent that exists is found by its key and one that
-does not is created. Pending M-Pesa pushes are asked about; only the callback carries the receipt number, so a
-paid push without one is flagged `paid_no_callback` for a person rather than guessed at.
+Reconciliation closes the gap a lost webhook leaves: every recently succeeded PaymentIntent Stripe's API lists is
+assessed and settled exactly as a webhook's re-fetched PaymentIntent is (provider "stripe-recon"), so a payment
+already decided is found by its PaymentIntent id and one that is not is decided now, through the same checks.
+Pending M-Pesa pushes are asked about; only the callback carries the receipt number, so a paid push without one is
+flagged `paid_no_callback` for a person rather than guessed at. Payments waiting for their listing/order to be
+indexed are evaluated again every `payment_recheck_s`.
 """
 
 from __future__ import annotations
@@ -13,21 +15,19 @@ import logging
 import time
 from typing import Any
 
-from oracle import outbox, records
+from oracle import outbox, payments, records
 from oracle.ingress import stripe_webhook
 
 log = logging.getLogger("carbonledger.oracle.reconcile")
 
 
 def reconcile_stripe(pool: Any, chain: str, settings: Any, now: float | None = None) -> int:
-    """Create intents for succeeded PaymentIntents that have none; returns how many were new."""
+    """Decide succeeded PaymentIntents no webhook brought; returns how many got a new write intent."""
     import stripe
 
     if settings.stripe_api_key is None:
         return 0
-    base = settings.stripe_api_base
-    client = stripe.StripeClient(settings.stripe_api_key.get_secret_value(),
-                                 base_addresses={"api": base} if base else {})
+    client = stripe_webhook.client(settings)
     since = int((now or time.time()) - settings.reconcile_lookback_s)
     new = 0
     try:
@@ -36,17 +36,17 @@ def reconcile_stripe(pool: Any, chain: str, settings: Any, now: float | None = N
         page = client.v1.payment_intents.list(params={"limit": 100})
     for pi in page.auto_paging_iter():
         obj = pi.to_dict()
-        if obj.get("status") != "succeeded" or int(obj.get("created") or 0) < since:
+        if obj.get("status") != "succeeded" or not isinstance(obj.get("created"), int) or obj["created"] < since \
+                or not isinstance(obj.get("id"), str) or len(obj["id"]) > 255:
             continue
-        event = {"id": f"recon:{obj['id']}", "type": "payment_intent.succeeded", "data": {"object": obj}}
-        ev, intent = stripe_webhook.derive(event)
-        if intent is None:
-            continue
-        ev = outbox.Event("stripe-recon", ev.event_id, ev.type, ev.summary, ev.payment_ref, ev.flag)
-        rec = outbox.record(pool, chain, ev, intent)
-        if rec.new_intent:
+        hint = outbox.Event("stripe-recon", f"recon:{obj['id']}", "payment_intent.succeeded", {}, obj["id"])
+        event, claim = stripe_webhook.assess(hint, obj, settings)
+        if claim is None and event.flag is None:
+            continue  # pays for nothing on chain
+        out = payments.settle(pool, chain, event, claim, settings)
+        if out.status == "accepted" and not out.duplicate:
             new += 1
-            log.warning("reconciliation created a missing intent", extra={"intent": intent.key})
+            log.warning("reconciliation decided a payment no webhook brought", extra={"intent": out.intent_key})
     return new
 
 
@@ -122,6 +122,8 @@ def schedule(pool: Any, chain: str, settings: Any) -> Any:
     sched.add_job(guarded(reconcile_stripe, pool, chain, settings), "interval", seconds=settings.reconcile_interval_s,
                   id="stripe")
     sched.add_job(guarded(reconcile_mpesa, pool, settings), "interval", seconds=settings.reconcile_interval_s, id="mpesa")
+    sched.add_job(guarded(payments.recheck_pending, pool, chain, settings), "interval",
+                  seconds=settings.payment_recheck_s, id="pending_payments")
     sched.add_job(guarded(stuck_transactions, pool, settings.stuck_after_s), "interval",
                   seconds=settings.reconcile_interval_s, id="stuck")
     sched.start()

@@ -1,5 +1,5 @@
-"""Transactions behind the non-payment endpoints: IoT readings and anchors, verifications, M-Pesa requests, and who
-an intent belongs to.
+"""Transactions behind the endpoints other than Stripe's: IoT readings and anchors, verifications, M-Pesa requests,
+and who an intent belongs to.
 
 Each function is one database transaction; an intent is always inserted in the same transaction as the fact it
 comes from (outbox rule).
@@ -213,14 +213,18 @@ def adopt_mpesa_request(pool: Any, checkout_id: str, merchant_id: str, amount: i
     return mpesa_request(pool, checkout_id)
 
 
-def settle_mpesa(pool: Any, chain: str, event: Any, intent: Intent | None, status: str, code: int, receipt: str | None) -> Any:
-    """Event + intent + request status in one transaction."""
-    from oracle.outbox import insert_event
+def settle_mpesa(pool: Any, chain: str, event: Any, claim: Any, status: str, cb: Any, settings: Any) -> Any:
+    """A confirmed callback: its event, the payment decision (oracle.payments: at most one write per checkout) and
+    the request's status, in one transaction. A paid request keeps 'paid' whatever arrives after."""
+    from oracle import payments
 
     with pool.connection() as conn, conn.transaction():
         cur = conn.cursor()
-        res = insert_intent(cur, chain, intent) if intent else None
-        insert_event(cur, event, intent.key if intent else None)
+        out = payments.settle_in(cur, chain, event, claim, settings)
+        if status == "paid" and out.status == "flagged":
+            status = "flagged"
         cur.execute("UPDATE oracle_mpesa_request SET status = %s, result_code = %s, receipt = %s, updated_at = now()"
-                    " WHERE checkout_request_id = %s AND status <> 'paid'", (status, code, receipt, event.event_id))
-    return res
+                    " WHERE checkout_request_id = %s AND status NOT IN ('paid', 'flagged')",
+                    (status, cb.result_code, cb.receipt, cb.checkout_request_id))
+    payments.report(event.provider, event.event_id, out)
+    return out

@@ -18,6 +18,7 @@ from carbonledger.config import ConfigError, Settings
 from chains.evm.rpc import RpcClient
 from chains.evm.writer import EvmWriter
 from oracle.app import OracleApp
+from oracle.payments import PaymentCollector
 from oracle.signer import load_signer
 
 log = logging.getLogger("carbonledger.oracle")
@@ -87,6 +88,7 @@ class Oracle:
         self.sender = Sender(self.url, self.pool, self.writer, o, owner, self.stop)
         self.registry = CollectorRegistry()
         self.registry.register(_Collector(self))
+        self.registry.register(PaymentCollector(self.pool))
         self.app = OracleApp(self.pool, o, self.chain, sender=self.sender, registry=self.registry, daraja=make_daraja(o))
         log.info("oracle configured", extra={"chain": self.chain, "signer": self.writer.address(), "owner": owner})
 

@@ -1,4 +1,5 @@
-"""Test and bench helpers: a deployed world on anvil, signed Stripe deliveries, an oracle subprocess, a fake Daraja.
+"""Test and bench helpers: a deployed world on anvil, signed Stripe deliveries, localstripe, an oracle subprocess,
+a fake Daraja, an in-process oracle (Rig) whose world is indexed.
 
 Uses anvil's public devnet keys only. Not imported by the daemon.
 """
@@ -25,6 +26,9 @@ ORACLE_KEY = DEVNET_KEYS[1]
 WHSEC = "whsec_test_primary"
 WHSEC_OLD = "whsec_test_rotated_out"
 OPERATOR_TOKEN = "tok-rig-operator"
+STRIPE_KEY = "sk_test_carbonledger"
+# deploy_world's prices: listing 1 wei per credit, orders 1000.. wei. A cent buys 1 wei, a shilling 2000 wei.
+FIAT_RATES = {"usd": {"decimals": 2, "wei_per_unit": 100}, "kes": {"decimals": 2, "wei_per_unit": 2000}}
 
 
 @dataclass
@@ -85,6 +89,85 @@ def payment_event(pi_id: str, metadata: dict[str, Any], *, event_id: str | None 
                                 "currency": "usd", "status": "succeeded", "metadata": metadata}}}
 
 
+def index_settings(rpc_url: str, deployment: Any, db_url: str, chain: str = "local") -> Any:
+    """Settings indexing `deployment` into `db_url` under the oracle's chain name (anvil: depth finality)."""
+    from carbonledger.config import ChainSettings, ContractSettings, Settings
+
+    contracts = {n: ContractSettings(address=c.address, start_block=c.block_number)
+                 for n, c in deployment.contracts.items()}
+    return Settings(database={"url": db_url}, chains={chain: ChainSettings(
+        rpc_url=rpc_url, contracts=contracts, finality_depth=2, use_finalized_tag=False, poll_interval_s=0.05)})
+
+
+def index_once(rpc_url: str, deployment: Any, db_url: str, chain: str = "local") -> None:
+    """Run the real indexer until it has caught up with the chain head."""
+    from indexer.runner import run_once
+
+    assert run_once(index_settings(rpc_url, deployment, db_url, chain), db_url=db_url, timeout_s=120) == 0
+
+
+# localstripe predates PaymentIntent.amount_received; the launcher gives it Stripe's meaning (what the succeeded,
+# captured charge took) so the oracle's checks read the field as they do on Stripe.
+_LOCALSTRIPE = """
+from localstripe import resources, server
+def _received(self):
+    c = self.latest_charge
+    return c.amount if c is not None and c.status == 'succeeded' and c.captured else 0
+resources.PaymentIntent.amount_received = property(_received)
+server.start()
+"""
+
+
+class LocalStripe:
+    """localstripe (Stripe's API, in memory) as a subprocess on a free port, and PaymentIntents made on it."""
+
+    def __init__(self) -> None:
+        from carbonledger.anvil import free_port
+
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self._card: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LocalStripe:
+        self.proc = subprocess.Popen([sys.executable, "-c", _LOCALSTRIPE, "--port", str(self.port), "--from-scratch"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def up() -> bool:
+            try:
+                return httpx.get(self.url + "/v1/customers", auth=(STRIPE_KEY, ""), timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(up, 30, 0.1, "localstripe")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def client(self) -> Any:
+        import stripe
+
+        return stripe.StripeClient(STRIPE_KEY, base_addresses={"api": self.url})
+
+    def payment_intent(self, metadata: dict[str, str], amount: int = 1099, currency: str = "usd",
+                       paid: bool = True) -> dict:
+        """A PaymentIntent with our checkout's metadata: paid by card (succeeded), or left unpaid."""
+        c = self.client()
+        params: dict[str, Any] = {"amount": amount, "currency": currency, "metadata": metadata}
+        if paid:
+            if self._card is None:  # one card pays for all
+                self._card = c.v1.payment_methods.create(params={"type": "card", "card": {
+                    "number": "4242424242424242", "exp_month": 12, "exp_year": 2030, "cvc": "123"}}).id
+            params.update(payment_method=self._card, confirm=True)
+        return c.v1.payment_intents.create(params=params).to_dict()
+
+
 def signed(event: dict, secret: str = WHSEC, timestamp: int | None = None) -> tuple[bytes, dict[str, str]]:
     """Body and headers as Stripe sends them (signature built by the stripe library's own helper)."""
     import stripe
@@ -95,7 +178,11 @@ def signed(event: dict, secret: str = WHSEC, timestamp: int | None = None) -> tu
 
 
 def write_config(path: Path, *, rpc_url: str, deployment_file: Path, db_url: str, port: int, chain: str = "local",
-                 extra: str = "") -> Path:
+                 extra: str = "", stripe_url: str | None = None) -> Path:
+    """An oracle config for tests and benches (Stripe's API at `stripe_url`, fiat rates of FIAT_RATES)."""
+    stripe_api = f'stripe_api_key = "{STRIPE_KEY}"\nstripe_api_base = "{stripe_url}"' if stripe_url else ""
+    rates = "".join(f"\n[oracle.fiat_rates.{cur}]\ndecimals = {r['decimals']}\nwei_per_unit = {r['wei_per_unit']}\n"
+                    for cur, r in FIAT_RATES.items())
     path.write_text(f"""
 [database]
 url = "{db_url}"
@@ -113,8 +200,9 @@ confirmations = 1
 max_in_flight = 64
 fee_bump_after_s = 20.0
 poll_interval_s = 0.05
+{stripe_api}
 {extra}
-""")
+{rates}""")
     return path
 
 
@@ -200,9 +288,11 @@ DARAJA_SETTINGS = {"mpesa_consumer_key": "ck", "mpesa_consumer_secret": "cs", "m
 class Rig:
     """An oracle in process: the ASGI app through httpx, the sender driven round by round."""
 
-    def __init__(self, db_url: str, anvil: Any, daraja_url: str | None = None, **overrides: Any) -> None:
+    def __init__(self, db_url: str, anvil: Any, daraja_url: str | None = None, stripe: LocalStripe | None = None,
+                 **overrides: Any) -> None:
         import threading
 
+        from prometheus_client import CollectorRegistry
         from psycopg_pool import ConnectionPool
 
         from carbonledger.config import OracleSettings
@@ -214,13 +304,17 @@ class Rig:
         from store.engine import libpq_url
 
         self.world = deploy_world(anvil.url, orders=3)
-        self.anvil, self.db_url = anvil, db_url
+        self.anvil, self.anvil_url, self.db_url = anvil, anvil.url, db_url
+        self.index()
         self.url = libpq_url(db_url)
         self.pool = ConnectionPool(self.url, min_size=1, max_size=6, open=True)
         if daraja_url:
             overrides = {**DARAJA_SETTINGS, "mpesa_api_base": daraja_url, **overrides}
+        if stripe is not None:
+            overrides = {"stripe_api_key": STRIPE_KEY, "stripe_api_base": stripe.url, **overrides}
         self.settings = OracleSettings(**{"stripe_webhook_secrets": [WHSEC], "max_in_flight": 8,
-                                          "operator_tokens": {"rig-operator": OPERATOR_TOKEN}, **overrides})
+                                          "operator_tokens": {"rig-operator": OPERATOR_TOKEN},
+                                          "fiat_rates": FIAT_RATES, **overrides})
         contracts = {n: c.address for n, c in self.world.deployment.contracts.items()}
         self.rpc = RpcClient(anvil.url, timeout_s=3, retries=1)
         self.writer = EvmWriter("local", self.rpc, 31337, PrivateKey(ORACLE_KEY), contracts)
@@ -230,8 +324,18 @@ class Rig:
             from oracle.runtime import make_daraja
 
             daraja = make_daraja(self.settings)
-        self.app = OracleApp(self.pool, self.settings, "local", sender=self.sender, daraja=daraja)
+        from oracle.payments import PaymentCollector
+
+        self.registry = CollectorRegistry()
+        self.registry.register(PaymentCollector(self.pool))
+        self.app = OracleApp(self.pool, self.settings, "local", sender=self.sender, registry=self.registry,
+                             daraja=daraja)
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app.asgi()), base_url="http://oracle")
+        self.stripe = stripe
+
+    def index(self) -> None:
+        """Let the real indexer catch up with the world's chain (the oracle checks payments against it)."""
+        index_once(self.anvil_url, self.world.deployment, self.db_url)
 
     async def post_event(self, event: dict, **kw: Any) -> httpx.Response:
         body, headers = signed(event, **kw)
@@ -242,6 +346,17 @@ class Rig:
         r = await self.client.get(f"/intents/{key}", headers={"authorization": f"Bearer {OPERATOR_TOKEN}"})
         assert r.status_code == 200, r.text
         return r.json()
+
+    async def pay(self, metadata: dict[str, str], amount: int = 1099, currency: str = "usd", paid: bool = True,
+                  event_id: str | None = None) -> tuple[str, httpx.Response]:
+        """Make a PaymentIntent on localstripe and deliver its `payment_intent.succeeded` webhook: (id, response)."""
+        from anyio import to_thread
+
+        assert self.stripe is not None, "Rig(..., stripe=LocalStripe) pays through localstripe"
+        pi = await to_thread.run_sync(lambda: self.stripe.payment_intent(metadata, amount, currency, paid))
+        event = payment_event(pi["id"], metadata, amount=amount, event_id=event_id)
+        event["data"]["object"] = pi
+        return pi["id"], await self.post_event(event)
 
     def drain(self, rounds: int = 200) -> None:
         for _ in range(rounds):

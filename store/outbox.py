@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.base import Base
-from store.types import hexstr, int64
+from store.types import hexstr, int64, uint256
 
 INTENT_STATUSES = ("pending", "signed", "sent", "confirmed", "failed")
 
@@ -107,9 +107,50 @@ class ProviderEvent(Base):
     type: Mapped[str]
     intent_key: Mapped[str | None]
     payment_ref: Mapped[str | None] = mapped_column(index=True)
-    flag: Mapped[str | None]  # refund | dispute | invalid_metadata | failed_payment | unmatched_payment: needs a human
+    # accepted (a write intent) | pending (its listing/order is not indexed yet) | flagged (needs a human: `flag`
+    # says why) | recorded (nothing to do)
+    status: Mapped[str] = mapped_column(server_default=text("'recorded'"))
+    # refund | dispute | invalid_metadata | unmatched_payment | conflicting_receipt | amount_mismatch | ...:
+    # the list is in oracle/payments.py
+    flag: Mapped[str | None]
     summary: Mapped[Any] = mapped_column(JSONB)  # ids, amounts, codes only
+    claim: Mapped[Any | None] = mapped_column(JSONB)  # what a pending payment is re-evaluated from (oracle.payments)
     received_at: Mapped[dt.datetime] = mapped_column(server_default=_now())
+
+    __table_args__ = (Index("ix_oracle_provider_event_attention", "status", "received_at",
+                            postgresql_where=text("status IN ('pending', 'flagged')")),)
+
+
+class Payment(Base):
+    """One provider payment (a PaymentIntent, an M-Pesa checkout) and what was decided for it, once.
+
+    The constraints are invariant 8: a payment is decided at most once (primary key), a payment reference (the
+    on-chain paymentRef: PaymentIntent id, M-Pesa receipt) pays at most once, and an escrow order has at most one
+    accepted off-chain payment. Oracles racing on duplicate deliveries meet here, not in application code.
+    """
+
+    __tablename__ = "oracle_payment"
+
+    provider: Mapped[str] = mapped_column(primary_key=True)  # stripe | mpesa
+    payment_id: Mapped[str] = mapped_column(primary_key=True)  # PaymentIntent id | CheckoutRequestID
+    payment_ref: Mapped[str]
+    chain: Mapped[str]
+    contract: Mapped[str]  # Marketplace | Escrow
+    target_id: Mapped[uint256]  # listing id | order id
+    amount: Mapped[int64]  # minor units of `currency`, as the provider counts them
+    currency: Mapped[str]
+    price_wei: Mapped[uint256 | None]  # the indexed price it was checked against
+    status: Mapped[str]  # accepted | flagged
+    flag: Mapped[str | None]
+    intent_key: Mapped[str | None]  # the write, when accepted
+    event_id: Mapped[str]  # the provider event that decided it
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=_now())
+
+    __table_args__ = (
+        UniqueConstraint("provider", "payment_ref", name="uq_oracle_payment_ref"),
+        Index("uq_oracle_payment_order", "chain", "target_id", unique=True,
+              postgresql_where=text("contract = 'Escrow' AND status = 'accepted'")),
+    )
 
 
 class MpesaRequest(Base):
@@ -121,7 +162,8 @@ class MpesaRequest(Base):
     merchant_request_id: Mapped[str | None]
     amount: Mapped[int64]  # KES, whole shillings as Daraja takes them
     target: Mapped[Any] = mapped_column(JSONB)  # {"order_id": n} or {"listing_id", "buyer", "amount"}
-    status: Mapped[str] = mapped_column(default="pending")  # initiating | refused | pending | paid | failed | paid_no_callback
+    # initiating | refused | pending | paid | flagged (paid, not written: see its provider event) | failed | paid_no_callback
+    status: Mapped[str] = mapped_column(default="pending")
     result_code: Mapped[int | None]
     receipt: Mapped[str | None]
     created_at: Mapped[dt.datetime] = mapped_column(server_default=_now())

@@ -1,10 +1,13 @@
 """M-Pesa (Daraja) STK push: initiate, and believe a callback only after Daraja's own status query agrees.
 
-Callback checks, in order: secret path segment, source IP allowlist, schema, a known CheckoutRequestID (one we
-initiated), then an STK push query to Daraja. ResultCode 0 from both, with the amount we asked for, becomes an
-intent with payment reference = MpesaReceiptNumber; any other agreed code is recorded, no write; disagreement is
-a spoof (409, nothing written). Real payloads vary: ResultCode may be a string, an item may lack `Value`.
-Phone numbers are read by nobody here: never stored, never logged.
+Callback checks, in order: secret path segment, source IP allowlist, schema (every number through the bounded
+parsers of `common`), a known CheckoutRequestID (one we initiated), then an STK push query to Daraja. ResultCode 0
+from both becomes a payment claim (payment reference = MpesaReceiptNumber) that `oracle.payments` checks against
+the push (same amount) and the indexed order/listing (price, currency KES, not paid already) before any write; one
+checkout pays at most once (a database constraint), so a second receipt for it is only ever a flagged event. Any
+other agreed code is recorded, no write; disagreement is a spoof (409, nothing written). Real payloads vary:
+ResultCode may be a string, an item may lack `Value`, Amount may be 1, 1.0 or "1.00".
+Phone numbers are checked for shape and then dropped: never stored, never logged.
 """
 
 from __future__ import annotations
@@ -14,13 +17,16 @@ import datetime as dt
 import ipaddress
 import time
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import httpx
 
-from oracle.ingress.common import BadRequest
-from oracle.outbox import Event, Intent
+from oracle.ingress.common import BadRequest, parse_amount, parse_int
+from oracle.outbox import Event
+from oracle.payments import Claim, Target
+
+CURRENCY, DECIMALS = "kes", 2  # Daraja amounts are Kenyan shillings; claims carry cents so KES fits fiat_rates
+_CODE = {"lo": -(2**31), "hi": 2**31 - 1}  # Daraja result codes (0, 1032, 500001001, ...) fit an int32
 
 
 @dataclass(frozen=True)
@@ -29,54 +35,73 @@ class StkCallback:
     checkout_request_id: str
     result_code: int
     result_desc: str
-    amount: Decimal | None
+    amount: int | None  # KES cents (Daraja sends shillings: 1, 1.0, "1.00")
     receipt: str | None
+    transaction_date: int | None  # YYYYMMDDHHMMSS as Daraja sends it
+
+    @property
+    def whole_kes(self) -> int | None:
+        """The amount in whole shillings (what an STK push asks for), None when absent or fractional."""
+        return None if self.amount is None or self.amount % 100 else self.amount // 100
+
+    def summary(self) -> dict[str, Any]:
+        """What a provider event keeps: ids, codes and amounts, no personal data."""
+        return {"checkout_request_id": self.checkout_request_id, "result_code": self.result_code,
+                "result_desc": self.result_desc, "amount_minor": self.amount, "currency": CURRENCY,
+                "receipt": self.receipt, "transaction_date": self.transaction_date}
+
+    @property
+    def event_id(self) -> str:
+        """One provider event per (checkout, receipt): a second receipt for a checkout is a separate, flagged event."""
+        return f"{self.checkout_request_id}:{self.receipt}" if self.receipt else self.checkout_request_id
 
 
-def _code(v: Any, field: str) -> int:
-    if isinstance(v, bool):
-        raise BadRequest(400, "invalid_callback", f"{field} must be a number")
-    if isinstance(v, int):
-        return v
-    if isinstance(v, str) and v.strip().lstrip("-").isdigit():
-        return int(v.strip())
-    raise BadRequest(400, "invalid_callback", f"{field} must be a number")
+def _bad(message: str) -> BadRequest:
+    return BadRequest(400, "invalid_callback", message)
 
 
 def parse_callback(data: Any) -> StkCallback:
     """Body.stkCallback -> StkCallback; BadRequest(400) on anything else. Only the fields we act on are kept."""
     cb = data.get("Body", {}).get("stkCallback") if isinstance(data, dict) and isinstance(data.get("Body"), dict) else None
     if not isinstance(cb, dict):
-        raise BadRequest(400, "invalid_callback", "body must be {Body: {stkCallback: {...}}}")
+        raise _bad("body must be {Body: {stkCallback: {...}}}")
     mid, cid = cb.get("MerchantRequestID"), cb.get("CheckoutRequestID")
-    if not isinstance(mid, str) or not isinstance(cid, str) or not cid or len(cid) > 100:
-        raise BadRequest(400, "invalid_callback", "MerchantRequestID and CheckoutRequestID must be strings")
-    code = _code(cb.get("ResultCode"), "ResultCode")
+    if not isinstance(mid, str) or not isinstance(cid, str) or not cid or len(cid) > 100 or len(mid) > 100:
+        raise _bad("MerchantRequestID and CheckoutRequestID must be strings (at most 100 characters)")
+    bounded = {"status": 400, "code": "invalid_callback"}
+    code = parse_int(cb.get("ResultCode"), "ResultCode", **_CODE, **bounded)
     desc = cb.get("ResultDesc") if isinstance(cb.get("ResultDesc"), str) else ""
-    amount = receipt = None
+    found: dict[str, Any] = {}
     meta = cb.get("CallbackMetadata")
     if meta is not None:
         items = meta.get("Item") if isinstance(meta, dict) else None
         if not isinstance(items, list):
-            raise BadRequest(400, "invalid_callback", "CallbackMetadata.Item must be a list")
+            raise _bad("CallbackMetadata.Item must be a list")
         for item in items:
             if not isinstance(item, dict) or not isinstance(item.get("Name"), str):
-                raise BadRequest(400, "invalid_callback", "each CallbackMetadata item needs a Name")
+                raise _bad("each CallbackMetadata item needs a Name")
             name, value = item["Name"], item.get("Value")  # Value may be absent (e.g. Balance)
-            if name == "Amount" and value is not None:
-                try:
-                    amount = Decimal(str(value))
-                except InvalidOperation:
-                    raise BadRequest(400, "invalid_callback", "Amount is not a number") from None
-                if not amount.is_finite() or amount <= 0:
-                    raise BadRequest(400, "invalid_callback", "Amount must be positive")
-            elif name == "MpesaReceiptNumber" and value is not None:
-                if not isinstance(value, str) or not value.isalnum() or len(value) > 32:
-                    raise BadRequest(400, "invalid_callback", "MpesaReceiptNumber must be alphanumeric")
-                receipt = value
+            if value is None or name not in ("Amount", "MpesaReceiptNumber", "TransactionDate", "PhoneNumber"):
+                continue
+            if name in found:
+                raise _bad(f"CallbackMetadata has {name} twice")
+            if name == "Amount":
+                found[name] = parse_amount(value, "Amount", decimals=DECIMALS, **bounded)
+                if found[name] <= 0:
+                    raise _bad("Amount must be positive")
+            elif name == "MpesaReceiptNumber":
+                if not isinstance(value, str) or not value.isascii() or not value.isalnum() or len(value) > 32:
+                    raise _bad("MpesaReceiptNumber must be alphanumeric")
+                found[name] = value
+            elif name == "TransactionDate":
+                found[name] = parse_int(value, "TransactionDate", hi=99_999_999_999_999, **bounded)
+            else:  # checked for shape only, then dropped: personal data
+                parse_int(value, "PhoneNumber", hi=10**15 - 1, **bounded)
+                found[name] = True
+    amount, receipt = found.get("Amount"), found.get("MpesaReceiptNumber")
     if code == 0 and (amount is None or receipt is None):
-        raise BadRequest(400, "invalid_callback", "a successful callback needs Amount and MpesaReceiptNumber")
-    return StkCallback(mid, cid, code, desc[:200], amount, receipt)
+        raise _bad("a successful callback needs Amount and MpesaReceiptNumber")
+    return StkCallback(mid, cid, code, desc[:200], amount, receipt, found.get("TransactionDate"))
 
 
 def ip_allowed(host: str | None, allowed: list[str]) -> bool:
@@ -90,32 +115,22 @@ def ip_allowed(host: str | None, allowed: list[str]) -> bool:
     return any(ip in ipaddress.ip_network(n, strict=False) for n in allowed)
 
 
-def decide(cb: StkCallback, request_row: dict[str, Any], query_code: int) -> tuple[Event, Intent | None, str]:
-    """Given our request row and Daraja's own answer: (event, intent or None, new request status)."""
+def decide(cb: StkCallback, request_row: dict[str, Any], query_code: int) -> tuple[Event, Claim | None, str]:
+    """Given our request row and Daraja's own answer: (event, payment claim or None, new request status). The
+    claim still has to pass `oracle.payments` (amount as pushed, price, one payment per checkout) to become a write."""
     if query_code != cb.result_code:
         raise BadRequest(409, "callback_disputed", "Daraja's status query does not confirm this callback")
-    summary = {"checkout_request_id": cb.checkout_request_id, "result_code": cb.result_code,
-               "result_desc": cb.result_desc, "amount": str(cb.amount) if cb.amount is not None else None,
-               "receipt": cb.receipt}
     if cb.result_code != 0:
-        return Event("mpesa", cb.checkout_request_id, "stk.failed", summary), None, "failed"
-    if cb.amount != Decimal(request_row["amount"]):
-        raise BadRequest(409, "amount_mismatch", "callback amount differs from the requested amount")
-    target = request_row["target"]
-    key = f"mpesa:{cb.receipt}"
-    if "order_id" in target:
-        intent = Intent(key, "mpesa", "Escrow", "recordOffchainPayment", [str(target["order_id"]), cb.receipt])
-    else:
-        intent = Intent(key, "mpesa", "Marketplace", "settleOffchain",
-                        [str(target["listing_id"]), target["buyer"], str(target["amount"]), cb.receipt])
-    return Event("mpesa", cb.checkout_request_id, "stk.succeeded", summary, cb.receipt), intent, "paid"
+        return Event("mpesa", cb.event_id, "stk.failed", cb.summary()), None, "failed"
+    target = Target.from_json(request_row["target"])
+    claim = Claim("mpesa", cb.checkout_request_id, cb.receipt, target, cb.amount, CURRENCY,  # type: ignore[arg-type]
+                  expected_amount=int(request_row["amount"]) * 10**DECIMALS)
+    return Event("mpesa", cb.event_id, "stk.succeeded", cb.summary(), cb.receipt), claim, "paid"
 
 
 def unmatched(cb: StkCallback) -> Event:
     """A confirmed payment that no single STK push of ours can be matched to: kept, flagged for a human."""
-    summary = {"checkout_request_id": cb.checkout_request_id, "result_code": cb.result_code,
-               "amount": str(cb.amount) if cb.amount is not None else None, "receipt": cb.receipt}
-    return Event("mpesa", cb.checkout_request_id, "stk.unmatched", summary, cb.receipt, flag="unmatched_payment")
+    return Event("mpesa", cb.event_id, "stk.unmatched", cb.summary(), cb.receipt, flag="unmatched_payment")
 
 
 class Daraja:
@@ -133,7 +148,8 @@ class Daraja:
                                      auth=self._auth)
             r.raise_for_status()
             body = r.json()
-            self._token = (time.monotonic() + max(int(body.get("expires_in", 3599)) - 60, 30), body["access_token"])
+            expires = parse_int(body.get("expires_in", 3599), "expires_in", hi=10**7, status=502, code="bad_response")
+            self._token = (time.monotonic() + max(expires - 60, 30), body["access_token"])
         return self._token[1]
 
     def _password(self) -> tuple[str, str]:
@@ -156,7 +172,7 @@ class Daraja:
         body = await self._post("/mpesa/stkpushquery/v1/query", {
             "BusinessShortCode": self.shortcode, "Password": password, "Timestamp": ts,
             "CheckoutRequestID": checkout_request_id})
-        return _code(body.get("ResultCode"), "query ResultCode")
+        return parse_int(body.get("ResultCode"), "query ResultCode", **_CODE, status=502, code="bad_response")
 
     async def stk_push(self, phone: str, amount: int, callback_url: str, reference: str) -> tuple[str, str]:
         """Start a push; returns (MerchantRequestID, CheckoutRequestID). `phone` goes to Daraja and nowhere else."""

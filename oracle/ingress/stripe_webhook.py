@@ -1,24 +1,32 @@
-"""Stripe webhooks: verify (stripe library, several secrets, timestamp window both ways), then map to an intent.
+"""Stripe webhooks: verify (stripe library, several secrets, timestamp window both ways), re-fetch, assess.
 
-`payment_intent.succeeded` whose metadata names an escrow order (`order_id`) or a listing (`listing_id`, `buyer`,
-`amount`) becomes `Escrow.recordOffchainPayment` / `Marketplace.settleOffchain` with payment reference = the
-PaymentIntent id; the idempotency key is that id, so redeliveries, reconciliation and a second event for the
-same payment all land on one intent. Refunds and disputes are recorded with a flag for compensation. Other types
-are acknowledged and ignored. The metadata is set server-side by our checkout, never by the payer.
+A verified `payment_intent.succeeded` is only a hint. The PaymentIntent is re-fetched from Stripe's API
+(`oracle.stripe_api_key`; a body signed with a leaked secret cannot invent a payment) and that answer is assessed:
+status `succeeded`, livemode as configured (`oracle.stripe_livemode`), metadata naming an escrow order
+(`order_id`) or a listing (`listing_id`, `buyer`, `amount` = credits), every number through the bounded parsers.
+What passes is a `Claim` of `amount_received` in its currency, which `oracle.payments` checks against the indexed
+price (and "not paid already") before any write; payment reference and idempotency key are the PaymentIntent id,
+so redeliveries, reconciliation and a second event for one payment all land on one decision. Refunds and disputes
+are recorded with a flag for compensation. Other types are acknowledged and ignored. The metadata is set
+server-side by our checkout, never by the payer.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
 import stripe
 
 from oracle.ingress.auth import AuthFailure
-from oracle.ingress.common import BadRequest, is_address, parse_json_object
-from oracle.outbox import Event, Intent
+from oracle.ingress.common import BadRequest, parse_int, parse_json_object
+from oracle.outbox import Event
+from oracle.payments import Claim, Target
 
 REFUND_TYPES = ("charge.refunded", "charge.refund.updated", "refund.created", "refund.updated", "refund.failed")
+TARGET_KEYS = ("order_id", "listing_id", "amount", "buyer")
+MAX_AMOUNT = 10**15  # minor units; Stripe's own ceiling is 8 digits
 
 
 def verify(payload: bytes, header: str | None, secrets: list[str], tolerance_s: int, future_skew_s: int,
@@ -30,10 +38,11 @@ def verify(payload: bytes, header: str | None, secrets: list[str], tolerance_s: 
         raise BadRequest(503, "not_configured", "no Stripe webhook secret configured")
     if not header.isascii():  # the stripe library compares str signatures with compare_digest: TypeError otherwise
         raise AuthFailure(400, "bad_signature", "Stripe-Signature header is not ASCII")
+    t = next((p.split("=", 1)[1] for p in header.split(",") if p.strip().startswith("t=")), None)
     try:
-        ts = int(next(p.split("=", 1)[1] for p in header.split(",") if p.strip().startswith("t=")))
-    except (StopIteration, ValueError, IndexError):
-        raise AuthFailure(400, "bad_signature", "Stripe-Signature header has no timestamp") from None
+        ts = parse_int(t, "Stripe-Signature timestamp", hi=2**40, status=400, code="bad_signature")
+    except BadRequest as err:  # a signature without a usable timestamp is a failed authentication
+        raise AuthFailure(err.status, err.code, err.message) from None
     now = time.time() if now is None else now
     if ts > now + future_skew_s:
         raise AuthFailure(400, "future_timestamp", "signature timestamp is in the future")
@@ -50,56 +59,108 @@ def verify(payload: bytes, header: str | None, secrets: list[str], tolerance_s: 
     raise AuthFailure(400, "bad_signature", "no valid Stripe signature for this body")
 
 
-def _target(pi_id: str, metadata: dict[str, Any]) -> Intent | None | str:
-    """Intent for the payment, None when it pays for nothing on chain, or an error string for bad metadata."""
-    def num(v: Any) -> int | None:
-        s = str(v).strip() if isinstance(v, (str, int)) and not isinstance(v, bool) else ""
-        return int(s) if s.isascii() and s.isdigit() and len(s) <= 78 else None
-
-    key = f"stripe:{pi_id}"
-    if "order_id" in metadata:
-        order = num(metadata["order_id"])
-        if not order:
-            return "metadata.order_id must be a positive integer"
-        return Intent(key, "stripe", "Escrow", "recordOffchainPayment", [str(order), pi_id])
-    if "listing_id" in metadata:
-        listing, amount, buyer = num(metadata.get("listing_id")), num(metadata.get("amount")), metadata.get("buyer")
-        if not listing or not amount or not is_address(buyer):
-            return "metadata needs listing_id, amount (positive integers) and buyer (0x address)"
-        return Intent(key, "stripe", "Marketplace", "settleOffchain", [str(listing), buyer, str(amount), pi_id])
-    return None
-
-
-def derive(event: dict[str, Any]) -> tuple[Event, Intent | None]:
-    """Map a verified event to what we record. Raises BadRequest(400) only for a body that is not a Stripe event."""
+def derive(event: dict[str, Any]) -> tuple[Event, str | None]:
+    """A verified event -> (what to record, None), or for `payment_intent.succeeded` (a provisional event, the
+    PaymentIntent id to re-fetch and `assess`). Raises BadRequest(400) only for a body that is not a Stripe event."""
     eid, etype = event.get("id"), event.get("type")
     obj = (event.get("data") or {}).get("object") if isinstance(event.get("data"), dict) else None
-    if not isinstance(eid, str) or not eid or not isinstance(etype, str) or not isinstance(obj, dict):
+    if not isinstance(eid, str) or not 0 < len(eid) <= 255 or not isinstance(etype, str) or not isinstance(obj, dict):
         raise BadRequest(400, "not_an_event", "body is not a Stripe event (id, type, data.object)")
     if etype == "payment_intent.succeeded":
-        pi_id, meta = obj.get("id"), obj.get("metadata") or {}
-        if not isinstance(pi_id, str) or not pi_id.startswith("pi_") or not isinstance(meta, dict):
+        pi_id = obj.get("id")
+        if not isinstance(pi_id, str) or not pi_id.startswith("pi_") or len(pi_id) > 255:
             raise BadRequest(400, "not_an_event", "payment_intent.succeeded without a PaymentIntent object")
-        summary = {"payment_intent": pi_id, "amount": obj.get("amount_received", obj.get("amount")),
-                   "currency": obj.get("currency"),
-                   "target": {k: str(meta[k]) for k in ("order_id", "listing_id", "amount", "buyer") if k in meta}}
-        target = _target(pi_id, meta)
-        if isinstance(target, str):
-            summary["problem"] = target
-            return Event("stripe", eid, etype, summary, pi_id, "invalid_metadata"), None
-        return Event("stripe", eid, etype, summary, pi_id), target
+        return Event("stripe", eid, etype, {"payment_intent": pi_id}, pi_id), pi_id
     if etype in REFUND_TYPES or etype.startswith("charge.dispute."):
         pi = obj.get("payment_intent")
-        pi = pi if isinstance(pi, str) else None
-        summary = {"object": obj.get("id"), "payment_intent": pi, "amount": obj.get("amount"),
-                   "amount_refunded": obj.get("amount_refunded"), "status": obj.get("status"),
-                   "reason": obj.get("reason") if isinstance(obj.get("reason"), str) else None}
+        pi = pi if isinstance(pi, str) and len(pi) <= 255 else None
+        summary = {"object": _short(obj.get("id")), "payment_intent": pi, "amount": _minor(obj.get("amount")),
+                   "amount_refunded": _minor(obj.get("amount_refunded")), "status": _short(obj.get("status")),
+                   "reason": _short(obj.get("reason"))}
         flag = "dispute" if etype.startswith("charge.dispute.") else "refund"
         return Event("stripe", eid, etype, summary, pi, flag), None
     return Event("stripe", eid, etype, {"ignored": True}), None
 
 
+def _short(v: Any) -> str | None:
+    return v[:100] if isinstance(v, str) else None
+
+
+def _minor(v: Any) -> int | None:
+    try:
+        return parse_int(v, "amount", hi=MAX_AMOUNT)
+    except BadRequest:
+        return None
+
+
+def assess(event: Event, pi: dict[str, Any] | None, settings: Any) -> tuple[Event, Claim | None]:
+    """What Stripe's own PaymentIntent object `pi` (None: Stripe does not know it) lets `event` claim: the event to
+    record (flagged when the payment must not be written) and the claim for `oracle.payments`, if any."""
+    pi_id = event.payment_ref or ""
+
+    def flagged(flag: str, problem: str, summary: dict[str, Any]) -> tuple[Event, None]:
+        return Event(event.provider, event.event_id, event.type, {**summary, "problem": problem}, pi_id, flag), None
+
+    if pi is None or pi.get("id") != pi_id:
+        return flagged("payment_not_found", "Stripe's API does not know this PaymentIntent", {"payment_intent": pi_id})
+    meta = pi.get("metadata") if isinstance(pi.get("metadata"), dict) else {}
+    summary: dict[str, Any] = {
+        "payment_intent": pi_id, "status": _short(pi.get("status")), "livemode": pi.get("livemode"),
+        "currency": _short(pi.get("currency")), "amount_minor": _minor(pi.get("amount_received")),
+        "target": {k: str(meta[k])[:100] for k in TARGET_KEYS if k in meta}}
+    if not summary["target"]:
+        return Event(event.provider, event.event_id, event.type, summary, pi_id), None  # pays for nothing on chain
+    if pi.get("status") != "succeeded":
+        return flagged("payment_not_succeeded", f"the PaymentIntent is {summary['status']}", summary)
+    if pi.get("livemode") is not settings.stripe_livemode:
+        return flagged("livemode_mismatch", f"livemode is {pi.get('livemode')}, oracle.stripe_livemode is "
+                       f"{settings.stripe_livemode}", summary)
+    try:
+        target = Target.from_json(meta, status=400, code="invalid_metadata")
+        received = parse_int(pi.get("amount_received"), "amount_received", hi=MAX_AMOUNT, status=400)
+    except BadRequest as err:
+        return flagged("invalid_metadata" if err.code == "invalid_metadata" else "invalid_payment", err.message,
+                       summary)
+    currency = summary["currency"] or ""
+    rate = settings.fiat_rates.get(currency)
+    claim = Claim("stripe", pi_id, pi_id, target, received, currency, rate.decimals if rate else 2)
+    return Event(event.provider, event.event_id, event.type, summary, pi_id), claim
+
+
+@functools.lru_cache(maxsize=4)
+def _client(api_key: str, base: str | None) -> stripe.StripeClient:
+    # Short timeouts and one retry: the webhook is waiting, and Stripe redelivers what we answer 503 to.
+    return stripe.StripeClient(api_key, base_addresses={"api": base} if base else {}, max_network_retries=1,
+                               http_client=stripe.RequestsClient(timeout=10))
+
+
+def client(settings: Any) -> stripe.StripeClient:
+    """The Stripe API client of these settings (503 when no API key is configured)."""
+    if settings.stripe_api_key is None:
+        raise BadRequest(503, "not_configured", "oracle.stripe_api_key is needed to check payments")
+    return _client(settings.stripe_api_key.get_secret_value(), settings.stripe_api_base)
+
+
+def fetch(settings: Any, pi_id: str) -> dict[str, Any] | None:
+    """The PaymentIntent as Stripe's API has it now (None: unknown to Stripe); BadRequest(503) when Stripe cannot
+    be asked, so the webhook is retried."""
+    try:
+        return client(settings).v1.payment_intents.retrieve(pi_id).to_dict()
+    except stripe.InvalidRequestError as err:
+        if err.http_status == 404:
+            return None
+        raise BadRequest(503, "stripe_unavailable", "Stripe refused the PaymentIntent lookup, retry") from None
+    except stripe.StripeError:
+        raise BadRequest(503, "stripe_unavailable", "could not re-fetch the PaymentIntent from Stripe, retry") from None
+
+
+def examine(event: Event, pi_id: str, settings: Any) -> tuple[Event, Claim | None]:
+    """Re-fetch the PaymentIntent and `assess` the event with Stripe's answer (blocking: run it in a thread)."""
+    return assess(event, fetch(settings, pi_id), settings)
+
+
 def handle(payload: bytes, header: str | None, secrets: list[str], tolerance_s: int, future_skew_s: int
-           ) -> tuple[Event, Intent | None]:
+           ) -> tuple[Event, str | None]:
+    """Verify and `derive`."""
     verify(payload, header, secrets, tolerance_s, future_skew_s)
     return derive(parse_json_object(payload))

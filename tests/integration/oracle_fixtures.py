@@ -24,3 +24,12 @@ def _no_key_in_logs(caplog):
     yield
     text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in caplog.records).lower()
     assert ORACLE_KEY[2:].lower() not in text
+
+
+@pytest.fixture(scope="module")
+def localstripe():
+    """localstripe (Stripe's API for tests) for this module: the oracle re-fetches every PaymentIntent from it."""
+    from oracle.testing import LocalStripe
+
+    with LocalStripe() as ls:
+        yield ls

@@ -17,7 +17,8 @@ import psycopg
 import pytest
 
 from carbonledger.anvil import Anvil, free_port
-from oracle.testing import ORACLE_KEY, OracleProcess, count_events, deploy_world, payment_event, signed, wait_until, write_config
+from oracle.testing import (ORACLE_KEY, LocalStripe, OracleProcess, count_events, deploy_world, index_once, payment_event,
+                            signed, wait_until, write_config)
 from store.engine import libpq_url
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
@@ -29,33 +30,36 @@ SPREAD_S = float(os.environ.get("CHAOS_SPREAD_S", "25"))
 
 def test_exactly_once_under_kills_and_a_frozen_node(db_url, tmp_path):
     rng = random.Random(5)
-    with Anvil() as anvil:
+    with Anvil() as anvil, LocalStripe() as stripe_api:
         world = deploy_world(anvil.url, listing_amount=10 * PAYMENTS)
+        index_once(anvil.url, world.deployment, db_url)  # the oracles check every payment against the indexed listing
         dep_file = tmp_path / "deployment.json"
         world.deployment.write(dep_file)
         procs = []
         for i in range(2):
             port = free_port()
             cfg = write_config(tmp_path / f"oracle{i}.toml", rpc_url=anvil.url, deployment_file=dep_file, db_url=db_url,
-                               port=port, extra="lease_heartbeat_s = 0.5\nreconcile_interval_s = 3600.0")
+                               port=port, extra="lease_heartbeat_s = 0.5\nreconcile_interval_s = 3600.0",
+                               stripe_url=stripe_api.url)
             procs.append(OracleProcess(cfg, port, tmp_path / f"oracle{i}.log"))
         try:
-            _run(world, procs, anvil, db_url, rng)
+            _run(world, procs, anvil, db_url, rng, stripe_api)
         finally:
             for p in procs:
                 p.kill()
 
 
-def _run(world, procs, anvil, db_url, rng) -> None:
+def _run(world, procs, anvil, db_url, rng, stripe_api) -> None:
     """Deliver, kill, freeze, then check the chain."""
     for p in procs:
         p.start(wait=False)
+    buyer = world.w3.eth.accounts[3]
+    meta = {"listing_id": str(world.listing_id), "buyer": buyer, "amount": "1"}
+    with ThreadPoolExecutor(4) as pool:  # real PaymentIntents: each oracle re-fetches the one it is told about
+        pis = list(pool.map(lambda _: stripe_api.payment_intent(meta)["id"], range(PAYMENTS)))
     for p in procs:
         p.wait_ready()
-
-    buyer = world.w3.eth.accounts[3]
-    events = [payment_event(f"pi_chaos_{i:05d}", {"listing_id": str(world.listing_id), "buyer": buyer, "amount": "1"})
-              for i in range(PAYMENTS)]
+    events = [payment_event(pi, meta) for pi in pis]
     deliveries = events + [rng.choice(events) for _ in range(int(PAYMENTS * 0.3))]
     rng.shuffle(deliveries)
     failures: list[str] = []

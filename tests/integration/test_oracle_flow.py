@@ -1,85 +1,95 @@
-"""Webhook -> intent -> signed tx -> confirmed on anvil, in process (the app via ASGI, the sender by rounds)."""
+"""Webhook -> checked payment -> intent -> signed tx -> confirmed on anvil, in process (the app via ASGI, the sender
+by rounds, PaymentIntents on localstripe, the world indexed by the real indexer)."""
 
 from __future__ import annotations
 
 import pytest
 
+from oracle import outbox
 from oracle.testing import Rig, count_events, payment_event
-from tests.integration.oracle_fixtures import _no_key_in_logs, anyio_backend  # noqa: F401 (fixtures)
+from tests.integration.oracle_fixtures import _no_key_in_logs, anyio_backend, localstripe  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.anvil, pytest.mark.anyio]
 
 
 @pytest.fixture()
-def rig(db_url, anvil):
-    r = Rig(db_url, anvil)
+def rig(db_url, anvil, localstripe):
+    r = Rig(db_url, anvil, stripe=localstripe)
     yield r
     r.close()
 
 
 async def test_payment_to_chain_exactly_once(rig):
     w = rig.world
-    listing = payment_event("pi_listing_1", {"listing_id": str(w.listing_id), "buyer": w.w3.eth.accounts[3], "amount": "5"})
-    order = payment_event("pi_order_1", {"order_id": str(w.order_ids[0])})
-    for ev in (listing, order, listing, order):
-        r = await rig.post_event(ev)
-        assert r.status_code == 200, r.text
-    assert r.json()["duplicate"] is True
+    meta = {"listing_id": str(w.listing_id), "buyer": w.w3.eth.accounts[3], "amount": "5"}
+    pi_listing, r = await rig.pay(meta)
+    assert r.status_code == 200 and r.json()["outcome"] == "accepted", r.text
+    pi_order, r = await rig.pay({"order_id": str(w.order_ids[0])})
+    assert r.status_code == 200 and r.json()["outcome"] == "accepted", r.text
+    for pi, m in ((pi_listing, meta), (pi_order, {"order_id": str(w.order_ids[0])})):  # redeliveries
+        r = await rig.post_event(payment_event(pi, m))
+        assert r.status_code == 200 and r.json()["duplicate"] is True, r.text
     rig.drain()
-    assert rig.status("stripe:pi_listing_1") == "confirmed"
-    assert rig.status("stripe:pi_order_1") == "confirmed"
+    assert rig.status(f"stripe:{pi_listing}") == "confirmed"
+    assert rig.status(f"stripe:{pi_order}") == "confirmed"
     sold = count_events(w.w3, w.contract("Marketplace"), "Sold")
     funded = count_events(w.w3, w.contract("Escrow"), "Funded")
-    assert [s["paymentRef"] for s in sold] == ["pi_listing_1"] and sold[0]["amount"] == 5
-    assert [f["paymentRef"] for f in funded] == ["pi_order_1"]
-    view = await rig.intent("stripe:pi_listing_1")
+    assert [s["paymentRef"] for s in sold] == [pi_listing] and sold[0]["amount"] == 5
+    assert [f["paymentRef"] for f in funded] == [pi_order]
+    view = await rig.intent(f"stripe:{pi_listing}")
     assert view["status"] == "confirmed" and len(view["attempts"]) == 1 and view["tx_hash"]
     # a second event id for the same PaymentIntent lands on the same intent
-    again = payment_event("pi_listing_1", {"listing_id": str(w.listing_id), "buyer": w.w3.eth.accounts[3], "amount": "5"},
-                          event_id="evt_other")
-    r = await rig.post_event(again)
-    assert r.json()["intent"] == "stripe:pi_listing_1" and r.json()["status"] == "confirmed"
+    r = await rig.post_event(payment_event(pi_listing, meta, event_id="evt_other"))
+    assert r.json()["intent"] == f"stripe:{pi_listing}" and r.json()["status"] == "confirmed"
 
 
 async def test_precheck_skips_write_chain_already_has(rig):
     """A payment reference the contract already used (e.g. outbox restored from backup) is not sent again."""
     w = rig.world
     mk = w.contract("Marketplace")
-    w.w3.eth.wait_for_transaction_receipt(mk.functions.settleOffchain(w.listing_id, w.admin, 1, "pi_dup").transact({"from": w.oracle}))
-    r = await rig.post_event(payment_event("pi_dup", {"listing_id": str(w.listing_id), "buyer": w.admin, "amount": "1"}))
+    meta = {"listing_id": str(w.listing_id), "buyer": w.admin, "amount": "1"}
+    pi = rig.stripe.payment_intent(meta)["id"]
+    w.w3.eth.wait_for_transaction_receipt(mk.functions.settleOffchain(w.listing_id, w.admin, 1, pi).transact({"from": w.oracle}))
+    r = await rig.post_event(payment_event(pi, meta))
     assert r.status_code == 200
     rig.drain()
-    view = await rig.intent("stripe:pi_dup")
+    view = await rig.intent(f"stripe:{pi}")
     assert view["status"] == "confirmed" and view["already_on_chain"] and view["attempts"] == []
     assert "paymentRefUsed" in view["error"]
     assert len(count_events(w.w3, mk, "Sold")) == 1
-    # Escrow checks the order's status before the reference: the view, not the revert, must say "done"
+    # Escrow checks the order's status before the reference: the view, not the revert, must say "done". The
+    # indexer has seen the order funded by this very reference: that is not a double payment.
     es = w.contract("Escrow")
-    w.w3.eth.wait_for_transaction_receipt(es.functions.recordOffchainPayment(w.order_ids[0], "pi_esc").transact({"from": w.oracle}))
-    assert (await rig.post_event(payment_event("pi_esc", {"order_id": str(w.order_ids[0])}))).status_code == 200
+    meta = {"order_id": str(w.order_ids[0])}
+    pi = rig.stripe.payment_intent(meta)["id"]
+    w.w3.eth.wait_for_transaction_receipt(es.functions.recordOffchainPayment(w.order_ids[0], pi).transact({"from": w.oracle}))
+    rig.index()
+    r = await rig.post_event(payment_event(pi, meta))
+    assert r.status_code == 200 and r.json()["outcome"] == "accepted", r.text
     rig.drain()
-    view = await rig.intent("stripe:pi_esc")
+    view = await rig.intent(f"stripe:{pi}")
     assert view["status"] == "confirmed" and view["already_on_chain"]
     assert len(count_events(w.w3, es, "Funded")) == 1
 
 
 async def test_revert_recorded_with_decoded_error(rig):
-    w = rig.world
-    r = await rig.post_event(payment_event("pi_bad", {"order_id": "999"}))
-    assert r.status_code == 200
+    """A write the chain refuses is recorded failed with the decoded custom error (payments for unknown orders never
+    get this far: they wait for the indexer, see test_oracle_payments)."""
+    outbox.record(rig.pool, "local", None, outbox.Intent("test:unknown-order", "test", "Escrow", "recordOffchainPayment",
+                                                         ["999", "ref-999"]))
     rig.drain()
-    view = await rig.intent("stripe:pi_bad")
+    view = await rig.intent("test:unknown-order")
     assert view["status"] == "failed" and view["error"].startswith("UnknownOrder(")
 
 
-async def test_maybe_sent_and_fee_bump_keep_every_hash(db_url, anvil):
+async def test_maybe_sent_and_fee_bump_keep_every_hash(db_url, anvil, localstripe):
     """Automine off: the tx sits in the pool; a re-broadcast is 'already imported' (maybe sent); after the bump
     wait a replacement with >=12.5% fees goes out; one of the hashes is mined, the event appears once."""
-    rig = Rig(db_url, anvil, fee_bump_after_s=0.3)
+    rig = Rig(db_url, anvil, stripe=localstripe, fee_bump_after_s=0.3)
     try:
         w = rig.world
         anvil.rpc("evm_setAutomine", [False])
-        r = await rig.post_event(payment_event("pi_bump", {"order_id": str(w.order_ids[1])}))
+        pi, r = await rig.pay({"order_id": str(w.order_ids[1])})
         assert r.status_code == 200
         rig.sender.run_once()
         fl = next(iter(rig.sender.inflight.values()))
@@ -94,7 +104,7 @@ async def test_maybe_sent_and_fee_bump_keep_every_hash(db_url, anvil):
         assert b.fees.max_fee >= a.fees.max_fee * 1.125 and b.fees.priority_fee >= a.fees.priority_fee * 1.125
         anvil.rpc("evm_mine", [])
         rig.drain()
-        view = await rig.intent("stripe:pi_bump")
+        view = await rig.intent(f"stripe:{pi}")
         assert view["status"] == "confirmed" and len(view["attempts"]) == 2
         assert view["tx_hash"] in {x["tx_hash"] for x in view["attempts"]}
         assert len(count_events(w.w3, w.contract("Escrow"), "Funded")) == 1
@@ -102,14 +112,14 @@ async def test_maybe_sent_and_fee_bump_keep_every_hash(db_url, anvil):
         rig.close()
 
 
-async def test_reorg_rebroadcasts(db_url, anvil):
+async def test_reorg_rebroadcasts(db_url, anvil, localstripe):
     """Receipt seen, then the block is reorged away before the confirmations: the tx goes out again and lands once."""
-    rig = Rig(db_url, anvil, confirmations=3)
+    rig = Rig(db_url, anvil, stripe=localstripe, confirmations=3)
     try:
         w = rig.world
         snap = anvil.rpc("evm_snapshot")
-        r = await rig.post_event(payment_event("pi_reorg", {"order_id": str(w.order_ids[2])}))
-        assert r.status_code == 200
+        pi, r = await rig.pay({"order_id": str(w.order_ids[2])})
+        assert r.status_code == 200 and r.json()["outcome"] == "accepted", r.text
         rig.sender.run_once()
         rig.sender.run_once()  # receipt learnt (1 confirmation < 3)
         fl = next(iter(rig.sender.inflight.values()))
@@ -119,25 +129,27 @@ async def test_reorg_rebroadcasts(db_url, anvil):
         for _ in range(50):
             rig.sender.run_once()
             anvil.rpc("anvil_mine", ["0x1"])
-            if rig.status("stripe:pi_reorg") == "confirmed":
+            if rig.status(f"stripe:{pi}") == "confirmed":
                 break
-        assert rig.status("stripe:pi_reorg") == "confirmed"
-        assert [f["paymentRef"] for f in count_events(w.w3, w.contract("Escrow"), "Funded")] == ["pi_reorg"]
+        assert rig.status(f"stripe:{pi}") == "confirmed"
+        assert [f["paymentRef"] for f in count_events(w.w3, w.contract("Escrow"), "Funded")] == [pi]
     finally:
         rig.close()
 
 
 async def test_mined_revert_recorded_with_decoded_error(rig):
-    """Two payments for one escrow order pass the pre-check together; the chain takes the first and reverts the
-    second, which is recorded as failed with the decoded custom error (a refund case), never retried."""
+    """The chain is the last layer: two writes for one escrow order (payments never get there: the second is flagged
+    double_paid, see test_oracle_payments) pass the pre-check together; the chain takes the first and reverts the
+    second, which is recorded as failed with the decoded custom error, never retried."""
     w = rig.world
-    for pi in ("pi_twice_a", "pi_twice_b"):
-        assert (await rig.post_event(payment_event(pi, {"order_id": str(w.order_ids[0])}))).status_code == 200
+    for ref in ("ref_twice_a", "ref_twice_b"):
+        outbox.record(rig.pool, "local", None, outbox.Intent(f"test:{ref}", "test", "Escrow", "recordOffchainPayment",
+                                                             [str(w.order_ids[0]), ref]))
     rig.drain()
-    a, b = await rig.intent("stripe:pi_twice_a"), await rig.intent("stripe:pi_twice_b")
+    a, b = await rig.intent("test:ref_twice_a"), await rig.intent("test:ref_twice_b")
     assert a["status"] == "confirmed" and b["status"] == "failed"
     assert b["error"].startswith("InvalidStatus(") and len(b["attempts"]) == 1 and b["block_number"]
-    assert [f["paymentRef"] for f in count_events(w.w3, w.contract("Escrow"), "Funded")] == ["pi_twice_a"]
+    assert [f["paymentRef"] for f in count_events(w.w3, w.contract("Escrow"), "Funded")] == ["ref_twice_a"]
 
 
 async def test_one_nonce_owner_and_fencing(rig):
@@ -158,12 +170,13 @@ async def test_one_nonce_owner_and_fencing(rig):
     rig.sender.lease.conn = rig.sender.lease.conn  # still believes it holds the lease
     other.run_once()
     assert other.lease.held and other.lease.epoch == old_epoch + 1
-    assert (await rig.post_event(payment_event("pi_fence", {"order_id": str(w.order_ids[1])}))).status_code == 200
+    pi, r = await rig.pay({"order_id": str(w.order_ids[1])})
+    assert r.status_code == 200
     with pytest.raises(LeaseLost):
         rig.sender._fill()  # the stale owner is fenced out before it can use a nonce
     for _ in range(50):
         other.run_once()
-        if rig.status("stripe:pi_fence") == "confirmed":
+        if rig.status(f"stripe:{pi}") == "confirmed":
             break
-    assert rig.status("stripe:pi_fence") == "confirmed"
+    assert rig.status(f"stripe:{pi}") == "confirmed"
     other.lease.release()

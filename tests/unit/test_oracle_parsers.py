@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -13,8 +12,9 @@ from hypothesis import strategies as st
 
 from chains.merkle import hash_leaf
 from oracle.ingress import iot, mpesa, stripe_webhook
-from oracle.ingress.common import BadRequest
-from oracle.testing import WHSEC, payment_event, signed
+from carbonledger.config import OracleSettings
+from oracle.ingress.common import BadRequest, parse_amount, parse_int
+from oracle.testing import FIAT_RATES, WHSEC, payment_event, signed
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -46,38 +46,66 @@ def test_stripe_verify_only_raises_bad_request(body, header):
         stripe_webhook.verify(body, header, [WHSEC], 300, 60)
 
 
+SETTINGS = OracleSettings(fiat_rates=FIAT_RATES)
+
+
+def _pi(pi_id: str = "pi_x", **kw) -> dict:
+    return {"id": pi_id, "object": "payment_intent", "status": "succeeded", "livemode": False, "currency": "usd",
+            "amount": 1099, "amount_received": 1099, "metadata": {}, **kw}
+
+
 @settings(max_examples=300, deadline=None)
 @given(json_values)
-def test_stripe_derive_total(value):
+def test_stripe_derive_and_assess_total(value):
+    """Whatever a signed body or Stripe's API object holds: an event (maybe flagged) and maybe a claim, or a 4xx."""
     event = value if isinstance(value, dict) else {"id": "evt_1", "type": "payment_intent.succeeded",
                                                     "data": {"object": {"id": "pi_x", "metadata": value}}}
     try:
-        ev, intent = stripe_webhook.derive(event)
+        ev, pi_id = stripe_webhook.derive(event)
     except BadRequest as err:
         assert 400 <= err.status < 500
         return
     assert ev.provider == "stripe"
-    if intent is not None:
-        assert intent.key == f"stripe:{intent.args[-1]}"
+    if pi_id is None:
+        return
+    for pi in (_pi(pi_id, metadata=value), _pi(pi_id, amount_received=value, metadata={"order_id": "1"}),
+               _pi(pi_id, currency=value, metadata={"order_id": "1"}), _pi(pi_id, status=value, livemode=value)):
+        out, claim = stripe_webhook.assess(ev, pi, SETTINGS)
+        assert out.payment_ref == pi_id and (claim is None or (claim.key == f"stripe:{pi_id}" and out.flag is None))
 
 
 @given(st.sampled_from(["1", "42", 7]), st.integers(1, 10**30))
 def test_stripe_targets(listing, amount):
-    _, i = stripe_webhook.derive(payment_event("pi_a", {"listing_id": listing, "buyer": ADDR, "amount": str(amount)}))
+    ev, pi_id = stripe_webhook.derive(payment_event("pi_a", {}))
+    meta = {"listing_id": listing, "buyer": ADDR, "amount": str(amount)}
+    _, c = stripe_webhook.assess(ev, _pi(pi_id, metadata=meta), SETTINGS)
+    i = c.target.intent(c.key, "stripe", c.payment_ref)
     assert (i.contract, i.function, i.args) == ("Marketplace", "settleOffchain", [str(listing), ADDR, str(amount), "pi_a"])
-    _, i = stripe_webhook.derive(payment_event("pi_b", {"order_id": "9", "listing_id": "1"}))
-    assert (i.contract, i.args) == ("Escrow", ["9", "pi_b"])
-    ev, i = stripe_webhook.derive(payment_event("pi_c", {"order_id": "-1"}))
-    assert i is None and ev.flag == "invalid_metadata"
+    assert (c.amount, c.currency, c.decimals) == (1099, "usd", 2)
+    _, c = stripe_webhook.assess(ev, _pi(pi_id, metadata={"order_id": "9", "listing_id": "1"}), SETTINGS)
+    i = c.target.intent(c.key, "stripe", c.payment_ref)
+    assert (i.contract, i.args) == ("Escrow", ["9", "pi_a"])
+    for bad in ({"order_id": "-1"}, {"order_id": " 9"}, {"order_id": "9" * 79}, {"listing_id": "1", "amount": "2"}):
+        e, c = stripe_webhook.assess(ev, _pi(pi_id, metadata=bad), SETTINGS)
+        assert c is None and e.flag == "invalid_metadata"
+    assert stripe_webhook.assess(ev, _pi(pi_id, metadata=meta, status="processing"), SETTINGS)[0].flag == \
+        "payment_not_succeeded"
+    assert stripe_webhook.assess(ev, _pi(pi_id, metadata=meta, livemode=True), SETTINGS)[0].flag == "livemode_mismatch"
+    assert stripe_webhook.assess(ev, None, SETTINGS)[0].flag == "payment_not_found"
+    assert stripe_webhook.assess(ev, _pi("pi_other", metadata=meta), SETTINGS)[0].flag == "payment_not_found"
 
 
 def test_stripe_fixture_objects(fixtures_dir):
     res = json.loads((fixtures_dir / "stripe/stripe_fixtures3_subset_payments.json").read_text())["resources"]
-    ev, i = stripe_webhook.derive(res["event"])
-    assert i is None and ev.summary == {"ignored": True}
+    ev, pi_id = stripe_webhook.derive(res["event"])
+    assert pi_id is None and ev.summary == {"ignored": True}
     pi = res["payment_intent"]
-    ev, i = stripe_webhook.derive({"id": "evt_x", "type": "payment_intent.succeeded", "data": {"object": pi}})
-    assert i is None and ev.payment_ref == pi["id"]  # real PaymentIntent without our metadata: nothing to write
+    ev, pi_id = stripe_webhook.derive({"id": "evt_x", "type": "payment_intent.succeeded", "data": {"object": pi}})
+    assert pi_id == pi["id"]
+    out, claim = stripe_webhook.assess(ev, pi, SETTINGS)
+    assert claim is None and out.flag is None  # real PaymentIntent without our metadata: nothing to write
+    out, claim = stripe_webhook.assess(ev, {**pi, "metadata": {"order_id": "3"}}, SETTINGS)
+    assert claim is None and out.flag == "payment_not_succeeded" and out.summary["amount_minor"] == 0
     ev, _ = stripe_webhook.derive({"id": "evt_d", "type": "charge.dispute.created", "data": {"object": res["dispute"]}})
     assert ev.flag == "dispute"
 
@@ -86,29 +114,81 @@ def test_stripe_fixture_objects(fixtures_dir):
 def test_mpesa_fixture(fixtures_dir):
     sample = json.loads((fixtures_dir / "mpesa/stk_callback_success_safaricom_sample.json").read_text())["samples"][0]
     cb = mpesa.parse_callback(sample)
-    assert (cb.result_code, cb.amount, cb.receipt) == (0, Decimal(1), "LGR7OWQX0R")
+    assert (cb.result_code, cb.amount, cb.whole_kes, cb.receipt) == (0, 100, 1, "LGR7OWQX0R")
+    assert cb.transaction_date == 20170727154800
     assert "254721566839" not in repr(cb)  # the phone number is never kept
     sample["Body"]["stkCallback"]["ResultCode"] = "0"
     assert mpesa.parse_callback(sample).result_code == 0
-    ev, intent, status = mpesa.decide(cb, {"amount": 1, "target": {"order_id": "4"}}, 0)
-    assert status == "paid" and intent.args == ["4", "LGR7OWQX0R"] and intent.key == "mpesa:LGR7OWQX0R"
+    ev, claim, status = mpesa.decide(cb, {"amount": 1, "target": {"order_id": "4"}}, 0)
+    assert status == "paid" and ev.event_id == "ws_CO_27072017154747416:LGR7OWQX0R"
+    assert (claim.payment_id, claim.payment_ref, claim.amount, claim.expected_amount, claim.currency) == \
+        ("ws_CO_27072017154747416", "LGR7OWQX0R", 100, 100, "kes")
+    i = claim.target.intent(claim.key, "mpesa", claim.payment_ref)
+    assert i.args == ["4", "LGR7OWQX0R"] and i.key == "mpesa:LGR7OWQX0R"
     with pytest.raises(BadRequest) as e:
         mpesa.decide(cb, {"amount": 1, "target": {"order_id": "4"}}, 1032)
     assert e.value.status == 409
-    with pytest.raises(BadRequest):
-        mpesa.decide(cb, {"amount": 2, "target": {"order_id": "4"}}, 0)
+    _, claim, _ = mpesa.decide(cb, {"amount": 2, "target": {"order_id": "4"}}, 0)
+    assert claim.expected_amount == 200  # a mismatch is for oracle.payments to flag, not a refusal
+    for amount, cents in ((1.0, 100), ("1.00", 100), ("1.5", 150), (1.1, 110), ("0012", 1200)):
+        sample["Body"]["stkCallback"]["CallbackMetadata"]["Item"][0]["Value"] = amount
+        assert mpesa.parse_callback(sample).amount == cents
 
 
 @settings(max_examples=300, deadline=None)
 @given(json_values)
 def test_mpesa_parse_total(value):
-    for data in (value, {"Body": {"stkCallback": value}},
-                 {"Body": {"stkCallback": {"MerchantRequestID": "m", "CheckoutRequestID": "c", "ResultCode": value,
-                                           "CallbackMetadata": {"Item": [{"Name": "Amount", "Value": value}]}}}}):
+    def cb(code, **items):
+        return {"Body": {"stkCallback": {"MerchantRequestID": "m", "CheckoutRequestID": "c", "ResultCode": code,
+                                         "CallbackMetadata": {"Item": [{"Name": k, "Value": v} for k, v in items.items()]}}}}
+
+    for data in (value, {"Body": {"stkCallback": value}}, cb(value, Amount=value),
+                 cb(0, Amount=1, MpesaReceiptNumber="R1", TransactionDate=value, PhoneNumber=value)):
         try:
             mpesa.parse_callback(data)
         except BadRequest as err:
             assert err.status == 400
+
+
+# ---- the bounded parsers every provider number goes through ---------------------------------------------------
+HUGE = ["1e200000", "1e1000000", "0" * 4301, "9" * 10**6, "-" + "1" * 5000, "1" * 100 + ".5", "1." + "0" * 10**5,
+        "١٢٣", "1_000", " 1", "1 ", "+1", "0x10", "NaN", "Infinity", "", "1.2.3", "1e3"]
+numbers = (st.text(max_size=40) | st.text(alphabet="0123456789.-e+", max_size=400) | st.integers() | st.booleans()
+           | st.floats() | st.none() | st.sampled_from(HUGE) | st.lists(st.integers(), max_size=2))
+
+
+@settings(max_examples=1000, deadline=None)
+@given(numbers, st.integers(0, 6))
+def test_bounded_parsers_are_total_exact_and_fast(v, decimals):
+    """Any input: an int within the bounds or a BadRequest, in well under a millisecond's order, never an int()
+    of an uncapped string (Python's 4,300-digit limit, quadratic time)."""
+    for parse in (lambda: parse_int(v, "f", lo=-(2**31), hi=2**31 - 1, status=400),
+                  lambda: parse_int(v, "f"), lambda: parse_amount(v, "f", decimals=decimals)):
+        t0 = time.perf_counter()
+        try:
+            n = parse()
+        except BadRequest as err:
+            assert err.status in (400, 422) and "f" in err.message
+        else:
+            assert isinstance(n, int) and not isinstance(n, bool)
+        assert time.perf_counter() - t0 < 0.05
+    if isinstance(v, str) and v.isascii() and v.isdigit() and len(v) <= 12:
+        assert parse_int(v, "f") == int(v) and parse_amount(v, "f", decimals=decimals) == int(v) * 10**decimals
+
+
+def test_bounded_parsers_refuse_what_they_must():
+    for v in HUGE:
+        for parse in (lambda: parse_int(v, "f"), lambda: parse_amount(v, "f", decimals=2)):
+            with pytest.raises(BadRequest):
+                parse()
+    assert parse_int("-5", "f", lo=-10) == -5 and parse_int(2**256 - 1, "f") == 2**256 - 1
+    for bad in (True, 1.0, 2**256, -1, "1" * 79):
+        with pytest.raises(BadRequest):
+            parse_int(bad, "f")
+    assert parse_amount("12.50", "f", decimals=2) == 1250 and parse_amount(0.1, "f", decimals=2) == 10
+    for bad in (-1, "1.005", float("inf"), 1e300, 10**14, "1e2"):
+        with pytest.raises(BadRequest):
+            parse_amount(bad, "f", decimals=2)
 
 
 def test_ip_allowlist():

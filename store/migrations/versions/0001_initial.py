@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 12:14:35.615050
+Create Date: 2026-12-01 12:41:50.409811
 """
 
 from alembic import op
@@ -260,17 +260,39 @@ def upgrade() -> None:
     sa.Column('next_nonce', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('chain', 'signer', name=op.f('pk_oracle_nonce'))
     )
+    op.create_table('oracle_payment',
+    sa.Column('provider', sa.Text(), nullable=False),
+    sa.Column('payment_id', sa.Text(), nullable=False),
+    sa.Column('payment_ref', sa.Text(), nullable=False),
+    sa.Column('chain', sa.Text(), nullable=False),
+    sa.Column('contract', sa.Text(), nullable=False),
+    sa.Column('target_id', store.types.Uint256Type(precision=78, scale=0), nullable=False),
+    sa.Column('amount', sa.BigInteger(), nullable=False),
+    sa.Column('currency', sa.Text(), nullable=False),
+    sa.Column('price_wei', store.types.Uint256Type(precision=78, scale=0), nullable=True),
+    sa.Column('status', sa.Text(), nullable=False),
+    sa.Column('flag', sa.Text(), nullable=True),
+    sa.Column('intent_key', sa.Text(), nullable=True),
+    sa.Column('event_id', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
+    sa.PrimaryKeyConstraint('provider', 'payment_id', name=op.f('pk_oracle_payment')),
+    sa.UniqueConstraint('provider', 'payment_ref', name='uq_oracle_payment_ref')
+    )
+    op.create_index('uq_oracle_payment_order', 'oracle_payment', ['chain', 'target_id'], unique=True, postgresql_where=sa.text("contract = 'Escrow' AND status = 'accepted'"))
     op.create_table('oracle_provider_event',
     sa.Column('provider', sa.Text(), nullable=False),
     sa.Column('event_id', sa.Text(), nullable=False),
     sa.Column('type', sa.Text(), nullable=False),
     sa.Column('intent_key', sa.Text(), nullable=True),
     sa.Column('payment_ref', sa.Text(), nullable=True),
+    sa.Column('status', sa.Text(), server_default=sa.text("'recorded'"), nullable=False),
     sa.Column('flag', sa.Text(), nullable=True),
     sa.Column('summary', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('claim', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
     sa.Column('received_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('provider', 'event_id', name=op.f('pk_oracle_provider_event'))
     )
+    op.create_index('ix_oracle_provider_event_attention', 'oracle_provider_event', ['status', 'received_at'], unique=False, postgresql_where=sa.text("status IN ('pending', 'flagged')"))
     op.create_index(op.f('ix_oracle_provider_event_payment_ref'), 'oracle_provider_event', ['payment_ref'], unique=False)
     op.create_table('oracle_qr_order',
     sa.Column('chain', sa.Text(), nullable=False),
@@ -461,7 +483,10 @@ def downgrade() -> None:
     op.drop_table('oracle_verification')
     op.drop_table('oracle_qr_order')
     op.drop_index(op.f('ix_oracle_provider_event_payment_ref'), table_name='oracle_provider_event')
+    op.drop_index('ix_oracle_provider_event_attention', table_name='oracle_provider_event', postgresql_where=sa.text("status IN ('pending', 'flagged')"))
     op.drop_table('oracle_provider_event')
+    op.drop_index('uq_oracle_payment_order', table_name='oracle_payment', postgresql_where=sa.text("contract = 'Escrow' AND status = 'accepted'"))
+    op.drop_table('oracle_payment')
     op.drop_table('oracle_nonce')
     op.drop_table('oracle_mpesa_request')
     op.drop_table('oracle_lease')

@@ -1,0 +1,304 @@
+"""The payment gate: a provider payment becomes an on-chain write only once, and only for what it pays for.
+
+A `Claim` is what a verified provider says was paid: Stripe's PaymentIntent as re-fetched from Stripe's API, or an
+M-Pesa callback Daraja's status query confirmed. `settle_in()` records the provider event and, in the same
+transaction (the outbox rule), decides one of:
+
+- **accepted**: the claim pays for an indexed listing or escrow order, in a configured currency, covering its
+  on-chain price (`oracle.fiat_rates`), as much as was asked for (M-Pesa: the pushed amount), and the order is not
+  paid already: one `oracle_payment` row and one write intent.
+- **pending**: the listing/order is not indexed yet (the indexer lags the chain, or the id does not exist): nothing
+  is written; `recheck_pending()` (scheduled every `oracle.payment_recheck_s`, and any redelivery) evaluates it
+  again, and flags it `target_not_indexed` after `oracle.payment_pending_max_age_s`. Never written unchecked.
+- **flagged**: recorded with a `flag` for a human (refund due, or a look): `amount_mismatch`, `currency_mismatch`,
+  `double_paid`, `target_unavailable`, `conflicting_receipt`, `target_not_indexed` (and, decided before the gate,
+  Stripe's `payment_not_succeeded`, `livemode_mismatch`, `payment_not_found`, `invalid_metadata`).
+
+Invariant 8 is the database's, not only this code's: `oracle_payment`'s primary key (provider, payment_id) lets one
+PaymentIntent or M-Pesa checkout be decided once; (provider, payment_ref) lets a receipt pay once; a partial unique
+index lets an escrow order have one accepted off-chain payment. Two oracles racing on duplicate deliveries meet in
+those indexes: one row, one intent, one write; the loser's event is linked to it or flagged.
+Amounts stay integers (invariant 4): paid minor units x wei per currency unit >= price in wei x 10**decimals.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+
+from oracle.ingress.common import BadRequest, is_address, parse_int
+from oracle.outbox import Event, Intent, insert_event, insert_intent
+
+log = logging.getLogger("carbonledger.oracle.payments")
+
+_RECHECK_BATCH = 200
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a payment pays for: an escrow order, or `units` credits of a listing delivered to `buyer`."""
+
+    contract: str  # "Escrow" (an order) | "Marketplace" (a listing)
+    target_id: int
+    buyer: str | None = None
+    units: int | None = None
+
+    @classmethod
+    def from_json(cls, d: Any, status: int = 422, code: str = "invalid_field") -> Target:
+        """{"order_id"} or {"listing_id", "buyer", "amount"} (checkout metadata, STK push targets); BadRequest else."""
+        if isinstance(d, dict) and "order_id" in d:
+            return cls("Escrow", parse_int(d["order_id"], "order_id", lo=1, status=status, code=code))
+        if isinstance(d, dict) and "listing_id" in d:
+            listing = parse_int(d["listing_id"], "listing_id", lo=1, status=status, code=code)
+            units = parse_int(d.get("amount"), "amount", lo=1, status=status, code=code)
+            if not is_address(d.get("buyer")):
+                raise BadRequest(status, code, "buyer must be a 0x address")
+            return cls("Marketplace", listing, d["buyer"], units)
+        raise BadRequest(status, code, "target must be {order_id} or {listing_id, buyer, amount}")
+
+    def to_json(self) -> dict[str, str]:
+        if self.contract == "Escrow":
+            return {"order_id": str(self.target_id)}
+        return {"listing_id": str(self.target_id), "buyer": str(self.buyer), "amount": str(self.units)}
+
+    def intent(self, key: str, source: str, ref: str) -> Intent:
+        if self.contract == "Escrow":
+            return Intent(key, source, "Escrow", "recordOffchainPayment", [str(self.target_id), ref])
+        return Intent(key, source, "Marketplace", "settleOffchain", [str(self.target_id), self.buyer, str(self.units), ref])
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A verified provider's word that `amount` minor units (10**-decimals of `currency`) paid for `target`."""
+
+    provider: str  # stripe | mpesa
+    payment_id: str  # PaymentIntent id | CheckoutRequestID: decided at most once
+    payment_ref: str  # the on-chain paymentRef: PaymentIntent id | M-Pesa receipt
+    target: Target
+    amount: int
+    currency: str  # lowercase ISO 4217
+    decimals: int = 2
+    expected_amount: int | None = None  # M-Pesa: what the STK push asked for, in the same minor units
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider}:{self.payment_ref}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"provider": self.provider, "payment_id": self.payment_id, "payment_ref": self.payment_ref,
+                "target": self.target.to_json(), "amount": str(self.amount), "currency": self.currency,
+                "decimals": self.decimals,
+                "expected_amount": None if self.expected_amount is None else str(self.expected_amount)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Claim:
+        exp = d.get("expected_amount")
+        return cls(d["provider"], d["payment_id"], d["payment_ref"], Target.from_json(d["target"]), int(d["amount"]),
+                   d["currency"], int(d["decimals"]), None if exp is None else int(exp))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # accepted | pending | flagged | recorded
+    flag: str | None = None
+    intent_key: str | None = None
+    intent_status: str | None = None
+    duplicate: bool = False  # nothing new: this event, or this payment, was decided so before
+    problem: str | None = None
+
+
+# ---- the decision ----------------------------------------------------------------------------------------------
+def _indexed(cur: Any, chain: str, t: Target) -> tuple | None:
+    """The current indexed version of the order (amount, status, payment_ref) or listing (price, remaining, status)."""
+    if t.contract == "Escrow":
+        sql = ("SELECT amount, status, payment_ref FROM escrow_order WHERE chain = %s AND order_id = %s"
+               " AND valid_to IS NULL")
+    else:
+        sql = ("SELECT price_per_unit, amount_remaining, status FROM listing WHERE chain = %s AND listing_id = %s"
+               " AND valid_to IS NULL")
+    return cur.execute(sql, (chain, t.target_id)).fetchone()
+
+
+def check(claim: Claim, row: tuple, rates: dict[str, Any]) -> tuple[str | None, str | None, int | None]:
+    """(flag, problem, price in wei) of a claim against the indexed target `row`; flag None = it pays for it."""
+    rate = rates.get(claim.currency)
+    if rate is None:
+        return "currency_mismatch", f"no oracle.fiat_rates entry for {claim.currency!r}", None
+    if claim.expected_amount is not None and claim.amount != claim.expected_amount:
+        return "amount_mismatch", f"paid {claim.amount}, the checkout asked for {claim.expected_amount}", None
+    t = claim.target
+    if t.contract == "Escrow":
+        amount, status, ref = row
+        if status == "cancelled":
+            return "target_unavailable", "the order is cancelled", None
+        if status != "created" and ref != claim.payment_ref:
+            return "double_paid", f"the order is already {status} (paid another way): refund due", None
+        price = int(amount)
+    else:
+        per_unit, remaining, status = row
+        if status != "active" or int(remaining) < int(t.units or 0):
+            return "target_unavailable", f"the listing is {status} with {int(remaining)} credits left", None
+        price = int(per_unit) * int(t.units or 0)
+    if claim.amount * rate.wei_per_unit < price * 10**claim.decimals:
+        return ("amount_mismatch", f"paid {claim.amount} (10^-{claim.decimals} {claim.currency}) is worth "
+                f"{claim.amount * rate.wei_per_unit // 10**claim.decimals} wei; the price is {price} wei", price)
+    return None, None, price
+
+
+def _payment(cur: Any, provider: str, column: str, value: str) -> tuple | None:
+    return cur.execute(f"SELECT payment_id, payment_ref, status, flag, intent_key FROM oracle_payment"  # noqa: S608
+                       f" WHERE provider = %s AND {column} = %s", (provider, value)).fetchone()
+
+
+def _mark(cur: Any, provider: str, event_id: str, out: Outcome) -> Outcome:
+    cur.execute("UPDATE oracle_provider_event SET status = %s, flag = %s, intent_key = %s,"
+                " summary = CASE WHEN %s::text IS NULL THEN summary ELSE summary || jsonb_build_object('problem', %s::text) END"
+                " WHERE provider = %s AND event_id = %s",
+                (out.status, out.flag, out.intent_key, out.problem, out.problem, provider, event_id))
+    return out
+
+
+def _decided(cur: Any, provider: str, event_id: str, claim: Claim, paid: tuple) -> Outcome:
+    """The claim's payment was decided before: the same payment again gets the same decision; another reference
+    for it (a second M-Pesa receipt for one checkout) is never written."""
+    payment_id, ref, status, flag, key = paid
+    if ref != claim.payment_ref:
+        return _mark(cur, provider, event_id, Outcome(
+            "flagged", "conflicting_receipt",
+            problem=f"{claim.provider} payment {payment_id} was already decided with reference {ref}"))
+    if status == "accepted":
+        st = cur.execute("SELECT status FROM oracle_intent WHERE idempotency_key = %s", (key,)).fetchone()
+        return _mark(cur, provider, event_id, Outcome("accepted", None, key, st[0] if st else None, duplicate=True))
+    return _mark(cur, provider, event_id, Outcome("flagged", flag, duplicate=True,
+                                                  problem=f"this payment was already flagged {flag}"))
+
+
+def evaluate(cur: Any, chain: str, provider: str, event_id: str, claim: Claim, settings: Any,
+             expire: bool = False) -> Outcome:
+    """Decide a recorded event's claim (see the module doc); `expire` flags it instead of leaving it pending."""
+    paid = _payment(cur, claim.provider, "payment_id", claim.payment_id)
+    if paid is not None:
+        return _decided(cur, provider, event_id, claim, paid)
+    row = _indexed(cur, chain, claim.target)
+    if row is None:
+        if not expire:
+            return Outcome("pending")
+        flag, problem, price = "target_not_indexed", "the listing/order was never indexed", None
+    else:
+        flag, problem, price = check(claim, row, settings.fiat_rates)
+    t = claim.target
+    cols = (claim.provider, claim.payment_id, claim.payment_ref, chain, t.contract, t.target_id, claim.amount,
+            claim.currency, price, event_id)
+    sql = ("INSERT INTO oracle_payment (provider, payment_id, payment_ref, chain, contract, target_id, amount, currency,"
+           " price_wei, event_id, status, flag, intent_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+           " ON CONFLICT DO NOTHING RETURNING 1")
+    key = None if flag else claim.key
+    if cur.execute(sql, (*cols, "flagged" if flag else "accepted", flag, key)).fetchone() is None:
+        # Lost a race, or a unique index says no: the same payment (decided meanwhile), its reference used by
+        # another payment, or the escrow order already holding an accepted payment.
+        paid = _payment(cur, claim.provider, "payment_id", claim.payment_id)
+        if paid is not None:
+            return _decided(cur, provider, event_id, claim, paid)
+        other = _payment(cur, claim.provider, "payment_ref", claim.payment_ref)
+        if other is not None:
+            flag, problem = "conflicting_receipt", f"reference {claim.payment_ref} already paid {other[0]}"
+            return _mark(cur, provider, event_id, Outcome("flagged", flag, problem=problem))
+        flag, problem, key = "double_paid", "the order already has an accepted off-chain payment: refund due", None
+        cur.execute(sql, (*cols, "flagged", flag, None))
+    if flag:
+        return _mark(cur, provider, event_id, Outcome("flagged", flag, problem=problem))
+    _, status, _ = insert_intent(cur, chain, t.intent(claim.key, claim.provider, claim.payment_ref))
+    return _mark(cur, provider, event_id, Outcome("accepted", None, claim.key, status))
+
+
+# ---- recording -------------------------------------------------------------------------------------------------
+def settle_in(cur: Any, chain: str, event: Event, claim: Claim | None, settings: Any) -> Outcome:
+    """Record `event` and decide its claim, inside the caller's transaction. A redelivered event gets its recorded
+    outcome back (re-evaluated first while it is pending: the indexer may have caught up)."""
+    if insert_event(cur, event, None, status="pending" if claim else None, claim=claim.to_json() if claim else None):
+        if claim is None:
+            status = "flagged" if event.flag else "recorded"
+            return Outcome(status, event.flag, problem=event.summary.get("problem"))
+        return evaluate(cur, chain, event.provider, event.event_id, claim, settings)
+    row = cur.execute("SELECT status, flag, intent_key, claim FROM oracle_provider_event WHERE provider = %s"
+                      " AND event_id = %s FOR UPDATE", (event.provider, event.event_id)).fetchone()
+    status, flag, key, stored = row
+    if status == "pending" and stored is not None:
+        return evaluate(cur, chain, event.provider, event.event_id, Claim.from_json(stored), settings)
+    st = cur.execute("SELECT status FROM oracle_intent WHERE idempotency_key = %s", (key,)).fetchone() if key else None
+    return Outcome(status, flag, key, st[0] if st else None, duplicate=True)
+
+
+def settle(pool: Any, chain: str, event: Event, claim: Claim | None, settings: Any) -> Outcome:
+    """`settle_in` in a transaction of its own, then `report` it."""
+    with pool.connection() as conn, conn.transaction():
+        out = settle_in(conn.cursor(), chain, event, claim, settings)
+    report(event.provider, event.event_id, out)
+    return out
+
+
+def recheck_pending(pool: Any, chain: str, settings: Any) -> int:
+    """Evaluate pending payments again (their listing/order may be indexed now); those pending longer than
+    `payment_pending_max_age_s` are flagged `target_not_indexed`. Returns how many left 'pending'."""
+    with pool.connection() as conn, conn.transaction():
+        cur = conn.cursor()
+        rows = cur.execute(
+            "SELECT provider, event_id, claim, received_at < now() - make_interval(secs => %s) FROM oracle_provider_event"
+            " WHERE status = 'pending' ORDER BY received_at LIMIT %s FOR UPDATE SKIP LOCKED",
+            (settings.payment_pending_max_age_s, _RECHECK_BATCH)).fetchall()
+        done = [(p, e, evaluate(cur, chain, p, e, Claim.from_json(c), settings, expire=old)) for p, e, c, old in rows]
+    for provider, event_id, out in done:
+        if out.status != "pending":
+            report(provider, event_id, out)
+    return sum(out.status != "pending" for _, _, out in done)
+
+
+def report(provider: str, event_id: str, out: Outcome) -> None:
+    """The operator's log line for a decision worth a look: ids, flag and problem only (never names or phones)."""
+    if out.status == "flagged" and not out.duplicate:
+        log.warning("payment flagged for review, not written", extra={"provider": provider, "event": event_id,
+                                                                      "flag": out.flag, "problem": out.problem})
+    elif out.status == "pending" and not out.duplicate:
+        log.info("payment waits for its listing/order to be indexed", extra={"provider": provider, "event": event_id})
+
+
+def quote(pool: Any, chain: str, target: Target, amount: int, currency: str, decimals: int, settings: Any) -> None:
+    """Refuse (4xx) asking a payer for an amount that would not pay for `target` (the M-Pesa STK push)."""
+    claim = Claim("quote", "-", "-", target, amount, currency, decimals)
+    with pool.connection() as conn:
+        row = _indexed(conn.cursor(), chain, target)
+        paid = target.contract == "Escrow" and conn.execute(
+            "SELECT 1 FROM oracle_payment WHERE chain = %s AND target_id = %s AND contract = 'Escrow'"
+            " AND status = 'accepted'", (chain, target.target_id)).fetchone()
+    if paid:
+        raise BadRequest(409, "double_paid", "the order already has an accepted off-chain payment")
+    if row is None:
+        raise BadRequest(409, "target_not_indexed", "the listing/order is not indexed yet: retry shortly")
+    flag, problem, _ = check(claim, row, settings.fiat_rates)
+    if flag is not None:
+        raise BadRequest(422 if flag in ("amount_mismatch", "currency_mismatch") else 409, flag, str(problem))
+
+
+class PaymentCollector:
+    """Scrape-time metric: provider events waiting for the indexer (pending) or for a human (flagged)."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    def collect(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        g = GaugeMetricFamily("oracle_payment_events", "Provider events pending (target not indexed yet) or flagged"
+                              " (not written; needs a human), by provider, status and flag",
+                              labels=["provider", "status", "flag"])
+        try:
+            with self.pool.connection() as conn:
+                rows = conn.execute("SELECT provider, status, coalesce(flag, ''), count(*) FROM oracle_provider_event"
+                                    " WHERE status IN ('pending', 'flagged') GROUP BY 1, 2, 3").fetchall()
+        except Exception:  # noqa: BLE001 - a scrape must not fail with the database
+            rows = []
+        for provider, status, flag, n in rows:
+            g.add_metric([provider, status, flag], n)
+        yield g
