@@ -148,7 +148,8 @@ def intent_owners(pool: Any, chain: str, key: str) -> set[str]:
             return {f"verifier:{n}" for n in row or () if n}
         if key.startswith("mpesa:"):  # the receipt is the payment reference of the callback's event
             rows = conn.execute("SELECT r.merchant FROM oracle_provider_event e JOIN oracle_mpesa_request r"
-                                " ON r.checkout_request_id = e.event_id WHERE e.provider = 'mpesa' AND e.payment_ref = %s"
+                                " ON r.checkout_request_id = split_part(e.event_id, ':', 1)"  # event id: checkout:receipt
+                                " WHERE e.provider = 'mpesa' AND e.payment_ref = %s"
                                 " AND e.intent_key = %s AND r.merchant IS NOT NULL", (key[6:], key)).fetchall()
             return {f"merchant:{m}" for (m,) in rows}
     return set()

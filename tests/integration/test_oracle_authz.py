@@ -8,7 +8,7 @@ import pytest
 from eth_utils import keccak
 
 from oracle.testing import Rig, count_events, payment_event
-from tests.integration.oracle_fixtures import _no_key_in_logs, anyio_backend  # noqa: F401 (fixtures)
+from tests.integration.oracle_fixtures import _no_key_in_logs, anyio_backend, localstripe  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.anvil, pytest.mark.anyio]
 
@@ -28,8 +28,8 @@ ETH = 10**18
 
 
 @pytest.fixture()
-def rig(db_url, anvil):
-    r = Rig(db_url, anvil, **SETTINGS)
+def rig(db_url, anvil, localstripe):
+    r = Rig(db_url, anvil, stripe=localstripe, **SETTINGS)
     yield r
     r.close()
 
@@ -217,7 +217,8 @@ async def test_intent_details_go_to_their_owner_status_to_anyone(rig):
     assert (await rig.client.post("/verifications", json=_request(rig, "v-i", 5), headers=VERA)).status_code == 201
     mint = (await rig.client.post("/verifications/v-i/approve", headers=OTTO)).json()["intent_key"]
     w = rig.world
-    stripe = (await rig.post_event(payment_event("pi_own", {"order_id": str(w.order_ids[0])}))).json()["intent"]
+    _, r = await rig.pay({"order_id": str(w.order_ids[0])})
+    stripe = r.json()["intent"]
     rig.drain()
     for k in (key, mint, stripe):  # anyone: the status, nothing else (no tx hash, no error, no attempts)
         r = await rig.client.get(f"/intents/{k}")
