@@ -79,9 +79,11 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Bring the database schema to the newest revision."""
     from carbonledger.database import resolve_database_url
+    from carbonledger.preflight import check_database
     from store.migrate import current, upgrade
 
     url = resolve_database_url(_settings(args))
+    check_database(url, migrated=False)
     upgrade(url)
     print(f"database at revision {current(url)}")
     return 0
@@ -113,8 +115,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from carbonledger.demo import Demo, print_report
 
-    if not args.verbose:
+    from carbonledger.preflight import check_port
+
+    if not getattr(args, "verbose", False):
         logging.getLogger().setLevel(logging.WARNING)  # the story is the output; -v shows the daemons' log lines
+    check_port("127.0.0.1", args.api_port, "--api-port")  # before anything is started or deployed
+    check_port("127.0.0.1", args.oracle_port, "--oracle-port")
     demo = Demo(database_url=args.database_url, rpc_url=args.rpc, api_port=args.api_port, oracle_port=args.oracle_port)
     try:
         print("starting: embedded Postgres, devnet chain, contracts, indexer, oracle, API ...", flush=True)
@@ -132,9 +138,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+CONFIG_HELP = "TOML config (default: $CARBONLEDGER_CONFIG or ./carbonledger.toml)"
+VERBOSE_HELP = "on errors, also print the traceback (demo: also show the daemons' log lines)"
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    """--config and -v on every sub-command too (`carbonledger index -v --config x.toml`), without overriding
+    what was given before the sub-command."""
+    parser.add_argument("--config", "-c", default=argparse.SUPPRESS, help=CONFIG_HELP)
+    parser.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _common_options(child)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="carbonledger", description=__doc__)
-    p.add_argument("--config", "-c", help="TOML config (default: $CARBONLEDGER_CONFIG or ./carbonledger.toml)")
+    p.add_argument("--config", "-c", help=CONFIG_HELP)
+    p.add_argument("--verbose", "-v", action="store_true", help=VERBOSE_HELP)
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("devnet", help=cmd_devnet.__doc__)
@@ -162,7 +184,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--api-port", type=int, default=8080)
     s.add_argument("--oracle-port", type=int, default=8081)
     s.add_argument("--no-serve", action="store_true", help="tell the story, print, and exit (for scripts and CI)")
-    s.add_argument("--verbose", "-v", action="store_true", help="show the daemons' structured log lines")
     s.set_defaults(func=cmd_demo)
 
     from gqlapi.cli import add_serve_command
@@ -172,29 +193,67 @@ def build_parser() -> argparse.ArgumentParser:
     add_index_command(sub)
     add_oracle_command(sub)
     add_serve_command(sub)
+    for child in sub.choices.values():
+        _common_options(child)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command. Every failure is one line, `carbonledger: <what failed> — <how to fix it>`, and a
+    non-zero exit (2: config, 3: reorg deeper than finality, 1: anything else); -v adds the traceback."""
     from carbonledger.shutdown import StopRequested, install_early
 
     install_early()  # first: a SIGTERM during start-up is a clean exit 0, not death by signal
+    args = None
     try:
         from carbonledger.config import ConfigError
         from carbonledger.logs import setup_logging
+        from carbonledger.preflight import OperatorError
 
         args = build_parser().parse_args(argv)
         setup_logging()
         try:
             return int(args.func(args) or 0)
         except ConfigError as err:
-            print(f"carbonledger: config error: {err}", file=sys.stderr)
-            return 2
+            return _fail(args, f"config error: {err} — fix that key in the config file or the environment", 2)
+        except OperatorError as err:
+            return _fail(args, str(err))
     except StopRequested:
         print("carbonledger: stopped (SIGTERM) before start-up finished", file=sys.stderr)
         return 0
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - the last resort: still one line, the traceback on -v
+        return _fail(args, _describe(exc))
+
+
+def _fail(args: argparse.Namespace | None, line: str, code: int = 1) -> int:
+    import traceback
+
+    print(f"carbonledger: {line}", file=sys.stderr)
+    if args is not None and getattr(args, "verbose", False):
+        traceback.print_exc()
+    return code
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for an error no command turned into an OperatorError: what failed and the likeliest fix."""
+    import errno
+
+    name = type(exc).__name__
+    first = (str(exc).strip().splitlines() or [name])[-1].strip()[:300]
+    module = type(exc).__module__
+    if module.startswith("psycopg"):
+        if "UndefinedTable" in name or "UndefinedColumn" in name:
+            return f"the database is missing carbonledger's tables ({first}) — run `carbonledger migrate`"
+        return f"database error: {first} — check that Postgres is up and database.url / CARBONLEDGER_DATABASE_URL"
+    if module.startswith("sqlalchemy") and "OperationalError" in name:
+        return f"database error: {first} — check that Postgres is up and database.url / CARBONLEDGER_DATABASE_URL"
+    if name in ("RpcError", "RpcTransportError"):
+        return f"JSON-RPC node error: {first} — check that the node is up and chains.<name>.rpc_url"
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return f"a port is already in use ({first}) — stop what uses it or choose another port"
+    return f"unexpected error: {name}: {first} — rerun with -v for the traceback, and please report it"
 
 
 if __name__ == "__main__":

@@ -13,7 +13,9 @@ log = logging.getLogger("carbonledger.indexer")
 def cmd_index(args: argparse.Namespace) -> int:
     """Follow every configured chain into Postgres (backfill, then the head)."""
     from carbonledger.config import load_settings
+    from carbonledger.database import resolve_database_url
     from carbonledger.logs import setup_logging
+    from carbonledger.preflight import check_database, check_port, check_rpc, ensure
     from carbonledger.service import OpsServer
     from carbonledger.shutdown import stop_on_signals
     from indexer.progress import Metrics, Progress
@@ -22,16 +24,23 @@ def cmd_index(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     setup_logging(settings.log_level)
     stop = threading.Event()
+    host, port = settings.indexer.host, args.port if args.port is not None else settings.indexer.port
     # Until the loop runs, SIGTERM raises StopRequested (carbonledger.shutdown): a stop during start-up (slow
     # imports, RPC checks, database) unwinds at once and the command exits 0.
-    idx = Indexer(settings, stop=stop)
+    db_url = resolve_database_url(settings)
+    ensure([("database", lambda: check_database(db_url)),
+            *[(f"chain {n}", lambda n=n, c=c: check_rpc(n, c)) for n, c in settings.chains.items()],
+            *([("ops port", lambda: check_port(host, port, "indexer.port"))] if port > 0 else [])], wait=args.wait)
+    idx = Indexer(settings, db_url=db_url, stop=stop)
     stats = [s.stats for s in idx.syncs]
     metrics = Metrics()
 
     def ready() -> tuple[bool, dict]:
-        detail = {s.chain: {"mode": s.mode, "block": s.block, "head": s.head, "lag": s.lag} for s in stats}
-        # A standby is ready (it serves nothing and takes over when needed); a leader when within 1 block of head.
-        ok = all(s.mode == "standby" or (s.leader and s.head >= 0 and s.lag <= 1) for s in stats)
+        detail = {s.chain: {"mode": s.mode, "block": s.block, "head": s.head, "lag": s.lag, "problem": s.problem}
+                  for s in stats}
+        # A standby is ready (it serves nothing and takes over when needed); a leader when within 1 block of head
+        # and its last step worked.
+        ok = all(s.problem is None and (s.mode == "standby" or (s.leader and s.head >= 0 and s.lag <= 1)) for s in stats)
         return ok, {"chains": detail}
 
     def health() -> tuple[bool, dict]:
@@ -39,7 +48,6 @@ def cmd_index(args: argparse.Namespace) -> int:
         stale = [s.chain for s in stats if time.monotonic() - s.last_step > 60]
         return not stale, {"stalled": stale}
 
-    host, port = settings.indexer.host, args.port if args.port is not None else settings.indexer.port
     ops = progress = None
     try:
         ops = OpsServer(host, port, ready, metrics.registry, health).start() if port >= 0 else None
@@ -68,4 +76,6 @@ def add_index_command(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--once", action="store_true", help="exit 0 once every chain is caught up to its head")
     s.add_argument("--port", type=int, default=None, help="ops port (default indexer.port; 0 = any free, -1 = none)")
     s.add_argument("--no-progress", action="store_true", help="no live table, JSON progress lines only")
+    s.add_argument("--wait", action="store_true", help="at start, keep retrying an unreachable database or node "
+                   "(one log line per change, backoff to 30 s) instead of failing at once")
     s.set_defaults(func=cmd_index)

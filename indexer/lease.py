@@ -28,6 +28,7 @@ class Lease:
         self.key = lock_key(chain)
         self.conn: psycopg.Connection | None = None
         self.held = False
+        self.failing = False
 
     def try_acquire(self) -> bool:
         try:
@@ -38,8 +39,14 @@ class Lease:
                                             application_name=f"carbonledger-indexer-lease-{self.chain}")
             self.held = bool(self.conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()[0])
         except psycopg.Error as exc:
-            log.warning("lease check failed", extra={"chain": self.chain, "error": str(exc)[:200]})
+            if not self.failing:  # one line when the database goes away, not one per attempt
+                log.warning("lease check failed: database unavailable", extra={"chain": self.chain, "error": str(exc)[:200]})
+            self.failing = True
             self._drop()
+            return False
+        if self.failing:
+            log.info("lease check works again", extra={"chain": self.chain})
+            self.failing = False
         return self.held
 
     def alive(self) -> bool:

@@ -55,6 +55,8 @@ class Indexer:
         self.leases = {s.chain: Lease(self.db_url, s.chain) for s in self.syncs}
         self.poll = min((c.poll_interval_s for c in settings.chains.values()), default=1.0)
         self._lease_checked = {s.chain: 0.0 for s in self.syncs}
+        self._failures = {s.chain: 0 for s in self.syncs}
+        self._retry_at = {s.chain: 0.0 for s in self.syncs}  # a failing chain is not stepped again before this
         self.wake = threading.Event()  # set by HeadWatchers when a chain pushes a new head
         self.watchers = []
         for name, cs in settings.chains.items():
@@ -87,22 +89,34 @@ class Indexer:
 
     def _step(self, sync: ChainSync) -> bool:
         try:
-            return sync.step()
+            busy = sync.step()
         except writer.Fenced:
             return True  # reloaded; the next step continues from the database's cursor
         except (RpcError, RpcTransportError) as exc:
-            log.warning("rpc failure, will retry", extra={"chain": sync.chain, "error": str(exc)[:300]})
-            time.sleep(min(self.poll, 1.0))
+            self._trouble(sync, "rpc", exc)
             return False
         except psycopg.OperationalError as exc:
             # Database trouble: give up the lead; re-acquiring it reconnects and reloads cursor and state.
-            log.warning("database failure, stepping down", extra={"chain": sync.chain, "error": str(exc)[:300]})
+            self._trouble(sync, "database", exc)
             self.leases[sync.chain].release()
             if sync.conn is not None:
                 sync.conn.close()
             sync.stats.leader, sync.stats.mode = False, "standby"
-            time.sleep(1.0)
             return False
+        if sync.stats.problem is not None:
+            log.info("recovered", extra={"chain": sync.chain, "was": sync.stats.problem})
+            sync.stats.problem, self._failures[sync.chain] = None, 0
+        return busy
+
+    def _trouble(self, sync: ChainSync, kind: str, exc: Exception) -> None:
+        """A failed step: one log line when the problem changes (not one per retry), then back off (up to 30 s)."""
+        problem = f"{kind}: {str(exc).strip().splitlines()[-1][:200] if str(exc).strip() else type(exc).__name__}"
+        n = self._failures[sync.chain] = self._failures[sync.chain] + 1
+        if sync.stats.problem is None or sync.stats.problem.split(":", 1)[0] != kind:
+            log.warning(f"{'JSON-RPC node' if kind == 'rpc' else 'database'} unavailable; retrying with backoff",
+                        extra={"chain": sync.chain, "error": problem})
+        sync.stats.problem = problem
+        self._retry_at[sync.chain] = time.monotonic() + min(30.0, 0.25 * 2 ** min(n, 8))
 
     def run(self, until: Callable[[Indexer], bool] | None = None) -> int:
         """Index until the stop event is set (or `until(self)` is true); returns the process exit code."""
@@ -111,15 +125,18 @@ class Indexer:
         try:
             while not self.stop.is_set():
                 busy = False
+                now = time.monotonic()
                 for sync in self.syncs:
                     if self.stop.is_set():
                         break
-                    if self._lead(sync):
+                    if now >= self._retry_at[sync.chain] and self._lead(sync):
                         busy = self._step(sync) or busy
                 if until is not None and until(self):
                     break
                 if not busy:
-                    self._idle(self.poll if any(l.held for l in self.leases.values()) else 0.5)
+                    wait = self.poll if any(l.held for l in self.leases.values()) else 0.5
+                    backing_off = [t - now for t in self._retry_at.values() if t > now]
+                    self._idle(max(wait, min(backing_off)) if backing_off and len(backing_off) == len(self.syncs) else wait)
             return 0
         except ReorgTooDeep:
             return EXIT_REORG_TOO_DEEP

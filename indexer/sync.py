@@ -48,6 +48,7 @@ class Stats:
     blocks: int = 0
     reorgs: int = 0
     mode: str = "starting"  # starting | backfill | follow | standby
+    problem: str | None = None  # why the last step failed ("rpc: ...", "database: ..."), None when healthy
     leader: bool = False
     started: float = field(default_factory=time.monotonic)
     last_step: float = field(default_factory=time.monotonic)

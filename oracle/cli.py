@@ -13,14 +13,23 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Serve the ingress, run the sender and the scheduled jobs until SIGTERM."""
+    from carbonledger.config import ConfigError
     from carbonledger.database import resolve_database_url
-    from oracle.runtime import Oracle
-
     from carbonledger.logs import setup_logging
+    from carbonledger.preflight import check_database, check_port, check_rpc, ensure
+    from oracle.runtime import Oracle
+    from oracle.signer import load_signer
 
     s = _settings(args)
     setup_logging(s.log_level)
-    return Oracle(s, resolve_database_url(s)).run()
+    load_signer(s.oracle)  # no key, or a bad one: say so before anything starts
+    if not s.chains:
+        raise ConfigError("no chains configured: the oracle needs [chains.<name>] with rpc_url and contracts")
+    chain = s.oracle.chain or next(iter(s.chains))
+    url = resolve_database_url(s)
+    ensure([("database", lambda: check_database(url)), (f"chain {chain}", lambda: check_rpc(chain, s.chains[chain])),
+            ("port", lambda: check_port(s.oracle.host, s.oracle.port, "oracle.port"))], wait=args.wait)
+    return Oracle(s, url).run()
 
 
 def cmd_anchor(args: argparse.Namespace) -> int:
@@ -42,6 +51,8 @@ def add_oracle_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("oracle", help="the signing oracle (payments, IoT, settlements -> chain, exactly once)")
     osub = p.add_subparsers(dest="oracle_command", required=True)
     r = osub.add_parser("run", help=cmd_run.__doc__)
+    r.add_argument("--wait", action="store_true", help="at start, keep retrying an unreachable database or node "
+                   "(one log line per change, backoff to 30 s) instead of failing at once")
     r.set_defaults(func=cmd_run)
     a = osub.add_parser("anchor", help=cmd_anchor.__doc__)
     a.set_defaults(func=cmd_anchor)

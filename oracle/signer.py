@@ -9,14 +9,19 @@ from __future__ import annotations
 import os
 
 from carbonledger.config import ConfigError, OracleSettings
+from carbonledger.preflight import OperatorError
 from carbonledger.secrets import PrivateKey, private_key_from_env
 
 ENV_KEY = "CARBONLEDGER_SIGNER_KEY"  # not CARBONLEDGER_ORACLE_*: settings would claim it
 ENV_PASSPHRASE = "CARBONLEDGER_SIGNER_PASSPHRASE"
 
 
-class SignerError(Exception):
-    """No usable key; the message says what to set (and never contains key material)."""
+class SignerError(OperatorError):
+    """No usable key; the message says what is wrong (and never contains key material)."""
+
+    def __init__(self, what: str, fix: str = "give the oracle its signing key: CARBONLEDGER_SIGNER_KEY=0x..., or "
+                 "oracle.signer.keystore with CARBONLEDGER_SIGNER_PASSPHRASE") -> None:
+        super().__init__(what, fix)
 
 
 def load_signer(settings: OracleSettings) -> PrivateKey:

@@ -17,12 +17,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from carbonledger.config import load_settings
     from carbonledger.database import resolve_database_url
     from carbonledger.logs import setup_logging
+    from carbonledger.preflight import check_database, check_port, ensure
     from gqlapi.app import create_app
 
     settings = load_settings(args.config)
     setup_logging(settings.log_level)
     host = args.host or settings.api.host
     port = args.port if args.port is not None else settings.api.port
+    db_url = resolve_database_url(settings)
+    ensure([("database", lambda: check_database(db_url)), ("port", lambda: check_port(host, port, "api.port"))],
+           wait=args.wait)
     if args.workers > 1:
         import os
 
@@ -32,7 +36,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             uvicorn.run("gqlapi.app:app_from_env", factory=True, host=host, port=port, workers=args.workers,
                         log_level="warning", log_config=None)
         return 0
-    app = create_app(settings, resolve_database_url(settings), pool_size=args.pool_size)
+    app = create_app(settings, db_url, pool_size=args.pool_size)
     print(f"GraphQL API on http://{host}:{port}/graphql")
     with _stopped_by_sigterm():
         uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)  # our JSON lines, not uvicorn's
@@ -59,4 +63,6 @@ def add_serve_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     s.add_argument("--port", type=int, help="port (default: api.port)")
     s.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     s.add_argument("--pool-size", type=int, help="database connections per worker (default: api.pool_size)")
+    s.add_argument("--wait", action="store_true", help="at start, keep retrying an unreachable database "
+                   "(one log line per change, backoff to 30 s) instead of failing at once")
     s.set_defaults(func=cmd_serve)

@@ -1,0 +1,120 @@
+"""Every command fails with one line — `carbonledger: <what failed> — <how to fix it>` — and a non-zero exit, never a
+traceback (unless -v asks for it). Each case runs the real command as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from carbonledger.anvil import free_port
+from carbonledger.devnet import DEVNET_KEYS
+from tests.pg import with_database
+
+ROOT = Path(__file__).resolve().parents[2]
+ADDRS = {n: "0x" + f"{i + 1:040x}" for i, n in enumerate(["CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor"])}
+
+
+def _env(tmp_path: Path, db_url: str, rpc: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARBONLEDGER_")}
+    (tmp_path / "empty.toml").write_text("")
+    env.update({"CARBONLEDGER_CONFIG": str(tmp_path / "empty.toml"), "CARBONLEDGER_DATABASE_URL": db_url,
+                "CARBONLEDGER_CHAINS": json.dumps({"dev": {"rpc_url": rpc, "chain_id": 31337, "use_finalized_tag": False,
+                                                           "contracts": {n: {"address": a} for n, a in ADDRS.items()}}}),
+                "CARBONLEDGER_SIGNER_KEY": DEVNET_KEYS[0], "CARBONLEDGER_ORACLE_PORT": str(free_port()),
+                "CARBONLEDGER_API_PORT": str(free_port()), "CARBONLEDGER_INDEXER_PORT": str(free_port()), **extra})
+    return env
+
+
+def _run(env: dict[str, str], *args: str, timeout: float = 120) -> tuple[int, list[str], float]:
+    t0 = time.monotonic()
+    p = subprocess.run([sys.executable, "-m", "carbonledger.cli", *args], cwd=ROOT, env=env, capture_output=True,
+                       timeout=timeout)
+    err = p.stderr.decode(errors="replace")
+    assert "Traceback" not in err, err[-3000:]
+    return p.returncode, [line for line in err.splitlines() if line.strip()], time.monotonic() - t0
+
+
+def _one_line(code: int, lines: list[str], *needles: str) -> str:
+    mine = [line for line in lines if line.startswith("carbonledger: ")]
+    assert code != 0, lines
+    assert len(mine) == 1, lines
+    assert " — " in mine[0], mine  # what failed — how to fix it
+    for n in needles:
+        assert n in mine[0], (n, mine[0])
+    return mine[0]
+
+
+@pytest.fixture()
+def anvil_url(anvil):
+    return anvil.url
+
+
+def test_database_down_or_missing(tmp_path, db_url):
+    closed = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
+    line = _one_line(*_run(_env(tmp_path, closed, "http://127.0.0.1:1"), "migrate")[:2], "cannot connect", "Postgres")
+    assert "Traceback" not in line
+    missing = with_database(db_url, "cl_no_such_database")
+    _one_line(*_run(_env(tmp_path, missing, "http://127.0.0.1:1"), "migrate")[:2], "does not exist")
+
+
+def test_index_and_serve_before_migrate(tmp_path, pg_factory, anvil_url):
+    empty = pg_factory.fresh(migrated=False)
+    try:
+        env = _env(tmp_path, empty, anvil_url)
+        _one_line(*_run(env, "index", "--no-progress")[:2], "no carbonledger schema", "carbonledger migrate")
+        _one_line(*_run(env, "serve")[:2], "no carbonledger schema", "carbonledger migrate")
+    finally:
+        pg_factory.drop(empty)
+
+
+def test_wrong_rpc_fails_fast(tmp_path, db_url):
+    env = _env(tmp_path, db_url, f"http://127.0.0.1:{free_port()}")
+    for cmd in (["index", "--no-progress"], ["oracle", "run"]):
+        code, lines, took = _run(env, *cmd)
+        _one_line(code, lines, "no JSON-RPC node answers", "chains.dev.rpc_url")
+        assert took < 30, (cmd, took)  # one short attempt, not minutes of retries
+
+
+def test_wrong_chain_id(tmp_path, db_url, anvil_url):
+    env = _env(tmp_path, db_url, anvil_url)
+    chains = json.loads(env["CARBONLEDGER_CHAINS"])
+    chains["dev"]["chain_id"] = 1
+    env["CARBONLEDGER_CHAINS"] = json.dumps(chains)
+    _one_line(*_run(env, "index", "--no-progress")[:2], "chain id 31337", "chains.dev.chain_id")
+
+
+def test_oracle_without_or_with_a_bad_key(tmp_path, db_url, anvil_url):
+    env = _env(tmp_path, db_url, anvil_url)
+    del env["CARBONLEDGER_SIGNER_KEY"]
+    _one_line(*_run(env, "oracle", "run")[:2], "no signing key", "CARBONLEDGER_SIGNER_KEY")
+    env["CARBONLEDGER_SIGNER_KEY"] = "0x1234"
+    line = _one_line(*_run(env, "oracle", "run")[:2], "CARBONLEDGER_SIGNER_KEY")
+    assert "0x1234" not in line  # not even a bad key is echoed
+
+
+def test_ports_taken(tmp_path, db_url, anvil_url):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = str(s.getsockname()[1])
+        env = _env(tmp_path, db_url, anvil_url, CARBONLEDGER_API_PORT=port, CARBONLEDGER_ORACLE_PORT=port)
+        _one_line(*_run(env, "serve")[:2], port, "api.port")
+        _one_line(*_run(env, "oracle", "run")[:2], port, "oracle.port")
+        code, lines, took = _run(env, "demo", "--no-serve", "--api-port", port, "--database-url", db_url)
+        _one_line(code, lines, port, "--api-port")
+        assert took < 60 and not any("deployed" in x for x in lines)  # refused before anything was started
+
+
+def test_verbose_adds_the_traceback(tmp_path):
+    closed = f"postgresql://postgres@127.0.0.1:{free_port()}/x"
+    p = subprocess.run([sys.executable, "-m", "carbonledger.cli", "migrate", "-v"], cwd=ROOT,
+                       env=_env(tmp_path, closed, "http://127.0.0.1:1"), capture_output=True, timeout=120)
+    err = p.stderr.decode()
+    assert p.returncode == 1 and "Traceback" in err and "carbonledger: cannot connect" in err
