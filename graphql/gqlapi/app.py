@@ -70,7 +70,8 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
     """Build the API app for `database_url` with the limits in `settings.api`."""
     db = Database(database_url, settings.database.statement_timeout_ms, max_size=pool_size or settings.api.pool_size,
                   generic_plans=settings.api.generic_plans)
-    limits = Limits(max_page_size=settings.api.max_page_size, default_page_size=min(100, settings.api.max_page_size))
+    limits = Limits(max_page_size=settings.api.max_page_size, default_page_size=min(100, settings.api.max_page_size),
+                    request_timeout_ms=settings.api.request_timeout_ms)
     metrics = _Metrics()
     state = {"db": False}
 

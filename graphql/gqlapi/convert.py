@@ -36,6 +36,18 @@ def iso(ts: int | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def bad_text(value: str) -> str | None:
+    """Why Postgres could not take `value` as text (a NUL, or not encodable as UTF-8), else None."""
+    if "\x00" in value:
+        return "contains a NUL (U+0000) character"
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "contains a lone surrogate (not valid Unicode)"
+    return None
+
+
 def address_arg(value: str | None, name: str) -> str | None:
     """A client-supplied address (any case) -> lowercase 0x-hex, or a clear error."""
     if value is None:
