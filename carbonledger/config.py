@@ -24,6 +24,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from carbonledger.ratelimit import check_spec, proxy_networks
+
 PROTOCOL_CONTRACTS = ("CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor")
 ContractName = Literal["CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor"]
 DEFAULT_CONFIG_FILE = "carbonledger.toml"
@@ -171,6 +173,24 @@ class ApiSettings(_Strict):
                                 "plan_cache_mode=force_generic_plan) instead of re-planning batched DataLoader queries "
                                 "on every request.")
     graphiql: bool = Field(True, description="Serve the GraphiQL IDE on GET /graphql.")
+    rate_limit: str | None = Field("1200/minute", description="Requests to /graphql per client and worker process "
+                                   "(moving window, e.g. '1200/minute'; empty: none); over it: 429 with Retry-After.")
+    rate_limit_exempt: list[str] = Field(["127.0.0.0/8", "::1/128"], description="Clients (after trusted proxies) "
+                                         "never rate-limited: by default loopback (local tools, bench/api.py).")
+    trusted_proxies: list[str] = Field([], description="Proxies (addresses or CIDRs) whose X-Forwarded-For names "
+                                       "the client; behind a proxy on the same host list it here, or its clients "
+                                       "all look like loopback (exempt).")
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, v: str | None) -> str | None:
+        return check_spec(v)
+
+    @field_validator("rate_limit_exempt", "trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        proxy_networks(v)
+        return v
 
 
 class IndexerSettings(_Strict):
