@@ -25,13 +25,12 @@ from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.utils.await_maybe import await_maybe
 
 from gqlapi.db import NeedsSnapshot
-from gqlapi.errors import should_mask
+from gqlapi.errors import PAYLOAD_TOO_LARGE, should_mask
 from gqlapi.guard import variable_errors
 
 _HEADERS = [(b"content-type", b"application/json")]
-_TOO_LARGE = orjson.dumps({"errors": [{"message": "request body too large"}]})
+_TOO_LARGE = orjson.dumps({"errors": [{"message": "request body too large", "extensions": {"code": PAYLOAD_TOO_LARGE}}]})
 _UNEXPECTED = orjson.dumps({"data": None, "errors": [{"message": "Unexpected error."}]})
-_CACHE_MAX_QUERY = 32_768  # longer documents are not kept here (comments do not count as tokens)
 log = logging.getLogger("gqlapi")
 
 
@@ -70,7 +69,7 @@ class GraphQLEndpoint:
             return cache[key]
         admitted = await self.guard.admit(query)  # judged off the event loop, and kept for the strawberry path too
         prepared = None if admitted.errors else self._prepare(admitted.document, operation_name)
-        if len(query) <= _CACHE_MAX_QUERY:
+        if self.guard.cached(query) is admitted:  # a final verdict (not a timeout), of a document short enough to keep
             cache[key] = prepared
             if len(cache) > self.cache_size:
                 cache.popitem(last=False)

@@ -8,19 +8,22 @@ compares fields pairwise) cost at least the square of the expanded size. So, bef
 - every fragment is measured once (fragments in dependency order, each definition's tree walked without
   recursion), and a spread adds its fragment's memoised figures, so measuring is linear in the document;
 - a spread cycle is refused (FRAGMENT_CYCLE) before anything follows spreads;
-- each operation and each fragment must stay within `api.max_depth` (field nesting), `api.max_aliases` and
-  `api.max_selections` (fields, fragment spreads and inline fragments, counted after expansion: the executor's and
-  the validator's work both follow it, and a spread counts even when it adds no field, which bounds fragment fan-out).
+- each operation must stay within `api.max_depth` (field nesting; introspection fields add none, as with
+  strawberry's limiter: GraphiQL's query nests `ofType` eight deep), `api.max_aliases` and `api.max_selections`
+  (fields, fragment spreads and inline fragments, counted after expansion: the executor's and the validator's
+  work both follow it, and a spread counts even when it adds no field, which bounds fragment fan-out).
 
-Only a document within these limits reaches graphql-core's validation, whose cost the limits bound (measured in
-tests/unit/test_gql_guard.py). Errors carry `extensions.code`. Admitted and refused documents are kept in an LRU
-keyed by the query text, shared by the lean endpoint and strawberry's view (the `Admission` extension), so a
-document is parsed and judged once per process, not once per path or per request.
+Only a document within these limits reaches graphql-core's validation, its field-merging rule held to a small
+work budget (`api.max_merge_checks`). All of it runs in a worker thread with a time budget, so no document holds
+the event loop (tests/unit/test_gql_guard.py measures each part). Errors carry `extensions.code`. Verdicts are
+kept in an LRU keyed by the query text, shared by the lean endpoint and strawberry's view (the `Admission`
+extension), so a document is parsed and judged once per process, not once per path or per request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,13 +51,14 @@ from strawberry.schema.schema import validate_document
 from gqlapi import errors as codes
 from gqlapi.convert import bad_text
 
+log = logging.getLogger("gqlapi")
 _CACHE_MAX_QUERY = 32_768
 _CAP = 1 << 62  # figures saturate here: a doubling chain of a few hundred fragments would otherwise be a huge int
 
 
 @dataclass(frozen=True)
 class DocumentLimits:
-    """What one operation (or fragment) may cost once its fragments are expanded."""
+    """What one operation may cost once its fragments are expanded, and the field-merging rule's work budget."""
 
     max_tokens: int = 2000
     max_depth: int = 10
@@ -146,7 +150,8 @@ def _cost(root: SelectionSetNode, fragment_costs: dict[str, Cost]) -> Cost:
             n += 1 + sub.selections
             aliases += sub.aliases
             if isinstance(sel, FieldNode):
-                depth = max(depth, 1 + sub.depth)
+                if not sel.name.value.startswith("__"):  # introspection (GraphiQL's nests ofType 8 deep) adds no depth
+                    depth = max(depth, 1 + sub.depth)
                 aliases += sel.alias is not None
             else:  # an inline fragment adds no depth
                 depth = max(depth, sub.depth)
@@ -154,15 +159,14 @@ def _cost(root: SelectionSetNode, fragment_costs: dict[str, Cost]) -> Cost:
     return costs[id(root)]
 
 
-def _name(node: OperationDefinitionNode | FragmentDefinitionNode) -> str:
-    if isinstance(node, FragmentDefinitionNode):
-        return f"Fragment '{node.name.value}'"
+def _name(node: OperationDefinitionNode) -> str:
     return f"Operation '{node.name.value}'" if node.name else "The anonymous operation"
 
 
 def check_costs(document: DocumentNode, limits: DocumentLimits) -> list[GraphQLError]:
-    """The first limit an operation (or, failing that, a fragment) breaks, as a one-error list; in time linear in
-    the document. One error, not one per definition: building an error's location scans the source."""
+    """The first limit an operation breaks, as a one-error list, in time linear in the document (one error, not
+    one per operation: building an error's location scans the source). Fragments are measured for the operations
+    that spread them; one no operation spreads is refused by validation (NoUnusedFragments)."""
     fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
     order = _fragment_order(fragments)
     if isinstance(order, GraphQLError):
@@ -170,10 +174,10 @@ def check_costs(document: DocumentNode, limits: DocumentLimits) -> list[GraphQLE
     fragment_costs: dict[str, Cost] = {}
     for name in order:
         fragment_costs[name] = _cost(fragments[name].selection_set, fragment_costs)
-    measured: list[tuple[Any, Cost]] = [(d, _cost(d.selection_set, fragment_costs)) for d in document.definitions
-                                        if isinstance(d, OperationDefinitionNode)]
-    measured += [(fragments[name], fragment_costs[name]) for name in order]
-    for node, cost in measured:
+    for node in document.definitions:
+        if not isinstance(node, OperationDefinitionNode):
+            continue
+        cost = _cost(node.selection_set, fragment_costs)
         what = _name(node)
         if cost.depth > limits.max_depth:
             return [_error(f"{what} exceeds maximum operation depth of {limits.max_depth} "
@@ -204,7 +208,7 @@ class _BudgetedOverlappingFields(OverlappingFieldsCanBeMergedRule):
 
 
 def text_errors(document: DocumentNode) -> list[GraphQLError]:
-    """String literals no argument can use (see _bad_text): a clear error now, not a database error later."""
+    """String literals no argument can use (convert.bad_text): a clear error now, not a database error later."""
     errors = []
     for node in _string_values(document):
         why = bad_text(node.value)
@@ -299,7 +303,14 @@ class Guard:
                 self._cache.popitem(last=False)
 
     def judge(self, query: str) -> Admitted:
-        """Parse, check limits, validate (synchronously, uncached)."""
+        """Parse, check limits, validate (synchronously, uncached); never raises."""
+        try:
+            return self._judge(query)
+        except Exception:  # noqa: BLE001 - an answer for the client; the cause for the log
+            log.exception("unexpected error admitting a document")
+            return Admitted(None, [_error("Unexpected error.", codes.INTERNAL)])
+
+    def _judge(self, query: str) -> Admitted:
         try:
             document = parse(query, max_tokens=self.limits.max_tokens)
         except GraphQLError as e:
@@ -311,9 +322,6 @@ class Guard:
         if not errors:
             errors = [_coded(e) for e in validate_document(self.schema, document, self.rules)]
         return Admitted(document, errors)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _coded(error: GraphQLError) -> GraphQLError:

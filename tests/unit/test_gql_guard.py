@@ -101,6 +101,20 @@ def test_a_fragment_spread_twice_counts_twice():
     assert codes(g, "{ ...M ... on Query { ...M } } " + frag) == ["MAX_SELECTIONS_EXCEEDED"]  # 5 + 1 + 5 = 11
 
 
+def test_introspection_adds_no_depth_but_counts_its_size(guard):
+    """GraphiQL's introspection query nests ofType eight deep (strawberry's depth limiter ignored introspection
+    too); fanning out through introspection types is still measured."""
+    from graphql import get_introspection_query
+
+    full = get_introspection_query(descriptions=True, input_value_deprecation=True, specified_by_url=True,
+                                   directive_is_repeatable=True, schema_description=True)
+    assert guard.judge(full).errors == []
+    bomb = "{ __schema { types { ...F1 } } } " + " ".join(
+        f"fragment F{i} on __Type {{ ofType {{ ...F{i + 1} }} fields {{ type {{ ...F{i + 1} }} }} }}" for i in range(1, 30)
+    ) + " fragment F30 on __Type { name }"
+    assert codes(guard, bomb) == ["MAX_SELECTIONS_EXCEEDED"]
+
+
 @pytest.mark.parametrize("path", OPERATIONS, ids=lambda p: p.name)
 def test_the_documented_operations_are_admitted(guard, path):
     assert guard.judge(path.read_text()).errors == []
