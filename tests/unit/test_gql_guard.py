@@ -170,7 +170,9 @@ def test_new_documents_are_judged_off_the_event_loop_within_a_time_budget():
             task.cancel()
 
     first, ticks = asyncio.run(go())
-    assert all(a.errors[0].extensions["code"] == "TIME_BUDGET_EXCEEDED" for a in first)
+    # one worker thread: the documents queued behind the first cannot have been judged within 10 ms
+    assert all(a.errors[0].extensions["code"] == "TIME_BUDGET_EXCEEDED" for a in first[1:])
+    assert first[0].errors[0].extensions["code"] in ("TIME_BUDGET_EXCEEDED", "QUERY_TOO_COMPLEX")
     assert ticks >= 4  # the loop kept running while the documents were judged
     assert all(g.cached(q).errors[0].extensions["code"] == "QUERY_TOO_COMPLEX" for q in heavy)
 
