@@ -24,6 +24,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from carbonledger.ratelimit import check_spec, proxy_networks
+
 PROTOCOL_CONTRACTS = ("CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor")
 ContractName = Literal["CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor"]
 DEFAULT_CONFIG_FILE = "carbonledger.toml"
@@ -245,15 +247,42 @@ class ApiSettings(_Strict):
     host: str = Field("127.0.0.1", description="Bind address of the GraphQL API.")
     port: int = Field(8080, ge=0, le=65535, description="Port of the GraphQL API.")
     max_page_size: int = Field(1000, ge=1, description="Largest `first` a connection accepts.")
-    max_depth: int = Field(10, ge=1, description="Query depth limit.")
-    max_aliases: int = Field(30, ge=1, description="Alias limit per query.")
+    max_depth: int = Field(10, ge=1, description="Deepest field nesting of an operation, fragments expanded.")
+    max_aliases: int = Field(30, ge=1, description="Most aliased fields in an operation, fragments expanded.")
+    max_selections: int = Field(500, ge=10, description="Most fields, fragment spreads and inline fragments in an "
+                                "operation once its fragments are expanded (a fragment spread twice counts twice).")
     max_tokens: int = Field(2000, ge=10, description="Token limit per query document.")
+    max_merge_checks: int = Field(10_000, ge=100, description="Work budget (about one unit per pair of same-named "
+                                  "fields or fragments compared) of the rule checking that fields of one response "
+                                  "name can be merged; a document over it is refused (QUERY_TOO_COMPLEX).")
+    validation_timeout_ms: int = Field(1000, ge=10, description="Longest wait for a new document to be parsed, "
+                                       "limited and validated (off the event loop); past it: TIME_BUDGET_EXCEEDED.")
+    request_timeout_ms: int = Field(10_000, ge=100, description="Time budget of a request's execution: after it no "
+                                    "SQL statement starts and no object is completed (TIME_BUDGET_EXCEEDED).")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest JSON POST /graphql body (413 above).")
     pool_size: int = Field(10, ge=1, description="Database connections per API worker process.")
     generic_plans: bool = Field(True, description="Plan each API query once per connection (Postgres "
                                 "plan_cache_mode=force_generic_plan) instead of re-planning batched DataLoader queries "
                                 "on every request.")
     graphiql: bool = Field(True, description="Serve the GraphiQL IDE on GET /graphql.")
+    rate_limit: str | None = Field("1200/minute", description="Requests to /graphql per client and worker process "
+                                   "(moving window, e.g. '1200/minute'; empty: none); over it: 429 with Retry-After.")
+    rate_limit_exempt: list[str] = Field(["127.0.0.0/8", "::1/128"], description="Clients (after trusted proxies) "
+                                         "never rate-limited: by default loopback (local tools, bench/api.py).")
+    trusted_proxies: list[str] = Field([], description="Proxies (addresses or CIDRs) whose X-Forwarded-For names "
+                                       "the client; behind a proxy on the same host list it here, or its clients "
+                                       "all look like loopback (exempt).")
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit(cls, v: str | None) -> str | None:
+        return check_spec(v)
+
+    @field_validator("rate_limit_exempt", "trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        proxy_networks(v)
+        return v
 
 
 class IndexerSettings(_Strict):

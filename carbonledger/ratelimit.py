@@ -94,3 +94,8 @@ class ClientLimit:
         if self._limiter.test(self.item, self.name, client):
             return None
         return self._retry_after(client)
+
+
+def in_networks(addr: str, nets: Sequence[Network]) -> bool:
+    """True when `addr` is an IP address inside one of `nets`."""
+    return _in(addr, nets)

@@ -16,12 +16,14 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
-from carbonledger.config import Settings
+from carbonledger.config import ApiSettings, Settings
+from carbonledger.ratelimit import ClientLimit, client_address, in_networks, proxy_networks
 from carbonledger.service import ops_routes
 from gqlapi import graphiql
 from gqlapi.context import Context, Limits
 from gqlapi.db import Database
 from gqlapi.endpoint import GraphQLEndpoint
+from gqlapi.errors import RATE_LIMITED
 from gqlapi.schema import make_schema
 
 
@@ -35,11 +37,41 @@ class _Metrics:
         self.db_up = Gauge("api_database_up", "1 when the last database ping succeeded", registry=self.registry)
 
 
-class _TimedGraphQL:
-    """ASGI wrapper that records latency and status of every /graphql request."""
+class _Gate:
+    """The per-client rate limit of /graphql (api.rate_limit). The client is the peer address, or the forwarded
+    one when the peer is a trusted proxy (carbonledger.ratelimit); exempt clients (loopback by default) are one
+    dict lookup per request, which is all the hot path pays when the benchmark drives the API from 127.0.0.1."""
 
-    def __init__(self, app: Any, metrics: _Metrics, db: Database) -> None:
-        self.app, self.metrics, self.db = app, metrics, db
+    _MEMO_MAX = 65_536
+
+    def __init__(self, api: ApiSettings) -> None:
+        self.limit = ClientLimit(api.rate_limit, "api")
+        self.proxies = proxy_networks(api.trusted_proxies)
+        self.exempt_nets = proxy_networks(api.rate_limit_exempt)
+        self._exempt: dict[str, bool] = {}
+
+    def wait(self, scope: Any) -> float | None:
+        """None when the request may go on, else the seconds to wait (the request was counted)."""
+        if self.limit.item is None:
+            return None
+        peer = scope.get("client")
+        client = peer[0] if peer else "unknown"
+        if self.proxies:
+            forwarded = [v.decode("latin-1") for k, v in scope["headers"] if k == b"x-forwarded-for"]
+            client = client_address(client, {"x-forwarded-for": ",".join(forwarded)}, self.proxies)
+        exempt = self._exempt.get(client)
+        if exempt is None:
+            if len(self._exempt) >= self._MEMO_MAX:
+                self._exempt.clear()
+            exempt = self._exempt[client] = in_networks(client, self.exempt_nets)
+        return None if exempt else self.limit.hit(client)
+
+
+class _TimedGraphQL:
+    """ASGI wrapper that records latency and status of every /graphql request, after its client's rate limit."""
+
+    def __init__(self, app: Any, metrics: _Metrics, db: Database, gate: _Gate) -> None:
+        self.app, self.metrics, self.db, self.gate = app, metrics, db, gate
         self._by_status: dict[int, Any] = {}
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -55,7 +87,11 @@ class _TimedGraphQL:
 
         t0 = time.perf_counter()
         try:
-            await self.app(scope, receive, send_wrapper)
+            wait = self.gate.wait(scope)
+            if wait is None:
+                await self.app(scope, receive, send_wrapper)
+            else:
+                await _too_many(send_wrapper, wait)
         finally:
             self.metrics.latency.observe(time.perf_counter() - t0)
             code = status["code"]
@@ -66,11 +102,22 @@ class _TimedGraphQL:
             self.metrics.statements.set(self.db.statements)
 
 
+async def _too_many(send: Any, wait: float) -> None:
+    seconds = str(int(wait))
+    body = orjson.dumps({"errors": [{"message": f"too many requests from this client; retry after {seconds} s",
+                                     "extensions": {"code": RATE_LIMITED}}]})
+    await send({"type": "http.response.start", "status": 429,
+                "headers": [(b"content-type", b"application/json"), (b"retry-after", seconds.encode()),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
 def create_app(settings: Settings, database_url: str, *, pool_size: int | None = None) -> Starlette:
     """Build the API app for `database_url` with the limits in `settings.api`."""
     db = Database(database_url, settings.database.statement_timeout_ms, max_size=pool_size or settings.api.pool_size,
                   generic_plans=settings.api.generic_plans)
-    limits = Limits(max_page_size=settings.api.max_page_size, default_page_size=min(100, settings.api.max_page_size))
+    limits = Limits(max_page_size=settings.api.max_page_size, default_page_size=min(100, settings.api.max_page_size),
+                    request_timeout_ms=settings.api.request_timeout_ms)
     metrics = _Metrics()
     state = {"db": False}
 
@@ -88,7 +135,7 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
     view = View(schema, graphql_ide="graphiql" if settings.api.graphiql else None, allow_queries_via_get=True)
     endpoint = GraphQLEndpoint(schema, view, lambda single: Context.create(db, limits, single=single),
                                max_body_bytes=settings.api.max_body_bytes)
-    graphql_app = _TimedGraphQL(endpoint, metrics, db)
+    graphql_app = _TimedGraphQL(endpoint, metrics, db, _Gate(settings.api))
 
     async def watch_db() -> None:
         while True:

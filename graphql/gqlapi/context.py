@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ from gqlapi.loaders import Loaders
 class Limits:
     max_page_size: int = 1000
     default_page_size: int = 100
+    request_timeout_ms: int = 10_000
 
 
 @dataclass
@@ -25,6 +27,7 @@ class Context:
     request: Any = None
     response: Any = None
     heads: dict[str, int] | None = None  # chain -> indexed head, loaded once when a block argument is checked
+    deadline: float | None = None  # time.monotonic() after which execution stops (the executor and db check it)
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.db)
@@ -33,4 +36,6 @@ class Context:
     def create(cls, db: Database, limits: Limits, request: Any = None, response: Any = None, *,
                single: bool = False) -> "Context":
         """`single`: the request is expected to run one statement (see gqlapi.db.Session)."""
-        return cls(db=db.session(single), limits=limits, request=request, response=response)
+        deadline = time.monotonic() + limits.request_timeout_ms / 1000
+        return cls(db=db.session(single, deadline, limits.request_timeout_ms), limits=limits, request=request,
+                   response=response, deadline=deadline)

@@ -36,6 +36,30 @@ def iso(ts: int | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def percent(change: int, ref: int) -> str:
+    """`change` as a percentage of `ref` with two decimals, exact at any size (integers only, no float), rounded
+    half to even: percent(1, 32) == "3.12"."""
+    if ref < 0:
+        change, ref = -change, -ref
+    q, r = divmod(change * 10_000, ref)  # hundredths of a percent, floored
+    if 2 * r > ref or (2 * r == ref and q % 2):
+        q += 1
+    sign, q = ("-", -q) if q < 0 else ("", q)
+    return f"{sign}{q // 100}.{q % 100:02d}"
+
+
+def bad_text(value: str) -> str | None:
+    """Why Postgres could not take `value` as text (a NUL, or not encodable as UTF-8), else None."""
+    if "\x00" in value:
+        return "contains a NUL (U+0000) character"
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return "contains a lone surrogate (not valid Unicode)"
+    return None
+
+
 def address_arg(value: str | None, name: str) -> str | None:
     """A client-supplied address (any case) -> lowercase 0x-hex, or a clear error."""
     if value is None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -36,7 +37,8 @@ import psycopg
 from psycopg.adapt import Loader
 from psycopg.rows import dict_row
 
-from gqlapi.errors import UserError
+from gqlapi.convert import bad_text
+from gqlapi.errors import SERVICE_BUSY, STATEMENT_TIMEOUT, RequestTimeout, UserError
 from store.engine import libpq_url
 
 log = logging.getLogger("gqlapi.db")
@@ -63,6 +65,16 @@ class _IntNumericLoader(Loader):
             return int(raw)
         except ValueError:
             return Decimal(raw.decode())
+
+
+def _check_text(params: Any) -> None:
+    """Refuse text Postgres cannot take (NUL, lone surrogates) as a client error before it becomes a driver error:
+    arguments are checked where they enter (gqlapi.guard); this also covers text derived from them (cursors)."""
+    if not params:
+        return
+    for v in params.values() if isinstance(params, dict) else params:
+        if v.__class__ is str and bad_text(v):
+            raise UserError(f"an argument {bad_text(v)}, which no argument accepts")
 
 
 class PoolTimeout(Exception):
@@ -207,8 +219,9 @@ class Database:
                 self._idle.append(conn)
             self._freed.notify()
 
-    def session(self, single: bool = False) -> "Session":
-        return Session(self, single)
+    def session(self, single: bool = False, deadline: float | None = None, budget_ms: int = 0) -> "Session":
+        """A request's session; no statement starts after `deadline` (time.monotonic())."""
+        return Session(self, single, deadline, budget_ms)
 
     async def ping(self) -> bool:
         s = self.session()
@@ -225,9 +238,10 @@ class Session:
     """One request's view of the database: a lazily borrowed connection in a read-only snapshot, or, for a
     `single`-statement request, one statement outside a transaction."""
 
-    def __init__(self, db: Database, single: bool = False) -> None:
+    def __init__(self, db: Database, single: bool = False, deadline: float | None = None, budget_ms: int = 0) -> None:
         self.db = db
         self.single = single
+        self.deadline, self.budget_ms = deadline, budget_ms
         self.statements = 0
         self._conn: psycopg.AsyncConnection | None = None
         self._lock = asyncio.Lock()
@@ -238,6 +252,9 @@ class Session:
         async with self._lock:  # loaders may resolve concurrently; one connection runs one query at a time
             if self._closed:  # e.g. a DataLoader batch still running after its request ended
                 raise UserError("the request has ended")
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise RequestTimeout(self.budget_ms)
+            _check_text(params)
             if self._conn is not None:
                 if self.single and self._conn.info.transaction_status == _IDLE:
                     raise NeedsSnapshot
@@ -267,7 +284,7 @@ class Session:
         try:
             return await self.db.acquire(timeout=10, in_transaction=not self.single)
         except PoolTimeout:
-            raise UserError("the API has no free database connection right now; retry shortly") from None
+            raise UserError("the API has no free database connection right now; retry shortly", SERVICE_BUSY) from None
 
     async def _run(self, sql: str, params: Any) -> list[dict[str, Any]]:
         try:
@@ -276,7 +293,7 @@ class Session:
         except psycopg.errors.QueryCanceled:
             raise UserError(
                 f"the query took longer than the statement timeout ({self.db.statement_timeout_ms} ms); "
-                "ask for fewer items or a narrower range"
+                "ask for fewer items or a narrower range", STATEMENT_TIMEOUT,
             ) from None
 
     async def close(self) -> None:

@@ -2,9 +2,9 @@
 
 Measured (bench/api.py, graphql/README.md): strawberry's ASGI view and its per-request extension runners cost
 more CPU than executing a small query (~0.7 ms and ~0.35 ms of a 2.2 ms marketStats request). Frontends send
-the same few documents over and over, so this endpoint keeps an LRU of *prepared* documents — parsed with the
-token limit, validated with every rule the schema's extensions add (depth, aliases, strawberry's own), their
-single query operation picked — and executes a prepared one with graphql-core directly, with the same executor
+the same few documents over and over, so this endpoint keeps an LRU of *prepared* documents — admitted by the schema's
+Guard (gqlapi.guard: token limit, expanded-size limits, validation, judged off the event loop), their single
+query operation picked — and executes a prepared one with graphql-core directly, with the same executor
 class, the same error masking (`should_mask`) and the same response shape as the strawberry path.
 
 Anything else goes to the strawberry view unchanged, which therefore still owns every error response a client
@@ -20,18 +20,17 @@ from collections import OrderedDict
 from typing import Any
 
 import orjson
-from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, OperationType, execute, parse, specified_rules
-from strawberry.schema.schema import validate_document
+from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, OperationType, execute
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.utils.await_maybe import await_maybe
 
 from gqlapi.db import NeedsSnapshot
-from gqlapi.errors import should_mask
+from gqlapi.errors import PAYLOAD_TOO_LARGE, should_mask
+from gqlapi.guard import variable_errors
 
 _HEADERS = [(b"content-type", b"application/json")]
-_TOO_LARGE = orjson.dumps({"errors": [{"message": "request body too large"}]})
+_TOO_LARGE = orjson.dumps({"errors": [{"message": "request body too large", "extensions": {"code": PAYLOAD_TOO_LARGE}}]})
 _UNEXPECTED = orjson.dumps({"data": None, "errors": [{"message": "Unexpected error."}]})
-_CACHE_MAX_QUERY = 32_768  # longer documents are prepared per request, not kept (comments do not count as tokens)
 log = logging.getLogger("gqlapi")
 
 
@@ -56,40 +55,34 @@ class GraphQLEndpoint:
         self.schema, self.fallback, self.make_context = schema, fallback, make_context
         self.max_body_bytes = max_body_bytes
         self.cache_size = cache_size
-        self.rules = (*specified_rules, *schema.carbon_validation_rules)
-        self.max_tokens = schema.carbon_max_tokens
+        self.guard = schema.carbon_guard
         self.executor_class = schema.execution_context_class
         self.prepared: OrderedDict[tuple[str, str | None], Prepared | None] = OrderedDict()
 
     # -- preparing -------------------------------------------------------------------------------------------
-    def prepare(self, query: str, operation_name: str | None) -> Prepared | None:
+    async def prepare(self, query: str, operation_name: str | None) -> Prepared | None:
         """The prepared document, or None when the strawberry path must answer (any error before execution)."""
-        if len(query) > _CACHE_MAX_QUERY:
-            return self._prepare(query, operation_name)
         key = (query, operation_name)
         cache = self.prepared
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
-        prepared = self._prepare(query, operation_name)
-        cache[key] = prepared
-        if len(cache) > self.cache_size:
-            cache.popitem(last=False)
+        admitted = await self.guard.admit(query)  # judged off the event loop, and kept for the strawberry path too
+        prepared = None if admitted.errors else self._prepare(admitted.document, operation_name)
+        if self.guard.cached(query) is admitted:  # a final verdict (not a timeout), of a document short enough to keep
+            cache[key] = prepared
+            if len(cache) > self.cache_size:
+                cache.popitem(last=False)
         return prepared
 
-    def _prepare(self, query: str, operation_name: str | None) -> Prepared | None:
-        try:
-            document = parse(query, max_tokens=self.max_tokens)
-        except GraphQLError:
-            return None
+    @staticmethod
+    def _prepare(document: DocumentNode, operation_name: str | None) -> Prepared | None:
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
         if operation_name is None:
             chosen = operations if len(operations) == 1 else []
         else:
             chosen = [d for d in operations if d.name is not None and d.name.value == operation_name]
         if len(chosen) != 1 or chosen[0].operation is not OperationType.QUERY:
-            return None
-        if validate_document(self.schema._schema, document, self.rules):
             return None
         return Prepared(document, operation_name)
 
@@ -110,8 +103,8 @@ class GraphQLEndpoint:
                 await self._respond(send, 413, _TOO_LARGE)
                 return
         request = self._request(bytes(body)) if self._json_request(scope["headers"]) else None
-        prepared = None if request is None else self.prepare(request[0], request[2])
-        if prepared is None:
+        prepared = None if request is None else await self.prepare(request[0], request[2])
+        if prepared is None or variable_errors(request[1]):  # type: ignore[index]
             await self.fallback(scope, _replay(bytes(body), receive), send)
             return
         try:

@@ -14,12 +14,15 @@ unchanged (tests/unit/test_gql_executor.py compares both, across requests and va
 
 from __future__ import annotations
 
+from time import monotonic
 from typing import Any
 
 from graphql import (FragmentSpreadNode, GraphQLBoolean, GraphQLID, GraphQLInt, GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLString,
-                     is_leaf_type)
+                     is_leaf_type, is_non_null_type, located_error)
 from graphql.pyutils import Path, Undefined, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from gqlapi.errors import RequestTimeout
 
 _SPECS: dict[tuple[int, str, str], tuple[Any, tuple | None]] = {}
 # (schema id, type, selection node ids) -> (nodes, compiled function, schema); entries keep what they were built from
@@ -255,8 +258,21 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return None
         return self._guard(out, spec[2], details, fpath) if self.is_awaitable(out) else out
 
+    def handle_field_error(self, raw_error: Exception, return_type: Any, field_details_list: Any, path: Path) -> None:
+        """As graphql-core, except that a request past its time budget reports that once, not once per object."""
+        if isinstance(getattr(raw_error, "original_error", None) or raw_error, RequestTimeout):
+            if self.__dict__.get("_timed_out"):
+                if self.error_propagation and is_non_null_type(return_type):  # the null still propagates
+                    raise located_error(raw_error, [d.node for d in field_details_list], path.as_list())
+                return
+            self._timed_out = True
+        super().handle_field_error(raw_error, return_type, field_details_list, path)
+
     def execute_fields(self, parent_type: GraphQLObjectType, source_value: Any, path: Path | None,
                        grouped_field_set: Any, position_context: Any) -> Any:
+        deadline = getattr(self.context_value, "deadline", None)
+        if deadline is not None and monotonic() > deadline:  # api.request_timeout_ms: stop completing objects
+            raise RequestTimeout(self.context_value.limits.request_timeout_ms)
         results: dict[str, Any] = {}
         is_awaitable = self.is_awaitable
         awaitable_fields: list[str] = []

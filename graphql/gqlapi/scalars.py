@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import NewType
 
 import strawberry
@@ -9,12 +10,15 @@ import strawberry
 from gqlapi.errors import UserError
 
 
+_DECIMAL = re.compile(r"-?[0-9]{1,80}")
+
+
 def _parse_bigint(value: object) -> int:
     if isinstance(value, bool):
         raise UserError("BigInt: expected a decimal string")
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value) <= 80:
+    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):  # ASCII digits only: int() takes "١٢" too
         return int(value)
     raise UserError(f"BigInt: expected a decimal string, got {str(value)[:40]!r}")
 

@@ -1,4 +1,4 @@
-"""The root Query and the schema with its protections (depth, aliases, tokens, masking) and caches."""
+"""The root Query and the schema with its protections (admission limits, masking) and caches."""
 
 from __future__ import annotations
 
@@ -9,21 +9,13 @@ import logging
 
 import strawberry
 from graphql.error import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaskErrors,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    SchemaExtension,
-    ValidationCache,
-)
+from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 
 from carbonledger.config import ApiSettings
 from gqlapi.errors import should_mask
 from gqlapi.executor import FastExecutionContext
+from gqlapi.guard import Admission, DocumentLimits, Guard
 from gqlapi.scalars import SCALARS
 from gqlapi.resolvers.certificates import certificate, certificates
 from gqlapi.resolvers.escrow import escrow_orders
@@ -77,27 +69,23 @@ class Schema(strawberry.Schema):
 
 
 def make_schema(api: ApiSettings | None = None) -> strawberry.Schema:
-    """The schema with limits from `api` (defaults when None)."""
+    """The schema with limits from `api` (defaults when None); `schema.carbon_guard` admits its documents."""
     api = api or ApiSettings()
-    # Rule classes are built once: ValidationCache keys on them, so per-request classes would never hit.
-    rules = [*QueryDepthLimiter(max_depth=api.max_depth).validation_rules,
-             *MaxAliasesLimiter(max_alias_count=api.max_aliases).validation_rules]
+    guard: list[Guard] = []  # made once the graphql-core schema exists; the extension factory runs per request
     schema = Schema(
         query=Query,
         config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALARS),
         execution_context_class=FastExecutionContext,
         extensions=[
-            lambda: MaxTokensLimiter(max_token_count=api.max_tokens),
-            lambda: ParserCache(maxsize=512),
-            lambda: AddValidationRules(rules),
-            lambda: ValidationCache(maxsize=512),
+            lambda: Admission(guard[0]),
             lambda: MaskErrors(should_mask_error=should_mask),
             CloseSession,
         ],
     )
-    # What gqlapi.endpoint needs to prepare documents exactly as these extensions would check them.
-    schema.carbon_validation_rules = tuple(rules)  # type: ignore[attr-defined]
-    schema.carbon_max_tokens = api.max_tokens  # type: ignore[attr-defined]
+    limits = DocumentLimits(max_tokens=api.max_tokens, max_depth=api.max_depth, max_aliases=api.max_aliases,
+                            max_selections=api.max_selections, merge_budget=api.max_merge_checks)
+    guard.append(Guard(schema._schema, limits, time_budget=api.validation_timeout_ms / 1000))
+    schema.carbon_guard = guard[0]  # type: ignore[attr-defined]
     return schema
 
 

@@ -317,3 +317,50 @@ class ApiClient:
         self.loop.run_until_complete(self.http.aclose())
         self.loop.run_until_complete(self.db.close())
         self.loop.close()
+
+
+class Served:
+    """`carbonledger serve` in a subprocess on a free port (a real uvicorn event loop, for tests about what one
+    request does to the others); `env` adds settings such as CARBONLEDGER_API_MAX_DEPTH."""
+
+    def __init__(self, url: str, **env: str) -> None:
+        import os
+        import socket
+        import subprocess
+        import sys
+        import tempfile
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        full = {k: v for k, v in os.environ.items() if not k.startswith("CARBONLEDGER_")}
+        full.update(CARBONLEDGER_DATABASE_URL=url, CARBONLEDGER_CONFIG=os.devnull, **env)
+        self.log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([sys.executable, "-m", "carbonledger.cli", "serve", "--port", str(port)],
+                                     env=full, stdout=self.log, stderr=subprocess.STDOUT)
+        self.base = f"http://127.0.0.1:{port}"
+
+    def wait_ready(self, timeout: float = 60) -> "Served":
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(self.base + "/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            assert self.proc.poll() is None, self.output()
+            assert time.monotonic() < deadline, "the API did not become ready"
+            time.sleep(0.1)
+
+    def output(self) -> str:
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def close(self) -> None:
+        self.proc.kill()  # a test may have left it stuck on purpose (that is what it tests); nothing to flush
+        self.proc.wait(timeout=10)
+        self.log.close()

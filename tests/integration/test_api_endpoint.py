@@ -86,6 +86,7 @@ def test_masked_errors_and_limits_on_the_lean_path(setup):
     before = api.db.statements
     r = api.loop.run_until_complete(api.http.post("/graphql", content=huge, headers={"content-type": "application/json"}))
     assert r.status_code == 413 and "too large" in r.json()["errors"][0]["message"]
+    assert r.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
     assert api.db.statements == before
 
 

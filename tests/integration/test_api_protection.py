@@ -199,3 +199,35 @@ def test_carbonledger_serve_starts_the_api(db_url, level):
     lines = [orjson.loads(x) for x in out.splitlines() if x.startswith("{")]
     debug = [x for x in lines if x["level"] == "debug" and "nope" in x["msg"]]
     assert bool(debug) == (level == "DEBUG"), out[-2000:]
+
+
+def test_execution_stops_at_the_request_time_budget(db_url):
+    """A request whose first statement returns after its budget completes no object and starts no statement
+    after it, and says so once (not once per object)."""
+    import threading
+
+    import psycopg
+
+    w = World(db_url)
+    for b in range(1, 6):
+        w.create_batch(b)
+        w.mint(A, b, 10)
+        w.retire(A, b, 1)
+    api = ApiClient(db_url, request_timeout_ms=300)
+    blocker = psycopg.connect(db_url)
+    try:
+        q = '{ a: certificate(id: "1") { id batch { chain } provenance { kind } } b: certificate(id: "2") { id } }'
+        assert api.q(q)["b"] == {"id": "2"}  # within budget
+        blocker.execute("LOCK TABLE retirement IN ACCESS EXCLUSIVE MODE")  # the next certificates query waits
+        threading.Timer(1.0, blocker.commit).start()
+        before = api.db.statements
+        r = api.post(q)
+        body = r.json()
+        assert r.status_code == 200 and body["data"] == {"a": None, "b": None}, body
+        assert [e["extensions"]["code"] for e in body["errors"]] == ["TIME_BUDGET_EXCEEDED"], body
+        assert "time budget (300 ms)" in body["errors"][0]["message"]
+        assert api.db.statements - before == 1  # b never started its statement, nor did the batch or provenance loaders
+    finally:
+        blocker.close()
+        api.close()
+        w.close()

@@ -116,3 +116,22 @@ def test_rows_fill_every_field_of_their_types():
         assert set(vars(obj)) == fields
         assert obj == type(obj)(**vars(obj))
     assert (h.balance, h.value, h.batch.batch_id) == (7, 21, 7)
+
+
+@pytest.mark.parametrize("change, ref, expected", [
+    (10 ** 18 + 6, 1, "100000000000000000600.00"),
+    (-2, 3, "-66.67"),
+    (2, 3, "66.67"),
+    (1, 32, "3.12"),  # 3.125: half to even
+    (3, 32, "9.38"),  # 9.375: half to even
+    (-1, 32, "-3.12"),
+    (0, 5, "0.00"),
+    (1, 3 * 10 ** 77, "0.00"),
+    (10 ** 77 - 1, 1, str(10 ** 79 - 100) + ".00"),
+    (1, 7, "14.29"),
+])
+def test_percent_is_exact_and_rounds_half_to_even(change, ref, expected):
+    """marketStats.changePercent: integer arithmetic, so 10^18-sized prices keep every digit (float did not)."""
+    from gqlapi.convert import percent
+
+    assert percent(change, ref) == expected

@@ -7,7 +7,7 @@ from typing import Any
 
 import strawberry
 
-from gqlapi.convert import iso
+from gqlapi.convert import iso, percent
 from gqlapi.scalars import BigInt
 
 
@@ -38,7 +38,8 @@ class MarketStats:
     high: BigInt | None
     low: BigInt | None
     change: BigInt | None = strawberry.field(description="lastPrice − price before the window (or its first trade).")
-    change_percent: str | None = strawberry.field(description="change as a percentage of the reference, 2 decimals.")
+    change_percent: str | None = strawberry.field(description="change as a percentage of the reference, 2 decimals "
+                                                  "(exact, rounded half to even).")
     floor: BigInt | None = strawberry.field(description="Lowest price per unit among active listings.")
     open_listings: int
     listed_amount: BigInt = strawberry.field(description="Units remaining in active listings.")
@@ -50,7 +51,7 @@ class MarketStats:
         opt = lambda k: None if row.get(k) is None else int(row[k])  # noqa: E731
         last, ref = opt("last_price"), opt("ref_price")
         change = None if last is None or ref is None else last - ref
-        pct = None if change is None or not ref else f"{change * 100 / ref:.2f}"
+        pct = None if change is None or not ref else percent(change, ref)
         return cls(
             **kw,
             start_time=iso(kw["start"]),  # type: ignore[arg-type]
