@@ -187,10 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_demo)
 
     from gqlapi.cli import add_serve_command
-    from indexer.cli import add_index_command
+    from indexer.cli import add_index_command, add_reset_command
     from oracle.cli import add_oracle_command
 
     add_index_command(sub)
+    add_reset_command(sub)
     add_oracle_command(sub)
     add_serve_command(sub)
     for child in sub.choices.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import logging
 import threading
 import time
@@ -79,3 +80,43 @@ def add_index_command(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--wait", action="store_true", help="at start, keep retrying an unreachable database or node "
                    "(one log line per change, backoff to 30 s) instead of failing at once")
     s.set_defaults(func=cmd_index)
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    """Delete everything indexed for one chain (so it can be indexed again from its start block)."""
+    import psycopg
+
+    from carbonledger.config import load_settings, redact_url
+    from carbonledger.database import resolve_database_url
+    from carbonledger.preflight import OperatorError, check_database
+    from indexer import writer
+    from store.engine import libpq_url
+
+    settings = load_settings(args.config)
+    url = resolve_database_url(settings)
+    check_database(url)
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        known = [r[0] for r in conn.execute("SELECT chain FROM indexer_cursor ORDER BY chain")]
+        if args.chain not in known:
+            raise OperatorError(f"database {redact_url(url)} holds no indexed chain named {args.chain!r} "
+                                f"(it holds: {', '.join(known) or 'none'})", "check --chain")
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise OperatorError(f"reset of chain {args.chain} needs confirmation", "add --yes")
+            answer = input(f"delete every indexed row of chain {args.chain} in {redact_url(url)}? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing deleted")
+                return 1
+        counts = writer.reset(conn, args.chain)
+    print(f"chain {args.chain}: deleted {sum(counts.values())} rows; `carbonledger index` indexes it again from its "
+          f"start block (the oracle's tables were not touched)")
+    return 0
+
+
+def add_reset_command(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("reset", help=cmd_reset.__doc__, description=cmd_reset.__doc__ + " Use it when the node "
+                       "behind a chain name is a different chain (a restarted devnet): the indexer refuses to start "
+                       "and names this command.")
+    s.add_argument("--chain", required=True, help="the configured chain name to forget")
+    s.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    s.set_defaults(func=cmd_reset)

@@ -77,9 +77,9 @@ class Indexer:
         if lease.try_acquire():
             try:
                 sync.load()
-            except psycopg.OperationalError as exc:
-                log.warning("database failure while taking the lead", extra={"chain": sync.chain, "error": str(exc)[:300]})
+            except (psycopg.OperationalError, RpcError, RpcTransportError) as exc:
                 lease.release()
+                self._trouble(sync, "database" if isinstance(exc, psycopg.OperationalError) else "rpc", exc)
                 return False
             log.info("leading chain", extra={"chain": sync.chain})
             sync.stats.leader = True

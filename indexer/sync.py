@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from carbonledger.preflight import OperatorError
 from chains.base import Block, ChainEvent, ChainReader, ReorgTooDeep, UndecodableLog
 from chains.evm.rpc import RpcError
 from indexer import writer
@@ -34,6 +35,10 @@ from indexer.registry import load_handlers
 from store.engine import libpq_url
 
 log = logging.getLogger("carbonledger.indexer")
+
+
+class GenesisMismatch(OperatorError):
+    """The node serves a different chain than the one this database indexed under the same name."""
 
 
 @dataclass
@@ -79,6 +84,7 @@ class ChainSync:
         self.stats = Stats(chain)
         self.conn: psycopg.Connection | None = None
         self.cursor: tuple[int, str | None] = (start_block - 1, None)
+        self.genesis: str | None = None
         self.finalized_number = -1
         self._head: Block | None = None
         self._fin = -1
@@ -94,8 +100,15 @@ class ChainSync:
         """(Re)read the cursor and the state cache; call on start, after a lost race and after a reorg."""
         if self.conn is None or self.conn.closed or self.conn.broken:
             self.conn = psycopg.connect(self.db_url, autocommit=True)
+        genesis = self.reader.block(0)
+        self.genesis = genesis.hash if genesis is not None else None
         with self.conn.transaction():
             cur = writer.read_cursor(self.conn, self.chain)
+            held = writer.stored_genesis(self.conn, self.chain)
+            if held is not None and self.genesis is not None and held != self.genesis:
+                raise GenesisMismatch(
+                    f"this database holds chain {self.chain} with genesis {held[:18]}…; the node has genesis "
+                    f"{self.genesis[:18]}…", f"`carbonledger reset --chain {self.chain}`, or use another database")
             self.cache.load(self.conn, self.chain)
         self.cursor = (cur[0], cur[1]) if cur else (self.start_block - 1, None)
         self.finalized_number = cur[2] if cur else -1
@@ -272,7 +285,8 @@ class ChainSync:
         assert self.conn is not None
         fin = max(self._fin, self.finalized_number)
         try:
-            writer.commit(self.conn, ctx, self.cursor, end, fin, keep_from=fin - self.depth, parent_hash=parent_hash)
+            writer.commit(self.conn, ctx, self.cursor, end, fin, keep_from=fin - self.depth, parent_hash=parent_hash,
+                          genesis=self.genesis)
         except writer.Fenced as exc:
             log.warning("cursor moved under us; reloading" if type(exc) is writer.Fenced else
                         "blocks do not continue the cursor; reloading", extra={"chain": self.chain, "error": str(exc)})

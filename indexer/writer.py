@@ -35,6 +35,21 @@ def read_cursor(conn: psycopg.Connection, chain: str, *, lock: bool = False) -> 
     return (int(row[0]), row[1], int(row[2])) if row else None
 
 
+def stored_genesis(conn: psycopg.Connection, chain: str) -> str | None:
+    row = conn.execute("SELECT genesis_hash FROM indexer_cursor WHERE chain = %s", (chain,)).fetchone()
+    return row[0] if row else None
+
+
+def reset(conn: psycopg.Connection, chain: str) -> dict[str, int]:
+    """Delete everything indexed for `chain` (rows, versions, block window, errors, cursor) in one transaction;
+    returns rows deleted per table. The oracle's own tables are not touched."""
+    out = {}
+    with conn.transaction():
+        for name in [*EVENT_TABLES, *VERSIONED, "indexed_block", "indexer_cursor"]:
+            out[name] = conn.execute(f"DELETE FROM {name} WHERE chain = %s", (chain,)).rowcount
+    return out
+
+
 def _fence(conn: psycopg.Connection, chain: str, expected: tuple[int, str | None]) -> None:
     got = read_cursor(conn, chain, lock=True)
     have = (got[0], got[1]) if got else None
@@ -99,7 +114,7 @@ def _versions(ctx: Context, conn: psycopg.Connection) -> None:
 
 
 def commit(conn: psycopg.Connection, ctx: Context, expected: tuple[int, str | None], cursor: Block,
-           finalized: int, keep_from: int, *, parent_hash: str) -> None:
+           finalized: int, keep_from: int, *, parent_hash: str, genesis: str | None = None) -> None:
     """Write ctx and move the cursor from `expected` to `cursor`, atomically; `parent_hash` is the parent of the
     first new block. Raises Fenced on a lost race, Discontinuity when `parent_hash` is not the cursor's hash."""
     with conn.transaction():
@@ -121,10 +136,12 @@ def commit(conn: psycopg.Connection, ctx: Context, expected: tuple[int, str | No
         conn.execute("DELETE FROM indexed_block WHERE chain = %s AND number < %s AND number <> %s",
                      (ctx.chain, keep_from, cursor.number))
         conn.execute(
-            "INSERT INTO indexer_cursor (chain, block_number, block_hash, finalized_number) VALUES (%s, %s, %s, %s) "
+            "INSERT INTO indexer_cursor (chain, block_number, block_hash, finalized_number, genesis_hash) "
+            "VALUES (%s, %s, %s, %s, %s) "
             "ON CONFLICT (chain) DO UPDATE SET block_number = EXCLUDED.block_number, block_hash = EXCLUDED.block_hash, "
-            "finalized_number = GREATEST(indexer_cursor.finalized_number, EXCLUDED.finalized_number), updated_at = now()",
-            (ctx.chain, cursor.number, cursor.hash, finalized))
+            "finalized_number = GREATEST(indexer_cursor.finalized_number, EXCLUDED.finalized_number), "
+            "genesis_hash = COALESCE(indexer_cursor.genesis_hash, EXCLUDED.genesis_hash), updated_at = now()",
+            (ctx.chain, cursor.number, cursor.hash, finalized, genesis))
         conn.execute("SELECT pg_notify('carbonledger_block', %s)", (f"{ctx.chain}:{cursor.number}",))
 
 

@@ -27,6 +27,9 @@ class IndexerCursor(Base):
     block_number: Mapped[int64]
     block_hash: Mapped[hexstr]
     finalized_number: Mapped[int64] = mapped_column(server_default=text("0"))
+    # The node's block 0 when this chain was first indexed: a different chain behind the same name (a restarted
+    # devnet, a misconfigured URL) is refused instead of being taken for a deep reorg.
+    genesis_hash: Mapped[hexstr | None]
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

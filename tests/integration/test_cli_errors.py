@@ -118,3 +118,37 @@ def test_verbose_adds_the_traceback(tmp_path):
                        env=_env(tmp_path, closed, "http://127.0.0.1:1"), capture_output=True, timeout=120)
     err = p.stderr.decode()
     assert p.returncode == 1 and "Traceback" in err and "carbonledger: cannot connect" in err
+
+
+def test_a_new_devnet_behind_an_old_name_is_refused_until_reset(db_url):
+    """The in-memory devnet restarted: same chain name, same contract addresses, another chain. The indexer must
+    not take it for a deep reorg; it names the reset command, which makes a fresh index possible."""
+    from web3 import Web3
+
+    from carbonledger.anvil import Anvil
+    from indexer.runner import run_once
+    from tests.integration.scenario import deploy, index_env, indexed_state, run_scenario, settings_for
+
+    with Anvil() as first:
+        w3 = Web3(Web3.HTTPProvider(first.url))
+        dep = deploy(w3)
+        run_scenario(w3, dep, actions=20, seed=5)
+        assert run_once(settings_for(first.url, dep, db_url), db_url=db_url) == 0
+    with Anvil() as second:
+        w3 = Web3(Web3.HTTPProvider(second.url))
+        dep2 = deploy(w3)  # the same deployer and nonces: the same addresses on a different chain
+        assert {n: c.address for n, c in dep2.contracts.items()} == {n: c.address for n, c in dep.contracts.items()}
+        settings = settings_for(second.url, dep2, db_url)
+        env = index_env(settings)
+        line = _one_line(*_run(env, "index", "--no-progress", "--port", "-1")[:2], "genesis",
+                         "carbonledger reset --chain dev")
+        assert "holds chain dev" in line
+        code, lines, _ = _run(env, "reset", "--chain", "dev")  # no terminal: confirmation is required
+        _one_line(code, lines, "--yes")
+        p = subprocess.run([sys.executable, "-m", "carbonledger.cli", "reset", "--chain", "dev", "--yes"], cwd=ROOT,
+                           env=env, capture_output=True, timeout=120)
+        assert p.returncode == 0, p.stderr.decode()[-2000:]
+        assert indexed_state(db_url, "dev").batches == {}
+        run_scenario(w3, dep2, actions=10, seed=6)
+        assert run_once(settings, db_url=db_url) == 0
+        assert indexed_state(db_url, "dev").batches

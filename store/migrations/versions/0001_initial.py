@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 12:41:50.409811
+Create Date: 2026-12-01 12:53:10.630052
 """
 
 from alembic import op
@@ -87,6 +87,7 @@ def upgrade() -> None:
     sa.Column('block_number', sa.BigInteger(), nullable=False),
     sa.Column('block_hash', sa.String(length=66), nullable=False),
     sa.Column('finalized_number', sa.BigInteger(), server_default=sa.text('0'), nullable=False),
+    sa.Column('genesis_hash', sa.String(length=66), nullable=True),
     sa.Column('updated_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('chain', name=op.f('pk_indexer_cursor'))
     )
