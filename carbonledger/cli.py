@@ -125,7 +125,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.WARNING)  # the story is the output; -v shows the daemons' log lines
     check_port("127.0.0.1", args.api_port, "--api-port")  # before anything is started or deployed
     check_port("127.0.0.1", args.oracle_port, "--oracle-port")
-    demo = Demo(database_url=args.database_url, rpc_url=args.rpc, api_port=args.api_port, oracle_port=args.oracle_port)
+    demo = Demo(database_url=args.database_url, rpc_url=args.rpc, api_port=args.api_port, oracle_port=args.oracle_port,
+                database_name=args.database_name)
     try:
         print("starting: embedded Postgres, devnet chain, contracts, indexer, oracle, API ...", flush=True)
         demo.start()
@@ -199,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_config)
     s = sub.add_parser("demo", help=cmd_demo.__doc__)
     s.add_argument("--database-url", help="Postgres server to create the demo database on (default: embedded)")
+    s.add_argument("--database-name", default="carbonledger_demo",
+                   help="name of the demo database (dropped and created afresh)")
     s.add_argument("--rpc", help="JSON-RPC URL of a devnet (default: an in-process eth-tester chain)")
     s.add_argument("--api-port", type=int, default=8080, help="port of the GraphQL API (0: any free port)")
     s.add_argument("--oracle-port", type=int, default=8081, help="port of the oracle's ingress (0: any free port)")
