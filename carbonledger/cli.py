@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="carbonledger", description=__doc__, formatter_class=_Help)
     p.add_argument("--config", "-c", help=CONFIG_HELP)
     p.add_argument("--verbose", "-v", action="store_true", help=VERBOSE_HELP)
+    from carbonledger import __version__
+
+    p.add_argument("--version", action="version", version=f"carbonledger {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("devnet", help=cmd_devnet.__doc__)
