@@ -44,20 +44,24 @@ def cmd_devnet(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Deploy the five protocol contracts and write deployments/<chain>.json."""
+    import time
+
     from eth_account import Account
     from web3 import Web3
 
-    from chains.evm.deploy import deploy_protocol
+    from carbonledger.config import ConfigError, redact_url
     from carbonledger.devnet import DEVNET_KEYS
+    from carbonledger.preflight import OperatorError
     from carbonledger.secrets import private_key_from_env
-
-    from carbonledger.config import ConfigError
+    from chains.evm.deploy import deploy_protocol
 
     w3 = Web3(Web3.HTTPProvider(args.rpc, request_kwargs={"timeout": 60}))
-    if not w3.is_connected():
-        from carbonledger.config import redact_url
-
-        raise ConfigError(f"--rpc {redact_url(args.rpc, path=True)}: no JSON-RPC node answers there")
+    deadline = time.monotonic() + (120 if args.wait else 0)
+    while not w3.is_connected():
+        if time.monotonic() >= deadline:
+            raise OperatorError(f"no JSON-RPC node answers at {redact_url(args.rpc, path=True)}",
+                                "start the node (e.g. `carbonledger devnet`), check --rpc, or add --wait")
+        time.sleep(0.5)
     key = private_key_from_env("CARBONLEDGER_DEPLOYER_KEY")
     if key is None:
         if not args.devnet_key:
@@ -121,7 +125,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.WARNING)  # the story is the output; -v shows the daemons' log lines
     check_port("127.0.0.1", args.api_port, "--api-port")  # before anything is started or deployed
     check_port("127.0.0.1", args.oracle_port, "--oracle-port")
-    demo = Demo(database_url=args.database_url, rpc_url=args.rpc, api_port=args.api_port, oracle_port=args.oracle_port)
+    demo = Demo(database_url=args.database_url, rpc_url=args.rpc, api_port=args.api_port, oracle_port=args.oracle_port,
+                database_name=args.database_name)
     try:
         print("starting: embedded Postgres, devnet chain, contracts, indexer, oracle, API ...", flush=True)
         demo.start()
@@ -142,9 +147,23 @@ CONFIG_HELP = "TOML config (default: $CARBONLEDGER_CONFIG or ./carbonledger.toml
 VERBOSE_HELP = "on errors, also print the traceback (demo: also show the daemons' log lines)"
 
 
+class _Help(argparse.HelpFormatter):
+    """Shows each option's default, unless its help already says it or there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if not text or "default" in text or action.default in (None, False, [], argparse.SUPPRESS):
+            return text
+        return text + " (default: %(default)s)"
+
+
 def _common_options(parser: argparse.ArgumentParser) -> None:
     """--config and -v on every sub-command too (`carbonledger index -v --config x.toml`), without overriding
-    what was given before the sub-command."""
+    what was given before the sub-command; each sub-command's --help describes it and shows every default."""
+    parser.formatter_class = _Help
+    func = parser.get_default("func")
+    if parser.description is None and func is not None and func.__doc__:
+        parser.description = func.__doc__.strip()
     parser.add_argument("--config", "-c", default=argparse.SUPPRESS, help=CONFIG_HELP)
     parser.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP)
     for action in parser._actions:
@@ -154,14 +173,17 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="carbonledger", description=__doc__)
+    p = argparse.ArgumentParser(prog="carbonledger", description=__doc__, formatter_class=_Help)
     p.add_argument("--config", "-c", help=CONFIG_HELP)
     p.add_argument("--verbose", "-v", action="store_true", help=VERBOSE_HELP)
+    from carbonledger import __version__
+
+    p.add_argument("--version", action="version", version=f"carbonledger {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("devnet", help=cmd_devnet.__doc__)
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8545)
+    s.add_argument("--host", default="127.0.0.1", help="bind address")
+    s.add_argument("--port", type=int, default=8545, help="JSON-RPC port")
     s.set_defaults(func=cmd_devnet)
 
     s = sub.add_parser("deploy", help=cmd_deploy.__doc__)
@@ -169,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chain", default="devnet", help="chain name, used for deployments/<chain>.json")
     s.add_argument("--out", help="output path (default deployments/<chain>.json)")
     s.add_argument("--devnet-key", action="store_true", help="deploy with anvil's public account #0 (devnets only)")
+    s.add_argument("--wait", action="store_true", help="wait up to 2 minutes for the node to answer")
     for role in ("issuer", "oracle", "settler", "arbiter"):
         s.add_argument(f"--{role}", action="append", default=[], metavar="ADDRESS", help=f"grant {role.upper()}_ROLE (default: deployer)")
     s.set_defaults(func=cmd_deploy)
@@ -180,9 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_config)
     s = sub.add_parser("demo", help=cmd_demo.__doc__)
     s.add_argument("--database-url", help="Postgres server to create the demo database on (default: embedded)")
+    s.add_argument("--database-name", default="carbonledger_demo",
+                   help="name of the demo database (dropped and created afresh)")
     s.add_argument("--rpc", help="JSON-RPC URL of a devnet (default: an in-process eth-tester chain)")
-    s.add_argument("--api-port", type=int, default=8080)
-    s.add_argument("--oracle-port", type=int, default=8081)
+    s.add_argument("--api-port", type=int, default=8080, help="port of the GraphQL API (0: any free port)")
+    s.add_argument("--oracle-port", type=int, default=8081, help="port of the oracle's ingress (0: any free port)")
     s.add_argument("--no-serve", action="store_true", help="tell the story, print, and exit (for scripts and CI)")
     s.set_defaults(func=cmd_demo)
 

@@ -345,15 +345,60 @@ def redact_url(url: str, *, path: bool = False) -> str:
     return re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
 
 
-def _describe(err: ValidationError) -> str:
-    lines = []
+ENV_PREFIX = "CARBONLEDGER_"
+# Variables of ours that are not settings (read elsewhere): never reported as typos.
+OTHER_ENV = {"CONFIG", "SIGNER_KEY", "SIGNER_PASSPHRASE", "DEPLOYER_KEY", "FIXTURES", "TEST_DATABASE_URL"}
+
+
+def _env_names() -> dict[str, str]:
+    """Every CARBONLEDGER_* variable that names a setting -> the dotted setting it sets."""
+    out = {}
+    for name, field in Settings.model_fields.items():
+        out[ENV_PREFIX + name.upper()] = name
+        sub = field.annotation if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel) else None
+        for child in (sub.model_fields if sub is not None else {}):
+            out[f"{ENV_PREFIX}{name.upper()}_{child.upper()}"] = f"{name}.{child}"
+    return out
+
+
+def _unknown_env() -> str | None:
+    """The first CARBONLEDGER_* variable that is no setting (a typo), worded with the closest real name."""
+    import difflib
+
+    known = _env_names()
+    for var in sorted(os.environ):
+        up = var.upper()
+        if not up.startswith(ENV_PREFIX) or up in known or up[len(ENV_PREFIX):] in OTHER_ENV:
+            continue
+        if up.startswith(ENV_PREFIX + "CHAINS_"):
+            continue  # one chain as JSON: CARBONLEDGER_CHAINS_<NAME>
+        close = difflib.get_close_matches(up, list(known) + [ENV_PREFIX + o for o in OTHER_ENV], n=1, cutoff=0.75)
+        return f"environment variable {var} is not a setting" + (f" (did you mean {close[0]}?)" if close else "")
+    return None
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    """Each error by its dotted key, and by the environment variable that set it where one did (a typo there is
+    the variable's, not the config file's)."""
+    import difflib
+
+    env = {k.upper(): k for k in os.environ}
+    known = _env_names()
+    lines, from_file = [], False
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        loc = [str(p) for p in e["loc"]]
+        where = ".".join(loc) or "(top level)"
+        var = next((env[v] for v in (ENV_PREFIX + "_".join(loc[:i]).upper() for i in range(len(loc), 0, -1)) if v in env),
+                   None)
+        from_file = from_file or var is None
         if e["type"] == "extra_forbidden":
-            lines.append(f"{where}: unknown key")
+            siblings = [k.rsplit(".", 1)[-1] for k in known.values() if k.rsplit(".", 1)[0] == ".".join(loc[:-1])]
+            close = difflib.get_close_matches(loc[-1], siblings, n=1) if loc else []
+            text = "unknown key" + (f" (did you mean {close[0]!r}?)" if close else "")
         else:
-            lines.append(f"{where}: {e['msg']}")
-    return "; ".join(lines)
+            text = e["msg"]
+        lines.append(f"{where}: {text}" + (f" (from environment variable {var})" if var else ""))
+    return f"invalid config{source if from_file else ''}: " + "; ".join(lines)
 
 
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
@@ -371,10 +416,13 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     class _Loaded(Settings):
         toml_file = toml_path
 
+    typo = _unknown_env()
+    if typo is not None:
+        raise ConfigError(typo)
     try:
         loaded = _Loaded(**overrides)
     except ValidationError as err:
-        raise ConfigError(f"invalid config{f' in {toml_path}' if toml_path else ''}: {_describe(err)}") from None
+        raise ConfigError(_describe(err, f" in {toml_path}" if toml_path else "")) from None
     except Exception as err:  # e.g. TOML syntax errors
         raise ConfigError(f"cannot read config {toml_path}: {err}") from None
     return loaded

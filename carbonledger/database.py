@@ -41,13 +41,20 @@ def _prune_dead_handles(data_dir: Path) -> None:
 
 def embedded_url(data_dir: Path, database: str = "carbonledger") -> str:
     """Start (or reuse) a pgserver instance in `data_dir` and return a URL to `database` (created if absent)."""
-    import pgserver
+    import warnings
+
+    with warnings.catch_warnings():  # platformdirs warns at pgserver's import when XDG_RUNTIME_DIR is unset
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        import pgserver
     import psycopg
 
     key = str(Path(data_dir).resolve())
     if key not in _embedded:
         Path(key).mkdir(parents=True, exist_ok=True)
-        _prune_dead_handles(Path(key))
+        from pgserver.postgres_server import PostgresServer
+
+        with PostgresServer._lock:  # pgserver's inter-process lock over its handle list
+            _prune_dead_handles(Path(key))
         log.info("starting embedded postgres", extra={"data_dir": key})
         _embedded[key] = pgserver.get_server(key, cleanup_mode="stop")
     server = _embedded[key]

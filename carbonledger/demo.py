@@ -66,27 +66,30 @@ class Story:
         log.info("demo step", extra={"step": what, "tx": tx})
 
 
-def fresh_database(server_url: str | None, state_dir: Path) -> str:
-    """A new empty `carbonledger_demo` database on the given server (or the embedded one)."""
+def fresh_database(server_url: str | None, state_dir: Path, name: str = "carbonledger_demo") -> str:
+    """A new empty database `name` on the given server (or the embedded one)."""
     from carbonledger.database import embedded_url
     from store.engine import libpq_url
 
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"demo database name must be letters, digits and _: {name!r}")
     base = libpq_url(server_url) if server_url else embedded_url(state_dir / "pgdata", "postgres")
     with psycopg.connect(base, autocommit=True) as conn:
-        conn.execute('DROP DATABASE IF EXISTS "carbonledger_demo" WITH (FORCE)')
-        conn.execute('CREATE DATABASE "carbonledger_demo"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
     if "?" in base:
         head, query = base.split("?", 1)
-        return head.rsplit("/", 1)[0] + "/carbonledger_demo?" + query
-    return base.rsplit("/", 1)[0] + "/carbonledger_demo"
+        return head.rsplit("/", 1)[0] + "/" + name + "?" + query
+    return base.rsplit("/", 1)[0] + "/" + name
 
 
 class Demo:
     """Start everything (`start`), tell the story (`story`), serve until stopped (`stop`)."""
 
     def __init__(self, *, database_url: str | None = None, rpc_url: str | None = None, api_port: int = 8080,
-                 oracle_port: int = 8081, state_dir: Path = Path(".carbonledger/demo")) -> None:
-        self.database_url, self.rpc_url = database_url, rpc_url
+                 oracle_port: int = 8081, state_dir: Path = Path(".carbonledger/demo"),
+                 database_name: str = "carbonledger_demo") -> None:
+        self.database_url, self.rpc_url, self.database_name = database_url, rpc_url, database_name
         self.api_port, self.oracle_port, self.state_dir = api_port, oracle_port, Path(state_dir)
         self.stop_event = threading.Event()
         self._closers: list[Any] = []  # run in reverse order by stop()
@@ -101,7 +104,7 @@ class Demo:
         from store.migrate import upgrade
 
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.db_url = fresh_database(self.database_url, self.state_dir)
+        self.db_url = fresh_database(self.database_url, self.state_dir, self.database_name)
         upgrade(self.db_url)
         if self.rpc_url is None:
             devnet = DevnetServer().start()

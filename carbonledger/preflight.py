@@ -47,8 +47,8 @@ def check_database(url: str, *, migrated: bool = True) -> None:
                 row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
             except psycopg.errors.UndefinedTable:
                 row = None
-    except psycopg.OperationalError as exc:
-        reason = _first_line(exc)
+    except psycopg.Error as exc:  # libpq may quote the URL's password (a bad %-escape in it): never show it
+        reason = scrub_password(_first_line(exc), url)
         if "does not exist" in reason:
             raise OperatorError(f"database {shown}: {reason}",
                                 "create it (createdb) or point database.url / CARBONLEDGER_DATABASE_URL at another")
@@ -60,6 +60,19 @@ def check_database(url: str, *, migrated: bool = True) -> None:
     if row[0] != head:
         raise OperatorError(f"database {shown} is at schema revision {row[0]}, this version needs {head}",
                             "run `carbonledger migrate`")
+
+
+def scrub_password(text: str, url: str) -> str:
+    """`text` without the password of `url`, raw or percent-decoded."""
+    from urllib.parse import unquote, urlsplit
+
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    for secret in {password, unquote(password) if password else None} - {None, ""}:
+        text = text.replace(secret, "***")
+    return text
 
 
 def head_revision() -> str:

@@ -37,11 +37,12 @@ def cmd_index(args: argparse.Namespace) -> int:
     metrics = Metrics()
 
     def ready() -> tuple[bool, dict]:
-        detail = {s.chain: {"mode": s.mode, "block": s.block, "head": s.head, "lag": s.lag, "problem": s.problem}
-                  for s in stats}
-        # A standby is ready (it serves nothing and takes over when needed); a leader when within 1 block of head
-        # and its last step worked.
-        ok = all(s.problem is None and (s.mode == "standby" or (s.leader and s.head >= 0 and s.lag <= 1)) for s in stats)
+        detail = {s.chain: {"mode": s.mode, "block": s.block, "head": s.head, "lag": s.lag, "problem": s.problem,
+                            "waiting": s.waiting} for s in stats}
+        # A standby is ready (it serves nothing and takes over when needed); a leader when within 1 block of head,
+        # its last step worked and it is not waiting on a node that is behind it.
+        ok = all(s.problem is None and s.waiting is None
+                 and (s.mode == "standby" or (s.leader and s.head >= 0 and s.lag <= 1)) for s in stats)
         return ok, {"chains": detail}
 
     def health() -> tuple[bool, dict]:

@@ -37,7 +37,10 @@ def build_syncs(settings: Settings, db_url: str | None = None, **kw: object) -> 
         contracts = cs.resolved_contracts(name)
         reader = EvmReader.from_settings(name, cs)
         if cs.chain_id is not None and (got := reader.chain_id()) != cs.chain_id:
-            raise ConfigError(f"chains.{name}.chain_id: node at {cs.rpc_url} reports chain id {got}, config expects {cs.chain_id}")
+            from carbonledger.config import redact_url
+
+            raise ConfigError(f"chains.{name}.chain_id: node at {redact_url(str(cs.rpc_url), path=True)} reports chain "
+                              f"id {got}, config expects {cs.chain_id}")
         start = min((c.start_block for c in contracts.values()), default=0)
         out.append(ChainSync(name, reader, url, addresses={n: c.address for n, c in contracts.items()},
                              start_block=start, finality_depth=cs.finality_depth, max_span=cs.max_block_range,

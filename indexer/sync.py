@@ -54,6 +54,7 @@ class Stats:
     reorgs: int = 0
     mode: str = "starting"  # starting | backfill | follow | standby
     problem: str | None = None  # why the last step failed ("rpc: ...", "database: ..."), None when healthy
+    waiting: str | None = None  # why the loop is not advancing though nothing failed (a node behind us), else None
     leader: bool = False
     started: float = field(default_factory=time.monotonic)
     last_step: float = field(default_factory=time.monotonic)
@@ -144,6 +145,7 @@ class ChainSync:
         if self._head is None or self.cursor[0] >= self._head.number or time.monotonic() - self._head_at > 2.0:
             self._refresh_head()
         n = self.cursor[0]
+        self.stats.waiting = None
         if n < self._fin:
             self.stats.mode = "backfill"
             nxt = self._next
@@ -163,14 +165,7 @@ class ChainSync:
         end = first if a == b else self.reader.block(b)
         if first is None or end is None:
             raise RpcError(-1, f"block {a if first is None else b} not available", method="eth_getBlockByNumber")
-        # The logs must belong to the blocks fetched around them: a node that switched branches between the calls
-        # would otherwise have us commit logs of one branch under the hash of another.
-        for ev in events:
-            if not isinstance(ev, ChainEvent):
-                continue  # a malformed log is recorded as an indexing error; its envelope proves nothing
-            if (ev.block_number == a and ev.block_hash != first.hash) or (ev.block_number == b and ev.block_hash != end.hash):
-                raise RpcError(-1, f"node changed branch while range {a}-{b} was fetched (log of block "
-                                   f"{ev.block_number} has hash {ev.block_hash[:10]})", method="eth_getLogs")
+        _check_events(events, a, b, {a: first.hash, b: end.hash}, f"range {a}-{b}")
         return first, events, end
 
     def _backfill(self, a: int, b: int) -> None:
@@ -181,8 +176,7 @@ class ChainSync:
             if nxt is not None:
                 nxt[2].cancel()
             first, events, end = self._fetch(a, b)
-        if self.cursor[1] is not None and first.parent_hash != self.cursor[1]:
-            self._reorg(f"block {a} has parent {first.parent_hash[:10]}, we hold {self.cursor[1][:10]} at {a - 1}")
+        if not self._continues(first):
             return
         n_events = len(events)
         # Keep ranges near the target event count: memory stays flat however dense the chain is.
@@ -197,24 +191,33 @@ class ChainSync:
         ctx = self._context()
         self._apply(ctx, events)
         del events  # the rows are in ctx now; do not hold both through the COPY
-        self._commit(ctx, first.parent_hash, end)
+        self._commit(ctx, first, end)
+
+    def _continues(self, first: Block) -> bool:
+        """Continuity (module docstring): does `first` grow out of the block under the cursor? If not, undo the
+        reorg that shows (or stop, when it reaches below finality) and say no."""
+        if self.cursor[1] is None or first.parent_hash == self.cursor[1]:
+            return True
+        self._reorg(f"block {first.number} has parent {first.parent_hash[:10]}, we hold {self.cursor[1][:10]} at "
+                    f"{first.number - 1}")
+        return False
 
     def _follow(self, n: int) -> bool:
         blk = self.reader.block(n)
         if blk is None:
             return False  # the node has not got it yet: a lagging node, not a reorg
-        if self.cursor[1] is not None and blk.parent_hash != self.cursor[1]:
-            self._reorg(f"block {n} has parent {blk.parent_hash[:10]}, we hold {self.cursor[1][:10]} at {n - 1}")
+        if not self._continues(blk):
             return True
         try:
             events = self.reader.events_at(blk)
         except RpcError as exc:  # the block vanished between the two calls: look again next step
             log.info("logs of block unavailable", extra={"chain": self.chain, "block": n, "error": str(exc)[:200]})
             return False
+        _check_events(events, n, n, {n: blk.hash}, f"block {n}")
         ctx = self._context()
         ctx.blocks.append(blk)
         self._apply(ctx, events)
-        self._commit(ctx, blk.parent_hash, blk)
+        self._commit(ctx, blk, blk)
         return True
 
     def _check_stale(self) -> bool:
@@ -231,6 +234,8 @@ class ChainSync:
             return False
         if head.number < self.finalized_number:
             self._short = None
+            self.stats.waiting = (f"the node's head {head.number} is below our finalized block {self.finalized_number}: "
+                                  "a lagging or wrong node")
             if time.monotonic() - self._lag_logged > 60:
                 self._lag_logged = time.monotonic()
                 log.warning("node head is below our finalized block: a lagging or wrong node; waiting for it",
@@ -251,6 +256,8 @@ class ChainSync:
                      extra={"chain": self.chain, "node_head": head.number, "block": self.cursor[0],
                             "grace_s": self.shrink_grace_s})
         waited = now - self._short[1]
+        self.stats.waiting = (f"the node's head {head.number} is below our cursor {self.cursor[0]} and it has no block "
+                              f"there: lagging, or a shortened chain unwound after {self.shrink_grace_s:g}s")
         if self._fin >= head.number or waited >= self.shrink_grace_s:
             self._short = None
             self._reorg(f"chain shortened: the node's head {head.number} ({head.hash[:10]}) stayed below our cursor "
@@ -280,12 +287,12 @@ class ChainSync:
                 ctx.error(ev, f"handler {ev.key}: {type(exc).__name__}: {exc}")
             ctx.events += 1
 
-    def _commit(self, ctx: Context, parent_hash: str, end: Block) -> None:
-        """Write ctx and move the cursor to `end`; `parent_hash` is the first new block's parent (continuity)."""
+    def _commit(self, ctx: Context, first: Block, end: Block) -> None:
+        """Write ctx and move the cursor to `end`; `first` is the first new block (the writer checks continuity)."""
         assert self.conn is not None
         fin = max(self._fin, self.finalized_number)
         try:
-            writer.commit(self.conn, ctx, self.cursor, end, fin, keep_from=fin - self.depth, parent_hash=parent_hash,
+            writer.commit(self.conn, ctx, self.cursor, end, fin, keep_from=fin - self.depth, first=first,
                           genesis=self.genesis)
         except writer.Fenced as exc:
             log.warning("cursor moved under us; reloading" if type(exc) is writer.Fenced else
@@ -320,8 +327,34 @@ class ChainSync:
             log.critical(msg, extra={"chain": self.chain, "alert": "reorg_too_deep"})
             raise ReorgTooDeep(msg)
         depth = self.cursor[0] - ancestor[0]
+        if depth == 0:
+            # The node still has our cursor block yet showed a child of another parent: two backends of one
+            # endpoint on different branches. Nothing to undo; a node fault, backed off by the runner.
+            raise RpcError(-1, f"node is inconsistent ({why}) while block {ancestor[0]} still has our hash",
+                           method="eth_getBlockByNumber")
         writer.undo(self.conn, self.chain, self.cursor, ancestor[0], ancestor[1])
         log.warning("reorg undone", extra={"chain": self.chain, "ancestor": ancestor[0], "depth": depth, "why": why})
         self.stats.reorgs += 1
         self.load()
         self._head = None
+
+
+def _check_events(events: Sequence[ChainEvent | UndecodableLog], a: int, b: int, hashes: Mapping[int, str],
+                  what: str) -> None:
+    """The node's events must lie in [a, b], carry the hash of each block we fetched there, and be distinct: anything
+    else means the node changed branch between our calls or answered wrongly. RpcError (retried with backoff), never
+    rows written under the wrong block or a duplicate key that would stop the sync."""
+    seen: set[tuple[str, int]] = set()
+    for ev in events:
+        if not isinstance(ev, ChainEvent):
+            continue  # a malformed log is recorded as an indexing error; its envelope proves nothing
+        if not a <= ev.block_number <= b:
+            raise RpcError(-1, f"node answered a log of block {ev.block_number} for {what}", method="eth_getLogs")
+        want = hashes.get(ev.block_number)
+        if want is not None and ev.block_hash != want:
+            raise RpcError(-1, f"node changed branch while {what} was fetched (log of block {ev.block_number} has "
+                               f"hash {ev.block_hash[:10]})", method="eth_getLogs")
+        key = (ev.tx_hash, ev.log_index)
+        if key in seen:
+            raise RpcError(-1, f"node answered log {ev.tx_hash[:10]}:{ev.log_index} twice for {what}", method="eth_getLogs")
+        seen.add(key)

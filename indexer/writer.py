@@ -114,14 +114,16 @@ def _versions(ctx: Context, conn: psycopg.Connection) -> None:
 
 
 def commit(conn: psycopg.Connection, ctx: Context, expected: tuple[int, str | None], cursor: Block,
-           finalized: int, keep_from: int, *, parent_hash: str, genesis: str | None = None) -> None:
-    """Write ctx and move the cursor from `expected` to `cursor`, atomically; `parent_hash` is the parent of the
-    first new block. Raises Fenced on a lost race, Discontinuity when `parent_hash` is not the cursor's hash."""
+           finalized: int, keep_from: int, *, first: Block, genesis: str | None = None) -> None:
+    """Write ctx and move the cursor from `expected` to `cursor`, atomically; `first` is the first new block.
+    Raises Fenced on a lost race, Discontinuity unless `first` is the block right after the cursor, its parent is the
+    cursor's block and `cursor` is not below it."""
     with conn.transaction():
         _fence(conn, ctx.chain, expected)
-        if expected[1] is not None and parent_hash != expected[1]:
-            raise Discontinuity(f"{ctx.chain}: first new block's parent {parent_hash[:10]} is not the cursor "
-                                f"{expected[1][:10]} at {expected[0]}")
+        if first.number != expected[0] + 1 or cursor.number < first.number or (
+                expected[1] is not None and first.parent_hash != expected[1]):
+            raise Discontinuity(f"{ctx.chain}: blocks {first.number}-{cursor.number} (parent {first.parent_hash[:10]}) "
+                                f"do not continue the cursor {str(expected[1])[:10]} at {expected[0]}")
         for name in EVENT_TABLES:
             _copy(conn, EVENTS[name], ctx.rows[name])
         _versions(ctx, conn)

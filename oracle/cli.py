@@ -1,4 +1,4 @@
-"""`carbonledger oracle run|anchor|reconcile`."""
+"""`carbonledger oracle run|anchor`."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def cmd_anchor(args: argparse.Namespace) -> int:
 
 
 def add_oracle_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("oracle", help="the signing oracle (payments, IoT, settlements -> chain, exactly once)")
+    what = "The signing oracle: payments, IoT readings, settlements and approvals become chain writes, exactly once."
+    p = sub.add_parser("oracle", help=what, description=what)
     osub = p.add_subparsers(dest="oracle_command", required=True)
     r = osub.add_parser("run", help=cmd_run.__doc__)
     r.add_argument("--wait", action="store_true", help="at start, keep retrying an unreachable database or node "

@@ -16,13 +16,21 @@ from carbonledger.demo import TRIPS, Demo, co2_saved_g
 def demo(tmp_path_factory):
     from tests.pg import server_url
 
-    d = Demo(database_url=server_url(), api_port=0, oracle_port=0, state_dir=tmp_path_factory.mktemp("demo"))
+    import os
+
+    import psycopg
+
+    name = f"cl_demo_{os.getpid()}"  # its own database on the server under test, dropped afterwards
+    d = Demo(database_url=server_url(), api_port=0, oracle_port=0, state_dir=tmp_path_factory.mktemp("demo"),
+             database_name=name)
     try:
         d.start()
         story = d.story()
         yield d, story
     finally:
         d.stop()
+        with psycopg.connect(server_url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def run(d: Demo, query: str, variables: dict) -> dict:

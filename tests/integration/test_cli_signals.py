@@ -105,6 +105,9 @@ def test_sigterm_to_serve_stops_the_embedded_postgres_it_started(tmp_path):
     import httpx
 
     env = _embedded_env(tmp_path)
+    migrate = subprocess.run([sys.executable, "-m", "carbonledger.cli", "migrate"], cwd=tmp_path, env=env,
+                             capture_output=True, timeout=180)
+    assert migrate.returncode == 0, migrate.stderr.decode()[-2000:]
     proc = subprocess.Popen([sys.executable, "-m", "carbonledger.cli", "serve"], cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

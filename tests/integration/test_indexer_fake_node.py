@@ -173,6 +173,10 @@ def test_a_node_below_our_finalized_block_is_never_followed_down(db_url):
     for _ in range(5):
         assert s.step() is False
     assert s.stats.reorgs == 0 and s.cursor[0] == 40 and _tradable(db_url) == 40
+    assert "below our finalized block" in s.stats.waiting  # /ready says so
+    node.visible = None
+    _run(s)
+    assert s.stats.waiting is None
     s.close()
 
 
@@ -200,8 +204,60 @@ def test_the_writer_refuses_blocks_that_do_not_continue_the_cursor(db_url):
     _run(s)
     ctx = s._context()
     orphan = Block("fake", 11, _h("e", 11), _h("e", 10), 2000)
-    with pytest.raises(writer.Discontinuity):
-        writer.commit(s.conn, ctx, s.cursor, orphan, 7, keep_from=4, parent_hash=orphan.parent_hash)
+    with pytest.raises(writer.Discontinuity):  # another parent
+        writer.commit(s.conn, ctx, s.cursor, orphan, 7, keep_from=4, first=orphan)
+    with pytest.raises(writer.Discontinuity):  # a gap: block 12 straight after the cursor at 10
+        gap = Block("fake", 12, _h("a", 12), node.blocks[10].hash, 2000)
+        writer.commit(s.conn, ctx, s.cursor, gap, 7, keep_from=4, first=gap)
     with psycopg.connect(libpq_url(db_url)) as c:
         assert c.execute("SELECT block_number, block_hash FROM indexer_cursor").fetchone() == (10, node.blocks[10].hash)
+    s.close()
+
+
+def test_an_inconsistent_node_is_a_node_fault_not_a_reorg(db_url):
+    """Two backends on different branches behind one URL: block 41's parent is not our 40, yet 40 still has our
+    hash. Nothing to undo: the step fails as a node fault (backed off), the data stays."""
+    from chains.evm.rpc import RpcError
+
+    node = ScriptedNode(40)
+    s = _sync(node, db_url)
+    _run(s)
+    node.blocks.append(Block("fake", 41, _h("z", 41), _h("y", 40), 2000))
+    with pytest.raises(RpcError, match="inconsistent"):
+        s.step()
+    assert s.stats.reorgs == 0 and s.cursor == (40, node.blocks[40].hash) and _tradable(db_url) == 40
+    s.close()
+
+
+@pytest.mark.parametrize("fault", ["below", "above", "twice", "other_hash"])
+def test_logs_the_node_should_not_have_answered_are_a_node_fault(db_url, fault):
+    from chains.evm.rpc import RpcError
+
+    node = ScriptedNode(200)
+    s = _sync(node, db_url, target_events=8, max_span=4, prefetch=False)
+    for _ in range(3):
+        s.step()
+    good = node.events
+
+    def events(a, b):
+        out = good(a, b)
+        if fault == "below":
+            out.append(node._ev(node.blocks[a - 1]))
+        elif fault == "above":
+            out.append(node._ev(node.blocks[b + 1]))
+        elif fault == "twice":
+            out.append(out[-1])
+        else:
+            out[0] = ChainEvent(**{**{f: getattr(out[0], f) for f in out[0].__slots__}, "block_hash": _h("q", a)})
+        return out
+
+    node.events = events
+    before = _tradable(db_url)
+    with pytest.raises(RpcError):
+        for _ in range(50):
+            s.step()
+    assert _tradable(db_url) == before
+    node.events = good
+    _run(s)
+    assert s.cursor == (200, node.blocks[200].hash) and _tradable(db_url) == 200
     s.close()

@@ -54,6 +54,27 @@ def test_env_overrides(tmp_path, monkeypatch):
     assert s.api.port == 9090
 
 
+@pytest.mark.parametrize("var, value, expected", [
+    ("CARBONLEDGER_ORACLE_PROT", "1", "environment variable CARBONLEDGER_ORACLE_PROT is not a setting (did you mean "
+                                      "CARBONLEDGER_ORACLE_PORT?)"),
+    ("CARBONLEDGER_DATABSE_URL", "postgresql://x/y", "did you mean CARBONLEDGER_DATABASE_URL?"),
+    ("CARBONLEDGER_API_PORT", "eighty", "api.port: Input should be a valid integer, unable to parse string as an "
+                                        "integer (from environment variable CARBONLEDGER_API_PORT)"),
+])
+def test_env_typos_and_bad_values_name_the_variable(tmp_path, monkeypatch, var, value, expected):
+    monkeypatch.setenv(var, value)
+    with pytest.raises(ConfigError) as e:
+        load_settings(write(tmp_path, GOOD))
+    assert expected in str(e.value)
+    assert "unknown key" not in str(e.value)
+
+
+def test_our_other_variables_are_not_typos(tmp_path, monkeypatch):
+    for var in ("CARBONLEDGER_SIGNER_KEY", "CARBONLEDGER_DEPLOYER_KEY", "CARBONLEDGER_FIXTURES"):
+        monkeypatch.setenv(var, "x")
+    load_settings(write(tmp_path, GOOD))
+
+
 @pytest.mark.parametrize(
     "mutate, expected",
     [

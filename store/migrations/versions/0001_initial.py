@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 12:53:10.630052
+Create Date: 2026-11-22 22:21:49.689647
 """
 
 from alembic import op
@@ -87,7 +87,6 @@ def upgrade() -> None:
     sa.Column('block_number', sa.BigInteger(), nullable=False),
     sa.Column('block_hash', sa.String(length=66), nullable=False),
     sa.Column('finalized_number', sa.BigInteger(), server_default=sa.text('0'), nullable=False),
-    sa.Column('genesis_hash', sa.String(length=66), nullable=True),
     sa.Column('updated_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('chain', name=op.f('pk_indexer_cursor'))
     )
@@ -252,7 +251,6 @@ def upgrade() -> None:
     sa.Column('receipt', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
     sa.Column('updated_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
-    sa.Column('merchant', sa.Text(), nullable=True),
     sa.PrimaryKeyConstraint('checkout_request_id', name=op.f('pk_oracle_mpesa_request'))
     )
     op.create_table('oracle_nonce',
@@ -261,50 +259,18 @@ def upgrade() -> None:
     sa.Column('next_nonce', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('chain', 'signer', name=op.f('pk_oracle_nonce'))
     )
-    op.create_table('oracle_payment',
-    sa.Column('provider', sa.Text(), nullable=False),
-    sa.Column('payment_id', sa.Text(), nullable=False),
-    sa.Column('payment_ref', sa.Text(), nullable=False),
-    sa.Column('chain', sa.Text(), nullable=False),
-    sa.Column('contract', sa.Text(), nullable=False),
-    sa.Column('target_id', store.types.Uint256Type(precision=78, scale=0), nullable=False),
-    sa.Column('amount', sa.BigInteger(), nullable=False),
-    sa.Column('currency', sa.Text(), nullable=False),
-    sa.Column('price_wei', store.types.Uint256Type(precision=78, scale=0), nullable=True),
-    sa.Column('status', sa.Text(), nullable=False),
-    sa.Column('flag', sa.Text(), nullable=True),
-    sa.Column('intent_key', sa.Text(), nullable=True),
-    sa.Column('event_id', sa.Text(), nullable=False),
-    sa.Column('created_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
-    sa.PrimaryKeyConstraint('provider', 'payment_id', name=op.f('pk_oracle_payment')),
-    sa.UniqueConstraint('provider', 'payment_ref', name='uq_oracle_payment_ref')
-    )
-    op.create_index('uq_oracle_payment_order', 'oracle_payment', ['chain', 'target_id'], unique=True, postgresql_where=sa.text("contract = 'Escrow' AND status = 'accepted'"))
     op.create_table('oracle_provider_event',
     sa.Column('provider', sa.Text(), nullable=False),
     sa.Column('event_id', sa.Text(), nullable=False),
     sa.Column('type', sa.Text(), nullable=False),
     sa.Column('intent_key', sa.Text(), nullable=True),
     sa.Column('payment_ref', sa.Text(), nullable=True),
-    sa.Column('status', sa.Text(), server_default=sa.text("'recorded'"), nullable=False),
     sa.Column('flag', sa.Text(), nullable=True),
     sa.Column('summary', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
-    sa.Column('claim', postgresql.JSONB(astext_type=sa.Text()), nullable=True),
     sa.Column('received_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('provider', 'event_id', name=op.f('pk_oracle_provider_event'))
     )
-    op.create_index('ix_oracle_provider_event_attention', 'oracle_provider_event', ['status', 'received_at'], unique=False, postgresql_where=sa.text("status IN ('pending', 'flagged')"))
     op.create_index(op.f('ix_oracle_provider_event_payment_ref'), 'oracle_provider_event', ['payment_ref'], unique=False)
-    op.create_table('oracle_qr_order',
-    sa.Column('chain', sa.Text(), nullable=False),
-    sa.Column('order_hash', sa.String(length=66), nullable=False),
-    sa.Column('merchant', sa.Text(), nullable=False),
-    sa.Column('payout_address', sa.String(length=66), nullable=False),
-    sa.Column('intent_key', sa.Text(), nullable=True),
-    sa.Column('settlements', sa.BigInteger(), server_default=sa.text('0'), nullable=False),
-    sa.Column('created_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
-    sa.PrimaryKeyConstraint('chain', 'order_hash', name=op.f('pk_oracle_qr_order'))
-    )
     op.create_table('oracle_verification',
     sa.Column('id', sa.Text(), nullable=False),
     sa.Column('recipient', sa.String(length=66), nullable=False),
@@ -315,19 +281,10 @@ def upgrade() -> None:
     sa.Column('status', sa.Text(), nullable=False),
     sa.Column('requested_by', sa.Text(), nullable=False),
     sa.Column('approved_by', sa.Text(), nullable=True),
-    sa.Column('approved_at', sa.DateTime(), nullable=True),
     sa.Column('intent_key', sa.Text(), nullable=True),
     sa.Column('created_at', sa.DateTime(), server_default=sa.text('now()'), nullable=False),
-    sa.CheckConstraint('approved_by IS NULL OR approved_by <> requested_by', name=op.f('ck_oracle_verification_four_eyes')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_oracle_verification')),
     sa.UniqueConstraint('verification_hash', name=op.f('uq_oracle_verification_verification_hash'))
-    )
-    op.create_index('ix_oracle_verification_approver', 'oracle_verification', ['approved_by', 'approved_at'], unique=False)
-    op.create_table('oracle_verifier',
-    sa.Column('name', sa.Text(), nullable=False),
-    sa.Column('approvals', sa.BigInteger(), server_default=sa.text('0'), nullable=False),
-    sa.Column('last_approved_at', sa.DateTime(), nullable=True),
-    sa.PrimaryKeyConstraint('name', name=op.f('pk_oracle_verifier'))
     )
     op.create_table('order_event',
     sa.Column('chain', sa.Text(), nullable=False),
@@ -479,15 +436,9 @@ def downgrade() -> None:
     op.drop_index('ix_order_event_order', table_name='order_event')
     op.drop_index(op.f('ix_order_event_block_number'), table_name='order_event')
     op.drop_table('order_event')
-    op.drop_table('oracle_verifier')
-    op.drop_index('ix_oracle_verification_approver', table_name='oracle_verification')
     op.drop_table('oracle_verification')
-    op.drop_table('oracle_qr_order')
     op.drop_index(op.f('ix_oracle_provider_event_payment_ref'), table_name='oracle_provider_event')
-    op.drop_index('ix_oracle_provider_event_attention', table_name='oracle_provider_event', postgresql_where=sa.text("status IN ('pending', 'flagged')"))
     op.drop_table('oracle_provider_event')
-    op.drop_index('uq_oracle_payment_order', table_name='oracle_payment', postgresql_where=sa.text("contract = 'Escrow' AND status = 'accepted'"))
-    op.drop_table('oracle_payment')
     op.drop_table('oracle_nonce')
     op.drop_table('oracle_mpesa_request')
     op.drop_table('oracle_lease')
