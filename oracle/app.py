@@ -3,7 +3,9 @@
 Every write endpoint verifies, validates and only then records (event + intent in one transaction) before it
 answers 2xx. Bad input gets a 4xx JSON `{"error", "message"}` and writes nothing. Request bodies never reach a
 log line (they carry phone numbers and names), nor do request paths (the M-Pesa callback's holds its secret):
-log lines name the route. Limits and credential checks: `oracle.ingress.auth`.
+log lines name the route. Limits and credential checks: `oracle.ingress.auth`. The routes are built from the table
+in `oracle.api.routes`, the bodies are validated and answered with the models of `oracle.api.models`: the same
+sources the OpenAPI document (/openapi.json, /docs) is generated from.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from carbonledger.service import ops_routes
 from oracle import outbox, payments, qr_orders, records
 from oracle.api import docs
 from oracle.api import models as m
-from oracle.api.models import parse, reply
+from oracle.api.fields import parse, reply
 from oracle.api.routes import ROUTES
 from oracle.ingress import iot, mpesa, stripe_webhook
 from oracle.ingress.auth import AuthFailure, Guard, RequestLimit, bearer_identity, bearer_token, identify, same_secret, too_many

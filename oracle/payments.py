@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 
-from oracle.api.models import OrderTarget, PaymentTarget, parse
+from oracle.api.fields import parse
+from oracle.api.models import OrderTarget, PaymentTarget
 from oracle.ingress.common import BadRequest
 from oracle.outbox import Event, Intent, insert_event, insert_intent
 

@@ -14,9 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PlainValidator, RootModel, Tag,
                       ValidationInfo, WithJsonSchema, field_validator, model_validator)
 
-from oracle.api.fields import Address, Bytes32, DeviceId, Integer, Phone, UInt, fail, finite, parse, reply
-
-__all__ = ["parse", "reply"]  # with the models: what handlers need from one import
+from oracle.api.fields import Address, Bytes32, DeviceId, Integer, Phone, UInt, fail, finite
 
 # metric -> (hard min, hard max, normal min, normal max): outside the hard limits a reading is refused (physically
 # impossible); outside the normal band it is kept and flagged (`oracle.ingress.iot.assess`).

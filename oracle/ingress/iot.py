@@ -17,7 +17,8 @@ from typing import Any
 import rfc8785
 
 from chains.merkle import hash_leaf
-from oracle.api.models import METRICS, IoTReading, parse
+from oracle.api.fields import parse
+from oracle.api.models import METRICS, IoTReading
 from oracle.ingress.auth import AuthFailure, same_secret
 
 CALIBRATION_MAX_AGE_S = 180 * 86400

@@ -21,7 +21,8 @@ from typing import Any
 
 import httpx
 
-from oracle.api.models import MpesaCallback, parse
+from oracle.api.fields import parse
+from oracle.api.models import MpesaCallback
 from oracle.ingress.common import BadRequest, parse_amount, parse_int
 from oracle.outbox import Event
 from oracle.payments import Claim, Target

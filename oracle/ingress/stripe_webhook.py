@@ -19,7 +19,8 @@ from typing import Any
 
 import stripe
 
-from oracle.api.models import StripeEvent, parse
+from oracle.api.fields import parse
+from oracle.api.models import StripeEvent
 from oracle.ingress.auth import AuthFailure
 from oracle.ingress.common import BadRequest, parse_int, parse_json_object
 from oracle.outbox import Event

@@ -16,7 +16,7 @@ import pytest
 
 from carbonledger.config import OracleSettings
 from oracle.api import docs, models as m
-from oracle.api.models import parse
+from oracle.api.fields import parse
 from oracle.api.openapi import COMMITTED, document, document_bytes
 from oracle.api.routes import ROUTES
 from oracle.app import OracleApp
