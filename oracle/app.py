@@ -3,7 +3,9 @@
 Every write endpoint verifies, validates and only then records (event + intent in one transaction) before it
 answers 2xx. Bad input gets a 4xx JSON `{"error", "message"}` and writes nothing. Request bodies never reach a
 log line (they carry phone numbers and names), nor do request paths (the M-Pesa callback's holds its secret):
-log lines name the route. Limits and credential checks: `oracle.ingress.auth`.
+log lines name the route. Limits and credential checks: `oracle.ingress.auth`. The routes are built from the table
+in `oracle.api.routes`, the bodies are validated and answered with the models of `oracle.api.models`: the same
+sources the OpenAPI document (/openapi.json, /docs) is generated from.
 """
 
 from __future__ import annotations
@@ -29,9 +31,13 @@ from starlette.routing import Route
 from carbonledger.config import OracleSettings
 from carbonledger.service import ops_routes
 from oracle import outbox, payments, qr_orders, records
+from oracle.api import docs
+from oracle.api import models as m
+from oracle.api.fields import parse, reply
+from oracle.api.routes import ROUTES
 from oracle.ingress import iot, mpesa, stripe_webhook
 from oracle.ingress.auth import AuthFailure, Guard, RequestLimit, bearer_identity, bearer_token, identify, same_secret, too_many
-from oracle.ingress.common import BadRequest, is_address, is_bytes32, parse_json_object, read_body, uint
+from oracle.ingress.common import BadRequest, parse_json_object, read_body, uint
 
 _ADOPT_WINDOW_S = 900  # how long after a push its callback may adopt it when the link was lost
 log = logging.getLogger("carbonledger.oracle.app")
@@ -101,9 +107,9 @@ class OracleApp:
         if pi_id is not None:  # act on what Stripe's API says about the payment, not on the body
             event, claim = await self._db(stripe_webhook.examine, event, pi_id, self.s)
         out = await self._db(payments.settle, self.pool, self.chain, event, claim, self.s)
-        return JSONResponse({"received": True, "event": event.event_id, "intent": out.intent_key,
-                             "status": out.intent_status, "outcome": out.status, "flag": out.flag,
-                             "duplicate": out.duplicate})
+        return reply(m.StripeAck, {"received": True, "event": event.event_id, "intent": out.intent_key,
+                                   "status": out.intent_status, "outcome": out.status, "flag": out.flag,
+                                   "duplicate": out.duplicate})
 
     @_errors
     async def mpesa_callback(self, request: Request) -> Response:
@@ -130,11 +136,12 @@ class OracleApp:
                                  cb.merchant_request_id, cb.whole_kes, _ADOPT_WINDOW_S)
             if row is None:
                 out = await self._db(payments.settle, self.pool, self.chain, mpesa.unmatched(cb), None, self.s)
-                return JSONResponse({"ResultCode": 0, "ResultDesc": "Accepted", "intent": None, "outcome": out.status})
+                return reply(m.MpesaAck, {"ResultCode": 0, "ResultDesc": "Accepted", "intent": None,
+                                          "outcome": out.status, "flag": out.flag})
         event, claim, status = mpesa.decide(cb, row, code)
         out = await self._db(records.settle_mpesa, self.pool, self.chain, event, claim, status, cb, self.s)
-        return JSONResponse({"ResultCode": 0, "ResultDesc": "Accepted", "intent": out.intent_key,
-                             "outcome": out.status, "flag": out.flag})
+        return reply(m.MpesaAck, {"ResultCode": 0, "ResultDesc": "Accepted", "intent": out.intent_key,
+                                  "outcome": out.status, "flag": out.flag})
 
     def _mpesa_source(self, request: Request) -> None:
         """An allowlisted source (checked first: elsewhere nobody gets to try the secret), then the secret path."""
@@ -147,11 +154,8 @@ class OracleApp:
     @_errors
     async def mpesa_push(self, request: Request) -> Response:
         merchant = bearer_identity(request, self.s.merchant_tokens)
-        data = parse_json_object(await read_body(request, self.s.max_body_bytes))
-        phone, amount, target = data.get("phone"), uint(data.get("amount"), "amount", minimum=1, bits=32), data.get("target")
-        if not isinstance(phone, str) or not phone.isdigit() or not 9 <= len(phone) <= 15:
-            raise BadRequest(422, "invalid_field", "phone must be digits in international form")
-        what = payments.Target.from_json(target)
+        req = parse(m.StkPushRequest, parse_json_object(await read_body(request, self.s.max_body_bytes)))
+        phone, amount, what = req.phone, req.amount, payments.Target.from_model(req.target)
         target = what.to_json()
         if self.daraja is None or not self.callback_url:
             raise BadRequest(503, "not_configured", "Daraja API or callback URL not configured")
@@ -182,7 +186,7 @@ class OracleApp:
         except Exception as exc:  # noqa: BLE001 - the push is out: answer it; its callback adopts the request
             log.error("STK push sent but its CheckoutRequestID could not be saved; the callback will adopt it",
                       extra={"checkout": cid, "error": type(exc).__name__})
-        return JSONResponse({"checkout_request_id": cid}, status_code=202)
+        return reply(m.StkPushAccepted, {"checkout_request_id": cid}, 202)
 
     # ---- IoT -------------------------------------------------------------------------------------------------
     @_errors
@@ -195,47 +199,41 @@ class OracleApp:
         if reading.device_id != dev:
             raise BadRequest(401, "unauthorized", "device_id does not match X-Device-Id")
         out = await self._db(records.store_reading, self.pool, reading)
-        return JSONResponse(out, status_code=200 if out["duplicate"] else 201)
+        return reply(m.ReadingStored, out, 200 if out["duplicate"] else 201)
 
     @_errors
     async def iot_proof(self, request: Request) -> Response:
-        rid = uint(request.path_params["rid"], "id", bits=63)
+        rid = uint(request.path_params["id"], "id", bits=63)
         out = await self._db(records.reading_proof, self.pool, rid)
         if out is None:
             raise BadRequest(404, "not_found", "no such reading")
-        return JSONResponse(out)
+        return reply(m.ReadingProof, out)
 
     # ---- QR orders, settlements and verifications -----------------------------------------------------------
     @_errors
     async def qr_order(self, request: Request) -> Response:
         merchant = bearer_identity(request, self.s.merchant_tokens)
-        order_hash = _order_hash(parse_json_object(await read_body(request, self.s.max_body_bytes)))
+        order_hash = parse(m.QrOrderRequest, parse_json_object(await read_body(request, self.s.max_body_bytes))).order_hash
         payout = self.s.merchant_payout_addresses.get(merchant)
         if payout is None:
             raise BadRequest(403, "no_payout_address", "no payout address is configured for this merchant")
         out = await self._db(qr_orders.create_order, self.pool, self.chain, order_hash, merchant, payout)
-        return JSONResponse(out, status_code=200 if out["duplicate"] else 201)
+        return reply(m.QrOrderCreated, out, 200 if out["duplicate"] else 201)
 
     @_errors
     async def settlement(self, request: Request) -> Response:
         merchant = bearer_identity(request, self.s.merchant_tokens)
-        data = parse_json_object(await read_body(request, self.s.max_body_bytes))
-        order_hash, beneficiary = _order_hash(data), data.get("beneficiary")
-        if beneficiary is not None and not is_address(beneficiary):
-            raise BadRequest(422, "invalid_field", "beneficiary, when given, must be an address")
-        out = await self._db(qr_orders.request_settlement, self.pool, self.chain, order_hash, merchant, beneficiary)
-        return JSONResponse(out, status_code=202)
+        req = parse(m.SettlementRequest, parse_json_object(await read_body(request, self.s.max_body_bytes)))
+        out = await self._db(qr_orders.request_settlement, self.pool, self.chain, req.order_hash, merchant, req.beneficiary)
+        return reply(m.SettlementQueued, out, 202)
 
     @_errors
     async def verification(self, request: Request) -> Response:
         import rfc8785
 
         verifier = bearer_identity(request, self.s.verifier_tokens)
-        data = parse_json_object(await read_body(request, self.s.max_body_bytes))
-        vid, recipient, evidence = data.get("id"), data.get("recipient"), data.get("evidence", {})
-        if not isinstance(vid, str) or not 1 <= len(vid) <= 128 or not is_address(recipient) or not isinstance(evidence, dict):
-            raise BadRequest(422, "invalid_field", "need id (string), recipient (address), evidence (object)")
-        batch_id, amount = uint(data.get("batch_id"), "batch_id", minimum=1), uint(data.get("amount"), "amount", minimum=1)
+        req = parse(m.VerificationRequest, parse_json_object(await read_body(request, self.s.max_body_bytes)))
+        vid, recipient, batch_id, amount, evidence = req.id, req.recipient, req.batch_id, req.amount, req.evidence
         try:
             canonical = rfc8785.dumps({"id": vid, "recipient": recipient.lower(), "batch_id": str(batch_id),
                                        "amount": str(amount), "evidence": evidence}).decode()
@@ -243,14 +241,14 @@ class OracleApp:
             raise BadRequest(422, "invalid_field", "evidence is not canonicalisable JSON") from None
         vhash = "0x" + keccak(text=canonical).hex()
         out = await self._db(records.create_verification, self.pool, vid, recipient, batch_id, amount, canonical, vhash, verifier)
-        return JSONResponse(out, status_code=200 if out["duplicate"] else 201)
+        return reply(m.VerificationCreated, out, 200 if out["duplicate"] else 201)
 
     @_errors
     async def approve(self, request: Request) -> Response:
         verifier = bearer_identity(request, self.s.verifier_tokens)
-        out = await self._db(records.approve_verification, self.pool, self.chain, request.path_params["vid"], verifier,
+        out = await self._db(records.approve_verification, self.pool, self.chain, request.path_params["id"], verifier,
                              self.s.verifier_max_approval_amount, self.s.verifier_max_daily_amount)
-        return JSONResponse(out, status_code=202)
+        return reply(m.ApprovalQueued, out, 202)
 
     @_errors
     async def intent(self, request: Request) -> Response:
@@ -262,10 +260,10 @@ class OracleApp:
         if view is None:
             raise BadRequest(404, "not_found", "no intent with this key")
         if who is None:
-            return JSONResponse({"key": view["key"], "status": view["status"]})
+            return reply(m.IntentSummary, view)
         if not who.startswith("operator:") and who not in await self._db(records.intent_owners, self.pool, self.chain, key):
             raise BadRequest(403, "forbidden", "this intent is not yours")
-        return JSONResponse(view)
+        return reply(m.IntentView, view)
 
     def _identities(self) -> dict[str, Any]:
         groups = {"merchant": self.s.merchant_tokens, "verifier": self.s.verifier_tokens, "operator": self.s.operator_tokens}
@@ -290,19 +288,10 @@ class OracleApp:
         return age < 60, {"sender_round_age_s": round(age, 1)}
 
     def asgi(self) -> Starlette:
-        routes = [
-            Route("/webhooks/stripe", self.stripe, methods=["POST"]),
-            Route("/webhooks/mpesa/{secret}", self.mpesa_callback, methods=["POST"]),
-            Route("/mpesa/stkpush", self.mpesa_push, methods=["POST"]),
-            Route("/iot/readings", self.iot_reading, methods=["POST"]),
-            Route("/iot/readings/{rid}/proof", self.iot_proof, methods=["GET"]),
-            Route("/qr/orders", self.qr_order, methods=["POST"]),
-            Route("/settlements", self.settlement, methods=["POST"]),
-            Route("/verifications", self.verification, methods=["POST"]),
-            Route("/verifications/{vid}/approve", self.approve, methods=["POST"]),
-            Route("/intents/{key:path}", self.intent, methods=["GET"]),
-            *ops_routes(self.ready, self.registry, self.health),
-        ]
+        # The route table is the contract (oracle.api.routes): the OpenAPI document is generated from it too.
+        routes = [Route(op.path, getattr(self, op.id), methods=[op.method]) for op in ROUTES if op.served == "app"]
+        routes += ops_routes(self.ready, self.registry, self.health)
+        routes += docs.routes({op.id: op.path for op in ROUTES if op.served == "docs"})
         app = Starlette(routes=routes, middleware=[Middleware(RequestLimit, guard=self.guard)],
                         exception_handlers={HTTPException: _http_error})
         app.router.redirect_slashes = False  # a redirect would echo the (secret) path back: a plain 404 instead
@@ -315,9 +304,3 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "bad_request")
     return JSONResponse({"error": code, "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
-
-def _order_hash(data: dict[str, Any]) -> str:
-    order_hash = data.get("order_hash")
-    if not is_bytes32(order_hash):
-        raise BadRequest(422, "invalid_field", "order_hash must be 0x + 64 hex")
-    return order_hash.lower()

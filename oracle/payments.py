@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 
-from oracle.ingress.common import BadRequest, is_address, parse_int
+from oracle.api.fields import parse
+from oracle.api.models import OrderTarget, PaymentTarget
+from oracle.ingress.common import BadRequest
 from oracle.outbox import Event, Intent, insert_event, insert_intent
 
 log = logging.getLogger("carbonledger.oracle.payments")
@@ -47,16 +49,15 @@ class Target:
 
     @classmethod
     def from_json(cls, d: Any, status: int = 422, code: str = "invalid_field") -> Target:
-        """{"order_id"} or {"listing_id", "buyer", "amount"} (checkout metadata, STK push targets); BadRequest else."""
-        if isinstance(d, dict) and "order_id" in d:
-            return cls("Escrow", parse_int(d["order_id"], "order_id", lo=1, status=status, code=code))
-        if isinstance(d, dict) and "listing_id" in d:
-            listing = parse_int(d["listing_id"], "listing_id", lo=1, status=status, code=code)
-            units = parse_int(d.get("amount"), "amount", lo=1, status=status, code=code)
-            if not is_address(d.get("buyer")):
-                raise BadRequest(status, code, "buyer must be a 0x address")
-            return cls("Marketplace", listing, d["buyer"], units)
-        raise BadRequest(status, code, "target must be {order_id} or {listing_id, buyer, amount}")
+        """A `PaymentTarget` (checkout metadata, STK push targets) -> Target; BadRequest(status, code) else."""
+        return cls.from_model(parse(PaymentTarget, d, status=status, code=code))
+
+    @classmethod
+    def from_model(cls, target: PaymentTarget) -> Target:
+        t = target.root
+        if isinstance(t, OrderTarget):
+            return cls("Escrow", t.order_id)
+        return cls("Marketplace", t.listing_id, t.buyer, t.amount)
 
     def to_json(self) -> dict[str, str]:
         if self.contract == "Escrow":

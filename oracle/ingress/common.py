@@ -58,14 +58,12 @@ def is_address(v: Any) -> bool:
     return isinstance(v, str) and v.startswith("0x") and _is(v)
 
 
+_BYTES32 = re.compile(r"0x[0-9a-fA-F]{64}")
+
+
 def is_bytes32(v: Any) -> bool:
-    if not isinstance(v, str) or len(v) != 66 or not v.startswith("0x"):
-        return False
-    try:
-        bytes.fromhex(v[2:])
-    except ValueError:
-        return False
-    return True
+    """Exactly "0x" + 64 hex digits (not bytes.fromhex, which skips whitespace between bytes)."""
+    return isinstance(v, str) and _BYTES32.fullmatch(v) is not None
 
 
 UINT256_MAX = 2**256 - 1

@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from oracle.api.fields import parse
+from oracle.api.models import MpesaCallback
 from oracle.ingress.common import BadRequest, parse_amount, parse_int
 from oracle.outbox import Event
 from oracle.payments import Claim, Target
@@ -62,46 +64,33 @@ def _bad(message: str) -> BadRequest:
 
 def parse_callback(data: Any) -> StkCallback:
     """Body.stkCallback -> StkCallback; BadRequest(400) on anything else. Only the fields we act on are kept."""
-    cb = data.get("Body", {}).get("stkCallback") if isinstance(data, dict) and isinstance(data.get("Body"), dict) else None
-    if not isinstance(cb, dict):
-        raise _bad("body must be {Body: {stkCallback: {...}}}")
-    mid, cid = cb.get("MerchantRequestID"), cb.get("CheckoutRequestID")
-    if not isinstance(mid, str) or not isinstance(cid, str) or not cid or len(cid) > 100 or len(mid) > 100:
-        raise _bad("MerchantRequestID and CheckoutRequestID must be strings (at most 100 characters)")
+    cb = parse(MpesaCallback, data).Body.stkCallback  # shape, id lengths, ResultCode (bounded), items named
     bounded = {"status": 400, "code": "invalid_callback"}
-    code = parse_int(cb.get("ResultCode"), "ResultCode", **_CODE, **bounded)
-    desc = cb.get("ResultDesc") if isinstance(cb.get("ResultDesc"), str) else ""
     found: dict[str, Any] = {}
-    meta = cb.get("CallbackMetadata")
-    if meta is not None:
-        items = meta.get("Item") if isinstance(meta, dict) else None
-        if not isinstance(items, list):
-            raise _bad("CallbackMetadata.Item must be a list")
-        for item in items:
-            if not isinstance(item, dict) or not isinstance(item.get("Name"), str):
-                raise _bad("each CallbackMetadata item needs a Name")
-            name, value = item["Name"], item.get("Value")  # Value may be absent (e.g. Balance)
-            if value is None or name not in ("Amount", "MpesaReceiptNumber", "TransactionDate", "PhoneNumber"):
-                continue
-            if name in found:
-                raise _bad(f"CallbackMetadata has {name} twice")
-            if name == "Amount":
-                found[name] = parse_amount(value, "Amount", decimals=DECIMALS, **bounded)
-                if found[name] <= 0:
-                    raise _bad("Amount must be positive")
-            elif name == "MpesaReceiptNumber":
-                if not isinstance(value, str) or not value.isascii() or not value.isalnum() or len(value) > 32:
-                    raise _bad("MpesaReceiptNumber must be alphanumeric")
-                found[name] = value
-            elif name == "TransactionDate":
-                found[name] = parse_int(value, "TransactionDate", hi=99_999_999_999_999, **bounded)
-            else:  # checked for shape only, then dropped: personal data
-                parse_int(value, "PhoneNumber", hi=10**15 - 1, **bounded)
-                found[name] = True
+    for item in cb.CallbackMetadata.Item if cb.CallbackMetadata else ():
+        name, value = item.Name, item.Value  # Value may be absent (e.g. Balance)
+        if value is None or name not in ("Amount", "MpesaReceiptNumber", "TransactionDate", "PhoneNumber"):
+            continue
+        if name in found:
+            raise _bad(f"CallbackMetadata has {name} twice")
+        if name == "Amount":
+            found[name] = parse_amount(value, "Amount", decimals=DECIMALS, **bounded)
+            if found[name] <= 0:
+                raise _bad("Amount must be positive")
+        elif name == "MpesaReceiptNumber":
+            if not isinstance(value, str) or not value.isascii() or not value.isalnum() or len(value) > 32:
+                raise _bad("MpesaReceiptNumber must be alphanumeric")
+            found[name] = value
+        elif name == "TransactionDate":
+            found[name] = parse_int(value, "TransactionDate", hi=99_999_999_999_999, **bounded)
+        else:  # checked for shape only, then dropped: personal data
+            parse_int(value, "PhoneNumber", hi=10**15 - 1, **bounded)
+            found[name] = True
     amount, receipt = found.get("Amount"), found.get("MpesaReceiptNumber")
-    if code == 0 and (amount is None or receipt is None):
+    if cb.ResultCode == 0 and (amount is None or receipt is None):
         raise _bad("a successful callback needs Amount and MpesaReceiptNumber")
-    return StkCallback(mid, cid, code, desc[:200], amount, receipt, found.get("TransactionDate"))
+    return StkCallback(cb.MerchantRequestID, cb.CheckoutRequestID, cb.ResultCode, cb.ResultDesc[:200], amount, receipt,
+                       found.get("TransactionDate"))
 
 
 def ip_allowed(host: str | None, allowed: list[str]) -> bool:

@@ -19,6 +19,8 @@ from typing import Any
 
 import stripe
 
+from oracle.api.fields import parse
+from oracle.api.models import StripeEvent
 from oracle.ingress.auth import AuthFailure
 from oracle.ingress.common import BadRequest, parse_int, parse_json_object
 from oracle.outbox import Event
@@ -62,10 +64,8 @@ def verify(payload: bytes, header: str | None, secrets: list[str], tolerance_s: 
 def derive(event: dict[str, Any]) -> tuple[Event, str | None]:
     """A verified event -> (what to record, None), or for `payment_intent.succeeded` (a provisional event, the
     PaymentIntent id to re-fetch and `assess`). Raises BadRequest(400) only for a body that is not a Stripe event."""
-    eid, etype = event.get("id"), event.get("type")
-    obj = (event.get("data") or {}).get("object") if isinstance(event.get("data"), dict) else None
-    if not isinstance(eid, str) or not 0 < len(eid) <= 255 or not isinstance(etype, str) or not isinstance(obj, dict):
-        raise BadRequest(400, "not_an_event", "body is not a Stripe event (id, type, data.object)")
+    envelope = parse(StripeEvent, event)
+    eid, etype, obj = envelope.id, envelope.type, envelope.data.object
     if etype == "payment_intent.succeeded":
         pi_id = obj.get("id")
         if not isinstance(pi_id, str) or not pi_id.startswith("pi_") or len(pi_id) > 255:
