@@ -160,20 +160,26 @@ numbers = (st.text(max_size=40) | st.text(alphabet="0123456789.-e+", max_size=40
 @settings(max_examples=1000, deadline=None)
 @given(numbers, st.integers(0, 6))
 def test_bounded_parsers_are_total_exact_and_fast(v, decimals):
-    """Any input: an int within the bounds or a BadRequest, in well under a millisecond's order, never an int()
-    of an uncapped string (Python's 4,300-digit limit, quadratic time)."""
+    """Any input: an int within the bounds or a BadRequest, cheaply, never an int() of an uncapped string (Python's
+    4,300-digit limit, quadratic time: "1e1000000" took 166 s). CPU time of this thread, so a loaded machine does not
+    fail it; the bound is far above a bounded parse and far below an unbounded one."""
     for parse in (lambda: parse_int(v, "f", lo=-(2**31), hi=2**31 - 1, status=400),
                   lambda: parse_int(v, "f"), lambda: parse_amount(v, "f", decimals=decimals)):
-        t0 = time.perf_counter()
+        t0 = time.thread_time()
         try:
             n = parse()
         except BadRequest as err:
             assert err.status in (400, 422) and "f" in err.message
         else:
             assert isinstance(n, int) and not isinstance(n, bool)
-        assert time.perf_counter() - t0 < 0.05
+        assert time.thread_time() - t0 < 0.25
     if isinstance(v, str) and v.isascii() and v.isdigit() and len(v) <= 12:
-        assert parse_int(v, "f") == int(v) and parse_amount(v, "f", decimals=decimals) == int(v) * 10**decimals
+        assert parse_int(v, "f") == int(v)
+        if int(v) * 10**decimals <= 10**15:  # parse_amount's default cap, in minor units
+            assert parse_amount(v, "f", decimals=decimals) == int(v) * 10**decimals
+        else:
+            with pytest.raises(BadRequest):
+                parse_amount(v, "f", decimals=decimals)
 
 
 def test_bounded_parsers_refuse_what_they_must():
