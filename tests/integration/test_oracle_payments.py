@@ -87,6 +87,29 @@ def listing_target(rig, units: int = 5, listing: int | None = None) -> dict[str,
     return {"listing_id": str(listing or w.listing_id), "buyer": w.w3.eth.accounts[3], "amount": str(units)}
 
 
+def fresh_listing(rig, credits: int, price: int = 1) -> int:
+    """A new listing of `credits` at `price` wei per credit, indexed; its id."""
+    w = rig.world
+    cc, mk = w.contract("CarbonCredit"), w.contract("Marketplace")
+    for call in (cc.functions.mint(w.admin, w.batch_id, credits, b"\x55" * 32), mk.functions.list(w.batch_id, credits, price)):
+        w.w3.eth.wait_for_transaction_receipt(call.transact({"from": w.admin}))
+    rig.index()
+    return mk.functions.listingCount().call()
+
+
+def blocked(rig) -> int:
+    """How many other sessions of this database wait for a lock (pg_locks, through pg_blocking_pids)."""
+    return rows(rig, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                     " AND cardinality(pg_blocking_pids(pid)) > 0")[0][0]
+
+
+async def until_blocked(rig, n: int, what: str) -> None:
+    deadline = time.monotonic() + 60
+    while blocked(rig) < n:
+        assert time.monotonic() < deadline, f"{what} never met at the lock"
+        await anyio.sleep(0.02)
+
+
 # ---- A: M-Pesa ---------------------------------------------------------------------------------------------------
 async def test_mpesa_checkout_pays_once_whatever_its_receipts(rig, sample, caplog):
     """Three callbacks for one paid checkout under new receipt numbers: one intent, one on-chain write; the other
@@ -157,6 +180,41 @@ async def test_two_oracles_racing_on_one_checkout_write_once(rig, daraja, sample
     rig.drain()
     funded = count_events(rig.world.w3, rig.world.contract("Escrow"), "Funded")
     assert [f["paymentRef"] for f in funded] == [won]
+
+
+async def test_two_deliveries_adopting_one_lost_push_write_it_once(rig, daraja, sample):
+    """A push whose CheckoutRequestID was never saved (the database failed right after it) is paid, and its callback
+    arrives twice at the same moment: both deliveries find no request, Daraja confirms both, both go to adopt the one
+    unlinked push and meet at its row lock (held by the test until both wait there). One adopts it; the other must
+    find it adopted and settle the same payment, never record it as unmatched: that event, winning the race to the
+    event row, used to drop the paid checkout. One intent, one write, and both answers name it."""
+    from oracle import records
+
+    provisional = records.begin_mpesa_request(rig.pool, 1, {"order_id": str(rig.world.order_ids[0])}, "shop")
+    cid = "ws_CO_lost_link"
+    daraja.results[cid] = "0"
+    results: list[httpx.Response] = []
+
+    async def deliver() -> None:
+        results.append(await rig.client.post(PATH, json=callback(sample, cid)))
+
+    with rig.pool.connection() as gate:
+        gate.execute("SELECT 1 FROM oracle_mpesa_request WHERE checkout_request_id = %s FOR UPDATE", (provisional,))
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(deliver)
+            tg.start_soon(deliver)
+            try:
+                await until_blocked(rig, 2, "the two deliveries")
+            finally:
+                gate.commit()  # also when the wait failed: the deliveries wait on the gate
+    assert [r.status_code for r in results] == [200, 200], [r.text for r in results]
+    assert [r.json()["intent"] for r in results] == ["mpesa:LGR7OWQX0R"] * 2, [r.text for r in results]
+    assert intents(rig) == ["mpesa:LGR7OWQX0R"]
+    assert events(rig) == {f"{cid}:LGR7OWQX0R": ("accepted", None)}
+    assert rows(rig, "SELECT checkout_request_id, status FROM oracle_mpesa_request") == [(cid, "paid")]
+    rig.drain()
+    funded = count_events(rig.world.w3, rig.world.contract("Escrow"), "Funded")
+    assert [f["paymentRef"] for f in funded] == ["LGR7OWQX0R"]
 
 
 async def test_mpesa_amount_must_match_the_push_and_the_price(rig, daraja, sample):
