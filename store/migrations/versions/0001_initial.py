@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-01 12:53:10.630052
+Create Date: 2026-12-01 13:05:19.604519
 """
 
 from alembic import op
@@ -271,6 +271,7 @@ def upgrade() -> None:
     sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('currency', sa.Text(), nullable=False),
     sa.Column('price_wei', store.types.Uint256Type(precision=78, scale=0), nullable=True),
+    sa.Column('units', store.types.Uint256Type(precision=78, scale=0), nullable=True),
     sa.Column('status', sa.Text(), nullable=False),
     sa.Column('flag', sa.Text(), nullable=True),
     sa.Column('intent_key', sa.Text(), nullable=True),
@@ -279,6 +280,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('provider', 'payment_id', name=op.f('pk_oracle_payment')),
     sa.UniqueConstraint('provider', 'payment_ref', name='uq_oracle_payment_ref')
     )
+    op.create_index('ix_oracle_payment_listing', 'oracle_payment', ['chain', 'target_id'], unique=False, postgresql_where=sa.text("contract = 'Marketplace' AND status = 'accepted'"))
     op.create_index('uq_oracle_payment_order', 'oracle_payment', ['chain', 'target_id'], unique=True, postgresql_where=sa.text("contract = 'Escrow' AND status = 'accepted'"))
     op.create_table('oracle_provider_event',
     sa.Column('provider', sa.Text(), nullable=False),
@@ -487,6 +489,7 @@ def downgrade() -> None:
     op.drop_index('ix_oracle_provider_event_attention', table_name='oracle_provider_event', postgresql_where=sa.text("status IN ('pending', 'flagged')"))
     op.drop_table('oracle_provider_event')
     op.drop_index('uq_oracle_payment_order', table_name='oracle_payment', postgresql_where=sa.text("contract = 'Escrow' AND status = 'accepted'"))
+    op.drop_index('ix_oracle_payment_listing', table_name='oracle_payment', postgresql_where=sa.text("contract = 'Marketplace' AND status = 'accepted'"))
     op.drop_table('oracle_payment')
     op.drop_table('oracle_nonce')
     op.drop_table('oracle_mpesa_request')
