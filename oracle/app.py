@@ -207,12 +207,13 @@ class OracleApp:
     @_errors
     async def qr_order(self, request: Request) -> Response:
         merchant = bearer_identity(request, self.s.merchant_tokens)
-        order_hash = _order_hash(parse_json_object(await read_body(request, self.s.max_body_bytes)))
+        if parse_json_object(await read_body(request, self.s.max_body_bytes)):  # nobody names a hash: see qr_orders
+            raise BadRequest(422, "invalid_field", "send {}: the oracle issues the order hash to put in the QR code")
         payout = self.s.merchant_payout_addresses.get(merchant)
         if payout is None:
             raise BadRequest(403, "no_payout_address", "no payout address is configured for this merchant")
-        out = await self._db(qr_orders.create_order, self.pool, self.chain, order_hash, merchant, payout)
-        return JSONResponse(out, status_code=200 if out["duplicate"] else 201)
+        out = await self._db(qr_orders.create_order, self.pool, self.chain, merchant, payout)
+        return JSONResponse(out, status_code=201)
 
     @_errors
     async def settlement(self, request: Request) -> Response:

@@ -257,15 +257,17 @@ class Verifier(Base):
 
 
 class QrOrder(Base):
-    """A QR order hash bound to the merchant that created it and that merchant's payout address at the time: only
-    that merchant may have it settled, and only to that address. `settlements` counts the intents queued for it
-    (a new one only after the previous one failed)."""
+    """A QR order: the hash the oracle issued to the merchant that created it (keccak of a domain tag, the merchant
+    and a random `nonce`: unpredictable, so nobody can claim it first), bound to that merchant and its payout address
+    at the time: only that merchant may have it settled, and only to that address. `settlements` counts the intents
+    queued for it (a new one only after the previous one failed)."""
 
     __tablename__ = "oracle_qr_order"
 
     chain: Mapped[str] = mapped_column(primary_key=True)
     order_hash: Mapped[hexstr] = mapped_column(primary_key=True)
     merchant: Mapped[str]
+    nonce: Mapped[hexstr]  # 32 random bytes: order_hash can be recomputed from (merchant, nonce)
     payout_address: Mapped[hexstr]
     intent_key: Mapped[str | None]
     settlements: Mapped[int] = mapped_column(server_default=text("0"))

@@ -301,6 +301,7 @@ def upgrade() -> None:
     sa.Column('chain', sa.Text(), nullable=False),
     sa.Column('order_hash', sa.String(length=66), nullable=False),
     sa.Column('merchant', sa.Text(), nullable=False),
+    sa.Column('nonce', sa.String(length=66), nullable=False),
     sa.Column('payout_address', sa.String(length=66), nullable=False),
     sa.Column('intent_key', sa.Text(), nullable=True),
     sa.Column('settlements', sa.BigInteger(), server_default=sa.text('0'), nullable=False),
