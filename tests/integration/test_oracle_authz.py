@@ -214,24 +214,41 @@ async def _api(rig, query: str, variables: dict) -> dict:
 
 
 async def test_concurrent_approvals_never_exceed_the_daily_cap(rig):
-    """Two approvals by one verifier race; each fits the cap alone, together they do not: exactly one wins.
-    A trigger slows every approval's UPDATE so that both would read the day's total before either commits."""
+    """Two approvals by one verifier race; each fits the cap alone, together they do not: exactly one wins. The test
+    holds the verifier's row until both approvals wait for it (pg_locks shows two waiters on oracle_verifier), so
+    they provably overlap. With the approval's lock on that row, taken before the day's total is read, the second
+    reads the first's approval and is refused; without it both read the total first and both pass (this test fails)."""
+    import time
+
     import anyio
 
     for vid in ("race-a", "race-b"):
         assert (await rig.client.post("/verifications", json=_request(rig, vid, 800), headers=VERA)).status_code == 201
     with rig.pool.connection() as c:
-        c.execute("CREATE FUNCTION cl_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.5);"
-                  " RETURN NEW; END $$")
-        c.execute("CREATE TRIGGER cl_slow BEFORE UPDATE ON oracle_verification FOR EACH ROW EXECUTE FUNCTION cl_slow()")
+        c.execute("INSERT INTO oracle_verifier (name) VALUES ('otto')")
     results = {}
 
     async def approve(vid: str) -> None:  # each request's database work runs in its own worker thread
         results[vid] = (await rig.client.post(f"/verifications/{vid}/approve", headers=OTTO)).status_code
 
-    async with anyio.create_task_group() as tg:
-        for vid in ("race-a", "race-b"):
-            tg.start_soon(approve, vid)
+    def waiting() -> int:
+        with rig.pool.connection() as c:
+            return c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                             " AND cardinality(pg_blocking_pids(pid)) > 0 AND query LIKE '%oracle_verifier%'"
+                             ).fetchone()[0]
+
+    with rig.pool.connection() as gate:
+        gate.execute("SELECT 1 FROM oracle_verifier WHERE name = 'otto' FOR UPDATE")
+        async with anyio.create_task_group() as tg:
+            for vid in ("race-a", "race-b"):
+                tg.start_soon(approve, vid)
+            deadline = time.monotonic() + 60
+            try:
+                while waiting() < 2:
+                    assert time.monotonic() < deadline, "the approvals never met at the verifier's lock"
+                    await anyio.sleep(0.02)
+            finally:
+                gate.commit()  # also when the wait failed: the approvals wait on the gate
     assert sorted(results.values()) == [202, 403], results
     assert len(intents(rig)) == 1
 

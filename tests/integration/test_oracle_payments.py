@@ -168,10 +168,12 @@ async def test_two_oracles_racing_on_one_checkout_write_once(rig, daraja, sample
                 tg.start_soon(deliver, client_b, "RACE01")  # the same callback to the other oracle
                 tg.start_soon(deliver, client_b, "RACE02")
                 deadline = time.monotonic() + 60
-                while waiting() < 2:  # both receipts' transactions are at their INSERT
-                    assert time.monotonic() < deadline, "the deliveries never reached the payment insert"
-                    await anyio.sleep(0.02)
-                gate.commit()
+                try:
+                    while waiting() < 2:  # both receipts' transactions are at their INSERT
+                        assert time.monotonic() < deadline, "the deliveries never reached the payment insert"
+                        await anyio.sleep(0.02)
+                finally:
+                    gate.commit()  # also when the wait failed: the deliveries wait on the gate
     finally:
         await client_b.aclose()
         pool_b.close()
@@ -506,10 +508,10 @@ async def test_huge_numbers_from_providers_are_4xx_at_once(rig, daraja, sample):
     phone = callback(sample, cid)
     phone["Body"]["stkCallback"]["CallbackMetadata"]["Item"][4]["Value"] = "07xx-masked"
     for body in (*bad, date, phone):
-        t0 = time.monotonic()
+        cpu = time.process_time()
         r = await rig.client.post(PATH, json=body)
         assert (r.status_code, r.json()["error"]) == (400, "invalid_callback"), r.text
-        assert time.monotonic() - t0 < 2.0
+        assert time.process_time() - cpu < 2.0
     r = await rig.client.post(PATH, content=b'{"Body": {"stkCallback": {"ResultCode": 1' + b"0" * 5000 + b"}}}",
                               headers={"content-type": "application/json"})
     assert r.status_code == 400, r.text
@@ -518,7 +520,7 @@ async def test_huge_numbers_from_providers_are_4xx_at_once(rig, daraja, sample):
     headers["stripe-signature"] = "t=" + "1" * 5000 + "," + headers["stripe-signature"].split(",", 1)[1]
     r = await rig.client.post("/webhooks/stripe", content=body, headers=headers)
     assert (r.status_code, r.json()["error"]) == (400, "bad_signature"), r.text
-    t0 = time.monotonic()
+    cpu = time.process_time()  # localstripe's own work is in its process, not counted
     _, r = await rig.pay({"order_id": "9" * 5000})
-    assert r.status_code == 200 and r.json()["flag"] == "invalid_metadata" and time.monotonic() - t0 < 5.0, r.text
+    assert r.status_code == 200 and r.json()["flag"] == "invalid_metadata" and time.process_time() - cpu < 2.0, r.text
     assert intents(rig) == []
