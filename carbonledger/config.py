@@ -135,6 +135,18 @@ class FiatRate(_Strict):
         return v
 
 
+def _callback_path(url: Any) -> str | None:
+    """The secret path segment of an M-Pesa callback URL (…/webhooks/mpesa/<segment>, percent-decoded as the
+    router decodes it), or None when the URL does not have that shape."""
+    from urllib.parse import unquote, urlsplit
+
+    text = url.get_secret_value() if isinstance(url, SecretStr) else url
+    if not isinstance(text, str):
+        return None
+    head, _, segment = urlsplit(text).path.rpartition("/")
+    return unquote(segment) if head.endswith("/webhooks/mpesa") and segment else None
+
+
 class OracleSettings(_Strict):
     host: str = Field("127.0.0.1", description="Bind address of the oracle's HTTP ingress.")
     port: int = Field(8081, ge=0, le=65535, description="Port of the oracle's HTTP ingress (and its /health, /metrics).")
@@ -144,7 +156,9 @@ class OracleSettings(_Strict):
     stripe_tolerance_s: int = Field(300, ge=1, description="Stripe signature timestamp window.")
     stripe_api_key: SecretStr | None = Field(None, description="Stripe API key: every PaymentIntent is re-fetched with it before it is acted on (and reconciliation lists them).")
     stripe_api_base: str | None = Field(None, description="Stripe API base URL (localstripe in tests).")
-    mpesa_callback_secret: SecretStr | None = Field(None, description="Secret path segment of the M-Pesa callback URL.")
+    mpesa_callback_secret: SecretStr | None = Field(None, description="Secret path segment of the M-Pesa callback URL "
+                                                    "(the oracle serves the callback on /webhooks/mpesa/<secret>); unset: "
+                                                    "taken from `mpesa_callback_url`.")
     mpesa_allowed_ips: list[str] = Field(default_factory=list, description="Daraja callback source IPs/CIDRs.")
     mpesa_api_base: str = Field("https://sandbox.safaricom.co.ke", description="Daraja API base URL.")
     confirmations: int = Field(1, ge=0, description="Confirmations before an intent is confirmed.")
@@ -156,8 +170,9 @@ class OracleSettings(_Strict):
     mpesa_consumer_secret: SecretStr | None = Field(None, description="Daraja app consumer secret (OAuth).")
     mpesa_shortcode: str = Field("174379", description="Daraja business short code (STK push / query).")
     mpesa_passkey: SecretStr | None = Field(None, description="Daraja STK passkey (password = b64(shortcode+passkey+timestamp)).")
-    mpesa_callback_url: SecretStr | None = Field(None, description="Public URL Daraja calls back (…/webhooks/mpesa/<secret>); "
-                                                 "a secret, since it holds the secret path.")
+    mpesa_callback_url: SecretStr | None = Field(None, description="Public URL Daraja calls back; it must end with "
+                                                 "/webhooks/mpesa/<mpesa_callback_secret> (checked at start-up). A "
+                                                 "secret, since it holds the secret path.")
     iot_device_keys: dict[str, SecretStr] = Field(default_factory=dict, description="IoT device id -> HMAC-SHA256 key.")
     iot_max_skew_s: int = Field(300, ge=1, description="Reading timestamps further than this in the future are refused.")
     iot_max_age_s: int = Field(7 * 86400, ge=1, description="Reading timestamps older than this are refused.")
@@ -227,6 +242,28 @@ class OracleSettings(_Strict):
         from carbonledger.ratelimit import check_spec
 
         return check_spec(v)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _callback_secret_from_url(cls, data: Any) -> Any:
+        """Given the callback URL and no secret, the secret is the URL's last path segment (one value to keep right)."""
+        if isinstance(data, dict) and data.get("mpesa_callback_url") and not data.get("mpesa_callback_secret"):
+            path = _callback_path(data["mpesa_callback_url"])
+            if path is not None:
+                data = {**data, "mpesa_callback_secret": path}
+        return data
+
+    @model_validator(mode="after")
+    def _callback_url_reaches_the_route(self) -> "OracleSettings":
+        """Daraja calls the URL; the oracle serves /webhooks/mpesa/<secret>: if they differ, every callback gets 404
+        and nothing says why. Neither value is printed: both are secrets."""
+        if self.mpesa_callback_url is not None and (
+                self.mpesa_callback_secret is None
+                or _callback_path(self.mpesa_callback_url) != self.mpesa_callback_secret.get_secret_value()):
+            raise ValueError("oracle.mpesa_callback_url must end with /webhooks/mpesa/ followed by "
+                             "oracle.mpesa_callback_secret (the route this oracle serves the callback on); they do not "
+                             "match, so every M-Pesa callback would get 404")
+        return self
 
     @model_validator(mode="after")
     def _credentials(self) -> "OracleSettings":

@@ -335,14 +335,14 @@ class Demo:
         r = self._tx(self.shopper, es.functions.confirmDelivery(order_id))
         st.add(f"order #{order_id} shipped and delivered", _hex(r["transactionHash"]))
 
-        order_hash = "0x" + keccak(text=f"kibanda-order-{now}").hex()
-        oracle.post("/qr/orders", json={"order_hash": order_hash}, headers=merchant).raise_for_status()  # QR shown
+        # The oracle issues the order hash (unpredictable, bound to the shop); the shop shows it as a QR code.
+        order_hash = oracle.post("/qr/orders", json={}, headers=merchant).raise_for_status().json()["order_hash"]
         self._tx(self.shopper, qr.functions.pay(order_hash), value=5 * 10**14)
         self.wait_indexed()  # the oracle settles only an order whose payment it has indexed
         key = oracle.post("/settlements", json={"order_hash": order_hash}, headers=merchant).raise_for_status().json()["intent"]
         view = self._wait_intent(key, TOKENS["merchant"])
         st.ids["qr_order_hash"] = order_hash
-        st.add("QR order created by the shop, paid by a shopper on chain, settled to the shop's payout address",
+        st.add("QR order issued to the shop, paid by a shopper on chain, settled to the shop's payout address",
                view["tx_hash"], "QRPayment.settleQROrder")
 
         st.ids["indexed_block"] = self.wait_indexed()

@@ -115,9 +115,8 @@ class OracleApp:
     async def mpesa_callback(self, request: Request) -> Response:
         self._mpesa_source(request)
         cb = mpesa.parse_callback(parse_json_object(await read_body(request, self.s.max_body_bytes)))
-        row = await self._db(records.mpesa_request, self.pool, cb.checkout_request_id)
-        unlinked = row is None and cb.result_code == 0 and cb.whole_kes is not None \
-            and await self._db(records.unlinked_mpesa_requests, self.pool, cb.whole_kes, _ADOPT_WINDOW_S)
+        row, unlinked = await self._db(records.find_mpesa_request, self.pool, cb.checkout_request_id,
+                                       cb.whole_kes if cb.result_code == 0 else None, _ADOPT_WINDOW_S)
         if row is None and not unlinked:
             raise BadRequest(404, "unknown_checkout", "no STK push with this CheckoutRequestID")
         if self.daraja is None:
@@ -130,8 +129,7 @@ class OracleApp:
         if row is None:
             # A paid push we sent whose CheckoutRequestID was never saved (the database failed right after the
             # push): Daraja confirms it; the one unlinked push of this amount is it, else it waits for a human.
-            if code != cb.result_code:
-                raise BadRequest(409, "callback_disputed", "Daraja's status query does not confirm this callback")
+            mpesa.confirm(cb, code)
             row = await self._db(records.adopt_mpesa_request, self.pool, cb.checkout_request_id,
                                  cb.merchant_request_id, cb.whole_kes, _ADOPT_WINDOW_S)
             if row is None:
@@ -213,12 +211,12 @@ class OracleApp:
     @_errors
     async def qr_order(self, request: Request) -> Response:
         merchant = bearer_identity(request, self.s.merchant_tokens)
-        order_hash = parse(m.QrOrderRequest, parse_json_object(await read_body(request, self.s.max_body_bytes))).order_hash
+        parse(m.QrOrderRequest, parse_json_object(await read_body(request, self.s.max_body_bytes)))  # {}: see qr_orders
         payout = self.s.merchant_payout_addresses.get(merchant)
         if payout is None:
             raise BadRequest(403, "no_payout_address", "no payout address is configured for this merchant")
-        out = await self._db(qr_orders.create_order, self.pool, self.chain, order_hash, merchant, payout)
-        return reply(m.QrOrderCreated, out, 200 if out["duplicate"] else 201)
+        out = await self._db(qr_orders.create_order, self.pool, self.chain, merchant, payout)
+        return reply(m.QrOrderCreated, out, 201)
 
     @_errors
     async def settlement(self, request: Request) -> Response:

@@ -1,8 +1,10 @@
-"""The outbox: provider events and write intents, written together in one transaction.
+"""The outbox: provider events and write intents, and the rule that they are written together.
 
-`record()` is what every ingress calls: it inserts the (provider, event id) row and the intent (unique
-idempotency key) in one transaction and NOTIFYs the sender; a duplicate delivery finds both rows and changes
-nothing. Only after `record()` returns may a webhook answer 2xx.
+Every ingress inserts its intent (`insert_intent`: unique idempotency key, NOTIFY to the sender) in the same
+database transaction as the fact it derives from: the provider event (`insert_event`) and payment decision
+(`oracle.payments.settle_in`), a settlement request (`oracle.qr_orders`), an approval or an IoT anchor
+(`oracle.records`). A duplicate delivery finds the rows there and changes nothing. Only after that transaction has
+committed may an endpoint answer 2xx.
 """
 
 from __future__ import annotations
@@ -49,27 +51,28 @@ class Event:
     flag: str | None = None
 
 
-@dataclass(frozen=True)
-class Recorded:
-    intent_key: str | None
-    intent_id: int | None
-    status: str | None
-    new_event: bool
-    new_intent: bool
-
-
 def insert_intent(cur: Any, chain: str, intent: Intent) -> tuple[int, str, bool]:
     """(id, status, created). A duplicate key returns the existing row untouched."""
+    # The NOTIFY rides on the INSERT (pg_notify per inserted row, delivered at commit): one round trip less inside
+    # transactions that hold a lock (oracle.payments decides a listing's payments one at a time).
     row = cur.execute(
         "INSERT INTO oracle_intent (idempotency_key, source, chain, contract, function, args, status, already_on_chain)"
-        " VALUES (%s, %s, %s, %s, %s, %s, 'pending', false) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, status",
-        (intent.key, intent.source, chain, intent.contract, intent.function, Jsonb(list(intent.args))),
+        " VALUES (%s, %s, %s, %s, %s, %s, 'pending', false) ON CONFLICT (idempotency_key) DO NOTHING"
+        " RETURNING id, status, pg_notify(%s, '')",
+        (intent.key, intent.source, chain, intent.contract, intent.function, Jsonb(list(intent.args)), NOTIFY_CHANNEL),
     ).fetchone()
     if row is not None:
-        cur.execute(f"NOTIFY {NOTIFY_CHANNEL}")
         return row[0], row[1], True
     row = cur.execute("SELECT id, status FROM oracle_intent WHERE idempotency_key = %s", (intent.key,)).fetchone()
     return row[0], row[1], False
+
+
+def intent_status(cur: Any, key: str | None) -> str | None:
+    """The status of the intent with this idempotency key (None: no key, or no such intent)."""
+    if key is None:
+        return None
+    row = cur.execute("SELECT status FROM oracle_intent WHERE idempotency_key = %s", (key,)).fetchone()
+    return row[0] if row else None
 
 
 def insert_event(cur: Any, event: Event, intent_key: str | None, status: str | None = None,
@@ -84,19 +87,6 @@ def insert_event(cur: Any, event: Event, intent_key: str | None, status: str | N
          status, None if claim is None else Jsonb(claim)),
     ).fetchone()
     return row is not None
-
-
-def record(pool: Any, chain: str, event: Event | None, intent: Intent | None) -> Recorded:
-    """Insert event and intent atomically; idempotent on both keys."""
-    with pool.connection() as conn:
-        with conn.transaction():
-            cur = conn.cursor()
-            iid = status = None
-            new_intent = False
-            if intent is not None:
-                iid, status, new_intent = insert_intent(cur, chain, intent)
-            new_event = insert_event(cur, event, intent.key if intent else None) if event is not None else False
-    return Recorded(intent.key if intent else None, iid, status, new_event, new_intent)
 
 
 def intent_view(pool: Any, key: str) -> dict[str, Any] | None:

@@ -14,6 +14,15 @@ transaction (the outbox rule), decides one of:
   `double_paid`, `target_unavailable`, `conflicting_receipt`, `target_not_indexed` (and, decided before the gate,
   Stripe's `payment_not_succeeded`, `livemode_mismatch`, `payment_not_found`, `invalid_metadata`).
 
+A listing's credits are counted as the chain will see them: its indexed `amount_remaining` less the credits of the
+payments accepted for it that the indexer has not seen settled yet (queued, in flight, or mined but not indexed),
+decided under a per-listing lock (a transaction-scoped advisory lock, so two oracles serialise too): two payments
+that each fit but together do not are never both accepted. An accepted payment whose write the chain refuses all
+the same (the buyer funded the order on chain while the indexer lagged, the seller cancelled the listing) is never
+kept silently: `writes_failed()`, in the sender's transaction that marks the intent failed, flags the payment, its
+provider events and its M-Pesa request `double_paid` (the order was paid another way) or `write_failed` (any other
+refusal), refund due.
+
 Invariant 8 is the database's, not only this code's: `oracle_payment`'s primary key (provider, payment_id) lets one
 PaymentIntent or M-Pesa checkout be decided once; (provider, payment_ref) lets a receipt pay once; a partial unique
 index lets an escrow order have one accepted off-chain payment. Two oracles racing on duplicate deliveries meet in
@@ -24,6 +33,7 @@ Amounts stay integers (invariant 4): paid minor units x wei per currency unit >=
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +41,7 @@ from typing import Any
 from oracle.api.fields import parse
 from oracle.api.models import OrderTarget, PaymentTarget
 from oracle.ingress.common import BadRequest
-from oracle.outbox import Event, Intent, insert_event, insert_intent
+from oracle.outbox import Event, Intent, insert_event, insert_intent, intent_status
 
 log = logging.getLogger("carbonledger.oracle.payments")
 
@@ -111,15 +121,30 @@ class Outcome:
 
 
 # ---- the decision ----------------------------------------------------------------------------------------------
+# Credits of a listing's accepted payments whose Sold the indexer has not seen yet: still to come off its remaining.
+_HELD = ("SELECT coalesce(sum(p.units), 0) FROM oracle_payment p WHERE p.chain = l.chain AND p.contract = 'Marketplace'"
+         " AND p.target_id = l.listing_id AND p.status = 'accepted' AND NOT EXISTS (SELECT 1 FROM offchain_payment o"
+         " WHERE o.chain = p.chain AND o.contract = 'Marketplace' AND o.payment_ref = p.payment_ref)")
+
+
 def _indexed(cur: Any, chain: str, t: Target) -> tuple | None:
-    """The current indexed version of the order (amount, status, payment_ref) or listing (price, remaining, status)."""
+    """The current indexed version of the order (amount, status, payment_ref) or listing (price, credits left once
+    the accepted payments not yet indexed are settled, status)."""
     if t.contract == "Escrow":
         sql = ("SELECT amount, status, payment_ref FROM escrow_order WHERE chain = %s AND order_id = %s"
                " AND valid_to IS NULL")
     else:
-        sql = ("SELECT price_per_unit, amount_remaining, status FROM listing WHERE chain = %s AND listing_id = %s"
-               " AND valid_to IS NULL")
+        sql = (f"SELECT l.price_per_unit, l.amount_remaining - ({_HELD}), l.status FROM listing l WHERE l.chain = %s"
+               " AND l.listing_id = %s AND l.valid_to IS NULL")
     return cur.execute(sql, (chain, t.target_id)).fetchone()
+
+
+def _lock_target(cur: Any, chain: str, t: Target) -> None:
+    """Serialise the decisions on one listing until the caller's transaction ends, across oracle processes, so that
+    what one accepts is counted by the next. (An escrow order needs none: a unique index admits one payment.)"""
+    if t.contract == "Marketplace":
+        cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                    (f"carbonledger:oracle:listing:{chain}:{t.target_id}",))
 
 
 def check(claim: Claim, row: tuple, rates: dict[str, Any]) -> tuple[str | None, str | None, int | None]:
@@ -140,7 +165,8 @@ def check(claim: Claim, row: tuple, rates: dict[str, Any]) -> tuple[str | None, 
     else:
         per_unit, remaining, status = row
         if status != "active" or int(remaining) < int(t.units or 0):
-            return "target_unavailable", f"the listing is {status} with {int(remaining)} credits left", None
+            return ("target_unavailable", f"the listing is {status} with {max(int(remaining), 0)} credits left that no"
+                    " accepted payment holds", None)
         price = int(per_unit) * int(t.units or 0)
     if claim.amount * rate.wei_per_unit < price * 10**claim.decimals:
         return ("amount_mismatch", f"paid {claim.amount} (10^-{claim.decimals} {claim.currency}) is worth "
@@ -170,8 +196,7 @@ def _decided(cur: Any, provider: str, event_id: str, claim: Claim, paid: tuple) 
             "flagged", "conflicting_receipt",
             problem=f"{claim.provider} payment {payment_id} was already decided with reference {ref}"))
     if status == "accepted":
-        st = cur.execute("SELECT status FROM oracle_intent WHERE idempotency_key = %s", (key,)).fetchone()
-        return _mark(cur, provider, event_id, Outcome("accepted", None, key, st[0] if st else None, duplicate=True))
+        return _mark(cur, provider, event_id, Outcome("accepted", None, key, intent_status(cur, key), duplicate=True))
     return _mark(cur, provider, event_id, Outcome("flagged", flag, duplicate=True,
                                                   problem=f"this payment was already flagged {flag}"))
 
@@ -182,6 +207,7 @@ def evaluate(cur: Any, chain: str, provider: str, event_id: str, claim: Claim, s
     paid = _payment(cur, claim.provider, "payment_id", claim.payment_id)
     if paid is not None:
         return _decided(cur, provider, event_id, claim, paid)
+    _lock_target(cur, chain, claim.target)
     row = _indexed(cur, chain, claim.target)
     if row is None:
         if not expire:
@@ -191,10 +217,10 @@ def evaluate(cur: Any, chain: str, provider: str, event_id: str, claim: Claim, s
         flag, problem, price = check(claim, row, settings.fiat_rates)
     t = claim.target
     cols = (claim.provider, claim.payment_id, claim.payment_ref, chain, t.contract, t.target_id, claim.amount,
-            claim.currency, price, event_id)
+            claim.currency, price, t.units, event_id)
     sql = ("INSERT INTO oracle_payment (provider, payment_id, payment_ref, chain, contract, target_id, amount, currency,"
-           " price_wei, event_id, status, flag, intent_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-           " ON CONFLICT DO NOTHING RETURNING 1")
+           " price_wei, units, event_id, status, flag, intent_key) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,"
+           " %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1")
     key = None if flag else claim.key
     if cur.execute(sql, (*cols, "flagged" if flag else "accepted", flag, key)).fetchone() is None:
         # Lost a race, or a unique index says no: the same payment (decided meanwhile), its reference used by
@@ -228,8 +254,7 @@ def settle_in(cur: Any, chain: str, event: Event, claim: Claim | None, settings:
     status, flag, key, stored = row
     if status == "pending" and stored is not None:
         return evaluate(cur, chain, event.provider, event.event_id, Claim.from_json(stored), settings)
-    st = cur.execute("SELECT status FROM oracle_intent WHERE idempotency_key = %s", (key,)).fetchone() if key else None
-    return Outcome(status, flag, key, st[0] if st else None, duplicate=True)
+    return Outcome(status, flag, key, intent_status(cur, key), duplicate=True)
 
 
 def settle(pool: Any, chain: str, event: Event, claim: Claim | None, settings: Any) -> Outcome:
@@ -249,11 +274,52 @@ def recheck_pending(pool: Any, chain: str, settings: Any) -> int:
             "SELECT provider, event_id, claim, received_at < now() - make_interval(secs => %s) FROM oracle_provider_event"
             " WHERE status = 'pending' ORDER BY received_at LIMIT %s FOR UPDATE SKIP LOCKED",
             (settings.payment_pending_max_age_s, _RECHECK_BATCH)).fetchall()
-        done = [(p, e, evaluate(cur, chain, p, e, Claim.from_json(c), settings, expire=old)) for p, e, c, old in rows]
+        claims = sorted(((p, e, Claim.from_json(c), old) for p, e, c, old in rows),  # listing locks in one order:
+                        key=lambda r: (r[2].target.contract, r[2].target.target_id))  # no deadlock between oracles
+        done = [(p, e, evaluate(cur, chain, p, e, claim, settings, expire=old)) for p, e, claim, old in claims]
     for provider, event_id, out in done:
         if out.status != "pending":
             report(provider, event_id, out)
     return sum(out.status != "pending" for _, _, out in done)
+
+
+# Escrow.Status values an order holds once funded (on chain with ETH, or by another recorded payment).
+_ESCROW_PAID = {2: "Funded", 3: "Shipped", 4: "Delivered", 5: "Disputed", 6: "Resolved"}
+_CURRENT = re.compile(r"^InvalidStatus\(.*\bcurrent=(\d+)\)$")
+
+
+def _refused(contract: str, error: str | None) -> tuple[str, str]:
+    """(flag, problem) of a payment whose write the chain refused with `error` (the decoded custom error)."""
+    m = _CURRENT.match(error or "") if contract == "Escrow" else None
+    if m is not None and int(m.group(1)) in _ESCROW_PAID:
+        return "double_paid", (f"the order was {_ESCROW_PAID[int(m.group(1))].lower()} another way before the write "
+                               f"({error}): refund due")
+    return "write_failed", f"the chain refused the write ({error or 'no reason'}): refund due"
+
+
+def writes_failed(cur: Any, intent_ids: list[int]) -> list[tuple[str, str, Outcome]]:
+    """Inside the transaction that marks these intents failed: flag each accepted provider payment among them (its
+    `oracle_payment` row, its provider events and its M-Pesa request) `double_paid` or `write_failed`, so that no
+    payment taken is kept silently. Returns (provider, event id, outcome) to `report` once committed."""
+    if not intent_ids:
+        return []
+    rows = cur.execute(
+        "SELECT p.provider, p.payment_id, p.contract, p.intent_key, i.error FROM oracle_intent i JOIN oracle_payment p"
+        " ON p.intent_key = i.idempotency_key WHERE i.id = ANY(%s) AND i.source IN ('stripe', 'mpesa')"
+        " AND i.status = 'failed' AND p.status = 'accepted' FOR UPDATE OF p", (intent_ids,)).fetchall()
+    reports = []
+    for provider, payment_id, contract, key, error in rows:
+        flag, problem = _refused(contract, error)
+        cur.execute("UPDATE oracle_payment SET status = 'flagged', flag = %s WHERE provider = %s AND payment_id = %s",
+                    (flag, provider, payment_id))
+        if provider == "mpesa":
+            cur.execute("UPDATE oracle_mpesa_request SET status = 'flagged', updated_at = now()"
+                        " WHERE checkout_request_id = %s AND status = 'paid'", (payment_id,))
+        events = cur.execute("SELECT provider, event_id FROM oracle_provider_event WHERE intent_key = %s"
+                             " AND status = 'accepted' FOR UPDATE", (key,)).fetchall()
+        out = Outcome("flagged", flag, key, "failed", problem=problem)
+        reports += [(p, e, _mark(cur, p, e, out)) for p, e in events]
+    return reports
 
 
 def report(provider: str, event_id: str, out: Outcome) -> None:

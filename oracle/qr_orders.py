@@ -1,5 +1,12 @@
-"""QR orders: a merchant binds an order hash to itself (and its payout address) before showing the QR code; only
-that merchant may then have the order settled, only to that address, and only once the indexer has seen it paid.
+"""QR orders: the oracle issues each order hash to the merchant that creates the order (before the QR code is shown)
+and binds it to that merchant and its payout address; only that merchant may then have the order settled, only to
+that address, and only once the indexer has seen it paid.
+
+Why the oracle issues the hash: a hash a merchant could name could also be named first by another merchant (hashes
+like keccak("shop-order-2") are predictable), and a payment to the QR code the first shows would then settle to the
+second. An issued hash is keccak256(abi.encode(ORDER_TAG, merchant, nonce)) with 32 random bytes of nonce: nobody
+can predict it, so nobody can bind it or pay into it before it is issued, and it is recomputable from the stored
+(merchant, nonce) for an audit.
 
 Why the oracle checks payment although the contract does too (QRPayment refuses an unpaid hash): a refused write is
 a failed intent, and the merchant would wait for nothing. A settlement refused on chain all the same (the
@@ -9,10 +16,21 @@ intent (`qr:<hash>:<n>`; the contract's `settled` flag still lets at most one of
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
+from eth_abi import encode
+from eth_utils import keccak
+
 from oracle.ingress.common import BadRequest
-from oracle.outbox import Event, Intent, insert_event, insert_intent
+from oracle.outbox import Event, Intent, insert_event, insert_intent, intent_status
+
+ORDER_TAG = "carbonledger:qr-order:v1"  # domain separation: no other hash of ours has this preimage shape
+
+
+def order_hash(merchant: str, nonce: bytes) -> str:
+    """keccak256(abi.encode(ORDER_TAG, merchant, nonce)) as 0x-hex: the hash an order of `merchant` is issued."""
+    return "0x" + keccak(encode(["string", "string", "bytes32"], [ORDER_TAG, merchant, nonce])).hex()
 
 
 def _paid(cur: Any, chain: str, order_hash: str) -> bool:
@@ -21,26 +39,14 @@ def _paid(cur: Any, chain: str, order_hash: str) -> bool:
                        (chain, order_hash)).fetchone()[0]
 
 
-def create_order(pool: Any, chain: str, order_hash: str, merchant: str, payout: str) -> dict[str, Any]:
-    """Bind `order_hash` to `merchant` and its payout address (idempotent for that merchant, 409 for another)."""
+def create_order(pool: Any, chain: str, merchant: str, payout: str) -> dict[str, Any]:
+    """Issue a new order hash to `merchant` and bind it to the merchant and its payout address."""
+    nonce = secrets.token_bytes(32)
+    issued = order_hash(merchant, nonce)
     with pool.connection() as conn, conn.transaction():
-        cur = conn.cursor()
-        row = cur.execute("SELECT merchant, payout_address FROM oracle_qr_order WHERE chain = %s AND order_hash = %s",
-                          (chain, order_hash)).fetchone()
-        if row is None:
-            # A hash someone already paid into is public on chain: binding it now would let any merchant claim it.
-            if _paid(cur, chain, order_hash):
-                raise BadRequest(409, "already_paid", "this order hash is already paid; create orders before showing them")
-            row = cur.execute("INSERT INTO oracle_qr_order (chain, order_hash, merchant, payout_address)"
-                              " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING merchant, payout_address",
-                              (chain, order_hash, merchant, payout)).fetchone()
-            if row is not None:
-                return {"order_hash": order_hash, "payout_address": payout, "duplicate": False}
-            row = cur.execute("SELECT merchant, payout_address FROM oracle_qr_order WHERE chain = %s AND order_hash = %s",
-                              (chain, order_hash)).fetchone()  # created concurrently
-        if row[0] != merchant:
-            raise BadRequest(409, "order_taken", "another merchant already created an order with this hash")
-        return {"order_hash": order_hash, "payout_address": row[1], "duplicate": True}
+        conn.execute("INSERT INTO oracle_qr_order (chain, order_hash, merchant, payout_address, nonce)"
+                     " VALUES (%s, %s, %s, %s, %s)", (chain, issued, merchant, payout, "0x" + nonce.hex()))
+    return {"order_hash": issued, "payout_address": payout}
 
 
 def request_settlement(pool: Any, chain: str, order_hash: str, merchant: str, beneficiary: str | None) -> dict[str, Any]:
@@ -51,14 +57,14 @@ def request_settlement(pool: Any, chain: str, order_hash: str, merchant: str, be
         row = cur.execute("SELECT merchant, payout_address, intent_key, settlements FROM oracle_qr_order"
                           " WHERE chain = %s AND order_hash = %s FOR UPDATE", (chain, order_hash)).fetchone()
         if row is None:
-            raise BadRequest(404, "unknown_order", "no QR order with this hash (create it with POST /qr/orders)")
+            raise BadRequest(404, "unknown_order", "no QR order with this hash (POST /qr/orders issues one)")
         owner, payout, key, count = row
         if owner != merchant:
             raise BadRequest(403, "forbidden", "this order belongs to another merchant")
         if beneficiary is not None and beneficiary.lower() != payout:
             raise BadRequest(403, "forbidden_beneficiary", "a QR order settles only to its merchant's payout address")
         if key is not None:
-            status = cur.execute("SELECT status FROM oracle_intent WHERE idempotency_key = %s", (key,)).fetchone()[0]
+            status = intent_status(cur, key)
             if status != "failed":
                 return {"intent": key, "status": status}
         if not _paid(cur, chain, order_hash):

@@ -162,6 +162,21 @@ def mpesa_request(pool: Any, checkout_id: str) -> dict[str, Any] | None:
     return None if row is None else {"amount": row[0], "target": row[1], "status": row[2]}
 
 
+def find_mpesa_request(pool: Any, checkout_id: str, adopt_amount: int | None, window_s: int
+                       ) -> tuple[dict[str, Any] | None, int]:
+    """(the request of this CheckoutRequestID or None, how many pushes of `adopt_amount` KES went out in the window
+    without their CheckoutRequestID being saved). One statement, one snapshot: a concurrent adoption is seen either
+    as the adopted request or as the push still to adopt, never as neither."""
+    with pool.connection() as conn:
+        rows = conn.execute(
+            "SELECT checkout_request_id = %s, amount, target, status FROM oracle_mpesa_request"
+            " WHERE checkout_request_id = %s OR (%s::bigint IS NOT NULL AND status = 'initiating' AND amount = %s"
+            " AND created_at > now() - make_interval(secs => %s))",
+            (checkout_id, checkout_id, adopt_amount, adopt_amount, window_s)).fetchall()
+    mine = next(({"amount": a, "target": t, "status": s} for m, a, t, s in rows if m), None)
+    return mine, sum(not m for m, *_ in rows)
+
+
 def begin_mpesa_request(pool: Any, amount: int, target: dict[str, Any], merchant: str | None = None) -> str:
     """Record an STK push *before* Daraja is asked for it (status 'initiating', a provisional id), so that a push
     that goes out is never unknown to us, whatever fails afterwards."""
@@ -192,13 +207,6 @@ def save_mpesa_request(pool: Any, merchant_id: str, checkout_id: str, amount: in
     link_mpesa_request(pool, begin_mpesa_request(pool, amount, target), merchant_id, checkout_id)
 
 
-def unlinked_mpesa_requests(pool: Any, amount: int, window_s: int) -> int:
-    """How many pushes of this amount went out recently without their CheckoutRequestID being saved."""
-    with pool.connection() as conn:
-        return conn.execute("SELECT count(*) FROM oracle_mpesa_request WHERE status = 'initiating' AND amount = %s"
-                            " AND created_at > now() - make_interval(secs => %s)", (amount, window_s)).fetchone()[0]
-
-
 def adopt_mpesa_request(pool: Any, checkout_id: str, merchant_id: str, amount: int, window_s: int) -> dict[str, Any] | None:
     """A callback Daraja confirmed for a push whose link was lost: if exactly one unlinked push of this amount went
     out in the window, it is that one (linked now, and returned); otherwise None (ambiguous: a human decides)."""
@@ -206,11 +214,16 @@ def adopt_mpesa_request(pool: Any, checkout_id: str, merchant_id: str, amount: i
         rows = conn.execute("SELECT checkout_request_id FROM oracle_mpesa_request WHERE status = 'initiating'"
                             " AND amount = %s AND created_at > now() - make_interval(secs => %s) FOR UPDATE",
                             (amount, window_s)).fetchall()
-        if len(rows) != 1:
-            return None
-        conn.execute("UPDATE oracle_mpesa_request SET checkout_request_id = %s, merchant_request_id = %s,"
-                     " status = 'pending', updated_at = now() WHERE checkout_request_id = %s",
-                     (checkout_id, merchant_id, rows[0][0]))
+        # Read after the lock: a concurrent delivery of this same callback may have adopted the push while this one
+        # waited. Then it is this checkout's request (the payment gate settles it once), not an unmatched payment.
+        adopted = conn.execute("SELECT 1 FROM oracle_mpesa_request WHERE checkout_request_id = %s",
+                               (checkout_id,)).fetchone()
+        if adopted is None:
+            if len(rows) != 1:
+                return None
+            conn.execute("UPDATE oracle_mpesa_request SET checkout_request_id = %s, merchant_request_id = %s,"
+                         " status = 'pending', updated_at = now() WHERE checkout_request_id = %s",
+                         (checkout_id, merchant_id, rows[0][0]))
     return mpesa_request(pool, checkout_id)
 
 

@@ -7,7 +7,9 @@ Exactly-once rules enforced here (DESIGN.md invariant 6):
   stays in flight and the chain decides (receipt of any attempt hash once the nonce is consumed);
 - before a nonce is spent, the contract's own duplicate-guard view (paymentRefUsed, settled, anchoredAt,
   usedVerification; eth_call) skips writes the chain already has, and `eth_estimateGas` catches any other revert
-  (decoded custom error); the contracts' duplicate checks are the third layer.
+  (decoded custom error); the contracts' duplicate checks are the third layer;
+- an intent turns failed (refused by the pre-check or reverted when mined) in the same transaction that flags the
+  provider payment behind it, if any (`oracle.payments.writes_failed`: refund due, never kept silently).
 Receipts are learnt per round from one batched (head, mined nonce) query: only attempts whose nonce the chain
 has consumed are looked up, in batches.
 """
@@ -28,6 +30,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ex
 from chains.base import TxRequest
 from chains.evm.rpc import RpcError, RpcTransportError
 from chains.evm.writer import EvmWriter, Fees, MaybeSent, Rejected
+from oracle import payments
 from oracle.lease import LeaseLost, NonceLease
 from oracle.outbox import ALREADY_DONE, DONE_VIEWS, NOTIFY_CHANNEL
 
@@ -218,10 +221,13 @@ class Sender:
                     " confirmed_at = now(), updated_at = now() WHERE id = %s",
                     ("confirmed" if ok else "failed", f.receipt["transactionHash"], int(f.receipt["blockNumber"], 16),
                      f.receipt["blockHash"], err, f.intent_id))
+            flagged = payments.writes_failed(cur, [f.intent_id for f, ok, _ in rows if not ok])  # refund due
         for f, ok, err in rows:
             self.inflight.pop(f.nonce, None)
             if not ok:
                 log.warning("write reverted", extra={"intent": f.key, "error": err})
+        for provider, event_id, out in flagged:
+            payments.report(provider, event_id, out)
 
     def _requeue(self, f: InFlight, mined: int) -> None:
         log.warning("nonce consumed by another transaction; intent back to pending",
@@ -312,11 +318,15 @@ class Sender:
             if done:
                 cur.executemany("UPDATE oracle_intent SET status = 'confirmed', already_on_chain = true, error = %s,"
                                 " confirmed_at = now(), updated_at = now() WHERE id = %s", done)
+            flagged = []
             if failed:
                 cur.executemany("UPDATE oracle_intent SET status = 'failed', error = %s, updated_at = now() WHERE id = %s",
                                 failed)
+                flagged = payments.writes_failed(cur, [iid for _, iid in failed])  # a payment taken: refund due
         for err, _ in failed:
             log.warning("pre-check refused a write", extra={"error": err})
+        for provider, event_id, out in flagged:
+            payments.report(provider, event_id, out)
         for f in new:
             self.inflight[f.nonce] = f
         if new:

@@ -333,10 +333,6 @@ class Rig:
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app.asgi()), base_url="http://oracle")
         self.stripe = stripe
 
-    def index(self) -> None:
-        """Let the real indexer catch up with the world's chain (the oracle checks payments against it)."""
-        index_once(self.anvil_url, self.world.deployment, self.db_url)
-
     async def post_event(self, event: dict, **kw: Any) -> httpx.Response:
         body, headers = signed(event, **kw)
         return await self.client.post("/webhooks/stripe", content=body, headers=headers)
@@ -357,6 +353,13 @@ class Rig:
         event = payment_event(pi["id"], metadata, amount=amount, event_id=event_id)
         event["data"]["object"] = pi
         return pi["id"], await self.post_event(event)
+
+    def queue(self, intent: Any) -> None:
+        """Queue a raw write intent, with no fact behind it (tests of the sender itself)."""
+        from oracle.outbox import insert_intent
+
+        with self.pool.connection() as conn, conn.transaction():
+            insert_intent(conn.cursor(), "local", intent)
 
     def drain(self, rounds: int = 200) -> None:
         for _ in range(rounds):

@@ -140,7 +140,9 @@ class Payment(Base):
     amount: Mapped[int64]  # minor units of `currency`, as the provider counts them
     currency: Mapped[str]
     price_wei: Mapped[uint256 | None]  # the indexed price it was checked against
-    status: Mapped[str]  # accepted | flagged
+    units: Mapped[uint256 | None]  # credits of the listing it buys (None for an order): held against the listing
+    # accepted | flagged (never written; or written and refused on chain: write_failed / double_paid, refund due)
+    status: Mapped[str]
     flag: Mapped[str | None]
     intent_key: Mapped[str | None]  # the write, when accepted
     event_id: Mapped[str]  # the provider event that decided it
@@ -150,6 +152,9 @@ class Payment(Base):
         UniqueConstraint("provider", "payment_ref", name="uq_oracle_payment_ref"),
         Index("uq_oracle_payment_order", "chain", "target_id", unique=True,
               postgresql_where=text("contract = 'Escrow' AND status = 'accepted'")),
+        # a listing's accepted payments, summed (under the listing's lock) against its remaining credits
+        Index("ix_oracle_payment_listing", "chain", "target_id",
+              postgresql_where=text("contract = 'Marketplace' AND status = 'accepted'")),
     )
 
 
@@ -252,15 +257,17 @@ class Verifier(Base):
 
 
 class QrOrder(Base):
-    """A QR order hash bound to the merchant that created it and that merchant's payout address at the time: only
-    that merchant may have it settled, and only to that address. `settlements` counts the intents queued for it
-    (a new one only after the previous one failed)."""
+    """A QR order: the hash the oracle issued to the merchant that created it (keccak of a domain tag, the merchant
+    and a random `nonce`: unpredictable, so nobody can claim it first), bound to that merchant and its payout address
+    at the time: only that merchant may have it settled, and only to that address. `settlements` counts the intents
+    queued for it (a new one only after the previous one failed)."""
 
     __tablename__ = "oracle_qr_order"
 
     chain: Mapped[str] = mapped_column(primary_key=True)
     order_hash: Mapped[hexstr] = mapped_column(primary_key=True)
     merchant: Mapped[str]
+    nonce: Mapped[hexstr]  # 32 random bytes: order_hash can be recomputed from (merchant, nonce)
     payout_address: Mapped[hexstr]
     intent_key: Mapped[str | None]
     settlements: Mapped[int] = mapped_column(server_default=text("0"))

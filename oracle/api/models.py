@@ -78,10 +78,11 @@ class StkPushRequest(Wire):
 
 
 class QrOrderRequest(Wire):
-    """Bind a QR order's hash to the calling merchant (and its payout address) before the QR code is shown."""
+    """Create a QR order for the calling merchant: send `{}`. The oracle issues the order hash (keccak256 of a domain
+    tag, the merchant and a random nonce), so no merchant can name, and squat, another's hash."""
 
-    order_hash: Bytes32
-    model_config = ConfigDict(json_schema_extra={"examples": [{"order_hash": "0x" + "ab" * 32}]})
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid", json_schema_extra={"examples": [{}]})
+    ERROR: ClassVar[tuple[int, str]] = (422, "invalid_field")
 
 
 class SettlementRequest(Wire):
@@ -301,9 +302,8 @@ class ReadingProof(Reply):
 
 
 class QrOrderCreated(Reply):
-    order_hash: str
+    order_hash: Annotated[str, Field(description="put it in the QR code: the payer calls QRPayment.pay(order_hash)")]
     payout_address: str
-    duplicate: bool
 
 
 class SettlementQueued(Reply):

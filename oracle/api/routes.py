@@ -178,13 +178,13 @@ ROUTES: tuple[Op, ...] = (
        params=(Param("id", "path", "the reading's id (from POST /iot/readings)",
                      {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, 1),)),
     Op("POST", "/qr/orders", "qr_order", "settlements", "Create a QR order",
-       "Binds the order hash to the calling merchant and its `oracle.merchant_payout_addresses` entry, before the QR "
-       "code is shown; the payer then pays on chain (`QRPayment.pay`). Idempotent for the same merchant.",
+       "Issues a new order hash bound to the calling merchant and its `oracle.merchant_payout_addresses` entry; "
+       "put the hash in the QR code, the payer then pays on chain (`QRPayment.pay`). Send `{}`: a body naming a "
+       "hash is refused (hashes are issued, so they cannot be squatted). Not idempotent: a retry issues another, "
+       "harmless unused order.",
        answers(WRITE, TOKEN, {
-           200: Answer("this merchant created it before", m.QrOrderCreated),
            201: Answer("created", m.QrOrderCreated),
-           403: err("no payout address is configured for this merchant", "no_payout_address"),
-           409: err("another merchant has this hash, or it is already paid", "order_taken", "already_paid")}),
+           403: err("no payout address is configured for this merchant", "no_payout_address")}),
        body=m.QrOrderRequest, security=("merchantToken",)),
     Op("POST", "/settlements", "settlement", "settlements", "Settle a paid QR order",
        "Queues `QRPayment.settleQROrder(payout, order_hash)` for the caller's own order once the indexer has seen it "

@@ -104,11 +104,16 @@ def ip_allowed(host: str | None, allowed: list[str]) -> bool:
     return any(ip in ipaddress.ip_network(n, strict=False) for n in allowed)
 
 
+def confirm(cb: StkCallback, query_code: int) -> None:
+    """BadRequest(409) unless Daraja's own STK status query (`query_code`) agrees with the callback: a spoof otherwise."""
+    if query_code != cb.result_code:
+        raise BadRequest(409, "callback_disputed", "Daraja's status query does not confirm this callback")
+
+
 def decide(cb: StkCallback, request_row: dict[str, Any], query_code: int) -> tuple[Event, Claim | None, str]:
     """Given our request row and Daraja's own answer: (event, payment claim or None, new request status). The
     claim still has to pass `oracle.payments` (amount as pushed, price, one payment per checkout) to become a write."""
-    if query_code != cb.result_code:
-        raise BadRequest(409, "callback_disputed", "Daraja's status query does not confirm this callback")
+    confirm(cb, query_code)
     if cb.result_code != 0:
         return Event("mpesa", cb.event_id, "stk.failed", cb.summary()), None, "failed"
     target = Target.from_json(request_row["target"])

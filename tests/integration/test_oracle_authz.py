@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from eth_utils import keccak
 
-from oracle.testing import Rig, count_events, payment_event
+from oracle.testing import Rig, count_events
 from tests.integration.oracle_fixtures import _no_key_in_logs, anyio_backend, localstripe  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.anvil, pytest.mark.anyio]
@@ -45,14 +45,18 @@ def pay(rig, order_hash: str, value: int = ETH) -> None:
     assert w.w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
 
 
+async def new_order(rig, auth: dict) -> str:
+    """A QR order created by the merchant of `auth`: the hash the oracle issued for it."""
+    r = await rig.client.post("/qr/orders", json={}, headers=auth)
+    assert r.status_code == 201, r.text
+    return r.json()["order_hash"]
+
+
 async def test_qr_orders_are_settled_by_their_merchant_to_its_payout_address_once_paid(rig):
     w = rig.world
-    h = "0x" + keccak(text="shop-order-1").hex()
-    r = await rig.client.post("/qr/orders", json={"order_hash": h}, headers=SHOP)
+    r = await rig.client.post("/qr/orders", json={}, headers=SHOP)
     assert r.status_code == 201 and r.json()["payout_address"] == SHOP_PAYOUT, r.text
-    assert (await rig.client.post("/qr/orders", json={"order_hash": h}, headers=SHOP)).status_code == 200
-    r = await rig.client.post("/qr/orders", json={"order_hash": h}, headers=KIOSK)  # someone else's order hash
-    assert (r.status_code, r.json()["error"]) == (409, "order_taken")
+    h = r.json()["order_hash"]
     # not paid yet: refused before anything is written (settling it would brick the hash on chain)
     r = await rig.client.post("/settlements", json={"order_hash": h}, headers=SHOP)
     assert (r.status_code, r.json()["error"]) == (409, "not_paid"), r.text
@@ -81,25 +85,49 @@ async def test_qr_orders_are_settled_by_their_merchant_to_its_payout_address_onc
     assert w.w3.eth.get_balance(w3_address(SHOP_PAYOUT)) - before == ETH
     # a merchant without a payout address cannot bind orders
     rig.app.s = rig.app.s.model_copy(update={"merchant_payout_addresses": {"shop": SHOP_PAYOUT}})
-    r = await rig.client.post("/qr/orders", json={"order_hash": "0x" + "cd" * 32}, headers=KIOSK)
+    r = await rig.client.post("/qr/orders", json={}, headers=KIOSK)
     assert (r.status_code, r.json()["error"]) == (403, "no_payout_address")
 
 
-async def test_an_order_paid_before_it_was_created_cannot_be_claimed(rig):
-    """Payments are public: binding a hash that is already paid would let any merchant claim someone's payment."""
-    h = "0x" + keccak(text="paid-first").hex()
-    pay(rig, h)
+async def test_order_hashes_are_issued_by_the_oracle_and_cannot_be_squatted(rig):
+    """A merchant used to name its order hash, so another could register it first (hashes like
+    keccak("shop-order-2") are predictable) and a payment to the QR code shown by the first would settle to the
+    second. Now the oracle issues every hash: keccak(abi.encode("carbonledger:qr-order:v1", merchant, random
+    32-byte nonce)), unpredictable and bound to the merchant that asked. Nobody can name a hash, so none can be
+    squatted, and no other merchant can settle an issued one; a paid hash the oracle never issued is nobody's."""
+    from eth_abi import encode
+
+    a, b = await new_order(rig, SHOP), await new_order(rig, SHOP)
+    assert a != b and len(a) == 66
+    with rig.pool.connection() as c:
+        merchant, nonce = c.execute("SELECT merchant, nonce FROM oracle_qr_order WHERE order_hash = %s", (a,)).fetchone()
+    assert merchant == "shop"
+    assert "0x" + keccak(encode(["string", "string", "bytes32"], ["carbonledger:qr-order:v1", "shop",
+                                                                   bytes.fromhex(nonce[2:])])).hex() == a
+    squat = "0x" + keccak(text="shop-order-3").hex()  # the shop's next hash under the old scheme
+    for body in ({"order_hash": a}, {"order_hash": squat}, {"reference": 7}, []):
+        r = await rig.client.post("/qr/orders", json=body, headers=KIOSK)
+        assert r.status_code in (400, 422) and r.json()["error"] in ("invalid_field", "malformed_json"), (body, r.text)
+    pay(rig, a)
+    pay(rig, squat)  # paid before anyone could create it: payments are public, it stays nobody's
     rig.index()
-    r = await rig.client.post("/qr/orders", json={"order_hash": h}, headers=KIOSK)
-    assert (r.status_code, r.json()["error"]) == (409, "already_paid")
+    r = await rig.client.post("/settlements", json={"order_hash": a}, headers=KIOSK)
+    assert (r.status_code, r.json()["error"]) == (403, "forbidden"), r.text
+    r = await rig.client.post("/settlements", json={"order_hash": a, "beneficiary": KIOSK_PAYOUT}, headers=KIOSK)
+    assert r.status_code == 403, r.text
+    for auth in (SHOP, KIOSK):
+        r = await rig.client.post("/settlements", json={"order_hash": squat}, headers=auth)
+        assert (r.status_code, r.json()["error"]) == (404, "unknown_order"), r.text
+    assert intents(rig) == []
+    r = await rig.client.post("/settlements", json={"order_hash": a}, headers=SHOP)
+    assert r.status_code == 202 and r.json()["intent"] == f"qr:{a}", r.text
 
 
 async def test_a_failed_settlement_does_not_brick_the_order(rig):
     """If the chain refuses a settlement (the indexed payment was reorged away), the order is not stuck: once it
     is paid again, the merchant's next request queues a fresh write."""
     w = rig.world
-    h = "0x" + keccak(text="reorged-payment").hex()
-    assert (await rig.client.post("/qr/orders", json={"order_hash": h}, headers=SHOP)).status_code == 201
+    h = await new_order(rig, SHOP)
     snap = rig.anvil.rpc("evm_snapshot")
     pay(rig, h)
     rig.index()
@@ -186,31 +214,47 @@ async def _api(rig, query: str, variables: dict) -> dict:
 
 
 async def test_concurrent_approvals_never_exceed_the_daily_cap(rig):
-    """Two approvals by one verifier race; each fits the cap alone, together they do not: exactly one wins.
-    A trigger slows every approval's UPDATE so that both would read the day's total before either commits."""
+    """Two approvals by one verifier race; each fits the cap alone, together they do not: exactly one wins. The test
+    holds the verifier's row until both approvals wait for it (pg_locks shows two waiters on oracle_verifier), so
+    they provably overlap. With the approval's lock on that row, taken before the day's total is read, the second
+    reads the first's approval and is refused; without it both read the total first and both pass (this test fails)."""
+    import time
+
     import anyio
 
     for vid in ("race-a", "race-b"):
         assert (await rig.client.post("/verifications", json=_request(rig, vid, 800), headers=VERA)).status_code == 201
     with rig.pool.connection() as c:
-        c.execute("CREATE FUNCTION cl_slow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.5);"
-                  " RETURN NEW; END $$")
-        c.execute("CREATE TRIGGER cl_slow BEFORE UPDATE ON oracle_verification FOR EACH ROW EXECUTE FUNCTION cl_slow()")
+        c.execute("INSERT INTO oracle_verifier (name) VALUES ('otto')")
     results = {}
 
     async def approve(vid: str) -> None:  # each request's database work runs in its own worker thread
         results[vid] = (await rig.client.post(f"/verifications/{vid}/approve", headers=OTTO)).status_code
 
-    async with anyio.create_task_group() as tg:
-        for vid in ("race-a", "race-b"):
-            tg.start_soon(approve, vid)
+    def waiting() -> int:
+        with rig.pool.connection() as c:
+            return c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                             " AND cardinality(pg_blocking_pids(pid)) > 0 AND query LIKE '%oracle_verifier%'"
+                             ).fetchone()[0]
+
+    with rig.pool.connection() as gate:
+        gate.execute("SELECT 1 FROM oracle_verifier WHERE name = 'otto' FOR UPDATE")
+        async with anyio.create_task_group() as tg:
+            for vid in ("race-a", "race-b"):
+                tg.start_soon(approve, vid)
+            deadline = time.monotonic() + 60
+            try:
+                while waiting() < 2:
+                    assert time.monotonic() < deadline, "the approvals never met at the verifier's lock"
+                    await anyio.sleep(0.02)
+            finally:
+                gate.commit()  # also when the wait failed: the approvals wait on the gate
     assert sorted(results.values()) == [202, 403], results
     assert len(intents(rig)) == 1
 
 
 async def test_intent_details_go_to_their_owner_status_to_anyone(rig):
-    h = "0x" + keccak(text="shop-order-2").hex()
-    assert (await rig.client.post("/qr/orders", json={"order_hash": h}, headers=SHOP)).status_code == 201
+    h = await new_order(rig, SHOP)
     pay(rig, h)
     rig.index()
     key = (await rig.client.post("/settlements", json={"order_hash": h}, headers=SHOP)).json()["intent"]

@@ -75,8 +75,7 @@ async def test_precheck_skips_write_chain_already_has(rig):
 async def test_revert_recorded_with_decoded_error(rig):
     """A write the chain refuses is recorded failed with the decoded custom error (payments for unknown orders never
     get this far: they wait for the indexer, see test_oracle_payments)."""
-    outbox.record(rig.pool, "local", None, outbox.Intent("test:unknown-order", "test", "Escrow", "recordOffchainPayment",
-                                                         ["999", "ref-999"]))
+    rig.queue(outbox.Intent("test:unknown-order", "test", "Escrow", "recordOffchainPayment", ["999", "ref-999"]))
     rig.drain()
     view = await rig.intent("test:unknown-order")
     assert view["status"] == "failed" and view["error"].startswith("UnknownOrder(")
@@ -143,8 +142,7 @@ async def test_mined_revert_recorded_with_decoded_error(rig):
     second, which is recorded as failed with the decoded custom error, never retried."""
     w = rig.world
     for ref in ("ref_twice_a", "ref_twice_b"):
-        outbox.record(rig.pool, "local", None, outbox.Intent(f"test:{ref}", "test", "Escrow", "recordOffchainPayment",
-                                                             [str(w.order_ids[0]), ref]))
+        rig.queue(outbox.Intent(f"test:{ref}", "test", "Escrow", "recordOffchainPayment", [str(w.order_ids[0]), ref]))
     rig.drain()
     a, b = await rig.intent("test:ref_twice_a"), await rig.intent("test:ref_twice_b")
     assert a["status"] == "confirmed" and b["status"] == "failed"

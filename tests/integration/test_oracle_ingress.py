@@ -266,14 +266,16 @@ async def test_iot_readings_anchor_and_verify_on_chain(rig):
 
 async def test_settlement_and_verification_mint(rig):
     w = rig.world
-    order_hash = "0x" + "ab" * 32
     merchant = {"authorization": "Bearer tok-merchant"}
+    assert (await rig.client.post("/qr/orders", json={})).status_code == 401
+    r = await rig.client.post("/qr/orders", json={}, headers=merchant)  # the oracle issues the hash for the QR code
+    assert r.status_code == 201, r.text
+    order_hash = r.json()["order_hash"]
     body = {"order_hash": order_hash}
     assert (await rig.client.post("/settlements", json=body)).status_code == 401
     assert (await rig.client.post("/settlements", json=body, headers={"authorization": "Bearer nope"})).status_code == 401
     bad = await rig.client.post("/settlements", json={**body, "order_hash": "0x12"}, headers=merchant)
     assert bad.status_code == 422
-    assert (await rig.client.post("/qr/orders", json=body, headers=merchant)).status_code == 201
     tx = w.contract("QRPayment").functions.pay(order_hash).transact({"from": w.w3.eth.accounts[3], "value": 7})
     w.w3.eth.wait_for_transaction_receipt(tx)
     rig.index()

@@ -202,3 +202,23 @@ def test_oracle_secrets_stay_out_of_config_output(tmp_path, capsys):
     assert main(["--config", str(path), "config"]) == 0
     out = capsys.readouterr().out
     assert "s3cr3t" not in out and json.loads(out)["oracle"]["mpesa_callback_url"] == "**********"
+
+
+def test_mpesa_callback_url_must_reach_the_callback_route(tmp_path):
+    """Daraja calls oracle.mpesa_callback_url; the oracle serves /webhooks/mpesa/<oracle.mpesa_callback_secret>. If
+    they differ every callback gets 404, silently: a config error naming both keys and printing neither value. Given
+    only the URL, the secret is taken from it (one value to keep right)."""
+    url = 'mpesa_callback_url = "https://oracle.example/{path}"\n'
+    for secret, path in (("cb-s3cr3t-a", "webhooks/mpesa/cb-s3cr3t-b"), ("cb-s3cr3t-a", "webhooks/mpesa/cb-s3cr3t-a/"),
+                         ("cb-s3cr3t-a", "mpesa/cb-s3cr3t-a"), (None, "hooks/cb-s3cr3t-a")):
+        text = GOOD + "\n[oracle]\n" + (f'mpesa_callback_secret = "{secret}"\n' if secret else "") + url.format(path=path)
+        with pytest.raises(ConfigError) as err:
+            load_settings(write(tmp_path, text))
+        msg = str(err.value)
+        assert "oracle.mpesa_callback_url" in msg and "oracle.mpesa_callback_secret" in msg, msg
+        assert "s3cr3t" not in msg and "oracle.example" not in msg, msg
+    ok = load_settings(write(tmp_path, GOOD + '\n[oracle]\nmpesa_callback_secret = "cb-s3cr3t-a"\n'
+                            + url.format(path="webhooks/mpesa/cb-s3cr3t-a")))
+    assert ok.oracle.mpesa_callback_secret.get_secret_value() == "cb-s3cr3t-a"
+    derived = load_settings(write(tmp_path, GOOD + "\n[oracle]\n" + url.format(path="webhooks/mpesa/cb-s3cr3t-c")))
+    assert derived.oracle.mpesa_callback_secret.get_secret_value() == "cb-s3cr3t-c"

@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-12-01 12:58:38.569560
+Create Date: 2026-12-01 14:00:50.952853
 
 The first stacked revision: databases created at 0001 (the last release before these changes) are brought
 forward by `carbonledger migrate`.
@@ -31,6 +31,7 @@ def upgrade() -> None:
     sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('currency', sa.Text(), nullable=False),
     sa.Column('price_wei', store.types.Uint256Type(precision=78, scale=0), nullable=True),
+    sa.Column('units', store.types.Uint256Type(precision=78, scale=0), nullable=True),
     sa.Column('status', sa.Text(), nullable=False),
     sa.Column('flag', sa.Text(), nullable=True),
     sa.Column('intent_key', sa.Text(), nullable=True),
@@ -39,11 +40,13 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('provider', 'payment_id', name=op.f('pk_oracle_payment')),
     sa.UniqueConstraint('provider', 'payment_ref', name='uq_oracle_payment_ref')
     )
+    op.create_index('ix_oracle_payment_listing', 'oracle_payment', ['chain', 'target_id'], unique=False, postgresql_where=sa.text("contract = 'Marketplace' AND status = 'accepted'"))
     op.create_index('uq_oracle_payment_order', 'oracle_payment', ['chain', 'target_id'], unique=True, postgresql_where=sa.text("contract = 'Escrow' AND status = 'accepted'"))
     op.create_table('oracle_qr_order',
     sa.Column('chain', sa.Text(), nullable=False),
     sa.Column('order_hash', sa.String(length=66), nullable=False),
     sa.Column('merchant', sa.Text(), nullable=False),
+    sa.Column('nonce', sa.String(length=66), nullable=False),
     sa.Column('payout_address', sa.String(length=66), nullable=False),
     sa.Column('intent_key', sa.Text(), nullable=True),
     sa.Column('settlements', sa.BigInteger(), server_default=sa.text('0'), nullable=False),
@@ -83,5 +86,6 @@ def downgrade() -> None:
     op.drop_table('oracle_verifier')
     op.drop_table('oracle_qr_order')
     op.drop_index('uq_oracle_payment_order', table_name='oracle_payment', postgresql_where=sa.text("contract = 'Escrow' AND status = 'accepted'"))
+    op.drop_index('ix_oracle_payment_listing', table_name='oracle_payment', postgresql_where=sa.text("contract = 'Marketplace' AND status = 'accepted'"))
     op.drop_table('oracle_payment')
     # ### end Alembic commands ###
