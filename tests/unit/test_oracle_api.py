@@ -192,7 +192,7 @@ def test_real_provider_payloads_match_the_documented_schemas(fixtures_dir):
     (m.StkPushRequest, {"phone": "254700000001", "amount": 1, "target": {"x": 1}}, 422, "invalid_field"),
     (m.StkPushRequest, {"phone": "254700000001", "amount": True, "target": {"order_id": "1"}}, 422, "invalid_field"),
     (m.QrOrderRequest, {"order_hash": "0x" + "ab" * 31 + "  "}, 422, "invalid_field"),
-    (m.QrOrderRequest, {}, 422, "invalid_field"),
+    (m.QrOrderRequest, {"order_hash": "0x" + "ab" * 32}, 422, "invalid_field"),  # hashes are issued, not named
     (m.SettlementRequest, {"order_hash": "0x" + "ab" * 32, "beneficiary": "0x12"}, 422, "invalid_field"),
     (m.VerificationRequest, {"id": "", "recipient": "0x" + "11" * 20, "batch_id": 1, "amount": 1}, 422, "invalid_field"),
     (m.VerificationRequest, {"id": "v", "recipient": "0x" + "11" * 20, "batch_id": 1, "amount": 1, "evidence": None},
