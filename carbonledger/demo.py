@@ -246,12 +246,16 @@ class Demo:
 
     # ------------------------------------------------------------------------------------------------ the story
     def story(self) -> Story:
+        """Tell the story through the real interfaces; the oracle client is closed on every way out."""
+        with httpx.Client(base_url=self.oracle_url, timeout=30) as oracle:
+            return self._story(oracle)
+
+    def _story(self, oracle: httpx.Client) -> Story:
         from eth_utils import keccak
 
         from oracle.testing import payment_event, signed
 
         st = Story()
-        oracle = httpx.Client(base_url=self.oracle_url, timeout=30)
         cc, mk, es, qr = self._c("CarbonCredit"), self._c("Marketplace"), self._c("Escrow"), self._c("QRPayment")
 
         meta = {"project": "Nairobi EV ride-hailing fleet", "vehicle": "KDA 123E", "method": "EV vs ICE displacement"}
@@ -346,7 +350,6 @@ class Demo:
                view["tx_hash"], "QRPayment.settleQROrder")
 
         st.ids["indexed_block"] = self.wait_indexed()
-        oracle.close()
         return st
 
     def _wait_anchor(self, timeout_s: float = 30.0) -> str:
