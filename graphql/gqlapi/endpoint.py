@@ -26,7 +26,7 @@ from strawberry.utils.await_maybe import await_maybe
 
 from gqlapi.db import NeedsSnapshot
 from gqlapi.errors import PAYLOAD_TOO_LARGE, should_mask
-from gqlapi.guard import variable_errors
+from gqlapi.costs import variable_errors
 
 _HEADERS = [(b"content-type", b"application/json")]
 _TOO_LARGE = orjson.dumps({"errors": [{"message": "request body too large", "extensions": {"code": PAYLOAD_TOO_LARGE}}]})
@@ -60,19 +60,21 @@ class GraphQLEndpoint:
         self.prepared: OrderedDict[tuple[str, str | None], Prepared | None] = OrderedDict()
 
     # -- preparing -------------------------------------------------------------------------------------------
-    async def prepare(self, query: str, operation_name: str | None) -> Prepared | None:
-        """The prepared document, or None when the strawberry path must answer (any error before execution)."""
+    async def prepare(self, query: str, operation_name: str | None, scope: Any = None) -> Prepared | None:
+        """The prepared document, or None when the strawberry path must answer (any error before execution).
+        `scope`: the request's, naming the client a new document's judging counts against."""
         key = (query, operation_name)
         cache = self.prepared
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
-        admitted = await self.guard.admit(query)  # judged off the event loop, and kept for the strawberry path too
-        prepared = None if admitted.errors else self._prepare(admitted.document, operation_name)
-        if self.guard.cached(query) is admitted:  # a final verdict (not a timeout), of a document short enough to keep
-            cache[key] = prepared
-            if len(cache) > self.cache_size:
-                cache.popitem(last=False)
+        admitted = await self.guard.admit(query, scope)  # judged off the event loop, kept for the strawberry path too
+        if admitted.errors:  # refusals stay out of this LRU (the guard keeps them small): they cannot evict documents
+            return None
+        prepared = self._prepare(admitted.document, operation_name)
+        cache[key] = prepared  # None too: an admitted document whose operation this path does not run
+        if len(cache) > self.cache_size:
+            cache.popitem(last=False)
         return prepared
 
     @staticmethod
@@ -103,7 +105,7 @@ class GraphQLEndpoint:
                 await self._respond(send, 413, _TOO_LARGE)
                 return
         request = self._request(bytes(body)) if self._json_request(scope["headers"]) else None
-        prepared = None if request is None else await self.prepare(request[0], request[2])
+        prepared = None if request is None else await self.prepare(request[0], request[2], scope)
         if prepared is None or variable_errors(request[1]):  # type: ignore[index]
             await self.fallback(scope, _replay(bytes(body), receive), send)
             return
