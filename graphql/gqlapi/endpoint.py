@@ -10,7 +10,9 @@ class, the same error masking (`should_mask`) and the same response shape as the
 Anything else goes to the strawberry view unchanged, which therefore still owns every error response a client
 can provoke before execution: GET (GraphiQL, queries via GET), other content types, unparsable or non-object
 JSON, a missing query, syntax or validation errors, an unknown or ambiguous operation name, mutations,
-subscriptions, batched requests. tests/integration/test_api_endpoint.py compares both paths on the same requests.
+subscriptions, batched requests; except the guard's answers that say only that it has no verdict yet
+(TIME_BUDGET_EXCEEDED, SERVICE_BUSY), which are answered here in strawberry's shape, so that a request does not
+wait for the same judgement twice. tests/integration/test_api_endpoint.py compares both paths on the same requests.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, Operati
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.utils.await_maybe import await_maybe
 
+from gqlapi.costs import variable_errors
 from gqlapi.db import NeedsSnapshot
 from gqlapi.errors import PAYLOAD_TOO_LARGE, should_mask
-from gqlapi.costs import variable_errors
+from gqlapi.guard import Admitted
 
 _HEADERS = [(b"content-type", b"application/json")]
 _TOO_LARGE = orjson.dumps({"errors": [{"message": "request body too large", "extensions": {"code": PAYLOAD_TOO_LARGE}}]})
@@ -60,15 +63,19 @@ class GraphQLEndpoint:
         self.prepared: OrderedDict[tuple[str, str | None], Prepared | None] = OrderedDict()
 
     # -- preparing -------------------------------------------------------------------------------------------
-    async def prepare(self, query: str, operation_name: str | None, scope: Any = None) -> Prepared | None:
-        """The prepared document, or None when the strawberry path must answer (any error before execution).
-        `scope`: the request's, naming the client a new document's judging counts against."""
+    async def prepare(self, query: str, operation_name: str | None, scope: Any = None) -> Prepared | Admitted | None:
+        """The prepared document; or the guard's answer when it has no verdict yet (time budget, busy), which this
+        path answers itself (strawberry's view would wait for the same judgement again); or None when the
+        strawberry path must answer (any other error before execution). `scope`: the request's, naming the client
+        a new document's judging counts against."""
         key = (query, operation_name)
         cache = self.prepared
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
         admitted = await self.guard.admit(query, scope)  # judged off the event loop, kept for the strawberry path too
+        if not admitted.final:
+            return admitted
         if admitted.errors:  # refusals stay out of this LRU (the guard keeps them small): they cannot evict documents
             return None
         prepared = self._prepare(admitted.document, operation_name)
@@ -106,6 +113,10 @@ class GraphQLEndpoint:
                 return
         request = self._request(bytes(body)) if self._json_request(scope["headers"]) else None
         prepared = None if request is None else await self.prepare(request[0], request[2], scope)
+        if isinstance(prepared, Admitted):  # as strawberry answers an error raised while parsing
+            errors = [e.formatted for e in prepared.errors]
+            await self._respond(send, 200, orjson.dumps({"data": None, "errors": errors}))
+            return
         if prepared is None or variable_errors(request[1]):  # type: ignore[index]
             await self.fallback(scope, _replay(bytes(body), receive), send)
             return

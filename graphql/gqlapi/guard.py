@@ -54,7 +54,8 @@ log = logging.getLogger("gqlapi")
 
 class Admitted(NamedTuple):
     """A parsed document (None when it did not parse) and its errors ([] when it may be executed); `final` is
-    False for the answers that say only that no verdict was reached in time (the same document may pass later)."""
+    False for the answers that are not a verdict on the document (time budget, busy, an unexpected error): the
+    same document may pass later, so they are not kept."""
 
     document: DocumentNode | None
     errors: list[GraphQLError]
@@ -197,6 +198,8 @@ class Guard:
         if future.cancelled() or future.exception() is not None:
             return
         verdict = future.result()
+        if not verdict.final:
+            return
         if verdict.errors:
             self._refused[key] = _compact(verdict)
             if len(self._refused) > self.refusal_cache_size:
@@ -212,7 +215,7 @@ class Guard:
             return self.too_large(query) or self._judge(query)
         except Exception:  # noqa: BLE001 - an answer for the client; the cause for the log
             log.exception("unexpected error admitting a document")
-            return Admitted(None, [coded("Unexpected error.", codes.INTERNAL)])
+            return Admitted(None, [coded("Unexpected error.", codes.INTERNAL)], final=False)  # not a verdict to keep
 
     def _judge(self, query: str) -> Admitted:
         try:

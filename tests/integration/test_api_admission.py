@@ -162,7 +162,7 @@ def test_one_client_flooding_new_documents_does_not_starve_the_others(db_url):
         async with client("203.0.113.7") as attacker, client("198.51.100.1") as other:
             flood = [asyncio.create_task(attacker.post("/graphql", json={"query": "#slow %d\n%s" % (i, NORMAL)}))
                      for i in range(20)]
-            await asyncio.to_thread(entered.acquire, True, DEADLINE)
+            assert await asyncio.to_thread(entered.acquire, True, DEADLINE), "no judgement started"
             # every flooded request has been either queued for judging or answered
             await until(lambda: len(submitted) + sum(t.done() for t in flood) == 20, "the flood never arrived")
             queued = len(submitted)
@@ -182,3 +182,34 @@ def test_one_client_flooding_new_documents_does_not_starve_the_others(db_url):
     assert len(busy) == 16 and all(r.status_code in (200, 400) for r in busy), [r.text[:200] for r in answers]
     assert all(r.json() == {"data": {"_meta": []}} for r in answers if r not in busy)
     assert json.loads(busy[0].text)["errors"][0]["message"].startswith("This client")
+
+
+def test_a_request_waits_for_a_verdict_once(db_url):
+    """On the lean path, a request whose document was not judged within the time budget is answered there; it
+    used to be handed to strawberry's view, which waited a second time budget for the same judgement."""
+    api = ApiClient(db_url, validation_timeout_ms=50)
+    guard = api.app.state.graphql.guard
+    released = threading.Event()
+    real_judge, real_admit = guard.judge, guard.admit
+    guard.judge = lambda query: (released.wait(DEADLINE), real_judge(query))[1]
+    answers = []
+
+    async def admit(query, scope=None):
+        answers.append(await real_admit(query, scope))
+        return answers[-1]
+
+    guard.admit = admit
+    try:
+        r = api.post(NORMAL)
+    finally:
+        released.set()
+    try:
+        assert r.status_code == 200 and _codes(r) == ["TIME_BUDGET_EXCEEDED"] and r.json()["data"] is None, r.text
+        assert len(answers) == 1
+        deadline = time.monotonic() + DEADLINE
+        while _codes(r):  # the judgement went on: the document is answered once it is kept
+            assert time.monotonic() < deadline, r.text
+            r = api.post(NORMAL)
+        assert r.json() == {"data": {"_meta": []}}
+    finally:
+        api.close()
