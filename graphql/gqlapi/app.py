@@ -36,6 +36,7 @@ from gqlapi.schema import make_schema
 log = logging.getLogger("gqlapi")
 _INTERNAL_BODY = orjson.dumps({"errors": [{"message": "Unexpected error.", "extensions": {"code": INTERNAL}}]})
 
+
 class _Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
