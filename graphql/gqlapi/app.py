@@ -64,7 +64,11 @@ class _Gate:
         """None when the request may go on, else the seconds to wait (the request was counted)."""
         if self.limit.item is None:
             return None
-        client = client_from_scope(scope, self.proxies)
+        if self.proxies:
+            client = client_from_scope(scope, self.proxies)
+        else:  # client_from_scope's answer without a proxy, inlined: its call cost 0.09 µs on every request
+            peer = scope.get("client")
+            client = peer[0] if peer else "unknown"
         exempt = self._exempt.get(client)
         if exempt is None:
             if len(self._exempt) >= self._MEMO_MAX:

@@ -37,6 +37,14 @@ _UNEXPECTED = orjson.dumps({"data": None, "errors": [{"message": "Unexpected err
 log = logging.getLogger("gqlapi")
 
 
+class NoVerdict(Exception):
+    """The guard's answer when it has no verdict on a document yet (TIME_BUDGET_EXCEEDED, SERVICE_BUSY)."""
+
+    def __init__(self, admitted: Admitted) -> None:
+        super().__init__(admitted.errors[0].message)
+        self.admitted = admitted
+
+
 class Prepared:
     """A document known to parse and validate, with the operation a request names, and whether its requests
     have so far run at most one SQL statement (then they need no snapshot transaction; see gqlapi.db)."""
@@ -63,11 +71,11 @@ class GraphQLEndpoint:
         self.prepared: OrderedDict[tuple[str, str | None], Prepared | None] = OrderedDict()
 
     # -- preparing -------------------------------------------------------------------------------------------
-    async def prepare(self, query: str, operation_name: str | None, scope: Any = None) -> Prepared | Admitted | None:
-        """The prepared document; or the guard's answer when it has no verdict yet (time budget, busy), which this
-        path answers itself (strawberry's view would wait for the same judgement again); or None when the
-        strawberry path must answer (any other error before execution). `scope`: the request's, naming the client
-        a new document's judging counts against."""
+    async def prepare(self, query: str, operation_name: str | None, scope: Any = None) -> Prepared | None:
+        """The prepared document, or None when the strawberry path must answer (any error before execution);
+        NoVerdict when the guard has none yet (time budget, busy), which this path answers itself (strawberry's view
+        would wait for the same judgement again). `scope`: the request's, naming the client a new document's
+        judging counts against."""
         key = (query, operation_name)
         cache = self.prepared
         if key in cache:
@@ -75,7 +83,7 @@ class GraphQLEndpoint:
             return cache[key]
         admitted = await self.guard.admit(query, scope)  # judged off the event loop, kept for the strawberry path too
         if not admitted.final:
-            return admitted
+            raise NoVerdict(admitted)
         if admitted.errors:  # refusals stay out of this LRU (the guard keeps them small): they cannot evict documents
             return None
         prepared = self._prepare(admitted.document, operation_name)
@@ -112,9 +120,10 @@ class GraphQLEndpoint:
                 await self._respond(send, 413, _TOO_LARGE)
                 return
         request = self._request(bytes(body)) if self._json_request(scope["headers"]) else None
-        prepared = None if request is None else await self.prepare(request[0], request[2], scope)
-        if isinstance(prepared, Admitted):  # as strawberry answers an error raised while parsing
-            errors = [e.formatted for e in prepared.errors]
+        try:  # (an exception, not a returned value: the hot path tests nothing for it)
+            prepared = None if request is None else await self.prepare(request[0], request[2], scope)
+        except NoVerdict as no:  # answered as strawberry answers an error raised while parsing
+            errors = [e.formatted for e in no.admitted.errors]
             await self._respond(send, 200, orjson.dumps({"data": None, "errors": errors}))
             return
         if prepared is None or variable_errors(request[1]):  # type: ignore[index]
