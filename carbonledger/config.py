@@ -288,12 +288,21 @@ class ApiSettings(_Strict):
     max_aliases: int = Field(30, ge=1, description="Most aliased fields in an operation, fragments expanded.")
     max_selections: int = Field(500, ge=10, description="Most fields, fragment spreads and inline fragments in an "
                                 "operation once its fragments are expanded (a fragment spread twice counts twice).")
-    max_tokens: int = Field(2000, ge=10, description="Token limit per query document.")
+    max_tokens: int = Field(2000, ge=10, description="Token limit per query document (comments count).")
+    max_query_bytes: int = Field(32_768, ge=1024, description="Longest query document in UTF-8 bytes, comments and "
+                                 "whitespace included; a longer one is refused before it is parsed "
+                                 "(MAX_QUERY_BYTES_EXCEEDED).")
     max_merge_checks: int = Field(10_000, ge=100, description="Work budget (about one unit per pair of same-named "
                                   "fields or fragments compared) of the rule checking that fields of one response "
                                   "name can be merged; a document over it is refused (QUERY_TOO_COMPLEX).")
     validation_timeout_ms: int = Field(1000, ge=10, description="Longest wait for a new document to be parsed, "
                                        "limited and validated (off the event loop); past it: TIME_BUDGET_EXCEEDED.")
+    admission_queue: int = Field(16, ge=1, description="Most new documents being checked or waiting to be checked "
+                                 "at once, all clients together (one thread checks them); past it a new document is "
+                                 "refused at once (SERVICE_BUSY); documents checked before are answered as ever.")
+    admission_per_client: int = Field(4, ge=1, description="Most new documents of one client being checked or "
+                                      "waiting at once (a check its request stopped waiting for still counts until "
+                                      "it ends); past it: SERVICE_BUSY.")
     request_timeout_ms: int = Field(10_000, ge=100, description="Time budget of a request's execution: after it no "
                                     "SQL statement starts and no object is completed (TIME_BUDGET_EXCEEDED).")
     max_body_bytes: int = Field(1_048_576, ge=1024, description="Largest JSON POST /graphql body (413 above).")

@@ -4,7 +4,8 @@ Counting is the `limits` library's moving window (the same counters flask-limite
 memory: a limit holds per API/oracle process, so N workers admit up to N times the figure (README says so). A
 client is its peer address, or, when the peer is a configured trusted proxy, the right-most address in
 X-Forwarded-For that is not itself a trusted proxy (a client cannot spoof its way past the limit by sending its
-own X-Forwarded-For header through a proxy, because proxies append).
+own X-Forwarded-For header through a proxy, because proxies append). Both front doors name their clients with
+`client_from_scope`, so a client is the same address to the oracle's limits and to the API's.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import ipaddress
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
@@ -62,6 +64,18 @@ def client_address(peer: str | None, headers: Mapping[str, str] | None = None,
         if not _in(hop, trusted_proxies):
             return hop[:64]
     return addr
+
+
+def client_from_scope(scope: Mapping[str, Any], trusted_proxies: Sequence[Network] = ()) -> str:
+    """The client of an ASGI request (see the module docstring): its peer address, or, through a trusted proxy, the
+    X-Forwarded-For address. Several X-Forwarded-For lines are one comma-separated list, in order (RFC 9110 5.3).
+    Without trusted proxies no header is read (the API's hot path pays one tuple lookup)."""
+    peer = scope.get("client")
+    addr = peer[0] if peer else None
+    if not trusted_proxies or addr is None or not _in(addr, trusted_proxies):
+        return addr or "unknown"
+    hops = [v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-forwarded-for"]
+    return client_address(addr, {"x-forwarded-for": ",".join(hops)}, trusted_proxies)
 
 
 class ClientLimit:

@@ -10,7 +10,9 @@ class, the same error masking (`should_mask`) and the same response shape as the
 Anything else goes to the strawberry view unchanged, which therefore still owns every error response a client
 can provoke before execution: GET (GraphiQL, queries via GET), other content types, unparsable or non-object
 JSON, a missing query, syntax or validation errors, an unknown or ambiguous operation name, mutations,
-subscriptions, batched requests. tests/integration/test_api_endpoint.py compares both paths on the same requests.
+subscriptions, batched requests; except the guard's answers that say only that it has no verdict yet
+(TIME_BUDGET_EXCEEDED, SERVICE_BUSY), which are answered here in strawberry's shape, so that a request does not
+wait for the same judgement twice. tests/integration/test_api_endpoint.py compares both paths on the same requests.
 """
 
 from __future__ import annotations
@@ -24,14 +26,23 @@ from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, Operati
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.utils.await_maybe import await_maybe
 
+from gqlapi.costs import variable_errors
 from gqlapi.db import NeedsSnapshot
 from gqlapi.errors import PAYLOAD_TOO_LARGE, should_mask
-from gqlapi.guard import variable_errors
+from gqlapi.guard import Admitted
 
 _HEADERS = [(b"content-type", b"application/json")]
 _TOO_LARGE = orjson.dumps({"errors": [{"message": "request body too large", "extensions": {"code": PAYLOAD_TOO_LARGE}}]})
 _UNEXPECTED = orjson.dumps({"data": None, "errors": [{"message": "Unexpected error."}]})
 log = logging.getLogger("gqlapi")
+
+
+class NoVerdict(Exception):
+    """The guard's answer when it has no verdict on a document yet (TIME_BUDGET_EXCEEDED, SERVICE_BUSY)."""
+
+    def __init__(self, admitted: Admitted) -> None:
+        super().__init__(admitted.errors[0].message)
+        self.admitted = admitted
 
 
 class Prepared:
@@ -60,19 +71,25 @@ class GraphQLEndpoint:
         self.prepared: OrderedDict[tuple[str, str | None], Prepared | None] = OrderedDict()
 
     # -- preparing -------------------------------------------------------------------------------------------
-    async def prepare(self, query: str, operation_name: str | None) -> Prepared | None:
-        """The prepared document, or None when the strawberry path must answer (any error before execution)."""
+    async def prepare(self, query: str, operation_name: str | None, scope: Any = None) -> Prepared | None:
+        """The prepared document, or None when the strawberry path must answer (any error before execution);
+        NoVerdict when the guard has none yet (time budget, busy), which this path answers itself (strawberry's view
+        would wait for the same judgement again). `scope`: the request's, naming the client a new document's
+        judging counts against."""
         key = (query, operation_name)
         cache = self.prepared
         if key in cache:
             cache.move_to_end(key)
             return cache[key]
-        admitted = await self.guard.admit(query)  # judged off the event loop, and kept for the strawberry path too
-        prepared = None if admitted.errors else self._prepare(admitted.document, operation_name)
-        if self.guard.cached(query) is admitted:  # a final verdict (not a timeout), of a document short enough to keep
-            cache[key] = prepared
-            if len(cache) > self.cache_size:
-                cache.popitem(last=False)
+        admitted = await self.guard.admit(query, scope)  # judged off the event loop, kept for the strawberry path too
+        if not admitted.final:
+            raise NoVerdict(admitted)
+        if admitted.errors:  # refusals stay out of this LRU (the guard keeps them small): they cannot evict documents
+            return None
+        prepared = self._prepare(admitted.document, operation_name)
+        cache[key] = prepared  # None too: an admitted document whose operation this path does not run
+        if len(cache) > self.cache_size:
+            cache.popitem(last=False)
         return prepared
 
     @staticmethod
@@ -103,7 +120,12 @@ class GraphQLEndpoint:
                 await self._respond(send, 413, _TOO_LARGE)
                 return
         request = self._request(bytes(body)) if self._json_request(scope["headers"]) else None
-        prepared = None if request is None else await self.prepare(request[0], request[2])
+        try:  # (an exception, not a returned value: the hot path tests nothing for it)
+            prepared = None if request is None else await self.prepare(request[0], request[2], scope)
+        except NoVerdict as no:  # answered as strawberry answers an error raised while parsing
+            errors = [e.formatted for e in no.admitted.errors]
+            await self._respond(send, 200, orjson.dumps({"data": None, "errors": errors}))
+            return
         if prepared is None or variable_errors(request[1]):  # type: ignore[index]
             await self.fallback(scope, _replay(bytes(body), receive), send)
             return

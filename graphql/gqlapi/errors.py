@@ -9,6 +9,7 @@ validation errors from graphql-core have no original error and pass through (gql
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from graphql.error import GraphQLError
 
@@ -19,6 +20,7 @@ BAD_USER_INPUT = "BAD_USER_INPUT"
 PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
 MAX_TOKENS = "MAX_TOKENS_EXCEEDED"
+MAX_QUERY_BYTES = "MAX_QUERY_BYTES_EXCEEDED"
 MAX_DEPTH = "MAX_DEPTH_EXCEEDED"
 MAX_ALIASES = "MAX_ALIASES_EXCEEDED"
 MAX_SELECTIONS = "MAX_SELECTIONS_EXCEEDED"
@@ -30,6 +32,11 @@ SERVICE_BUSY = "SERVICE_BUSY"
 RATE_LIMITED = "RATE_LIMITED"
 PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
 INTERNAL = "INTERNAL_SERVER_ERROR"
+
+
+def coded(message: str, code: str, node: Any = None) -> GraphQLError:
+    """A GraphQL error with `extensions.code` (and the location of `node`, if given)."""
+    return GraphQLError(message, node, extensions={"code": code})
 
 
 class UserError(Exception):

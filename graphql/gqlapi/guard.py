@@ -1,45 +1,41 @@
-"""Admission of GraphQL documents: parse with a token limit, cost limits in linear time, then validation.
+"""Admission of GraphQL documents: size, parse with a token limit, cost limits in linear time (gqlapi.costs:
+what a document stands for once its fragments are expanded), then validation, its field-merging rule held to a
+small work budget (`api.max_merge_checks`). Errors carry `extensions.code`.
 
-A document's cost is what it becomes once its fragments are expanded: `fragment F1 on Query { ...F2 ...F2 }`
-doubles with every level, so 750 bytes can stand for 2^40 fields. Walking spreads to count (as strawberry's depth
-and alias limiters do) then costs exponential time, and graphql-core's own rules (OverlappingFieldsCanBeMerged
-compares fields pairwise) cost at least the square of the expanded size. So, before any rule runs:
+Before any of it, a document longer than `api.max_query_bytes` (comments and whitespace count: 1 MB of long
+comments has few tokens but took 0.26 s to lex) is refused without being parsed. The rest runs in one worker
+thread, so no document holds the event loop, and a request waits for its verdict at most a time budget. That
+thread is shared by all clients, so its queue is bounded twice: `api.admission_queue` documents judged or waiting
+in all, `api.admission_per_client` per client (counted until the judgement ends, even if its request stopped
+waiting); past either a new document is refused at once with SERVICE_BUSY, and documents judged before are
+answered from the caches as ever. One client flooding new documents therefore delays another's by at most its own
+few judgements (tests/unit/test_gql_guard.py, tests/integration/test_api_admission.py).
 
-- every fragment is measured once (fragments in dependency order, each definition's tree walked without
-  recursion), and a spread adds its fragment's memoised figures, so measuring is linear in the document;
-- a spread cycle is refused (FRAGMENT_CYCLE) before anything follows spreads;
-- each operation must stay within `api.max_depth` (field nesting; introspection fields add none, as with
-  strawberry's limiter: GraphiQL's query nests `ofType` eight deep), `api.max_aliases` and `api.max_selections`
-  (fields, fragment spreads and inline fragments, counted after expansion: the executor's and the validator's
-  work both follow it, and a spread counts even when it adds no field, which bounds fragment fan-out).
-
-Only a document within these limits reaches graphql-core's validation, its field-merging rule held to a small
-work budget (`api.max_merge_checks`). All of it runs in a worker thread with a time budget, so no document holds
-the event loop (tests/unit/test_gql_guard.py measures each part). Errors carry `extensions.code`. Verdicts are
-kept in an LRU keyed by the query text, shared by the lean endpoint and strawberry's view (the `Admission`
-extension), so a document is parsed and judged once per process, not once per path or per request.
+Verdicts are kept per process, shared by the lean endpoint and strawberry's view (the `Admission` extension), so a
+document is judged once, not once per path or per request: admitted documents in an LRU keyed by their text (the
+parsed document holds its text anyway); refusals in a larger LRU keyed by a digest of the text, holding only their
+errors and the operations' names and kinds (what strawberry needs to answer them as before), not the text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import logging
+import threading
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from graphql import (
     DocumentNode,
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
     GraphQLError,
     GraphQLSchema,
+    NameNode,
     OperationDefinitionNode,
-    Node,
     SelectionSetNode,
-    StringValueNode,
     parse,
     specified_rules,
 )
@@ -48,151 +44,22 @@ from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
+from carbonledger.ratelimit import Network, client_from_scope
 from gqlapi import errors as codes
-from gqlapi.convert import bad_text
+from gqlapi.costs import DocumentLimits, check_costs, text_errors, variable_errors
+from gqlapi.errors import coded
 
 log = logging.getLogger("gqlapi")
-_CACHE_MAX_QUERY = 32_768
-_CAP = 1 << 62  # figures saturate here: a doubling chain of a few hundred fragments would otherwise be a huge int
-
-
-@dataclass(frozen=True)
-class DocumentLimits:
-    """What one operation may cost once its fragments are expanded, and the field-merging rule's work budget."""
-
-    max_tokens: int = 2000
-    max_depth: int = 10
-    max_aliases: int = 30
-    max_selections: int = 500
-    merge_budget: int = 10_000  # work units of graphql-core's OverlappingFieldsCanBeMerged rule
-
-
-class Cost(NamedTuple):
-    selections: int  # fields, spreads and inline fragments after expansion
-    depth: int  # deepest field nesting
-    aliases: int  # aliased fields after expansion
-
-
-_ZERO = Cost(0, 0, 0)
 
 
 class Admitted(NamedTuple):
-    """A parsed document (None when it did not parse) and its errors ([] when it may be executed)."""
+    """A parsed document (None when it did not parse) and its errors ([] when it may be executed); `final` is
+    False for the answers that are not a verdict on the document (time budget, busy, an unexpected error): the
+    same document may pass later, so they are not kept."""
 
     document: DocumentNode | None
     errors: list[GraphQLError]
-
-
-def _error(message: str, code: str, node: Any = None) -> GraphQLError:
-    return GraphQLError(message, node, extensions={"code": code})
-
-
-def _spreads(selection_set: SelectionSetNode) -> list[str]:
-    """Names of the fragments spread anywhere inside `selection_set` (iteratively: no recursion limit)."""
-    names, stack = [], [selection_set]
-    while stack:
-        for sel in stack.pop().selections:
-            if isinstance(sel, FragmentSpreadNode):
-                names.append(sel.name.value)
-            elif sel.selection_set is not None:
-                stack.append(sel.selection_set)
-    return names
-
-
-def _fragment_order(fragments: dict[str, FragmentDefinitionNode]) -> list[str] | GraphQLError:
-    """Fragment names, each after every fragment it spreads; or the error naming a spread cycle."""
-    deps = {name: [d for d in dict.fromkeys(_spreads(f.selection_set)) if d in fragments] for name, f in fragments.items()}
-    order: list[str] = []
-    state: dict[str, int] = {}  # 1: on the current path, 2: done
-    for root in fragments:
-        if root in state:
-            continue
-        path, stack = [root], [iter(deps[root])]
-        state[root] = 1
-        while stack:
-            nxt = next(stack[-1], None)
-            if nxt is None:
-                done = path.pop()
-                stack.pop()
-                state[done] = 2
-                order.append(done)
-            elif state.get(nxt) == 1:
-                cycle = path[path.index(nxt):] + [nxt]
-                return _error("Fragment cycle: " + " → ".join(cycle) + " (a fragment cannot spread itself)",
-                              codes.FRAGMENT_CYCLE, fragments[nxt])
-            elif nxt not in state:
-                state[nxt] = 1
-                path.append(nxt)
-                stack.append(iter(deps[nxt]))
-    return order
-
-
-def _cost(root: SelectionSetNode, fragment_costs: dict[str, Cost]) -> Cost:
-    """The expanded cost of one selection set; the fragments it spreads must already be in `fragment_costs`
-    (unknown fragments count as empty: validation reports them)."""
-    order, stack = [], [root]
-    while stack:  # pre-order: a selection set before the ones nested in it
-        s = stack.pop()
-        order.append(s)
-        stack.extend(sel.selection_set for sel in s.selections
-                     if not isinstance(sel, FragmentSpreadNode) and sel.selection_set is not None)
-    costs: dict[int, Cost] = {}
-    for s in reversed(order):  # nested selection sets first
-        n = depth = aliases = 0
-        for sel in s.selections:
-            if isinstance(sel, FragmentSpreadNode):
-                sub = fragment_costs.get(sel.name.value, _ZERO)
-                n += 1 + sub.selections
-                depth = max(depth, sub.depth)
-                aliases += sub.aliases
-                continue
-            sub = _ZERO if sel.selection_set is None else costs[id(sel.selection_set)]
-            n += 1 + sub.selections
-            aliases += sub.aliases
-            if isinstance(sel, FieldNode):
-                if not sel.name.value.startswith("__"):  # introspection (GraphiQL's nests ofType 8 deep) adds no depth
-                    depth = max(depth, 1 + sub.depth)
-                aliases += sel.alias is not None
-            else:  # an inline fragment adds no depth
-                depth = max(depth, sub.depth)
-        costs[id(s)] = Cost(min(n, _CAP), depth, min(aliases, _CAP))
-    return costs[id(root)]
-
-
-def _name(node: OperationDefinitionNode) -> str:
-    return f"Operation '{node.name.value}'" if node.name else "The anonymous operation"
-
-
-def check_costs(document: DocumentNode, limits: DocumentLimits) -> list[GraphQLError]:
-    """The first limit an operation breaks, as a one-error list, in time linear in the document (one error, not
-    one per operation: building an error's location scans the source). Fragments are measured for the operations
-    that spread them; one no operation spreads is refused by validation (NoUnusedFragments)."""
-    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-    order = _fragment_order(fragments)
-    if isinstance(order, GraphQLError):
-        return [order]
-    fragment_costs: dict[str, Cost] = {}
-    for name in order:
-        fragment_costs[name] = _cost(fragments[name].selection_set, fragment_costs)
-    for node in document.definitions:
-        if not isinstance(node, OperationDefinitionNode):
-            continue
-        cost = _cost(node.selection_set, fragment_costs)
-        what = _name(node)
-        if cost.depth > limits.max_depth:
-            return [_error(f"{what} exceeds maximum operation depth of {limits.max_depth} "
-                           f"(it nests {cost.depth} fields deep once fragments are expanded)", codes.MAX_DEPTH, node)]
-        if cost.aliases > limits.max_aliases:
-            return [_error(f"{what} uses {_figure(cost.aliases)} aliases once fragments are expanded; "
-                           f"at most {limits.max_aliases} aliases are allowed", codes.MAX_ALIASES, node)]
-        if cost.selections > limits.max_selections:
-            return [_error(f"{what} selects {_figure(cost.selections)} fields and fragments once fragments are "
-                           f"expanded; at most {limits.max_selections} are allowed", codes.MAX_SELECTIONS, node)]
-    return []
-
-
-def _figure(n: int) -> str:
-    return f"{n}" if n < _CAP else f"over {_CAP}"
+    final: bool = True
 
 
 class _BudgetedOverlappingFields(OverlappingFieldsCanBeMergedRule):
@@ -207,108 +74,148 @@ class _BudgetedOverlappingFields(OverlappingFieldsCanBeMergedRule):
         self.rule_context.remaining_complexity_budget = self.budget
 
 
-def text_errors(document: DocumentNode) -> list[GraphQLError]:
-    """String literals no argument can use (convert.bad_text): a clear error now, not a database error later."""
-    errors = []
-    for node in _string_values(document):
-        why = bad_text(node.value)
-        if why:
-            errors.append(_error(f"String value {why}, which no argument accepts", codes.BAD_USER_INPUT, node))
-    return errors
-
-
-def _string_values(document: DocumentNode) -> list[StringValueNode]:
-    out, stack = [], [document]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, StringValueNode):
-            out.append(node)
-            continue
-        for key in node.keys:
-            child = getattr(node, key, None)
-            if isinstance(child, Node):
-                stack.append(child)
-            elif isinstance(child, (list, tuple)):
-                stack.extend(c for c in child if isinstance(c, Node))
-    return out
-
-
-def variable_errors(variables: Any) -> list[GraphQLError]:
-    """Variable values (at any depth) that no text argument can use, as BAD_USER_INPUT errors naming them."""
-    if not variables:
-        return []
-    errors = []
-    stack: list[tuple[str, Any]] = [(f"${k}", v) for k, v in variables.items()] if isinstance(variables, dict) else []
-    while stack:
-        path, v = stack.pop()
-        if isinstance(v, str):
-            why = bad_text(v)
-            if why:
-                errors.append(_error(f"Variable '{path}' {why}, which no argument accepts", codes.BAD_USER_INPUT))
-        elif isinstance(v, dict):
-            stack.extend((f"{path}.{k}", x) for k, x in v.items())
-        elif isinstance(v, list):
-            stack.extend((f"{path}[{i}]", x) for i, x in enumerate(v))
-    return errors
-
-
 class Guard:
-    """Parses, limits and validates documents for one schema; remembers the verdict per query text.
+    """Parses, limits and validates documents for one schema; remembers the verdicts (see the module docstring).
 
     Judging a new document (parse, limits, validation: ~0.1 s of CPU for a 2,000-token document on the reference
     box) runs in one worker thread, so the event loop keeps answering other requests meanwhile; a request waits for
-    it at most `time_budget` seconds, then gets a TIME_BUDGET_EXCEEDED error (the verdict is still cached)."""
+    it at most `time_budget` seconds, then gets a TIME_BUDGET_EXCEEDED error (the judgement goes on and its verdict
+    is kept). At most `queue_size` documents are judged or waiting, at most `per_client` of one client's."""
 
     def __init__(self, schema: GraphQLSchema, limits: DocumentLimits, *, time_budget: float = 1.0,
-                 cache_size: int = 1024) -> None:
-        self.schema, self.limits, self.time_budget, self.cache_size = schema, limits, time_budget, cache_size
+                 cache_size: int = 1024, refusal_cache_size: int = 4096, queue_size: int = 16, per_client: int = 4,
+                 trusted_proxies: Sequence[Network] = ()) -> None:
+        self.schema, self.limits, self.time_budget = schema, limits, time_budget
+        self.cache_size, self.refusal_cache_size = cache_size, refusal_cache_size
+        self.queue_size, self.per_client, self.trusted_proxies = queue_size, per_client, tuple(trusted_proxies)
         rule = type("OverlappingFieldsCanBeMergedRule", (_BudgetedOverlappingFields,), {"budget": limits.merge_budget})
         self.rules = tuple(rule if r is OverlappingFieldsCanBeMergedRule else r for r in specified_rules)
-        self._cache: OrderedDict[str, Admitted] = OrderedDict()
-        self._judging: dict[str, asyncio.Future] = {}
+        self._cache: OrderedDict[str, Admitted] = OrderedDict()  # admitted documents, by text
+        self._refused: OrderedDict[bytes, Admitted] = OrderedDict()  # refusals, by digest, without their text
+        self._judging: dict[bytes, asyncio.Future] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gqlapi-admission")
+        # Judgements in the pool, in all and per client; released by the worker thread when a judgement ends (not
+        # by a callback on the event loop, which never runs if that loop is gone), hence the lock.
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._per_client: dict[str, int] = {}
+
+    @property
+    def pending(self) -> int:
+        """Documents being judged or waiting to be."""
+        return self._pending
 
     def cached(self, query: str) -> Admitted | None:
-        """The verdict on `query` if it was judged before (no work otherwise)."""
+        """The verdict on `query` if it was judged before (no judging otherwise)."""
         hit = self._cache.get(query)
         if hit is not None:
             self._cache.move_to_end(query)
+            return hit
+        key = _digest(query)
+        hit = self._refused.get(key)
+        if hit is not None:
+            self._refused.move_to_end(key)
         return hit
 
-    async def admit(self, query: str) -> Admitted:
-        """The parsed document and its errors (parse, limits, validation); judged off the event loop once."""
-        hit = self.cached(query)
+    async def admit(self, query: str, scope: Mapping[str, Any] | None = None) -> Admitted:
+        """The parsed document and its errors (size, parse, limits, validation), judged off the event loop once;
+        `scope` (the ASGI request's) names the client the judging is counted against."""
+        hit = self._cache.get(query)
         if hit is not None:
+            self._cache.move_to_end(query)
+            return hit
+        too_large = self.too_large(query)
+        if too_large is not None:
+            return too_large
+        key = _digest(query)
+        hit = self._refused.get(key)
+        if hit is not None:
+            self._refused.move_to_end(key)
             return hit
         loop = asyncio.get_running_loop()
-        pending = self._judging.get(query)
+        pending = self._judging.get(key)
         if pending is None or pending.get_loop() is not loop:  # identical documents arriving together: judged once
-            pending = loop.run_in_executor(self._pool, self.judge, query)
-            self._judging[query] = pending
-            pending.add_done_callback(lambda f, q=query: self._settle(q, f))
+            client = "unknown" if scope is None else client_from_scope(scope, self.trusted_proxies)
+            busy = self._reserve(client)
+            if busy is not None:
+                return busy
+            try:
+                pending = loop.run_in_executor(self._pool, self._run, query, client)
+            except BaseException:
+                self._release(client)
+                raise
+            self._judging[key] = pending
+            pending.add_done_callback(functools.partial(self._settle, query, key))
         try:
             return await asyncio.wait_for(asyncio.shield(pending), self.time_budget)
         except asyncio.TimeoutError:
-            return Admitted(None, [_error(
+            return Admitted(None, [coded(
                 f"Checking this document took longer than the time budget ({self.time_budget * 1000:.0f} ms); "
-                "send a smaller document", codes.TIME_BUDGET)])
+                "send a smaller document", codes.TIME_BUDGET)], final=False)
 
-    def _settle(self, query: str, future: asyncio.Future) -> None:
-        if self._judging.get(query) is future:
-            del self._judging[query]
-        # A parsed document keeps its source text: long ones (comments, whitespace) are judged per request instead.
-        if len(query) <= _CACHE_MAX_QUERY and not future.cancelled() and future.exception() is None:
-            self._cache[query] = future.result()
+    def too_large(self, query: str) -> Admitted | None:
+        """The refusal of a document over `max_query_bytes` (UTF-8), else None; costs no parsing."""
+        limit, n = self.limits.max_query_bytes, len(query)
+        if n <= limit // 4 or (n <= limit and (query.isascii() or len(query.encode("utf-8", "surrogatepass")) <= limit)):
+            return None
+        return Admitted(None, [coded(f"The document is longer than {limit} bytes (comments and whitespace count); "
+                                      "send a shorter one", codes.MAX_QUERY_BYTES)])
+
+    def _reserve(self, client: str) -> Admitted | None:
+        """Count one judgement for `client`, or the SERVICE_BUSY answer when its share or the queue is full."""
+        with self._lock:
+            mine = self._per_client.get(client, 0)
+            if mine >= self.per_client:
+                return Admitted(None, [coded(
+                    f"This client already has {mine} new documents being checked; send more once they are answered "
+                    "(documents checked before are answered at once)", codes.SERVICE_BUSY)], final=False)
+            if self._pending >= self.queue_size:
+                return Admitted(None, [coded(
+                    "The API is checking too many new documents right now; retry shortly (documents it has checked "
+                    "before are answered at once)", codes.SERVICE_BUSY)], final=False)
+            self._pending += 1
+            self._per_client[client] = mine + 1
+        return None
+
+    def _release(self, client: str) -> None:
+        with self._lock:
+            self._pending -= 1
+            left = self._per_client[client] - 1
+            if left:
+                self._per_client[client] = left
+            else:
+                del self._per_client[client]
+
+    def _run(self, query: str, client: str) -> Admitted:
+        try:
+            return self.judge(query)
+        finally:
+            self._release(client)
+
+    def _settle(self, query: str, key: bytes, future: asyncio.Future) -> None:
+        if self._judging.get(key) is future:
+            del self._judging[key]
+        if future.cancelled() or future.exception() is not None:
+            return
+        verdict = future.result()
+        if not verdict.final:
+            return
+        if verdict.errors:
+            self._refused[key] = _compact(verdict)
+            if len(self._refused) > self.refusal_cache_size:
+                self._refused.popitem(last=False)
+        else:
+            self._cache[query] = verdict
             if len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
 
     def judge(self, query: str) -> Admitted:
-        """Parse, check limits, validate (synchronously, uncached); never raises."""
+        """Size, parse, check limits, validate (synchronously, uncached); never raises."""
         try:
-            return self._judge(query)
+            return self.too_large(query) or self._judge(query)
         except Exception:  # noqa: BLE001 - an answer for the client; the cause for the log
             log.exception("unexpected error admitting a document")
-            return Admitted(None, [_error("Unexpected error.", codes.INTERNAL)])
+            return Admitted(None, [coded("Unexpected error.", codes.INTERNAL)], final=False)  # not a verdict to keep
 
     def _judge(self, query: str) -> Admitted:
         try:
@@ -322,6 +229,25 @@ class Guard:
         if not errors:
             errors = [_coded(e) for e in validate_document(self.schema, document, self.rules)]
         return Admitted(document, errors)
+
+
+def _digest(query: str) -> bytes:
+    return hashlib.blake2b(query.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _compact(verdict: Admitted) -> Admitted:
+    """A refusal without its text: errors keep message, locations and code (all a response shows), not the nodes
+    or source they point into; the document keeps only its operations' kinds and names, which strawberry reads to
+    choose the operation before it reports the errors."""
+    for e in verdict.errors:
+        e.nodes = e.source = e.positions = None
+    if verdict.document is None:
+        return verdict
+    operations = tuple(
+        OperationDefinitionNode(operation=d.operation, name=None if d.name is None else NameNode(value=d.name.value),
+                                variable_definitions=(), directives=(), selection_set=SelectionSetNode(selections=()))
+        for d in verdict.document.definitions if isinstance(d, OperationDefinitionNode))
+    return Admitted(DocumentNode(definitions=operations), verdict.errors)
 
 
 def _coded(error: GraphQLError) -> GraphQLError:
@@ -346,7 +272,8 @@ class Admission(SchemaExtension):
 
     async def on_parse(self) -> Any:  # type: ignore[override]
         ec = self.execution_context
-        admitted = await self.guard.admit(ec.query or "")
+        request = getattr(ec.context, "request", None)
+        admitted = await self.guard.admit(ec.query or "", getattr(request, "scope", None))
         if admitted.document is None:
             raise admitted.errors[0]
         ec.graphql_document = admitted.document

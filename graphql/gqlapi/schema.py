@@ -13,9 +13,11 @@ from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 
 from carbonledger.config import ApiSettings
+from carbonledger.ratelimit import proxy_networks
 from gqlapi.errors import should_mask
 from gqlapi.executor import FastExecutionContext
-from gqlapi.guard import Admission, DocumentLimits, Guard
+from gqlapi.costs import DocumentLimits
+from gqlapi.guard import Admission, Guard
 from gqlapi.scalars import SCALARS
 from gqlapi.resolvers.certificates import certificate, certificates
 from gqlapi.resolvers.escrow import escrow_orders
@@ -82,9 +84,12 @@ def make_schema(api: ApiSettings | None = None) -> strawberry.Schema:
             CloseSession,
         ],
     )
-    limits = DocumentLimits(max_tokens=api.max_tokens, max_depth=api.max_depth, max_aliases=api.max_aliases,
-                            max_selections=api.max_selections, merge_budget=api.max_merge_checks)
-    guard.append(Guard(schema._schema, limits, time_budget=api.validation_timeout_ms / 1000))
+    limits = DocumentLimits(max_tokens=api.max_tokens, max_query_bytes=api.max_query_bytes, max_depth=api.max_depth,
+                            max_aliases=api.max_aliases, max_selections=api.max_selections,
+                            merge_budget=api.max_merge_checks)
+    guard.append(Guard(schema._schema, limits, time_budget=api.validation_timeout_ms / 1000,
+                       queue_size=api.admission_queue, per_client=api.admission_per_client,
+                       trusted_proxies=proxy_networks(api.trusted_proxies)))
     schema.carbon_guard = guard[0]  # type: ignore[attr-defined]
     return schema
 

@@ -1,4 +1,5 @@
-"""A small ledger simulator that writes rows the way the indexer does, for API tests and the benchmark.
+"""A small ledger simulator that writes rows the way the indexer does, for API tests and the benchmark; the API
+in-process (`ApiClient`) or served (`Served`); crafted documents (`doubling`).
 
 Each action is mined in its own block (unless inside `with world.block():`), so tests can time-travel to the
 block before or after any action. Versioned rows follow store.base.Versioned: an update at block B closes the
@@ -32,6 +33,13 @@ def addr(n: int) -> str:
 
 _VKEYS = {"credit_batch": ("batch_id",), "holding": ("owner", "batch_id"), "listing": ("listing_id",),
           "escrow_order": ("order_id",)}
+
+
+def doubling(n: int, leaf: str = "_meta { chain }", spread: str = "...F# ...F#", head: str = "query") -> str:
+    """A fragment bomb (the admission issue's document): F1 spreads F2 twice, F2 spreads F3 twice, ..., so 2^n
+    fields once expanded; `#` in `spread` stands for the next fragment's number, `head` opens the operation."""
+    body = " ".join(f"fragment F{i} on Query {{ {spread.replace('#', str(i + 1))} }}" for i in range(1, n))
+    return f"{head} {{ ...F1 }} {body} fragment F{n} on Query {{ {leaf} }}"
 
 
 class World:

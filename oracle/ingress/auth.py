@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from carbonledger.ratelimit import ClientLimit, client_address, proxy_networks
+from carbonledger.ratelimit import ClientLimit, client_from_scope, proxy_networks
 from oracle.ingress.common import BadRequest
 
 log = logging.getLogger("carbonledger.oracle.auth")
@@ -89,10 +89,7 @@ class Guard:
         self.failures = ClientLimit(settings.auth_failure_limit, "oracle-auth-failures")
 
     def client(self, scope: Any) -> str:
-        peer = scope.get("client")
-        # Several X-Forwarded-For lines mean one comma-joined list (RFC 9110 5.3), in order.
-        hops = [v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-forwarded-for"]
-        return client_address(peer[0] if peer else None, {"x-forwarded-for": ", ".join(hops)}, self.proxies)
+        return client_from_scope(scope, self.proxies)
 
     def failed(self, client: str, route: str, err: BadRequest) -> None:
         """Count one failed authentication (and say so in the log: route name, client, code; never the credential)."""

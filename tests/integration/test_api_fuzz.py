@@ -145,3 +145,49 @@ def test_a_cursor_carrying_nul_is_a_client_error(api):
     r = api.post('{ trades(after: "%s") { nodes { buyer } } }' % cursor)
     assert r.json()["errors"][0]["message"] != "Unexpected error."
     assert [e["extensions"]["code"] for e in r.json()["errors"]] == ["BAD_USER_INPUT"], r.text
+
+
+UNREADABLE = {
+    "4400-digit number": "1" + "0" * 4400,  # Python's int() refuses over 4,300 digits: ValueError, not JSONDecodeError
+    "5000-deep array": "[" * 5000 + "]" * 5000,  # json.loads: RecursionError
+}
+
+
+@pytest.mark.parametrize("raw", UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_json_that_cannot_be_read_is_a_client_error(api, caplog, raw):
+    """The review's case: a number of over 4,300 digits in `variables` was a 500 (by POST: the lean path hands
+    what it cannot read to strawberry's view, which caught only JSONDecodeError; and by GET)."""
+    caplog.set_level(logging.INFO)
+    for query in ("{ bogus }", "{ _meta { chain } }"):
+        post = api.loop.run_until_complete(api.http.post(
+            "/graphql", content='{"query": %s, "variables": {"a": %s}}' % (json.dumps(query), raw),
+            headers={"content-type": "application/json"}))
+        get = api.get("/graphql", params={"query": query, "variables": '{"a": %s}' % raw},
+                      headers={"accept": "application/json"})
+        assert (post.status_code, get.status_code) == (400, 400), (post.text[:200], get.text[:200])
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR or rec.exc_info]
+
+
+def test_an_unexpected_exception_is_a_coded_json_500_without_a_logged_traceback(api, caplog):
+    """Whatever escapes the app (here: strawberry's view and a route raising) is answered with a coded JSON 500
+    and logged as one line, without a traceback (-v / log_level DEBUG adds it)."""
+    from starlette.routing import Route
+
+    async def boom(*args):
+        raise RuntimeError("boom")
+
+    caplog.set_level(logging.INFO)
+    api.app.state.graphql.fallback = boom  # strawberry's view: GET, and any POST the lean path does not answer
+    api.app.router.routes.append(Route("/boom", boom))
+    answers = [
+        api.post("{ bogus }"),
+        api.get("/graphql", params={"query": "{ _meta { chain } }"}, headers={"accept": "application/json"}),
+        api.get("/boom"),
+    ]
+    for r in answers:
+        assert r.status_code == 500 and r.headers["content-type"] == "application/json", r.text
+        assert r.json() == {"errors": [{"message": "Unexpected error.", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]}
+    errors = [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
+    assert len(errors) == 3 and not [rec for rec in caplog.records if rec.exc_info]
+    assert all("RuntimeError" in rec.getMessage() and "\n" not in rec.getMessage() for rec in errors)
+    assert api.get("/metrics").text.count('api_requests_total{status="500"} 2.0') == 1  # both /graphql requests

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from carbonledger.ratelimit import ClientLimit, check_spec, client_address, proxy_networks
+from carbonledger.ratelimit import ClientLimit, check_spec, client_address, client_from_scope, proxy_networks
 
 
 def test_limit_counts_per_client_and_says_how_long_to_wait():
@@ -45,3 +45,20 @@ def test_forwarded_for_only_through_trusted_proxies():
     assert client_address("10.0.0.2", {}, nets) == "10.0.0.2"
     with pytest.raises(ValueError, match="not an IP"):
         proxy_networks(["nope"])
+
+
+def test_client_from_scope_reads_forwarded_for_only_from_trusted_proxies():
+    """One reading of an ASGI request's client for both front doors (the oracle's ingress and the API)."""
+    nets = proxy_networks(["10.0.0.0/8"])
+
+    def scope(peer, *forwarded: str) -> dict:
+        return {"client": peer, "headers": [(b"x-forwarded-for", f.encode()) for f in forwarded]}
+
+    assert client_from_scope(scope(("203.0.113.9", 1), "1.2.3.4"), nets) == "203.0.113.9"
+    assert client_from_scope(scope(("10.0.0.2", 1), "1.2.3.4"), ()) == "10.0.0.2"  # no trusted proxies: header unread
+    # several header lines are one list, in order; trusted hops are skipped from the right
+    assert client_from_scope(scope(("10.0.0.2", 1), "198.51.100.7", "10.0.0.3"), nets) == "198.51.100.7"
+    assert client_from_scope(scope(("10.0.0.2", 1), "1.2.3.4,198.51.100.7"), nets) == "198.51.100.7"
+    assert client_from_scope(scope(("10.0.0.2", 1)), nets) == "10.0.0.2"
+    assert client_from_scope(scope(None, "1.2.3.4"), nets) == "unknown"
+    assert client_from_scope({"client": ("10.0.0.2", 1)}, nets) == "10.0.0.2"  # no headers key at all
