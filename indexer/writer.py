@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 
 from chains.base import Block
-from indexer.context import Context
+from indexer.context import Context, Key
 from indexer.tables import EVENTS, VERSIONED
 
 EVENT_TABLES = list(EVENTS)

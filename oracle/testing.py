@@ -290,8 +290,6 @@ class Rig:
 
     def __init__(self, db_url: str, anvil: Any, daraja_url: str | None = None, stripe: LocalStripe | None = None,
                  **overrides: Any) -> None:
-        import threading
-
         from prometheus_client import CollectorRegistry
         from psycopg_pool import ConnectionPool
 

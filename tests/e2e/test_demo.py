@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import httpx
@@ -82,31 +80,18 @@ def test_printed_queries_return_the_story(demo):
 def test_graphiql_renders_the_portfolio_in_a_real_browser(demo):
     """Headless Chromium (Debian's chromium + chromium-driver, installed by .ci/run) opens GraphiQL and runs a query."""
     d, story = demo
-    chromium, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver_bin):
-        if os.environ.get("CI"):
-            pytest.fail("chromium/chromedriver missing in CI (.ci/run installs them)")
-        pytest.skip("apt-get install chromium chromium-driver to run the browser check")
+    import json
     from urllib.parse import quote
 
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1400,1000", f"--user-data-dir={Path(d.state_dir) / 'chromium-profile'}"):
-        opts.add_argument(flag)
-    query, variables = d.queries(story)["portfolio"]
-    import json
+    from tests.browser import chromium
 
+    query, variables = d.queries(story)["portfolio"]
     url = f"{d.api_url}/graphql?q={quote(query)}&variables={quote(json.dumps(variables))}"
-    browser = webdriver.Chrome(service=Service(driver_bin), options=opts)
-    try:
+    with chromium(Path(d.state_dir) / "chromium-profile") as browser:
         browser.get(url)
         wait = WebDriverWait(browser, 30)
         button = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, ".graphiql-execute-button")))
@@ -117,5 +102,3 @@ def test_graphiql_renders_the_portfolio_in_a_real_browser(demo):
         text = browser.find_element(By.CSS_SELECTOR, ".graphiql-response").text  # only the lines in view render
         minted = sum(co2_saved_g(km) for _, _, km in TRIPS)
         assert '"portfolio"' in text and f'"tradable": "{minted // 4 - minted // 8}"' in text, text
-    finally:
-        browser.quit()

@@ -154,36 +154,18 @@ def _fuzz(operation, mode, headers: dict[str, str], chosen: list) -> None:
 def test_docs_page_renders_every_operation_offline_in_a_real_browser(tmp_path):
     """Headless Chromium (installed by .ci/run) opens /docs: Swagger UI renders one block per documented operation,
     and everything the page loaded came from the oracle itself."""
-    import os
-    import shutil
-
-    from carbonledger.service import ThreadedServer
-
-    chromium, driver_bin = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver_bin):
-        if os.environ.get("CI"):
-            pytest.fail("chromium/chromedriver missing in CI (.ci/run installs them)")
-        pytest.skip("apt-get install chromium chromium-driver to run the browser check")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1400,1000",
-                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        opts.add_argument(flag)
-    with ThreadedServer(OracleApp(None, OracleSettings(), "x").asgi(), name="oracle-docs") as server:
-        browser = webdriver.Chrome(service=Service(driver_bin), options=opts)
-        try:
-            browser.get(server.url + "/docs")
-            WebDriverWait(browser, 60).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".opblock")) == len(ROUTES))
-            assert "carbonledger oracle" in browser.find_element(By.CSS_SELECTOR, ".info .title").text
-            loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
-            assert loaded and all(url.startswith(server.url + "/") for url in loaded), loaded
-            assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
-            browser.save_screenshot(str(tmp_path / "docs.png"))
-        finally:
-            browser.quit()
+    from carbonledger.service import ThreadedServer
+    from tests.browser import chromium
+
+    with ThreadedServer(OracleApp(None, OracleSettings(), "x").asgi(), name="oracle-docs") as server, \
+            chromium(tmp_path / "chromium-profile") as browser:
+        browser.get(server.url + "/docs")
+        WebDriverWait(browser, 60).until(lambda b: len(b.find_elements(By.CSS_SELECTOR, ".opblock")) == len(ROUTES))
+        assert "carbonledger oracle" in browser.find_element(By.CSS_SELECTOR, ".info .title").text
+        loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert loaded and all(url.startswith(server.url + "/") for url in loaded), loaded
+        assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        browser.save_screenshot(str(tmp_path / "docs.png"))
