@@ -33,3 +33,12 @@ def localstripe():
 
     with LocalStripe() as ls:
         yield ls
+
+
+@pytest.fixture()
+def daraja():
+    """A local Daraja speaking the real wire format (Safaricom's sandbox is not reachable here)."""
+    from oracle.testing import FakeDaraja
+
+    with FakeDaraja() as d:
+        yield d

@@ -11,8 +11,8 @@ import time
 import httpx
 import pytest
 
-from oracle.testing import WHSEC, FakeDaraja, Rig, count_events, payment_event, signed
-from tests.integration.oracle_fixtures import _no_key_in_logs, anyio_backend, localstripe  # noqa: F401 (fixtures)
+from oracle.testing import WHSEC, Rig, count_events, payment_event, signed
+from tests.integration.oracle_fixtures import _no_key_in_logs, anyio_backend, daraja, localstripe  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.anvil, pytest.mark.anyio]
 
@@ -21,12 +21,6 @@ DEVICE_KEY = "device-key-1"
 SHOP_PAYOUT = "0x00000000000000000000000000000000005a1e01"
 SETTINGS = {"merchant_tokens": {"shop": "tok-merchant"}, "merchant_payout_addresses": {"shop": SHOP_PAYOUT},
             "verifier_tokens": {"vera": "tok-verifier", "otto": "tok-approver"}, "iot_device_keys": {"dev-1": DEVICE_KEY}}
-
-
-@pytest.fixture()
-def daraja():
-    with FakeDaraja() as d:
-        yield d
 
 
 @pytest.fixture()

@@ -25,20 +25,14 @@ import anyio
 import httpx
 import pytest
 
-from oracle.testing import FakeDaraja, Rig, count_events, payment_event, signed
-from tests.integration.oracle_fixtures import _no_key_in_logs, anyio_backend, localstripe  # noqa: F401 (fixtures)
+from oracle.testing import Rig, count_events, payment_event, signed
+from tests.integration.oracle_fixtures import _no_key_in_logs, anyio_backend, daraja, localstripe  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.anvil, pytest.mark.anyio]
 
 PATH = "/webhooks/mpesa/cb-secret-123"
 MERCHANT = {"authorization": "Bearer tok-merchant"}
 PHONES = ("254721566839", "254700000001")  # the fixture's and ours: personal data, never stored or logged
-
-
-@pytest.fixture()
-def daraja():
-    with FakeDaraja() as d:
-        yield d
 
 
 @pytest.fixture()
