@@ -21,7 +21,7 @@ from eth_utils import function_abi_to_4byte_selector, to_checksum_address
 from carbonledger.secrets import PrivateKey
 from chains.base import ChainWriter, TxRequest, TxState, TxStatus
 from chains.evm.artifacts import abi, decode_error
-from chains.evm.rpc import RpcClient, RpcError, RpcTransportError
+from chains.rpc import RpcClient, RpcError, RpcTransportError
 
 BATCH = 10  # raw transactions per JSON-RPC batch (anvil hangs on ~100)
 READ_BATCH = 50  # read-only calls (estimates, receipts) per batch

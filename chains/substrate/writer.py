@@ -1,0 +1,126 @@
+"""SubstrateWriter: the Substrate implementation of `chains.base.ChainWriter` (substrate-interface signing).
+
+What the protocol's write intents become on Substrate (the idempotency key travels inside the remark, so a
+restarted writer can find its own write on chain):
+
+- ``IoTAnchor.anchor(root, leafCount, windowStart, windowEnd, qualityScore)`` ->
+  ``system.remark_with_event(anchor record)``;
+- ``CarbonCredit.mint(to, batchId, amount, verificationHash)`` ->
+  ``utility.batch_all([assets.mint(batchId, to, amount), system.remark_with_event(mint record)])``;
+- ``<Pallet>.<call>(params)`` with one dict argument -> that pallet call as is (e.g. ``Assets.create``).
+
+Extrinsics are mortal (`era_period` blocks) and carry the sender's own nonce (the oracle's sender owns the
+counter, as on EVM). A transaction's fate: found in a block body from its birth block on -> MINED or REVERTED
+(`ExtrinsicFailed`, with the DispatchError decoded from the metadata); not found once its era has passed -> it
+can never be included (UNKNOWN: safe to sign again); otherwise PENDING.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from chains.base import ChainError, ChainWriter, TxRequest, TxState, TxStatus
+from chains.rpc import RpcError, RpcTransportError
+from chains.substrate import records
+from chains.substrate.runtime import blake2_256
+
+
+class SubstrateWriter(ChainWriter):
+    """Signs and follows extrinsics of one key on one Substrate chain."""
+
+    def __init__(self, chain: str, url: str, keypair: Any, *, era_period: int = 64) -> None:
+        from substrateinterface import SubstrateInterface
+
+        self.chain = chain
+        self.si = SubstrateInterface(url=url)
+        self.keypair = keypair
+        self.era_period = era_period
+        self._births: dict[str, int] = {}  # tx hash -> head number when signed (its era starts there)
+
+    def address(self) -> str:
+        return "0x" + self.keypair.public_key.hex()
+
+    def next_nonce(self) -> int:
+        return int(self.si.rpc_request("system_accountNextIndex", [self.keypair.ss58_address])["result"])
+
+    def _call(self, request: TxRequest) -> Any:
+        si, key = self.si, request.idempotency_key
+        extra = {"key": key} if key else {}
+        if (request.contract, request.function) == ("IoTAnchor", "anchor"):
+            root, leaves, start, end, quality = request.args
+            root = root if isinstance(root, str) else "0x" + bytes(root).hex()
+            raw = records.encode("anchor", {"root": root, "leafCount": leaves, "windowStart": start,
+                                            "windowEnd": end, "qualityScore": quality, **extra})
+            return si.compose_call("System", "remark_with_event", {"remark": "0x" + raw.hex()})
+        if (request.contract, request.function) == ("CarbonCredit", "mint"):
+            to, batch, amount, vhash = request.args
+            vhash = vhash if isinstance(vhash, str) else "0x" + bytes(vhash).hex()
+            raw = records.encode("mint", {"verificationHash": vhash, **extra})
+            return si.compose_call("Utility", "batch_all", {"calls": [
+                si.compose_call("Assets", "mint", {"id": batch, "beneficiary": to, "amount": amount}),
+                si.compose_call("System", "remark_with_event", {"remark": "0x" + raw.hex()})]})
+        if len(request.args) == 1 and isinstance(request.args[0], Mapping):
+            return si.compose_call(request.contract, request.function, dict(request.args[0]))
+        raise ChainError(f"no Substrate call for {request.contract}.{request.function}")
+
+    def sign(self, request: TxRequest, nonce: int, fees: Mapping[str, int] | None = None) -> tuple[str, bytes]:
+        """A mortal signed extrinsic (tip from fees["tip"]); returns (blake2_256 hash, SCALE bytes)."""
+        head = self.si.get_block_number(self.si.get_chain_head())
+        ext = self.si.create_signed_extrinsic(call=self._call(request), keypair=self.keypair, nonce=nonce,
+                                              era={"period": self.era_period}, tip=int((fees or {}).get("tip", 0)))
+        raw = bytes(ext.data.data)
+        tx_hash = "0x" + blake2_256(raw).hex()
+        self._births[tx_hash] = head
+        return tx_hash, raw
+
+    def broadcast(self, raw: bytes) -> str:
+        tx_hash = "0x" + blake2_256(raw).hex()
+        try:
+            got = self.si.rpc_request("author_submitExtrinsic", ["0x" + raw.hex()])
+        except (ConnectionError, TimeoutError, OSError) as exc:  # the node may have it: maybe sent
+            raise RpcTransportError(f"author_submitExtrinsic: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - substrate-interface wraps node errors in its own type
+            err = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {"message": str(exc)}
+            text = f"{err.get('message', '')} {err.get('data', '')}"
+            if "AlreadyImported" in text or "already imported" in text.lower() or "Temporarily Banned" in text:
+                return tx_hash  # the pool (or a block) has it already
+            raise RpcError(int(err.get("code", -1)), text.strip(), method="author_submitExtrinsic") from None
+        return str(got.get("result", tx_hash))
+
+    def status(self, tx_hash: str) -> TxStatus:
+        from substrateinterface import ExtrinsicReceipt
+
+        birth = self._births.get(tx_hash)
+        head = self.si.get_block_number(self.si.get_chain_head())
+        if birth is None:
+            birth = max(0, head - self.era_period)
+        fin = self.si.get_block_number(self.si.get_chain_finalised_head())
+        for n in range(birth, head + 1):
+            h = self.si.get_block_hash(n)
+            body = self.si.rpc_request("chain_getBlock", [h])["result"]["block"]["extrinsics"]
+            for idx, raw in enumerate(body):
+                if "0x" + blake2_256(bytes.fromhex(raw[2:])).hex() != tx_hash:
+                    continue
+                receipt = ExtrinsicReceipt(self.si, extrinsic_hash=tx_hash, block_hash=h)
+                ok = receipt.is_success
+                err = receipt.error_message
+                return TxStatus(TxState.MINED if ok else TxState.REVERTED, tx_hash, n, h,
+                                max(0, fin - n + 1), None if ok else f"{err.get('name')}: {err.get('docs')}"
+                                if isinstance(err, dict) else str(err))
+        if head >= birth + self.era_period:
+            return TxStatus(TxState.UNKNOWN, tx_hash)  # its era is over: it can never be included
+        return TxStatus(TxState.PENDING, tx_hash)
+
+    def precheck(self, request: TxRequest) -> str | None:
+        """Whether the call would pay its fee and apply (a dry run against the head state)."""
+        ext = self.si.create_signed_extrinsic(call=self._call(request), keypair=self.keypair,
+                                              nonce=self.next_nonce(), era={"period": self.era_period})
+        try:
+            res = self.si.rpc_request("system_dryRun", [str(ext.data)])["result"]
+        except Exception as exc:  # noqa: BLE001
+            return f"dry run failed: {exc}"
+        from scalecodec.base import ScaleBytes
+
+        outcome = self.si.runtime_config.create_scale_object("ApplyExtrinsicResult", data=ScaleBytes(res)).decode()
+        return None if outcome == {"Ok": {"Ok": None}} or outcome == {"Ok": {"Ok": ()}} else str(outcome)[:300]
