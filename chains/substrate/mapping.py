@@ -189,7 +189,7 @@ def map_block(chain: str, block: Block, records: Sequence[Mapping[str, Any]], ex
         try:
             rec = parse(raw)
         except RecordError as exc:
-            if ours or raw.startswith(b"carbonledger:"):
+            if ours:  # anyone can remark: others' malformed records are not ours to record
                 error(idx, x.tx_hash, "System", f"malformed carbonledger record: {exc}")
             continue
         if rec is None:

@@ -110,3 +110,45 @@ def test_sigkill_mid_way_equals_an_uninterrupted_run(ledger, db_url, pg_factory)
                              stderr=subprocess.PIPE)
     assert final.wait(300) == 0, final.stderr.read().decode()[-2000:]
     assert dump(db_url) == want
+
+
+def test_best_head_reorg_is_undone(chopsticks, db_url):
+    from indexer.runner import Indexer
+
+    chop = chopsticks(mode="Manual")
+    world = World(chop.ws_url)
+    world.fund(chop)
+    run_scenario(world, chop, rounds=2, seed=11)
+    # Best-head following on a node whose blocks are not final yet (chopsticks finalizes at once: depth instead).
+    settings = substrate_settings(chop.url, db_url, world.pk("Alice"), follow="best", use_finalized_tag=False,
+                                  finality_depth=50)
+
+    def index() -> Any:
+        idx = Indexer(settings, db_url=db_url)
+        idx.run(until=lambda i: all(s.stats.leader and s.caught_up() for s in i.syncs))
+        return idx.syncs[0].stats
+
+    asset = next(iter(MAPPED))
+    world.submit("Charlie", world.call("Assets", "transfer", id=asset, target=world.pk("Dave"), amount=7))
+    orphan = chop.new_block()
+    orphan_hash = chop.rpc("chain_getBlockHash", [orphan])
+    assert index().reorgs == 0
+    with psycopg.connect(libpq_url(db_url)) as conn:
+        assert conn.execute("SELECT count(*) FROM ledger_entry WHERE block_number = %s AND amount = 7",
+                            (orphan,)).fetchone()[0] == 1
+    chop.set_head(orphan - 1)  # block `orphan` is abandoned: a different one takes its height
+    world.nonces["Charlie"] -= 1
+    world.submit("Charlie", world.call("Assets", "transfer", id=asset, target=world.pk("Bob"), amount=11))
+    assert chop.new_block() == orphan
+    assert chop.rpc("chain_getBlockHash", [orphan]) != orphan_hash
+    stats = index()
+    assert stats.reorgs == 1
+    truth = ground_truth(world, orphan, anchor_sender=world.pk("Alice"))
+    got = indexed(db_url, "ah")
+    assert (got.holdings, got.retirements, got.anchors, got.blocks) == \
+        (truth.holdings, truth.retirements, truth.anchors, orphan)
+    with psycopg.connect(libpq_url(db_url)) as conn:
+        amounts = conn.execute("SELECT amount, block_hash FROM ledger_entry WHERE block_number = %s",
+                               (orphan,)).fetchall()
+    assert [(int(a), h) for a, h in amounts] == [(11, chop.rpc("chain_getBlockHash", [orphan]))]
+    world.close()
