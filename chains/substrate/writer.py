@@ -113,14 +113,32 @@ class SubstrateWriter(ChainWriter):
         return TxStatus(TxState.PENDING, tx_hash)
 
     def precheck(self, request: TxRequest) -> str | None:
-        """Whether the call would pay its fee and apply (a dry run against the head state)."""
+        """None when the call would apply at the head state (a dry run of the signed extrinsic), else why not."""
         ext = self.si.create_signed_extrinsic(call=self._call(request), keypair=self.keypair,
                                               nonce=self.next_nonce(), era={"period": self.era_period})
         try:
-            res = self.si.rpc_request("system_dryRun", [str(ext.data)])["result"]
-        except Exception as exc:  # noqa: BLE001
+            res = bytes.fromhex(self.si.rpc_request("system_dryRun", [str(ext.data)])["result"][2:])
+        except Exception as exc:  # noqa: BLE001 - the node refused the dry run itself
             return f"dry run failed: {exc}"
+        # ApplyExtrinsicResult = Result<Result<(), DispatchError>, TransactionValidityError>
+        if res[:1] == b"\x01":
+            return f"invalid transaction: 0x{res[1:].hex()}"
+        if res[:2] == b"\x00\x00":
+            return None
+        return self.dispatch_error(res[2:])
+
+    def dispatch_error(self, raw: bytes) -> str:
+        """A SCALE DispatchError as "Pallet.Error: docs" (module errors named from the metadata)."""
         from scalecodec.base import ScaleBytes
 
-        outcome = self.si.runtime_config.create_scale_object("ApplyExtrinsicResult", data=ScaleBytes(res)).decode()
-        return None if outcome == {"Ok": {"Ok": None}} or outcome == {"Ok": {"Ok": ()}} else str(outcome)[:300]
+        md = self.si.metadata
+        type_id = next(t["id"] for t in md.portable_registry["types"].value
+                       if t["type"].get("path") == ["sp_runtime", "DispatchError"])
+        err = self.si.runtime_config.create_scale_object(f"scale_info::{type_id}", data=ScaleBytes(bytearray(raw))).decode()
+        if isinstance(err, dict) and "Module" in err:
+            index, error = err["Module"]["index"], err["Module"]["error"]
+            error = int(error[2:4], 16) if isinstance(error, str) else error
+            me = md.get_module_error(module_index=index, error_index=error)
+            pallet = next((p.name for p in md.pallets if p["index"] == index), str(index))
+            return f"{pallet}.{me.name}: {' '.join(me.docs)}"[:300]
+        return str(err)[:300]
