@@ -76,7 +76,8 @@ class World:
         self.si.close()
 
 
-def run_scenario(world: World, chop: Any, *, rounds: int, seed: int, per_block: int = 4) -> None:
+def run_scenario(world: World, chop: Any, *, rounds: int, seed: int, per_block: int = 4,
+                 after_round: Any = None) -> None:
     """Create the assets, mint, then `rounds` blocks of random actions (with the bad inputs the indexer must
     record, not crash on: a malformed anchor record, a retirement of an asset that is no credit batch)."""
     rng = random.Random(seed)
@@ -132,6 +133,8 @@ def run_scenario(world: World, chop: Any, *, rounds: int, seed: int, per_block: 
             w.batch_all("Bob", w.call("Assets", "transfer", id=UNMAPPED, target=RETIREMENT_ACCOUNT, amount=UNIT),
                         w.remark(record("retire", {"beneficiary": "x", "reason": "not a credit"})))
         chop.new_block()
+        if after_round is not None:
+            after_round(r)
 
 
 @dataclass

@@ -196,3 +196,15 @@ def test_record_json_is_canonical():
     raw = records.encode("retire", {"reason": "b", "beneficiary": "a"})
     assert raw == b'carbonledger:1:retire:{"beneficiary":"a","reason":"b"}'
     assert json.loads(raw.split(b":", 3)[3]) == {"beneficiary": "a", "reason": "b"}
+
+
+def test_the_api_takes_substrate_accounts_as_stored():
+    from gqlapi.convert import address_arg
+    from gqlapi.errors import UserError
+
+    key = "0xd43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d"
+    assert address_arg("HNZata7iMYWmk5RvZRTiAsSDhV8366zq2YGb3tLH5Upf74F", "owner") == key
+    assert address_arg(key.upper().replace("0X", "0x"), "owner") == key
+    for bad in ("HNZata7iMYWmk5RvZRTiAsSDhV8366zq2YGb3tLH5Upf74G", "0x" + "ab" * 31, "x" * 200):
+        with pytest.raises(UserError, match="not a 0x-prefixed 20-byte hex address"):
+            address_arg(bad, "owner")
