@@ -119,7 +119,7 @@ def test_sigkill_mid_way_equals_an_uninterrupted_run(ledger, db_url, pg_factory)
     settings = substrate_settings(chop.url, db_url, world.pk("Alice"), follow="best", use_finalized_tag=False,
                                   finality_depth=1000)
     rng = random.Random(5)
-    head, kills = chop.head_number(), 0
+    head, kills, mid_way = chop.head_number(), 0, 0
     while _cursor(db_url) < head and kills < 12:
         before = _cursor(db_url)
         proc = subprocess.Popen([sys.executable, "-m", "carbonledger.cli", "index", "--no-progress", "--port", "-1"],
@@ -127,11 +127,12 @@ def test_sigkill_mid_way_equals_an_uninterrupted_run(ledger, db_url, pg_factory)
         deadline = time.monotonic() + 120
         while _cursor(db_url) == before and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)  # wait until it is working (start-up decodes the metadata: seconds on a busy box)
-        time.sleep(rng.uniform(0.0, 0.15))
+        time.sleep(rng.uniform(0.0, 0.05))
         proc.kill()
         proc.wait()
         kills += 1
-    assert kills >= 2  # it was killed while work was left
+        mid_way += _cursor(db_url) < head
+    assert mid_way >= 1  # at least one kill landed while blocks were left to index
     final = subprocess.Popen([sys.executable, "-m", "carbonledger.cli", "index", "--no-progress", "--port", "-1",
                               "--once"], cwd=ROOT, env=index_env(settings), stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)
@@ -177,3 +178,39 @@ def test_best_head_reorg_is_undone(chopsticks, db_url):
                                (orphan,)).fetchall()
     assert [(int(a), h) for a, h in amounts] == [(11, chop.rpc("chain_getBlockHash", [orphan]))]
     world.close()
+
+
+def test_pushed_finalized_heads_wake_the_indexer(chopsticks, db_url):
+    import threading
+
+    chop = chopsticks(mode="Manual")
+    world = World(chop.ws_url)
+    world.fund(chop)
+    run_scenario(world, chop, rounds=0, seed=3)
+    settings = substrate_settings(chop.url, db_url, world.pk("Alice"), poll_interval_s=30.0, ws_url=chop.ws_url)
+    idx = Indexer(settings, db_url=db_url)
+    code: list[int] = []
+    thread = threading.Thread(target=lambda: code.append(idx.run()), daemon=True)
+    thread.start()
+
+    def synced(timeout_s: float) -> float:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout_s:
+            if idx.syncs[0].cursor[0] == chop.head_number():
+                return time.monotonic() - t0
+            assert thread.is_alive(), code
+            time.sleep(0.05)
+        raise AssertionError("the indexer did not reach the head")
+
+    try:
+        synced(120)
+        for k in range(2):
+            world.submit("Bob", world.call("Assets", "transfer", id=1001, target=world.pk("Dave"), amount=1 + k))
+            chop.new_block()
+            assert synced(20) < 20  # a 30 s poll could not make it: chain_subscribeFinalizedHeads woke it
+        assert idx.watchers[0].heads >= 2
+    finally:
+        idx.stop.set()
+        thread.join(30)
+        world.close()
+    assert code == [0]
