@@ -88,13 +88,19 @@ class SubstrateWriter(ChainWriter):
             raise RpcError(int(err.get("code", -1)), text.strip(), method="author_submitExtrinsic") from None
         return str(got.get("result", tx_hash))
 
+    def remember(self, tx_hash: str, birth: int) -> None:
+        """The head number when `tx_hash` was signed (its era's start), for a process that did not sign it: a
+        restarted sender restores it from its persisted attempt before asking `status`."""
+        self._births[tx_hash] = birth
+
     def status(self, tx_hash: str) -> TxStatus:
+        """MINED/REVERTED once in a block body; UNKNOWN only when its era is over and it is in none of the blocks
+        the era allowed (then it can never be included); PENDING otherwise, and always when its birth is unknown."""
         from substrateinterface import ExtrinsicReceipt
 
-        birth = self._births.get(tx_hash)
+        known = tx_hash in self._births
         head = self.si.get_block_number(self.si.get_chain_head())
-        if birth is None:
-            birth = max(0, head - self.era_period)
+        birth = self._births[tx_hash] if known else max(0, head - self.era_period)
         fin = self.si.get_block_number(self.si.get_chain_finalised_head())
         for n in range(birth, head + 1):
             h = self.si.get_block_hash(n)
@@ -108,7 +114,7 @@ class SubstrateWriter(ChainWriter):
                 return TxStatus(TxState.MINED if ok else TxState.REVERTED, tx_hash, n, h,
                                 max(0, fin - n + 1), None if ok else f"{err.get('name')}: {err.get('docs')}"
                                 if isinstance(err, dict) else str(err))
-        if head >= birth + self.era_period:
+        if known and head >= birth + self.era_period:
             return TxStatus(TxState.UNKNOWN, tx_hash)  # its era is over: it can never be included
         return TxStatus(TxState.PENDING, tx_hash)
 

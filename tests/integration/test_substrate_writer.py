@@ -69,4 +69,8 @@ def test_writer_lifecycle_on_chopsticks(chopsticks, db_url):
     assert short.status(gap[0]).state is TxState.PENDING
     chop.new_block(6)
     assert short.status(gap[0]).state is TxState.UNKNOWN  # can never be included: safe to sign again
+    fresh = SubstrateWriter("ah", chop.ws_url, world.keys["Alice"], era_period=4)  # a restarted process
+    assert fresh.status(gap[0]).state is TxState.PENDING  # without its birth nothing proves it dead
+    fresh.remember(gap[0], short._births[gap[0]])
+    assert fresh.status(gap[0]).state is TxState.UNKNOWN
     world.close()
