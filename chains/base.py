@@ -114,6 +114,14 @@ class ReorgTooDeep(ChainError):
     """A reorg reached below the finality depth: stop, alert, rewrite nothing."""
 
 
+class MaybeSent(Exception):
+    """The broadcast's outcome is unknown or the node already has this nonce: check the chain, don't resend blindly."""
+
+
+class Rejected(Exception):
+    """The node refused the transaction (it is not in the pool)."""
+
+
 class ChainReader(abc.ABC):
     """Read side of a chain family: heads, blocks and decoded protocol events."""
 

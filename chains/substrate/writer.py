@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from chains.base import ChainError, ChainWriter, TxRequest, TxState, TxStatus
+from chains.base import ChainError, ChainWriter, MaybeSent, Rejected, TxRequest, TxState, TxStatus
 from chains.rpc import RpcError, RpcTransportError
 from chains.substrate import records
 from chains.substrate.runtime import blake2_256
@@ -37,6 +37,14 @@ class SubstrateWriter(ChainWriter):
         self.keypair = keypair
         self.era_period = era_period
         self._births: dict[str, int] = {}  # tx hash -> head number when signed (its era starts there)
+        self._bodies: dict[int, tuple[str, list[str]]] = {}  # block number -> (hash, extrinsic hashes), recent
+
+    @classmethod
+    def from_secret(cls, chain: str, url: str, secret: bytes, **kw: Any) -> SubstrateWriter:
+        """An sr25519 key from a 32-byte seed (the oracle's configured signing key)."""
+        from substrateinterface import Keypair, KeypairType
+
+        return cls(chain, url, Keypair.create_from_seed("0x" + bytes(secret).hex(), crypto_type=KeypairType.SR25519), **kw)
 
     def address(self) -> str:
         return "0x" + self.keypair.public_key.hex()
@@ -74,6 +82,66 @@ class SubstrateWriter(ChainWriter):
         self._births[tx_hash] = head
         return tx_hash, raw
 
+    # ------------------------------------------------------------------ what the oracle's sender asks
+
+    def head_number(self) -> int:
+        return self.si.get_block_number(self.si.get_chain_head())
+
+    def finalized_number(self) -> int:
+        return self.si.get_block_number(self.si.get_chain_finalised_head())
+
+    def block_hash(self, number: int) -> str | None:
+        return self.si.get_block_hash(number)
+
+    def mined_nonce(self) -> int:
+        """The signer's nonce in the best block's state: nonces below it are consumed on chain."""
+        return int(self.si.query("System", "Account", [self.keypair.ss58_address]).value["nonce"])
+
+    def balance(self) -> int:
+        return int(self.si.query("System", "Account", [self.keypair.ss58_address]).value["data"]["free"])
+
+    def broadcast_many(self, raws: list[bytes]) -> list[str | Exception]:
+        """Each result is the hash, MaybeSent (the pool or a block may have it, or the answer was lost) or Rejected
+        (invalid: it is not in the pool and never will be as it is)."""
+        out: list[str | Exception] = []
+        for raw in raws:
+            try:
+                out.append(self.broadcast(raw))
+            except RpcTransportError as exc:
+                out.append(MaybeSent(str(exc)))
+            except RpcError as exc:
+                low = str(exc).lower()
+                # Stale (outdated): its nonce is used, perhaps by this very tx; usurped (priority too low): the pool
+                # holds another tx of this nonce, perhaps an earlier attempt. The chain decides: maybe sent.
+                maybe = ("outdated", "stale", "priority is too low", "usurped", "already")
+                out.append(MaybeSent(str(exc)) if any(m in low for m in maybe) else Rejected(str(exc)))
+        return out
+
+    def inclusions(self, births: dict[str, int]) -> dict[str, TxStatus]:
+        """Which of the txs (hash -> era birth) are in a block of the best chain, scanning each block from the
+        earliest birth to the head once (bodies of recent blocks are kept while their hash stays the same)."""
+        from substrateinterface import ExtrinsicReceipt
+
+        if not births:
+            return {}
+        head, fin = self.head_number(), self.finalized_number()
+        found: dict[str, TxStatus] = {}
+        for n in range(max(0, min(births.values())), head + 1):
+            h = self.block_hash(n)
+            cached = self._bodies.get(n)
+            if cached is None or cached[0] != h:
+                body = self.si.rpc_request("chain_getBlock", [h])["result"]["block"]["extrinsics"]
+                cached = self._bodies[n] = (h, ["0x" + blake2_256(bytes.fromhex(x[2:])).hex() for x in body])
+            for tx in set(cached[1]) & births.keys():
+                receipt = ExtrinsicReceipt(self.si, extrinsic_hash=tx, block_hash=h)
+                ok, err = receipt.is_success, receipt.error_message
+                found[tx] = TxStatus(TxState.MINED if ok else TxState.REVERTED, tx, n, h, max(0, fin - n + 1),
+                                     None if ok else (f"{err.get('name')}: {err.get('docs')}" if isinstance(err, dict)
+                                                      else str(err)))
+        for n in [n for n in self._bodies if n < head - 4 * self.era_period]:
+            del self._bodies[n]
+        return found
+
     def broadcast(self, raw: bytes) -> str:
         tx_hash = "0x" + blake2_256(raw).hex()
         try:
@@ -88,6 +156,10 @@ class SubstrateWriter(ChainWriter):
             raise RpcError(int(err.get("code", -1)), text.strip(), method="author_submitExtrinsic") from None
         return str(got.get("result", tx_hash))
 
+    def birth(self, tx_hash: str) -> int:
+        """The head number when `tx_hash` was signed here (its era starts there)."""
+        return self._births[tx_hash]
+
     def remember(self, tx_hash: str, birth: int) -> None:
         """The head number when `tx_hash` was signed (its era's start), for a process that did not sign it: a
         restarted sender restores it from its persisted attempt before asking `status`."""
@@ -96,24 +168,12 @@ class SubstrateWriter(ChainWriter):
     def status(self, tx_hash: str) -> TxStatus:
         """MINED/REVERTED once in a block body; UNKNOWN only when its era is over and it is in none of the blocks
         the era allowed (then it can never be included); PENDING otherwise, and always when its birth is unknown."""
-        from substrateinterface import ExtrinsicReceipt
-
         known = tx_hash in self._births
-        head = self.si.get_block_number(self.si.get_chain_head())
+        head = self.head_number()
         birth = self._births[tx_hash] if known else max(0, head - self.era_period)
-        fin = self.si.get_block_number(self.si.get_chain_finalised_head())
-        for n in range(birth, head + 1):
-            h = self.si.get_block_hash(n)
-            body = self.si.rpc_request("chain_getBlock", [h])["result"]["block"]["extrinsics"]
-            for idx, raw in enumerate(body):
-                if "0x" + blake2_256(bytes.fromhex(raw[2:])).hex() != tx_hash:
-                    continue
-                receipt = ExtrinsicReceipt(self.si, extrinsic_hash=tx_hash, block_hash=h)
-                ok = receipt.is_success
-                err = receipt.error_message
-                return TxStatus(TxState.MINED if ok else TxState.REVERTED, tx_hash, n, h,
-                                max(0, fin - n + 1), None if ok else f"{err.get('name')}: {err.get('docs')}"
-                                if isinstance(err, dict) else str(err))
+        found = self.inclusions({tx_hash: birth}).get(tx_hash)
+        if found is not None:
+            return found
         if known and head >= birth + self.era_period:
             return TxStatus(TxState.UNKNOWN, tx_hash)  # its era is over: it can never be included
         return TxStatus(TxState.PENDING, tx_hash)
