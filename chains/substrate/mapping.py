@@ -146,7 +146,14 @@ def map_block(chain: str, block: Block, records: Sequence[Mapping[str, Any]], ex
             if raw is None:
                 x = exts[i] = _Extrinsic(i, block.hash, problem=f"extrinsic {i} is not in the block body")
                 return x
-            x = exts[i] = _Extrinsic(i, "0x" + blake2_256(bytes.fromhex(raw[2:])).hex())
+            try:
+                body = bytes.fromhex(raw[2:]) if isinstance(raw, str) and raw[:2] == "0x" else None
+            except ValueError:
+                body = None
+            if body is None:
+                x = exts[i] = _Extrinsic(i, block.hash, problem=f"extrinsic {i} of the block body is not 0x-hex")
+                return x
+            x = exts[i] = _Extrinsic(i, "0x" + blake2_256(body).hex())
             try:
                 if runtime is None:
                     raise ValueError("no runtime")

@@ -34,18 +34,27 @@ def _hash(v: Any, what: str) -> str:
 
 
 def _number(v: Any) -> int:
-    if isinstance(v, int):
+    if type(v) is int and v >= 0:
         return v
     if isinstance(v, str) and v[:2] == "0x" and 2 < len(v) <= 18:
-        return int(v, 16)
+        try:
+            return int(v, 16)
+        except ValueError:
+            pass
     raise RpcError(-1, f"header number {str(v)[:40]!r} is not a quantity", method="chain_getHeader")
 
 
 def _u64_le(v: Any) -> int:
-    if not isinstance(v, str) or not v.startswith("0x"):
+    """Timestamp.Now (u64 milliseconds, little endian); 0 where the block has none (genesis)."""
+    if v is None:
         return 0
-    raw = bytes.fromhex(v[2:])
-    return int.from_bytes(raw[:8], "little") if len(raw) == 8 else 0
+    try:
+        raw = bytes.fromhex(v[2:]) if isinstance(v, str) and v[:2] == "0x" else None
+    except ValueError:
+        raw = None
+    if raw is None or len(raw) != 8:  # a broken node answer is a node fault: retried, never trusted
+        raise RpcError(-1, f"Timestamp.Now is not a u64: {str(v)[:40]!r}", method="state_queryStorageAt")
+    return int.from_bytes(raw, "little")
 
 
 class SubstrateReader(ChainReader):
@@ -136,19 +145,21 @@ class SubstrateReader(ChainReader):
         parent = _hash(header.get("parentHash"), "parentHash")
         at = h if _number(header.get("number")) == 0 else parent  # the code that executed the block
         upgrade = values.get(UPGRADE_KEY)
-        if upgrade:
-            version = compact_u32(bytes.fromhex(upgrade[2:]))
-        else:  # a chain that never recorded an upgrade: ask the node which runtime ran the block
-            version = int(self.rpc.call("state_getRuntimeVersion", [at])["specVersion"])
+        try:
+            if upgrade:
+                version = compact_u32(bytes.fromhex(upgrade[2:]))
+            else:  # a chain that never recorded an upgrade: ask the node which runtime ran the block
+                version = int(self.rpc.call("state_getRuntimeVersion", [at])["specVersion"])
+        except (ValueError, TypeError, KeyError) as exc:
+            raise RpcError(-1, f"runtime version of block {h[:10]}: {exc}", method="state_getRuntimeVersion") from None
         return self.runtimes.get(version, at)
 
     def _decode(self, blocks: list[tuple[str, dict, dict[str, str | None]]]) -> list[ChainEvent | UndecodableLog]:
         decoded: list[tuple[Block, Runtime | None, list[dict[str, Any]], str | None]] = []
         for h, header, values in blocks:
             blk = self._block(h, header, values)
-            rt: Runtime | None = None
+            rt = self._runtime(h, header, values)
             try:
-                rt = self._runtime(h, header, values)
                 raw = values.get(EVENTS_KEY)
                 records = rt.decode_events(raw) if raw else []
                 decoded.append((blk, rt, records, None))

@@ -18,6 +18,8 @@ import xxhash
 from scalecodec.base import RuntimeConfigurationObject, ScaleBytes
 from scalecodec.type_registry import load_type_registry_preset
 
+from chains.rpc import RpcError
+
 
 def twox128(data: bytes) -> bytes:
     return b"".join(xxhash.xxh64(data, seed=s).intdigest().to_bytes(8, "little") for s in (0, 1))
@@ -131,5 +133,11 @@ class Runtimes:
         with self._lock:
             rt = self._by_version.get(spec_version)
             if rt is None:
-                rt = self._by_version[spec_version] = Runtime(spec_version, self._fetch(at_hash))
+                raw = self._fetch(at_hash)
+                try:
+                    rt = Runtime(spec_version, raw)
+                except Exception as exc:  # noqa: BLE001 - scalecodec raises many types; the loop retries and says why
+                    raise RpcError(-1, f"metadata of runtime {spec_version} at {at_hash[:10]} does not decode: "
+                                       f"{type(exc).__name__}: {str(exc)[:200]}", method="state_getMetadata") from None
+                self._by_version[spec_version] = rt
             return rt

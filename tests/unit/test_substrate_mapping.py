@@ -184,6 +184,13 @@ def test_bad_input_becomes_indexing_errors_not_exceptions():
     assert "not in the block body" in msgs[4][1]
 
 
+def test_a_body_that_is_not_hex_is_an_error_not_an_exception():
+    out = map_block("ah", BLOCK, [ev(0, "Assets", "Issued", asset_id=7, owner=BOB, total_supply=1),
+                                  remarked(0, ALICE, RETIRE)], ["0xzz"], Decoded({}), FOLLOW)
+    assert [type(e).__name__ for e in out] == ["ChainEvent", "ChainEvent", "UndecodableLog"]
+    assert "not 0x-hex" in out[2].error and out[0].tx_hash == BLOCK.hash
+
+
 def test_events_outside_extrinsics_are_keyed_by_block_hash():
     rec = {"phase": "Finalization", "module_id": "Assets", "event_id": "Issued",
            "attributes": {"asset_id": 7, "owner": BOB, "total_supply": 1}}
