@@ -7,6 +7,8 @@ restarted writer can find its own write on chain):
   ``system.remark_with_event(anchor record)``;
 - ``CarbonCredit.mint(to, batchId, amount, verificationHash)`` ->
   ``utility.batch_all([assets.mint(batchId, to, amount), system.remark_with_event(mint record)])``;
+- ``CarbonCredit.retire(batchId, amount, beneficiary, reason)`` -> ``utility.batch_all([assets.transfer(batchId,
+  retirement_account, amount), system.remark_with_event(retire record)])``, signed by the holder;
 - ``<Pallet>.<call>(params)`` with one dict argument -> that pallet call as is (e.g. ``Assets.create``).
 
 Extrinsics are mortal (`era_period` blocks) and carry the sender's own nonce (the oracle's sender owns the
@@ -23,16 +25,19 @@ from typing import Any
 from chains.base import ChainError, ChainWriter, MaybeSent, Rejected, TxRequest, TxState, TxStatus
 from chains.rpc import RpcError, RpcTransportError
 from chains.substrate import records
+from chains.substrate.accounts import RETIREMENT_ACCOUNT
 from chains.substrate.runtime import blake2_256
 
 
 class SubstrateWriter(ChainWriter):
     """Signs and follows extrinsics of one key on one Substrate chain."""
 
-    def __init__(self, chain: str, url: str, keypair: Any, *, era_period: int = 64) -> None:
+    def __init__(self, chain: str, url: str, keypair: Any, *, era_period: int = 64,
+                 retirement_account: str = RETIREMENT_ACCOUNT) -> None:
         from substrateinterface import SubstrateInterface
 
         self.chain = chain
+        self.retirement_account = retirement_account
         self.si = SubstrateInterface(url=url)
         self.keypair = keypair
         self.era_period = era_period
@@ -67,6 +72,12 @@ class SubstrateWriter(ChainWriter):
             raw = records.encode("mint", {"verificationHash": vhash, **extra})
             return si.compose_call("Utility", "batch_all", {"calls": [
                 si.compose_call("Assets", "mint", {"id": batch, "beneficiary": to, "amount": amount}),
+                si.compose_call("System", "remark_with_event", {"remark": "0x" + raw.hex()})]})
+        if (request.contract, request.function) == ("CarbonCredit", "retire"):
+            batch, amount, beneficiary, reason = request.args
+            raw = records.encode("retire", {"beneficiary": beneficiary, "reason": reason, **extra})
+            return si.compose_call("Utility", "batch_all", {"calls": [
+                si.compose_call("Assets", "transfer", {"id": batch, "target": self.retirement_account, "amount": amount}),
                 si.compose_call("System", "remark_with_event", {"remark": "0x" + raw.hex()})]})
         if len(request.args) == 1 and isinstance(request.args[0], Mapping):
             return si.compose_call(request.contract, request.function, dict(request.args[0]))
