@@ -189,6 +189,11 @@ class SubstrateWriter(ChainWriter):
             return TxStatus(TxState.UNKNOWN, tx_hash)  # its era is over: it can never be included
         return TxStatus(TxState.PENDING, tx_hash)
 
+    def fee_estimate(self, request: TxRequest) -> int:
+        """The fee the runtime would charge for this call (payment_queryInfo's partialFee), in the native unit."""
+        info = self.si.get_payment_info(call=self._call(request), keypair=self.keypair)
+        return int(info["partial_fee"] if "partial_fee" in info else info["partialFee"])
+
     def precheck(self, request: TxRequest) -> str | None:
         """None when the call would apply at the head state (a dry run of the signed extrinsic), else why not."""
         ext = self.si.create_signed_extrinsic(call=self._call(request), keypair=self.keypair,

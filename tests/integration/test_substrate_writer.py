@@ -35,6 +35,8 @@ def test_writer_lifecycle_on_chopsticks(chopsticks, db_url):
     nonce = w.next_nonce()
     create = TxRequest("ah", "Assets", "create", ({"id": 77, "admin": w.address(), "min_balance": 1},))
     assert w.precheck(create) is None
+    fee = w.fee_estimate(create)
+    assert 0 < fee < 10**12  # a fraction of one ROC
     tx, raw = w.sign(create, nonce)
     assert w.broadcast(raw) == tx  # Instant mode: included at once
     st = settled(w, tx)
