@@ -73,6 +73,20 @@ class Runtime:
             self.config.update_type_registry_types({"Weight": "sp_weights::weight_v2::Weight"})
         except NotImplementedError:
             self.config.update_type_registry_types({"Weight": "WeightV1"})
+        # scalecodec builds a new class for every parametrised type it meets (a third of its decoding time);
+        # this runtime's registry no longer changes, so each type string's class is built once.
+        classes: dict[str, Any] = {}
+        build = self.config.get_decoder_class
+
+        def cached(type_string: Any) -> Any:
+            if type(type_string) is not str:
+                return build(type_string)
+            cls = classes.get(type_string)
+            if cls is None:
+                cls = classes[type_string] = build(type_string)
+            return cls
+
+        self.config.get_decoder_class = cached  # type: ignore[method-assign]
         system = self.metadata.get_metadata_pallet("System")
         self.events_type = system.get_storage_function("Events").get_value_type_string()
 
