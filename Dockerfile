@@ -13,7 +13,7 @@ COPY requirements.lock pyproject.toml README.md ./
 RUN pip install --no-cache-dir -r requirements.lock
 COPY package.json package-lock.json .npmrc ./
 # `npm install` honours package-lock.json; `npm ci` refuses it (npm 11 leaves other platforms' optional binaries out).
-RUN npm install --no-audit --no-fund --loglevel=error
+RUN npm install --no-audit --no-fund --loglevel=error --ignore-scripts
 COPY . .
 RUN pip install --no-cache-dir --no-deps -e .
 ENV CARBONLEDGER_CONFIG=/app/carbonledger.toml

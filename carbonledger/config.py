@@ -73,13 +73,36 @@ class ContractSettings(_Strict):
         return to_checksum_address(v)
 
 
+class SubstrateAsset(_Strict):
+    """The credit batch an Assets-pallet asset id stands for (family "substrate")."""
+
+    project_id: str = Field(..., max_length=256, description="Registry project id of the batch.")
+    vintage: int = Field(..., ge=0, le=65535, description="Vintage year.")
+    methodology: str = Field("", max_length=256, description="Methodology, e.g. VM0038.")
+    registry: str = Field("", max_length=256, description="Registry name, e.g. Verra.")
+    serial_number: str = Field("", max_length=256, description="Registry serial number range.")
+    metadata_hash: str = Field("0x" + "0" * 64, pattern=r"^0x[0-9a-fA-F]{64}$", description="32-byte hash of the "
+                               "batch's off-chain metadata document.")
+
+
+_SUBSTRATE_ONLY = ("start_block", "ss58_format", "assets", "retirement_account", "anchor_senders")
+_EVM_ONLY = ("chain_id", "max_block_range", "deployment", "contracts")
+
+
 class ChainSettings(_Strict):
-    family: Literal["evm"] = Field("evm", description="Chain family (evm; aptos and substrate come later).")
-    rpc_url: AnyHttpUrl = Field(..., repr=False, description="JSON-RPC endpoint (http/https).")
-    ws_url: str | None = Field(None, repr=False, description="Optional WebSocket endpoint for newHeads.")
+    family: Literal["evm", "substrate"] = Field("evm", description="Chain family: evm (JSON-RPC) or substrate (a "
+                                                "Substrate node's JSON-RPC; the Assets pallet as the credit ledger).")
+    rpc_url: AnyHttpUrl = Field(..., repr=False, description="JSON-RPC endpoint (http/https; Substrate nodes serve it "
+                                "on their ws port too).")
+    ws_url: str | None = Field(None, repr=False, description="Optional WebSocket endpoint for new heads (evm: "
+                               "newHeads; substrate: chain_subscribeNewHeads or FinalizedHeads).")
     chain_id: int | None = Field(None, description="Expected chain id; the node must match or startup fails.")
+    follow: Literal["best", "finalized"] | None = Field(None, description="Which head the indexer follows: best (the "
+                                                        "newest block; reorgs are undone) or finalized (final blocks "
+                                                        "only). Unset: best on evm, finalized on substrate.")
     finality_depth: int = Field(12, ge=0, description="Blocks below head treated as final when the node has no `finalized` tag.")
-    use_finalized_tag: bool = Field(True, description="Ask the node for the `finalized` block where it has one.")
+    use_finalized_tag: bool = Field(True, description="Ask the node for its finalized block (evm: the `finalized` "
+                                    "tag; substrate: chain_getFinalizedHead) instead of head - finality_depth.")
     poll_interval_s: float = Field(1.0, gt=0, description="Head poll interval.")
     shrink_grace_s: float = Field(10.0, ge=0, description="How long the node may show a head below our cursor, with "
                                   "no block at the cursor height and the same head block, before the chain is taken "
@@ -89,6 +112,52 @@ class ChainSettings(_Strict):
     retries: int = Field(6, ge=0, description="Retries per RPC request (exponential backoff).")
     deployment: Path | None = Field(None, description="deployments/<chain>.json written by `carbonledger deploy`.")
     contracts: dict[ContractName, ContractSettings] = Field(default_factory=dict, description="Contract addresses.")
+    start_block: int = Field(0, ge=0, description="substrate: block to start indexing from (at or before the "
+                             "creation of every mapped asset).")
+    ss58_format: int | None = Field(None, ge=0, le=16383, description="substrate: expected SS58 prefix of the "
+                                    "runtime (System.SS58Prefix); the node must match or startup fails.")
+    assets: dict[int, SubstrateAsset] = Field(default_factory=dict, description="substrate: Assets-pallet asset id "
+                                              "-> the credit batch it stands for.")
+    retirement_account: str | None = Field(None, description="substrate: the account credits are sent to when "
+                                           "retired (SS58 or 0x public key). Unset: the keyless account of PalletId "
+                                           "`cl/retir` (nobody holds its key).")
+    anchor_senders: list[str] = Field(default_factory=list, description="substrate: accounts (SS58 or 0x public "
+                                      "key) whose `anchor` remarks are IoT anchors (the oracle's).")
+
+    @model_validator(mode="after")
+    def _family_keys(self) -> "ChainSettings":
+        wrong = _EVM_ONLY if self.family == "substrate" else _SUBSTRATE_ONLY
+        for key in wrong:  # a default value is fine (a dump of the settings repeats every key)
+            if getattr(self, key) != type(self).model_fields[key].get_default(call_default_factory=True):
+                raise ValueError(f"{key} does not apply to family = {self.family!r}")
+        if any(not 0 <= i < 2**32 for i in self.assets):
+            raise ValueError("assets: an asset id is a u32 (0 to 4294967295)")
+        if self.family == "substrate":
+            from chains.substrate.accounts import public_key
+
+            for key, values in (("retirement_account", [self.retirement_account] if self.retirement_account else []),
+                                ("anchor_senders", self.anchor_senders)):
+                for v in values:
+                    try:
+                        public_key(v)
+                    except ValueError as exc:
+                        raise ValueError(f"{key}: {exc}") from None
+        return self
+
+    @property
+    def following(self) -> str:
+        """The head the indexer follows ("best" or "finalized"), the family's default where unset."""
+        return self.follow or ("finalized" if self.family == "substrate" else "best")
+
+    def substrate_follow(self) -> Any:
+        """What a substrate reader follows (chains.substrate.mapping.Follow)."""
+        from chains.substrate.accounts import RETIREMENT_ACCOUNT, public_key
+        from chains.substrate.mapping import BatchInfo, Follow
+
+        return Follow({i: BatchInfo(a.project_id, a.vintage, a.methodology, a.registry, a.serial_number,
+                                    a.metadata_hash.lower()) for i, a in self.assets.items()},
+                      public_key(self.retirement_account) if self.retirement_account else RETIREMENT_ACCOUNT,
+                      frozenset(public_key(a) for a in self.anchor_senders))
 
     def resolved_contracts(self, chain: str) -> dict[str, ContractSettings]:
         """Contracts with addresses from this config, filled from the deployment file where absent."""

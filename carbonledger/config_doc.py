@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from carbonledger.config import ChainSettings, ContractSettings, FiatRate, Settings
+from carbonledger.config import ChainSettings, ContractSettings, FiatRate, Settings, SubstrateAsset
 
 BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
 
@@ -45,6 +45,8 @@ def reference_markdown() -> str:
     rows += _rows(ChainSettings, "chains.<name>.")
     rows = [r for r in rows if r[0] != "chains.<name>.contracts"]
     rows += _rows(ContractSettings, "chains.<name>.contracts.<Contract>.")
+    at = next(i for i, r in enumerate(rows) if r[0] == "chains.<name>.assets") + 1
+    rows[at:at] = _rows(SubstrateAsset, "chains.<name>.assets.<id>.")
     lines = ["| key | default | meaning |", "|---|---|---|"]
     lines += [f"| `{k}` | {d} | {m} |" for k, d, m in rows]
     return "\n".join(lines)

@@ -7,6 +7,8 @@ HTTP, the card payment is a PaymentIntent on localstripe (Stripe's API, offline)
 stripe library and posted to the oracle, which re-fetches and checks it against the indexed listing, an M-Pesa STK
 push is answered by a local Daraja stand-in speaking Daraja's JSON (Safaricom's sandbox is not reachable here), the car's
 telematics unit posts HMAC-signed readings. Wallet actions (list, retire, order, pay) are signed transactions.
+Where chopsticks can run, an Asset Hub leg (carbonledger.substrate_leg) repeats the credits on a real Substrate
+runtime.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import httpx
 import psycopg
 from pydantic import SecretStr
 
+from carbonledger import substrate_leg
 from carbonledger.devnet import DEVNET_KEYS
 
 log = logging.getLogger("carbonledger.demo")
@@ -88,8 +91,11 @@ class Demo:
 
     def __init__(self, *, database_url: str | None = None, rpc_url: str | None = None, api_port: int = 8080,
                  oracle_port: int = 8081, state_dir: Path = Path(".carbonledger/demo"),
-                 database_name: str = "carbonledger_demo") -> None:
+                 database_name: str = "carbonledger_demo", substrate: bool = True) -> None:
         self.database_url, self.rpc_url, self.database_name = database_url, rpc_url, database_name
+        self.substrate = substrate
+        self.chop: Any = None  # chopsticks, when the Asset Hub leg runs
+        self.substrate_skipped: str | None = None  # why it does not
         self.api_port, self.oracle_port, self.state_dir = api_port, oracle_port, Path(state_dir)
         self.stop_event = threading.Event()
         self._closers: list[Any] = []  # run in reverse order by stop()
@@ -117,6 +123,7 @@ class Demo:
             "SETTLER_ROLE": [self.oracle_addr], "ARBITER_ROLE": [self.admin]})
         dep_file = self.state_dir / "deployment.json"
         self.deployment.write(dep_file)
+        self._start_chopsticks()
         self.settings = self._settings(dep_file)
         self._start_daraja()
         self._start_stripe()
@@ -130,7 +137,8 @@ class Demo:
 
         return Settings(
             database={"url": self.db_url},
-            chains={"devnet": {"rpc_url": self.rpc_url, "deployment": dep_file, "finality_depth": 2, "poll_interval_s": 0.2}},
+            chains={"devnet": {"rpc_url": self.rpc_url, "deployment": dep_file, "finality_depth": 2, "poll_interval_s": 0.2},
+                    **substrate_leg.chain_settings(self)},
             oracle={"port": self.oracle_port, "signer": {"private_key": DEVNET_KEYS[1]}, "stripe_webhook_secrets": [WHSEC],
                     "mpesa_callback_secret": MPESA_SECRET, "mpesa_allowed_ips": ["127.0.0.1/32"],
                     "mpesa_consumer_key": "demo", "mpesa_consumer_secret": "demo", "mpesa_passkey": "demo",
@@ -142,6 +150,12 @@ class Demo:
                     "fiat_rates": FIAT_RATES, "payment_recheck_s": 1.0},
             api={"port": self.api_port},
         )
+
+    def _start_chopsticks(self) -> None:
+        """The Asset Hub leg's chain (chopsticks, a real runtime), or one line saying why it is skipped."""
+        self.chop, self.substrate_skipped = substrate_leg.start(self.substrate)
+        if self.chop is not None:
+            self._closers.append(self.chop.close)
 
     def _start_daraja(self) -> None:
         from oracle.testing import FakeDaraja
@@ -349,6 +363,8 @@ class Demo:
         st.add("QR order issued to the shop, paid by a shopper on chain, settled to the shop's payout address",
                view["tx_hash"], "QRPayment.settleQROrder")
 
+        if self.chop is not None:
+            substrate_leg.story(self, st, total, bought)
         st.ids["indexed_block"] = self.wait_indexed()
         return st
 
@@ -371,6 +387,8 @@ class Demo:
             "portfolio": ((ops / "portfolio.graphql").read_text(), {"owner": self.buyer}),
             "certificate": ((ops / "certificate.graphql").read_text(), {"id": str(story.ids["certificate_id"])}),
             "marketStats": ((ops / "market_stats.graphql").read_text(), {"batchId": str(story.ids["batch_id"])}),
+            **({"portfolio on Asset Hub": ((ops / "portfolio.graphql").read_text(), {"owner": story.ids["substrate_buyer"]})}
+               if "substrate_buyer" in story.ids else {}),
         }
 
 
@@ -388,6 +406,8 @@ def print_report(demo: Demo, story: Story) -> None:
             console.print(f"    tx {step.tx}", style="cyan")
     console.print(f"\nindexed up to block {story.ids['indexed_block']}; "
                   f"oracle at {demo.oracle_url} (GET /intents/<key>, /health, /metrics)")
+    if demo.substrate_skipped:
+        console.print(f"Asset Hub leg skipped: {demo.substrate_skipped}")
     console.rule(f"[bold]GraphQL: open {demo.api_url}/graphql and paste")
     for name, (query, variables) in demo.queries(story).items():
         console.print(f"\n[bold]# {name}[/bold]   variables: {json.dumps(variables)}")

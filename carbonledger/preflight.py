@@ -84,14 +84,21 @@ def head_revision() -> str:
 
 
 def check_rpc(chain: str, settings: Any) -> int:
-    """The chain's node answers eth_chainId (and matches `chain_id` when configured); returns the chain id."""
+    """The chain's node answers (evm: eth_chainId, matching `chain_id` when configured; substrate: its genesis
+    hash); returns the chain id (0 on substrate)."""
     from carbonledger.config import redact_url
-    from chains.evm.rpc import RpcClient, RpcError, RpcTransportError
+    from chains.rpc import RpcClient, RpcError, RpcTransportError
 
     url = str(settings.rpc_url).rstrip("/")
     shown = redact_url(url, path=not url.startswith(("http://127.", "http://localhost")))
     client = RpcClient(url, timeout_s=min(settings.request_timeout_s, 5.0), retries=0)
+    substrate = getattr(settings, "family", "evm") == "substrate"
     try:
+        if substrate:  # the genesis hash answers; the SS58 prefix is checked when the reader's runtime is loaded
+            genesis = client.call("chain_getBlockHash", [0])
+            if not isinstance(genesis, str):
+                raise ValueError(f"chain_getBlockHash(0) answered {str(genesis)[:60]!r}")
+            return 0
         got = int(client.call("eth_chainId"), 16)
     except (RpcError, RpcTransportError, ValueError, TypeError) as exc:
         raise OperatorError(f"chain {chain}: no JSON-RPC node answers at {shown} ({_first_line(exc)})",

@@ -25,7 +25,17 @@ class Block:
 
 @dataclass(frozen=True, slots=True)
 class ChainEvent:
-    """One decoded contract event, in chain order (block_number, log_index)."""
+    """One decoded protocol event.
+
+    Position: every family maps its native position onto (block_number, log_index), a total order of the chain's
+    events, and (chain, tx_hash, log_index) is the event's row key:
+    - EVM: log_index is the log's index in its block, tx_hash the transaction hash.
+    - Substrate: log_index is the event's index in its block's `System.Events` (which the runtime emits in
+      extrinsic order, so (block, event index) orders like (block, extrinsic index, event index)); tx_hash is the
+      extrinsic hash (blake2_256 of its SCALE bytes) or, for an event outside any extrinsic (block initialisation
+      or finalisation), the block hash; tx_index is the extrinsic index ("block-index" identifies it on explorers).
+    A family that does not supply tx_index leaves it None (EVM today).
+    """
 
     chain: str
     contract: str  # protocol contract name, e.g. "CarbonCredit"
@@ -36,7 +46,13 @@ class ChainEvent:
     block_timestamp: int
     tx_hash: str
     log_index: int
-    address: str
+    address: str  # the emitter: an EVM contract address; on Substrate the pallet ("Assets", "System")
+    tx_index: int | None = None
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """The event's place in its chain's total order."""
+        return (self.block_number, self.log_index)
 
     @property
     def key(self) -> str:
@@ -98,13 +114,23 @@ class ReorgTooDeep(ChainError):
     """A reorg reached below the finality depth: stop, alert, rewrite nothing."""
 
 
+class MaybeSent(Exception):
+    """The broadcast's outcome is unknown or the node already has this nonce: check the chain, don't resend blindly."""
+
+
+class Rejected(Exception):
+    """The node refused the transaction (it is not in the pool)."""
+
+
 class ChainReader(abc.ABC):
     """Read side of a chain family: heads, blocks and decoded protocol events."""
 
     chain: str
 
     @abc.abstractmethod
-    def chain_id(self) -> int: ...
+    def chain_id(self) -> int:
+        """The network's numeric id as the config names it (EVM: chain id; Substrate: the runtime's SS58 prefix).
+        The genesis hash (`block(0)`) is what tells two chains apart for certain."""
 
     @abc.abstractmethod
     def head(self) -> Block: ...
@@ -118,7 +144,7 @@ class ChainReader(abc.ABC):
 
     @abc.abstractmethod
     def events(self, from_block: int, to_block: int) -> Sequence[ChainEvent | UndecodableLog]:
-        """Protocol events in [from_block, to_block], ordered by (block, log index)."""
+        """Protocol events in [from_block, to_block], ordered by position (block, log index)."""
 
     @abc.abstractmethod
     def events_at(self, block: Block) -> Sequence[ChainEvent | UndecodableLog]:

@@ -125,6 +125,7 @@ class Context:
         self.block = 0  # block number of the event being handled
         self.marks: dict[str, list[list[Any]]] = {}  # tx hash -> ledger rows whose kind a later event decides
         self._journal: list[tuple[Any, ...]] | None = None  # undo records of the event being applied
+        self._errors: dict[tuple[str, int], list[Any]] = {}  # (tx hash, log index) -> its indexing_error row
 
     # ------------------------------------------------------------------ one event, all or nothing
 
@@ -145,7 +146,11 @@ class Context:
         for rec in reversed(journal):
             op = rec[0]
             if op == "ins":
-                self.rows[rec[1]].pop()
+                row = self.rows[rec[1]].pop()
+                if rec[1] == "indexing_error":
+                    del self._errors[(row[1], row[2])]
+            elif op == "amend":
+                rec[1][6] = rec[2]
             elif op == "put":
                 _, table, key, prev, hist_op, prev_last = rec
                 if prev is _MISSING:
@@ -204,6 +209,16 @@ class Context:
             self._journal.append(("ins", table))
         return row
 
+    def exists(self, table: str, column: str, value: Any) -> bool:
+        """Whether an event row of this chain with `column` = `value` is buffered here or committed (for rows a
+        unique index guards where the chain itself does not, e.g. an anchor root remarked twice on Substrate)."""
+        at = EVENTS[table].columns.index(column)
+        if any(r[at] == value for r in self.rows[table]):
+            return True
+        conn = self.cache.conn
+        return conn is not None and conn.execute(
+            f"SELECT 1 FROM {table} WHERE chain = %s AND {column} = %s LIMIT 1", (self.chain, value)).fetchone() is not None
+
     def mark_pending(self, ev: ChainEvent, ledger_row: list[Any]) -> None:
         """Remember a ledger row of ev's tx whose kind a later event of the same tx decides."""
         self.marks.setdefault(ev.tx_hash, []).append(ledger_row)
@@ -221,9 +236,18 @@ class Context:
             row[_KIND] = kind
 
     def error(self, bad: UndecodableLog | ChainEvent, message: str) -> None:
-        """Record an indexing error naming the block, tx and log index of `bad`."""
-        self.rows["indexing_error"].append(
-            [self.chain, bad.tx_hash, bad.log_index, bad.block_number, bad.block_hash, bad.contract, message[:1000]])
+        """Record an indexing error naming the block, tx and log index of `bad`. A second error at the same
+        position (one native event can map onto two neutral events) joins the first: one row per position."""
+        key = (bad.tx_hash, bad.log_index)
+        row = self._errors.get(key)
+        if row is not None:
+            if self._journal is not None:
+                self._journal.append(("amend", row, row[6]))
+            row[6] = f"{row[6]}; {message}"[:1000]
+            return
+        row = [self.chain, bad.tx_hash, bad.log_index, bad.block_number, bad.block_hash, bad.contract, message[:1000]]
+        self.rows["indexing_error"].append(row)
+        self._errors[key] = row
         if self._journal is not None:
             self._journal.append(("ins", "indexing_error"))
 

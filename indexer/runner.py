@@ -11,13 +11,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
-from carbonledger.config import ConfigError, Settings
+from carbonledger.config import ConfigError, Settings, redact_url
 from carbonledger.database import resolve_database_url
-from chains.base import ReorgTooDeep
-from chains.evm.rpc import RpcError, RpcTransportError
+from chains.base import ChainReader, ReorgTooDeep
+from chains.rpc import RpcError, RpcTransportError
 from indexer import writer
 from indexer.lease import Lease
 from indexer.sync import ChainSync
@@ -27,24 +28,39 @@ log = logging.getLogger("carbonledger.indexer")
 EXIT_REORG_TOO_DEEP = 3
 
 
-def build_syncs(settings: Settings, db_url: str | None = None, **kw: object) -> list[ChainSync]:
+def _reader(name: str, cs: Any) -> tuple[ChainReader, dict[str, str], int]:
+    """The chain's reader by family, the contract addresses it follows and its start block; the node must be the
+    configured network (evm: chain id; substrate: SS58 prefix)."""
+    if cs.family == "substrate":
+        from chains.substrate.reader import SubstrateReader, register_substrate
+
+        register_substrate()
+        reader: ChainReader = SubstrateReader.from_settings(name, cs)
+        if cs.ss58_format is not None and (got := reader.chain_id()) != cs.ss58_format:
+            raise ConfigError(f"chains.{name}.ss58_format: node at {redact_url(str(cs.rpc_url), path=True)} runs a "
+                              f"runtime with SS58 prefix "
+                              f"{got}, config expects {cs.ss58_format}")
+        return reader, {}, cs.start_block
     from chains.evm.reader import EvmReader, register_evm
 
     register_evm()
+    contracts = cs.resolved_contracts(name)
+    reader = EvmReader.from_settings(name, cs)
+    if cs.chain_id is not None and (got := reader.chain_id()) != cs.chain_id:
+        raise ConfigError(f"chains.{name}.chain_id: node at {redact_url(str(cs.rpc_url), path=True)} reports chain id "
+                          f"{got}, config expects {cs.chain_id}")
+    start = min((c.start_block for c in contracts.values()), default=0)
+    return reader, {n: c.address for n, c in contracts.items()}, start
+
+
+def build_syncs(settings: Settings, db_url: str | None = None, **kw: object) -> list[ChainSync]:
     url = db_url or resolve_database_url(settings)
     out = []
     for name, cs in settings.chains.items():
-        contracts = cs.resolved_contracts(name)
-        reader = EvmReader.from_settings(name, cs)
-        if cs.chain_id is not None and (got := reader.chain_id()) != cs.chain_id:
-            from carbonledger.config import redact_url
-
-            raise ConfigError(f"chains.{name}.chain_id: node at {redact_url(str(cs.rpc_url), path=True)} reports chain "
-                              f"id {got}, config expects {cs.chain_id}")
-        start = min((c.start_block for c in contracts.values()), default=0)
-        out.append(ChainSync(name, reader, url, addresses={n: c.address for n, c in contracts.items()},
-                             start_block=start, finality_depth=cs.finality_depth, max_span=cs.max_block_range,
-                             shrink_grace_s=cs.shrink_grace_s, **kw))
+        reader, addresses, start = _reader(name, cs)
+        out.append(ChainSync(name, reader, url, addresses=addresses, start_block=start,
+                             finality_depth=cs.finality_depth, max_span=cs.max_block_range,
+                             shrink_grace_s=cs.shrink_grace_s, follow_finalized=cs.following == "finalized", **kw))
     return out
 
 
@@ -66,7 +82,8 @@ class Indexer:
             if cs.ws_url:
                 from indexer.heads import HeadWatcher
 
-                self.watchers.append(HeadWatcher(name, cs.ws_url, self.wake, self.stop))
+                self.watchers.append(HeadWatcher(name, cs.ws_url, self.wake, self.stop, family=cs.family,
+                                                 finalized=cs.following == "finalized"))
 
     def _lead(self, sync: ChainSync) -> bool:
         lease = self.leases[sync.chain]

@@ -28,7 +28,7 @@ import psycopg
 
 from carbonledger.preflight import OperatorError
 from chains.base import Block, ChainEvent, ChainReader, ReorgTooDeep, UndecodableLog
-from chains.evm.rpc import RpcError
+from chains.rpc import RpcError
 from indexer import writer
 from indexer.context import Context, StateCache
 from indexer.registry import load_handlers
@@ -69,7 +69,8 @@ class ChainSync:
 
     def __init__(self, chain: str, reader: ChainReader, db_url: str, *, addresses: Mapping[str, str],
                  start_block: int, finality_depth: int, target_events: int = 10_000, max_span: int = 2000,
-                 prefetch: bool = True, cache_limit: int = 1_000_000, shrink_grace_s: float = 10.0) -> None:
+                 prefetch: bool = True, cache_limit: int = 1_000_000, shrink_grace_s: float = 10.0,
+                 follow_finalized: bool = False) -> None:
         self.chain = chain
         self.reader = reader
         self.db_url = libpq_url(db_url)
@@ -79,6 +80,7 @@ class ChainSync:
         self.target_events = target_events
         self.max_span = max_span
         self.shrink_grace_s = shrink_grace_s
+        self.follow_finalized = follow_finalized  # treat the newest final block as the head: never a reorg
         self.span = min(10, max_span)  # grows while ranges stay under target_events
         self.handlers = load_handlers()
         self.cache = StateCache(cache_limit)
@@ -132,8 +134,14 @@ class ChainSync:
 
     def _refresh_head(self) -> None:
         head = self.reader.head()
+        fin = self.reader.finalized(head, self.depth)
+        if self.follow_finalized and fin < head.number:
+            final = self.reader.block(max(fin, 0))  # genesis is final by definition
+            if final is None:
+                raise RpcError(-1, f"finalized block {fin} not available", method="block")
+            head = final
         self._head, self._head_at = head, time.monotonic()
-        self._fin = self.reader.finalized(head, self.depth)
+        self._fin = fin
         self.stats.head, self.stats.finalized = head.number, self._fin
 
     def caught_up(self) -> bool:

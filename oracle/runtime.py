@@ -79,12 +79,18 @@ class Oracle:
         self.pool = ConnectionPool(self.url, min_size=2, max_size=12, open=True, timeout=10)
         # Short timeouts and few retries: a hung node must surface as "maybe sent", not stall the loop for minutes.
         self.rpc = RpcClient(str(cs.rpc_url).rstrip("/"), timeout_s=min(cs.request_timeout_s, 5.0), retries=2)
-        chain_id = self._chain_id(cs.chain_id)
-        self.writer = EvmWriter(self.chain, self.rpc, chain_id, load_signer(o), contracts)
         self.stop = threading.Event()
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        from oracle.sender import Sender
+        if cs.family == "substrate":
+            from chains.substrate.writer import SubstrateWriter
+            from oracle.substrate_sender import SubstrateSender as Sender
 
+            self.writer = SubstrateWriter.from_secret(self.chain, str(cs.ws_url or cs.rpc_url).rstrip("/"),
+                                                      load_signer(o).reveal())
+        else:
+            from oracle.sender import Sender  # type: ignore[assignment]
+
+            self.writer = EvmWriter(self.chain, self.rpc, self._chain_id(cs.chain_id), load_signer(o), contracts)
         self.sender = Sender(self.url, self.pool, self.writer, o, owner, self.stop)
         self.registry = CollectorRegistry()
         self.registry.register(_Collector(self))

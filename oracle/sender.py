@@ -300,9 +300,7 @@ class Sender:
                 if err is not None:
                     (done if err.split("(", 1)[0] in ALREADY_DONE else failed).append((err, iid))
                     continue
-                gas = int(gas * self.s.gas_multiplier) + 10_000
-                h, raw = self.writer.sign(req, nonce, {"gas": gas, "max_fee": market.max_fee,
-                                                       "priority_fee": market.priority_fee})
+                h, raw, gas = self._sign_new(req, nonce, gas, market)
                 f = InFlight(iid, key, req, nonce, [Attempt(h, raw, market, gas, time.monotonic())])
                 new.append(f)
                 attempts.append((iid, self.chain, self.signer, nonce, h, raw, market.max_fee, market.priority_fee,
@@ -332,6 +330,12 @@ class Sender:
         if new:
             self._broadcast(new)
         return True
+
+    def _sign_new(self, req: TxRequest, nonce: int, estimate: int, market: Fees) -> tuple[str, bytes, int]:
+        """Sign a first attempt: (hash, raw, the value its attempt row keeps as `gas`)."""
+        gas = int(estimate * self.s.gas_multiplier) + 10_000
+        h, raw = self.writer.sign(req, nonce, {"gas": gas, "max_fee": market.max_fee, "priority_fee": market.priority_fee})
+        return h, raw, gas
 
     def _prechecks(self, reqs: list[TxRequest]) -> tuple[list[bool], list[tuple[int | None, str | None]]]:
         """Per write: is it already on chain (its duplicate-guard view: paymentRefUsed, settled, anchoredAt,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -59,3 +59,26 @@ def devnet_server() -> Iterator["DevnetServer"]:
 
     with DevnetServer() as server:
         yield server
+
+
+@pytest.fixture()
+def chopsticks() -> Iterator["Callable[..., Chopsticks]"]:
+    """Start chopsticks (a real Asset Hub runtime, npm) on free ports: `chop = chopsticks(mode="Manual")`; every
+    one started is stopped after the test."""
+    from carbonledger.chopsticks import Chopsticks, missing
+
+    why = missing()
+    if why:
+        pytest.fail(f"chopsticks cannot run: {why}")
+    started: list[Chopsticks] = []
+
+    def start(mode: str = "Instant") -> Chopsticks:
+        node = Chopsticks(mode=mode)
+        started.append(node)
+        return node.start()
+
+    try:
+        yield start
+    finally:
+        for node in started:
+            node.close()

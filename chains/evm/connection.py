@@ -9,7 +9,7 @@ from web3 import HTTPProvider, Web3
 from web3.providers.rpc.utils import ExceptionRetryConfiguration
 
 from chains.base import ChainIdMismatch
-from chains.evm.rpc import RpcClient
+from chains.rpc import RpcClient
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Any
 
 from chains.base import Block, ChainEvent, ChainReader, UndecodableLog, register_family
 from chains.evm.decode import LogDecoder, decode_block, decode_logs, quantity
-from chains.evm.rpc import RpcClient, RpcError, RpcTransportError
+from chains.rpc import RpcClient, RpcError, RpcTransportError
 
 log = logging.getLogger("carbonledger.evm.reader")
 

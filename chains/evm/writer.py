@@ -19,22 +19,14 @@ from eth_utils import keccak
 from eth_utils import function_abi_to_4byte_selector, to_checksum_address
 
 from carbonledger.secrets import PrivateKey
-from chains.base import ChainWriter, TxRequest, TxState, TxStatus
+from chains.base import ChainWriter, MaybeSent, Rejected, TxRequest, TxState, TxStatus  # noqa: F401 - re-exported
 from chains.evm.artifacts import abi, decode_error
-from chains.evm.rpc import RpcClient, RpcError, RpcTransportError
+from chains.rpc import RpcClient, RpcError, RpcTransportError
 
 BATCH = 10  # raw transactions per JSON-RPC batch (anvil hangs on ~100)
 READ_BATCH = 50  # read-only calls (estimates, receipts) per batch
 _MAYBE_SENT = ("already known", "already imported", "known transaction", "nonce too low", "replacement transaction underpriced",
                "already in the pool", "alreadyknown")
-
-
-class MaybeSent(Exception):
-    """The broadcast's outcome is unknown or the node already has this nonce: check the chain, don't resend blindly."""
-
-
-class Rejected(Exception):
-    """The node refused the transaction (it is not in the pool)."""
 
 
 @dataclass(frozen=True)

@@ -61,12 +61,21 @@ def bad_text(value: str) -> str | None:
 
 
 def address_arg(value: str | None, name: str) -> str | None:
-    """A client-supplied address (any case) -> lowercase 0x-hex, or a clear error."""
+    """A client-supplied address -> lowercase 0x-hex as stored, or a clear error: an EVM address (any case), or a
+    Substrate account (0x + 64 hex, or SS58 of any network prefix: the same key on every network)."""
     if value is None:
         return None
-    if not isinstance(value, str) or not is_hex_address(value):
-        raise UserError(f"{name}: not a 0x-prefixed 20-byte hex address")
-    return value.lower()
+    if isinstance(value, str) and is_hex_address(value):
+        return value.lower()
+    if isinstance(value, str) and len(value) <= 80:  # a Substrate account: stored as its 0x-hex public key
+        from chains.substrate.accounts import public_key
+
+        try:
+            return public_key(value)
+        except ValueError:
+            pass
+    raise UserError(f"{name}: not a 0x-prefixed 20-byte hex address (EVM), nor a 32-byte public key or SS58 "
+                    "address (Substrate)")
 
 
 def hash_arg(value: str | None, name: str) -> str | None:

@@ -108,3 +108,33 @@ def test_duplicate_handler_registration_fails_loudly():
         handler("CarbonCredit:Retired")(lambda e, c: None)
     with pytest.raises(ValueError):
         handler("NoColon")
+
+
+def test_two_errors_at_one_position_make_one_row(ctx):
+    # A Substrate event maps onto two neutral events at its position (Issued -> TransferSingle + Minted): when
+    # both fail, one indexing_error row holds both messages (the row key is the position), and a rolled-back
+    # event takes its message out again.
+    minted = ev("CarbonCredit", "Minted", 9, "0xt", 4, to=ALICE, batchId=77, amount=1, verificationHash="0x00")
+    ctx.block = 9
+    ctx.error(minted, "first")
+    ctx.apply_event(H["CarbonCredit:Minted"], minted)  # batch 77 is unknown: a second error at (0xt, 4)
+    rows = ctx.rows["indexing_error"]
+    assert len(rows) == 1 and rows[0][6] == "first; Minted for unknown batch 77"
+
+    def fails(e, c):
+        c.error(e, "third")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        ctx.apply_event(fails, minted)
+    assert len(rows) == 1 and rows[0][6] == "first; Minted for unknown batch 77"
+
+
+def test_a_root_anchored_twice_is_an_error_not_a_second_row(ctx):
+    # The EVM contract reverts a repeated root; on Substrate anyone with the anchoring key can remark it twice,
+    # and the unique index (chain, root) must never see the second one.
+    args = dict(root="0x" + "cd" * 32, leafCount=2, windowStart=1, windowEnd=2, qualityScore=9)
+    apply(ctx, [ev("IoTAnchor", "Anchored", 5, "0xa", 0, anchorId=1, **args),
+                ev("IoTAnchor", "Anchored", 6, "0xb", 0, anchorId=2, **args)])
+    assert len(ctx.rows["iot_anchor"]) == 1
+    assert "already anchored" in ctx.rows["indexing_error"][0][6]
