@@ -27,7 +27,7 @@ import psycopg  # noqa: E402
 from web3 import Web3  # noqa: E402
 
 from bench.common import scratch_database  # noqa: E402
-from carbonledger.anvil import Anvil  # noqa: E402
+from core.anvil import Anvil  # noqa: E402
 from chains.evm.deploy import deploy_contract  # noqa: E402
 
 HOLDERS, BATCHES, PER_TX = 50, 20, 500
@@ -115,7 +115,7 @@ def main() -> int:
             gen_s = time.perf_counter() - t0
             print(f"generated {events:,} events in {head} blocks in {gen_s:.1f}s")
 
-            from carbonledger.config import ChainSettings, ContractSettings, Settings
+            from core.config import ChainSettings, ContractSettings, Settings
             from indexer.runner import Indexer
 
             settings = Settings(database={"url": url}, chains={"bench": ChainSettings(

@@ -44,8 +44,9 @@ def main() -> int:
     import psycopg
 
     from bench.common import scratch_database
-    from carbonledger.anvil import Anvil, free_port
-    from oracle.testing import LocalStripe, OracleProcess, deploy_world, index_once, payment_event, signed, write_config
+    from core.anvil import Anvil, free_port
+    from indexer.testing import index_once
+    from oracle.testing import LocalStripe, OracleProcess, deploy_world, payment_event, signed, write_config
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-oracle-"))
     with scratch_database("cl_bench_oracle") as db:

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import scratch_database  # noqa: E402
-from carbonledger.chopsticks import Chopsticks, missing  # noqa: E402
+from core.chopsticks import Chopsticks, missing  # noqa: E402
 
 ASSET = 4242
 
@@ -77,7 +77,7 @@ def main() -> int:
         head = chop.head_number()
         print(f"generated {sent:,} transfers in {head} blocks in {time.perf_counter() - t0:.1f}s")
 
-        from carbonledger.config import Settings
+        from core.config import Settings
         from indexer.runner import Indexer
 
         settings = Settings(database={"url": url}, chains={"bench": {

@@ -1,8 +1,8 @@
-"""carbonledger: the off-chain half of on-chain carbon-credit and escrow marketplaces."""
+"""carbonledger: the off-chain half of on-chain carbon-credit and escrow marketplaces.
 
-from importlib.metadata import PackageNotFoundError, version
+This package is the top layer: the `carbonledger` command (`cli`) and the demo. Everything it runs lives below it
+(`core`, `chains`, `store`, `indexer`, `oracle`, `gqlapi`), and nothing below imports it."""
 
-try:
-    __version__ = version("carbonledger")  # one source: pyproject.toml
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+from core import __version__
+
+__all__ = ["__version__"]

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 
 # Nothing slow is imported at module level: main() installs the SIGTERM handler before anything else runs.
 if TYPE_CHECKING:
-    from carbonledger.config import Settings
+    from core.config import Settings
 
 log = logging.getLogger("carbonledger")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    from carbonledger.config import load_settings
+    from core.config import load_settings
 
     return load_settings(args.config)
 
@@ -25,7 +25,7 @@ def cmd_devnet(args: argparse.Namespace) -> int:
     """Serve an in-process eth-tester chain over JSON-RPC until Ctrl-C."""
     import time
 
-    from carbonledger.devnet import DEVNET_ACCOUNTS, DevnetServer
+    from core.devnet import DEVNET_ACCOUNTS, DevnetServer
 
     server = DevnetServer(host=args.host, port=args.port).start()
     print(f"devnet (eth-tester) on {server.url}  chain id {server.devnet.chain_id}")
@@ -49,10 +49,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     from eth_account import Account
     from web3 import Web3
 
-    from carbonledger.config import ConfigError, redact_url
-    from carbonledger.devnet import DEVNET_KEYS
-    from carbonledger.preflight import OperatorError
-    from carbonledger.secrets import private_key_from_env
+    from core.config import ConfigError, redact_url
+    from core.devnet import DEVNET_KEYS
+    from core.preflight import OperatorError
+    from core.secrets import private_key_from_env
     from chains.evm.deploy import deploy_protocol
 
     w3 = Web3(Web3.HTTPProvider(args.rpc, request_kwargs={"timeout": 60}))
@@ -82,8 +82,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Bring the database schema to the newest revision."""
-    from carbonledger.database import resolve_database_url
-    from carbonledger.preflight import check_database
+    from core.database import resolve_database_url
+    from store.preflight import check_database
     from store.migrate import current, upgrade
 
     url = resolve_database_url(_settings(args))
@@ -95,12 +95,15 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     """Validate the config and print it (secrets hidden)."""
+    from chains.evm.deploy import resolved_contracts
+    from chains.substrate.accounts import check_settings
+
     s = _settings(args)
-    for chain, c in s.chains.items():
-        c.resolved_contracts(chain)
+    for chain, c in s.chains.items():  # what the daemons would refuse, refused here too
+        check_settings(c, chain) if c.family == "substrate" else resolved_contracts(c, chain)
     import json
 
-    from carbonledger.config import redact_url
+    from core.config import redact_url
 
     dumped = s.model_dump(mode="json")  # SecretStr fields dump as ********; a database URL may hold a password
     if dumped["database"]["url"]:
@@ -119,7 +122,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from carbonledger.demo import Demo, print_report
 
-    from carbonledger.preflight import check_port
+    from core.preflight import check_port
 
     if not getattr(args, "verbose", False):
         logging.getLogger().setLevel(logging.WARNING)  # the story is the output; -v shows the daemons' log lines
@@ -227,14 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command. Every failure is one line, `carbonledger: <what failed> — <how to fix it>`, and a
     non-zero exit (2: config, 3: reorg deeper than finality, 1: anything else); -v adds the traceback."""
-    from carbonledger.shutdown import StopRequested, install_early
+    from core.shutdown import StopRequested, install_early
 
     install_early()  # first: a SIGTERM during start-up is a clean exit 0, not death by signal
     args = None
     try:
-        from carbonledger.config import ConfigError
-        from carbonledger.logs import setup_logging
-        from carbonledger.preflight import OperatorError
+        from core.config import ConfigError
+        from core.logs import setup_logging
+        from core.preflight import OperatorError
 
         args = build_parser().parse_args(argv)
         setup_logging()

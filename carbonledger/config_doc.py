@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from carbonledger.config import ChainSettings, ContractSettings, FiatRate, Settings, SubstrateAsset
+from core.config import ChainSettings, ContractSettings, FiatRate, Settings, SubstrateAsset
 
 BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
 

@@ -26,7 +26,7 @@ import psycopg
 from pydantic import SecretStr
 
 from carbonledger import substrate_leg
-from carbonledger.devnet import DEVNET_KEYS
+from core.devnet import DEVNET_KEYS
 
 log = logging.getLogger("carbonledger.demo")
 
@@ -71,7 +71,7 @@ class Story:
 
 def fresh_database(server_url: str | None, state_dir: Path, name: str = "carbonledger_demo") -> str:
     """A new empty database `name` on the given server (or the embedded one)."""
-    from carbonledger.database import embedded_url
+    from core.database import embedded_url
     from store.engine import libpq_url
 
     if not name.replace("_", "").isalnum():
@@ -105,7 +105,7 @@ class Demo:
     def start(self) -> Demo:
         from web3 import Web3
 
-        from carbonledger.devnet import DevnetServer
+        from core.devnet import DevnetServer
         from chains.evm.deploy import deploy_protocol
         from store.migrate import upgrade
 
@@ -133,7 +133,7 @@ class Demo:
         return self
 
     def _settings(self, dep_file: Path) -> Any:
-        from carbonledger.config import Settings
+        from core.config import Settings
 
         return Settings(
             database={"url": self.db_url},
@@ -174,7 +174,7 @@ class Demo:
             update={"stripe_api_key": SecretStr(STRIPE_KEY), "stripe_api_base": self.stripe.url})})
 
     def _start_oracle(self) -> None:
-        from carbonledger.service import ThreadedServer
+        from core.service import ThreadedServer
         from oracle.reconciliation import schedule
         from oracle.runtime import Oracle
 
@@ -202,7 +202,7 @@ class Demo:
         self._thread(self.indexer.run, "indexer")
 
     def _start_api(self) -> None:
-        from carbonledger.service import ThreadedServer
+        from core.service import ThreadedServer
         from gqlapi.app import create_app
 
         server = ThreadedServer(create_app(self.settings, self.db_url), self.settings.api.host, self.api_port, "api").start()

@@ -20,7 +20,7 @@ def start(enabled: bool) -> tuple[Any, str | None]:
     """(running chopsticks, None), or (None, why the leg is skipped)."""
     if not enabled:
         return None, "turned off"
-    from carbonledger.chopsticks import Chopsticks, missing
+    from core.chopsticks import Chopsticks, missing
 
     why = missing()
     if why:

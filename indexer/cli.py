@@ -13,12 +13,14 @@ log = logging.getLogger("carbonledger.indexer")
 
 def cmd_index(args: argparse.Namespace) -> int:
     """Follow every configured chain into Postgres (backfill, then the head)."""
-    from carbonledger.config import load_settings
-    from carbonledger.database import resolve_database_url
-    from carbonledger.logs import setup_logging
-    from carbonledger.preflight import check_database, check_port, check_rpc, ensure
-    from carbonledger.service import OpsServer
-    from carbonledger.shutdown import stop_on_signals
+    from core.config import load_settings
+    from core.database import resolve_database_url
+    from core.logs import setup_logging
+    from chains.preflight import check_rpc
+    from core.preflight import check_port, ensure
+    from store.preflight import check_database
+    from core.service import OpsServer
+    from core.shutdown import stop_on_signals
     from indexer.progress import Metrics, Progress
     from indexer.runner import EXIT_REORG_TOO_DEEP, Indexer
 
@@ -26,7 +28,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     setup_logging(settings.log_level)
     stop = threading.Event()
     host, port = settings.indexer.host, args.port if args.port is not None else settings.indexer.port
-    # Until the loop runs, SIGTERM raises StopRequested (carbonledger.shutdown): a stop during start-up (slow
+    # Until the loop runs, SIGTERM raises StopRequested (core.shutdown): a stop during start-up (slow
     # imports, RPC checks, database) unwinds at once and the command exits 0.
     db_url = resolve_database_url(settings)
     ensure([("database", lambda: check_database(db_url)),
@@ -87,9 +89,10 @@ def cmd_reset(args: argparse.Namespace) -> int:
     """Delete everything indexed for one chain (so it can be indexed again from its start block)."""
     import psycopg
 
-    from carbonledger.config import load_settings, redact_url
-    from carbonledger.database import resolve_database_url
-    from carbonledger.preflight import OperatorError, check_database
+    from core.config import load_settings, redact_url
+    from core.database import resolve_database_url
+    from core.preflight import OperatorError
+    from store.preflight import check_database
     from indexer import writer
     from store.engine import libpq_url
 

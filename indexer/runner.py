@@ -15,8 +15,8 @@ from typing import Any
 
 import psycopg
 
-from carbonledger.config import ConfigError, Settings, redact_url
-from carbonledger.database import resolve_database_url
+from core.config import ConfigError, Settings, redact_url
+from core.database import resolve_database_url
 from chains.base import ChainReader, ReorgTooDeep
 from chains.rpc import RpcError, RpcTransportError
 from indexer import writer
@@ -35,6 +35,9 @@ def _reader(name: str, cs: Any) -> tuple[ChainReader, dict[str, str], int]:
         from chains.substrate.reader import SubstrateReader, register_substrate
 
         register_substrate()
+        from chains.substrate.accounts import check_settings
+
+        check_settings(cs, name)
         reader: ChainReader = SubstrateReader.from_settings(name, cs)
         if cs.ss58_format is not None and (got := reader.chain_id()) != cs.ss58_format:
             raise ConfigError(f"chains.{name}.ss58_format: node at {redact_url(str(cs.rpc_url), path=True)} runs a "
@@ -44,7 +47,9 @@ def _reader(name: str, cs: Any) -> tuple[ChainReader, dict[str, str], int]:
     from chains.evm.reader import EvmReader, register_evm
 
     register_evm()
-    contracts = cs.resolved_contracts(name)
+    from chains.evm.deploy import resolved_contracts
+
+    contracts = resolved_contracts(cs, name)
     reader = EvmReader.from_settings(name, cs)
     if cs.chain_id is not None and (got := reader.chain_id()) != cs.chain_id:
         raise ConfigError(f"chains.{name}.chain_id: node at {redact_url(str(cs.rpc_url), path=True)} reports chain id "

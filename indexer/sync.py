@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from carbonledger.preflight import OperatorError
+from core.preflight import OperatorError
 from chains.base import Block, ChainEvent, ChainReader, ReorgTooDeep, UndecodableLog
 from chains.rpc import RpcError
 from indexer import writer

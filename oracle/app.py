@@ -28,8 +28,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from carbonledger.config import OracleSettings
-from carbonledger.service import ops_routes
+from core.config import OracleSettings
+from core.service import ops_routes
 from oracle import outbox, payments, qr_orders, records
 from oracle.api import docs
 from oracle.api import models as m

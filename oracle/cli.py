@@ -6,17 +6,19 @@ import argparse
 
 
 def _settings(args: argparse.Namespace):  # noqa: ANN202
-    from carbonledger.config import load_settings
+    from core.config import load_settings
 
     return load_settings(args.config)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Serve the ingress, run the sender and the scheduled jobs until SIGTERM."""
-    from carbonledger.config import ConfigError
-    from carbonledger.database import resolve_database_url
-    from carbonledger.logs import setup_logging
-    from carbonledger.preflight import check_database, check_port, check_rpc, ensure
+    from core.config import ConfigError
+    from core.database import resolve_database_url
+    from core.logs import setup_logging
+    from chains.preflight import check_rpc
+    from core.preflight import check_port, ensure
+    from store.preflight import check_database
     from oracle.runtime import Oracle
     from oracle.signer import load_signer
 
@@ -36,7 +38,7 @@ def cmd_anchor(args: argparse.Namespace) -> int:
     """Anchor pending IoT readings now (one Merkle root); the running oracle sends it."""
     from psycopg_pool import ConnectionPool
 
-    from carbonledger.database import resolve_database_url
+    from core.database import resolve_database_url
     from oracle.records import anchor_pending
     from store.engine import libpq_url
 

@@ -52,7 +52,7 @@ def reconcile_stripe(pool: Any, chain: str, settings: Any, now: float | None = N
 
 def reconcile_mpesa(pool: Any, settings: Any, older_than_s: float = 120.0) -> int:
     """Ask Daraja about pushes still pending; mark failed ones, flag paid ones whose callback never came."""
-    from oracle.runtime import make_daraja
+    from oracle.ingress.mpesa import make_daraja
 
     with pool.connection() as conn:
         rows = conn.execute("SELECT checkout_request_id FROM oracle_mpesa_request WHERE status = 'pending'"

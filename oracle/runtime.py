@@ -14,24 +14,15 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
-from carbonledger.config import ConfigError, Settings
+from core.config import ConfigError, Settings
 from chains.evm.rpc import RpcClient
 from chains.evm.writer import EvmWriter
 from oracle.app import OracleApp
+from oracle.ingress.mpesa import make_daraja
 from oracle.payments import PaymentCollector
 from oracle.signer import load_signer
 
 log = logging.getLogger("carbonledger.oracle")
-
-
-def make_daraja(settings: Any) -> Any:
-    from oracle.ingress.mpesa import Daraja
-
-    if not (settings.mpesa_consumer_key and settings.mpesa_consumer_secret and settings.mpesa_passkey):
-        return None
-    return Daraja(settings.mpesa_api_base, settings.mpesa_consumer_key.get_secret_value(),
-                  settings.mpesa_consumer_secret.get_secret_value(), settings.mpesa_shortcode,
-                  settings.mpesa_passkey.get_secret_value())
 
 
 class _Collector:
@@ -74,7 +65,9 @@ class Oracle:
             raise ConfigError("oracle: no chains configured")
         self.chain = o.chain or next(iter(settings.chains))
         cs = settings.chains[self.chain]
-        contracts = {n: c.address for n, c in cs.resolved_contracts(self.chain).items()}
+        from chains.evm.deploy import resolved_contracts
+
+        contracts = {n: c.address for n, c in resolved_contracts(cs, self.chain).items()}
         self.url = libpq_url(database_url)
         self.pool = ConnectionPool(self.url, min_size=2, max_size=12, open=True, timeout=10)
         # Short timeouts and few retries: a hung node must surface as "maybe sent", not stall the loop for minutes.
@@ -115,7 +108,7 @@ class Oracle:
     def run(self) -> int:
         import uvicorn
 
-        from carbonledger.shutdown import stop_on_signals
+        from core.shutdown import stop_on_signals
         from oracle.reconciliation import schedule
 
         o = self.settings.oracle

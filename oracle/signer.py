@@ -1,6 +1,6 @@
 """Where the oracle's signing key comes from: env, config, or an eth-account encrypted keystore.
 
-The key is only ever held as `carbonledger.secrets.PrivateKey` (its repr shows the address, never the key) and
+The key is only ever held as `core.secrets.PrivateKey` (its repr shows the address, never the key) and
 revealed inside `EvmWriter.sign`.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 
-from carbonledger.config import ConfigError, OracleSettings
-from carbonledger.preflight import OperatorError
-from carbonledger.secrets import PrivateKey, private_key_from_env
+from core.config import ConfigError, OracleSettings
+from core.preflight import OperatorError
+from core.secrets import PrivateKey, private_key_from_env
 
 ENV_KEY = "CARBONLEDGER_SIGNER_KEY"  # not CARBONLEDGER_ORACLE_*: settings would claim it
 ENV_PASSPHRASE = "CARBONLEDGER_SIGNER_PASSPHRASE"

@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from carbonledger.devnet import DEVNET_KEYS
+from core.devnet import DEVNET_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
 ORACLE_KEY = DEVNET_KEYS[1]
@@ -89,23 +88,6 @@ def payment_event(pi_id: str, metadata: dict[str, Any], *, event_id: str | None 
                                 "currency": "usd", "status": "succeeded", "metadata": metadata}}}
 
 
-def index_settings(rpc_url: str, deployment: Any, db_url: str, chain: str = "local") -> Any:
-    """Settings indexing `deployment` into `db_url` under the oracle's chain name (anvil: depth finality)."""
-    from carbonledger.config import ChainSettings, ContractSettings, Settings
-
-    contracts = {n: ContractSettings(address=c.address, start_block=c.block_number)
-                 for n, c in deployment.contracts.items()}
-    return Settings(database={"url": db_url}, chains={chain: ChainSettings(
-        rpc_url=rpc_url, contracts=contracts, finality_depth=2, use_finalized_tag=False, poll_interval_s=0.05)})
-
-
-def index_once(rpc_url: str, deployment: Any, db_url: str, chain: str = "local") -> None:
-    """Run the real indexer until it has caught up with the chain head."""
-    from indexer.runner import run_once
-
-    assert run_once(index_settings(rpc_url, deployment, db_url, chain), db_url=db_url, timeout_s=120) == 0
-
-
 # localstripe predates PaymentIntent.amount_received; the launcher gives it Stripe's meaning (what the succeeded,
 # captured charge took) so the oracle's checks read the field as they do on Stripe.
 _LOCALSTRIPE = """
@@ -122,7 +104,7 @@ class LocalStripe:
     """localstripe (Stripe's API, in memory) as a subprocess on a free port, and PaymentIntents made on it."""
 
     def __init__(self) -> None:
-        from carbonledger.anvil import free_port
+        from core.anvil import free_port
 
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -280,115 +262,6 @@ def count_events(w3: Any, contract: Any, event: str, from_block: int = 0) -> lis
     return out
 
 
-DARAJA_SETTINGS = {"mpesa_consumer_key": "ck", "mpesa_consumer_secret": "cs", "mpesa_passkey": "pk",
-                   "mpesa_callback_secret": "cb-secret-123", "mpesa_allowed_ips": ["127.0.0.1/32"],
-                   "mpesa_callback_url": "https://oracle.example/webhooks/mpesa/cb-secret-123"}
-
-
-class Rig:
-    """An oracle in process: the ASGI app through httpx, the sender driven round by round."""
-
-    def __init__(self, db_url: str, anvil: Any, daraja_url: str | None = None, stripe: LocalStripe | None = None,
-                 **overrides: Any) -> None:
-        from prometheus_client import CollectorRegistry
-        from psycopg_pool import ConnectionPool
-
-        from carbonledger.config import OracleSettings
-        from carbonledger.secrets import PrivateKey
-        from chains.evm.rpc import RpcClient
-        from chains.evm.writer import EvmWriter
-        from oracle.app import OracleApp
-        from oracle.sender import Sender
-        from store.engine import libpq_url
-
-        self.world = deploy_world(anvil.url, orders=3)
-        self.anvil, self.anvil_url, self.db_url = anvil, anvil.url, db_url
-        self.index()
-        self.url = libpq_url(db_url)
-        self.pool = ConnectionPool(self.url, min_size=1, max_size=6, open=True)
-        if daraja_url:
-            overrides = {**DARAJA_SETTINGS, "mpesa_api_base": daraja_url, **overrides}
-        if stripe is not None:
-            overrides = {"stripe_api_key": STRIPE_KEY, "stripe_api_base": stripe.url, **overrides}
-        self.settings = OracleSettings(**{"stripe_webhook_secrets": [WHSEC], "max_in_flight": 8,
-                                          "operator_tokens": {"rig-operator": OPERATOR_TOKEN},
-                                          "fiat_rates": FIAT_RATES, **overrides})
-        contracts = {n: c.address for n, c in self.world.deployment.contracts.items()}
-        self.rpc = RpcClient(anvil.url, timeout_s=3, retries=1)
-        self.writer = EvmWriter("local", self.rpc, 31337, PrivateKey(ORACLE_KEY), contracts)
-        self.sender = Sender(self.url, self.pool, self.writer, self.settings, "test-owner", threading.Event())
-        daraja = None
-        if daraja_url:
-            from oracle.runtime import make_daraja
-
-            daraja = make_daraja(self.settings)
-        from oracle.payments import PaymentCollector
-
-        self.registry = CollectorRegistry()
-        self.registry.register(PaymentCollector(self.pool))
-        self.app = OracleApp(self.pool, self.settings, "local", sender=self.sender, registry=self.registry,
-                             daraja=daraja)
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app.asgi()), base_url="http://oracle")
-        self.stripe = stripe
-
-    async def post_event(self, event: dict, **kw: Any) -> httpx.Response:
-        body, headers = signed(event, **kw)
-        return await self.client.post("/webhooks/stripe", content=body, headers=headers)
-
-    async def intent(self, key: str) -> dict[str, Any]:
-        """The full view of an intent, as an operator sees it."""
-        r = await self.client.get(f"/intents/{key}", headers={"authorization": f"Bearer {OPERATOR_TOKEN}"})
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    async def pay(self, metadata: dict[str, str], amount: int = 1099, currency: str = "usd", paid: bool = True,
-                  event_id: str | None = None) -> tuple[str, httpx.Response]:
-        """Make a PaymentIntent on localstripe and deliver its `payment_intent.succeeded` webhook: (id, response)."""
-        from anyio import to_thread
-
-        assert self.stripe is not None, "Rig(..., stripe=LocalStripe) pays through localstripe"
-        pi = await to_thread.run_sync(lambda: self.stripe.payment_intent(metadata, amount, currency, paid))
-        event = payment_event(pi["id"], metadata, amount=amount, event_id=event_id)
-        event["data"]["object"] = pi
-        return pi["id"], await self.post_event(event)
-
-    def queue(self, intent: Any) -> None:
-        """Queue a raw write intent, with no fact behind it (tests of the sender itself)."""
-        from oracle.outbox import insert_intent
-
-        with self.pool.connection() as conn, conn.transaction():
-            insert_intent(conn.cursor(), "local", intent)
-
-    def drain(self, rounds: int = 200) -> None:
-        for _ in range(rounds):
-            self.sender.run_once()
-            with self.pool.connection() as c:
-                if not c.execute("SELECT 1 FROM oracle_intent WHERE status IN ('pending','signed','sent') LIMIT 1").fetchone():
-                    return
-        raise AssertionError("intents did not settle")
-
-    def index(self) -> None:
-        """Run the indexer over the rig's chain up to its head (the oracle reads indexed payments)."""
-        from carbonledger.config import PROTOCOL_CONTRACTS, Settings
-        from indexer.runner import run_once
-
-        contracts = {n: {"address": c.address} for n, c in self.world.deployment.contracts.items()
-                     if n in PROTOCOL_CONTRACTS}
-        settings = Settings(chains={"local": {"rpc_url": self.anvil.url, "use_finalized_tag": False, "finality_depth": 8,
-                                              "poll_interval_s": 0.05, "contracts": contracts}})
-        assert run_once(settings, db_url=self.db_url, timeout_s=120) == 0
-
-    def status(self, key: str) -> str | None:
-        with self.pool.connection() as c:
-            row = c.execute("SELECT status FROM oracle_intent WHERE idempotency_key = %s", (key,)).fetchone()
-        return row[0] if row else None
-
-    def close(self) -> None:
-        self.sender.lease.release()
-        self.pool.close()
-        self.rpc.close()
-
-
 class FakeDaraja:
     """A local server speaking Daraja's JSON: OAuth token, STK push, STK push query (answers set per checkout)."""
 
@@ -442,7 +315,7 @@ class FakeDaraja:
 
         app = Starlette(routes=[Route("/oauth/v1/generate", oauth), Route("/mpesa/stkpush/v1/processrequest", push, methods=["POST"]),
                                 Route("/mpesa/stkpushquery/v1/query", query, methods=["POST"])])
-        from carbonledger.service import ThreadedServer
+        from core.service import ThreadedServer
 
         self._server = ThreadedServer(app, name="fake-daraja")
 

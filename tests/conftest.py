@@ -44,7 +44,7 @@ def db_url(pg_factory) -> Iterator[str]:
 @pytest.fixture()
 def anvil() -> Iterator["Anvil"]:
     """A private anvil on a free port (npm @foundry-rs/anvil)."""
-    from carbonledger.anvil import Anvil, anvil_binary
+    from core.anvil import Anvil, anvil_binary
 
     if anvil_binary() is None:
         pytest.fail("anvil missing: run `npm ci` (the README's test command does)")
@@ -55,7 +55,7 @@ def anvil() -> Iterator["Anvil"]:
 @pytest.fixture(scope="session")
 def devnet_server() -> Iterator["DevnetServer"]:
     """The in-process eth-tester devnet served over JSON-RPC (shared; tests must not assume an empty chain)."""
-    from carbonledger.devnet import DevnetServer
+    from core.devnet import DevnetServer
 
     with DevnetServer() as server:
         yield server
@@ -65,7 +65,7 @@ def devnet_server() -> Iterator["DevnetServer"]:
 def chopsticks() -> Iterator["Callable[..., Chopsticks]"]:
     """Start chopsticks (a real Asset Hub runtime, npm) on free ports: `chop = chopsticks(mode="Manual")`; every
     one started is stopped after the test."""
-    from carbonledger.chopsticks import Chopsticks, missing
+    from core.chopsticks import Chopsticks, missing
 
     why = missing()
     if why:

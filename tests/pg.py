@@ -23,7 +23,7 @@ def server_url() -> str:
     url = os.environ.get("CARBONLEDGER_TEST_DATABASE_URL") or os.environ.get("CARBONLEDGER_DATABASE_URL")
     if url:
         return libpq_url(url)
-    from carbonledger.database import embedded_url
+    from core.database import embedded_url
 
     return embedded_url(Path(tempfile.gettempdir()) / "carbonledger-test-pg", "postgres")
 

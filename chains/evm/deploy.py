@@ -180,3 +180,23 @@ def deploy_protocol(
                 sender.send(contract.functions.grantRole(role_id(role), holder))
 
     return Deployment(chain_id=int(w3.eth.chain_id), contracts=contracts)
+
+
+def resolved_contracts(settings: Any, chain: str) -> dict[str, Any]:
+    """The protocol contracts of an evm chain's settings (`core.config.ChainSettings`): addresses from the config,
+    filled from its deployment file where absent. ConfigError names the key that is missing or wrong."""
+    from core.config import ConfigError, ContractSettings
+
+    out: dict[str, ContractSettings] = dict(settings.contracts)
+    if settings.deployment is not None:
+        path = Path(settings.deployment)
+        if not path.exists():
+            raise ConfigError(f"chains.{chain}.deployment: file {str(path)!r} does not exist (run `carbonledger deploy`)")
+        for name, c in Deployment.load(path).contracts.items():
+            if name in PROTOCOL_CONTRACTS and (name not in out or out[name].address is None):
+                out[name] = ContractSettings(address=c.address, start_block=c.block_number)
+    missing = [n for n, c in out.items() if c.address is None]
+    if missing:
+        raise ConfigError(
+            f"chains.{chain}.contracts.{missing[0]}: no address (set `address` or point `deployment` at a deploy file)")
+    return out

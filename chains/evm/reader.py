@@ -40,7 +40,9 @@ class EvmReader(ChainReader):
         """Build from a `ChainSettings` (addresses from config or the deployment file, ABIs from abis/)."""
         from chains.evm.artifacts import abi
 
-        contracts = {name: (c.address, abi(name)) for name, c in settings.resolved_contracts(chain).items()}
+        from chains.evm.deploy import resolved_contracts
+
+        contracts = {name: (c.address, abi(name)) for name, c in resolved_contracts(settings, chain).items()}
         return cls(chain, str(settings.rpc_url).rstrip("/"), contracts, use_finalized_tag=settings.use_finalized_tag,
                    max_block_range=settings.max_block_range, timeout_s=settings.request_timeout_s,
                    retries=settings.retries)

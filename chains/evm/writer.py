@@ -18,7 +18,7 @@ import rlp
 from eth_utils import keccak
 from eth_utils import function_abi_to_4byte_selector, to_checksum_address
 
-from carbonledger.secrets import PrivateKey
+from core.secrets import PrivateKey
 from chains.base import ChainWriter, MaybeSent, Rejected, TxRequest, TxState, TxStatus  # noqa: F401 - re-exported
 from chains.evm.artifacts import abi, decode_error
 from chains.rpc import RpcClient, RpcError, RpcTransportError

@@ -3,6 +3,8 @@ differs per network, so accounts compare as keys, never as strings)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from scalecodec.utils.ss58 import ss58_decode, ss58_encode
 
 
@@ -38,3 +40,16 @@ def public_key(account: str) -> str:
 def ss58(key: str, prefix: int) -> str:
     """A 0x-hex public key in the SS58 format of network `prefix` (for display)."""
     return ss58_encode(key, ss58_format=prefix)
+
+
+def check_settings(settings: Any, chain: str) -> None:
+    """The accounts a substrate chain's settings name parse (ConfigError naming the key otherwise)."""
+    from core.config import ConfigError
+
+    for key, values in (("retirement_account", [settings.retirement_account] if settings.retirement_account else []),
+                        ("anchor_senders", settings.anchor_senders)):
+        for v in values:
+            try:
+                public_key(v)
+            except ValueError as exc:
+                raise ConfigError(f"chains.{chain}.{key}: {exc}") from None

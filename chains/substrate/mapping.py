@@ -287,3 +287,13 @@ def _retire(event: Any, x: _Extrinsic | None, idx: int, block: Block, operator: 
     event("CarbonCredit", "Retired", {"certificateId": block.number << 32 | idx, "holder": holder, "batchId": asset,
                                       "amount": amount, "beneficiary": fields["beneficiary"],
                                       "reason": fields["reason"]}, idx, x, "Assets")
+
+
+def follow_from(settings: Any) -> Follow:
+    """What a substrate reader follows, from a chain's settings (`core.config.ChainSettings`)."""
+    from chains.substrate.accounts import RETIREMENT_ACCOUNT, public_key
+
+    return Follow({i: BatchInfo(a.project_id, a.vintage, a.methodology, a.registry, a.serial_number,
+                                a.metadata_hash.lower()) for i, a in settings.assets.items()},
+                  public_key(settings.retirement_account) if settings.retirement_account else RETIREMENT_ACCOUNT,
+                  frozenset(public_key(a) for a in settings.anchor_senders))

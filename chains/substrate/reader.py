@@ -17,7 +17,7 @@ from typing import Any
 
 from chains.base import Block, ChainEvent, ChainReader, UndecodableLog, register_family
 from chains.rpc import RpcClient, RpcError
-from chains.substrate.mapping import Follow, map_block, wanted
+from chains.substrate.mapping import Follow, follow_from, map_block, wanted
 from chains.substrate.runtime import EVENTS_KEY, NOW_KEY, UPGRADE_KEY, Runtime, Runtimes, compact_u32
 
 log = logging.getLogger("carbonledger.substrate.reader")
@@ -72,7 +72,7 @@ class SubstrateReader(ChainReader):
     @classmethod
     def from_settings(cls, chain: str, settings: Any) -> SubstrateReader:
         """Build from a `ChainSettings` of family "substrate"."""
-        return cls(chain, str(settings.rpc_url).rstrip("/"), settings.substrate_follow(),
+        return cls(chain, str(settings.rpc_url).rstrip("/"), follow_from(settings),
                    use_finalized_tag=settings.use_finalized_tag, timeout_s=settings.request_timeout_s,
                    retries=settings.retries)
 

@@ -23,9 +23,9 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
 
-from carbonledger.config import ApiSettings, Settings
-from carbonledger.ratelimit import ClientLimit, client_from_scope, in_networks, proxy_networks
-from carbonledger.service import ops_routes
+from core.config import ApiSettings, Settings
+from core.ratelimit import ClientLimit, client_from_scope, in_networks, proxy_networks
+from core.service import ops_routes
 from gqlapi import graphiql
 from gqlapi.context import Context, Limits
 from gqlapi.db import Database
@@ -49,7 +49,7 @@ class _Metrics:
 
 class _Gate:
     """The per-client rate limit of /graphql (api.rate_limit). The client is the peer address, or the forwarded
-    one when the peer is a trusted proxy (carbonledger.ratelimit); exempt clients (loopback by default) are one
+    one when the peer is a trusted proxy (core.ratelimit); exempt clients (loopback by default) are one
     dict lookup per request, which is all the hot path pays when the benchmark drives the API from 127.0.0.1."""
 
     _MEMO_MAX = 65_536
@@ -248,9 +248,9 @@ class _App(Starlette):
 
 def app_from_env() -> Starlette:
     """uvicorn factory (`--factory gqlapi.app:app_from_env`): settings from config file and env."""
-    from carbonledger.config import load_settings
-    from carbonledger.database import resolve_database_url
-    from carbonledger.logs import setup_logging
+    from core.config import load_settings
+    from core.database import resolve_database_url
+    from core.logs import setup_logging
 
     settings = load_settings()
     setup_logging(settings.log_level)  # each worker process logs JSON lines at the configured level

@@ -14,10 +14,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the GraphQL API (GraphiQL at /graphql; /health, /ready, /metrics)."""
     import uvicorn
 
-    from carbonledger.config import load_settings
-    from carbonledger.database import resolve_database_url
-    from carbonledger.logs import setup_logging
-    from carbonledger.preflight import check_database, check_port, ensure
+    from core.config import load_settings
+    from core.database import resolve_database_url
+    from core.logs import setup_logging
+    from core.preflight import check_port, ensure
+    from store.preflight import check_database
     from gqlapi.app import create_app
 
     settings = load_settings(args.config)
@@ -46,8 +47,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 @contextlib.contextmanager
 def _stopped_by_sigterm() -> Iterator[None]:
     """uvicorn handles SIGTERM (graceful shutdown), then re-raises it through the handler it found, ours
-    (carbonledger.shutdown): that is a normal stop, so exit handlers (the embedded Postgres) still run."""
-    from carbonledger.shutdown import StopRequested
+    (core.shutdown): that is a normal stop, so exit handlers (the embedded Postgres) still run."""
+    from core.shutdown import StopRequested
 
     try:
         yield

@@ -44,7 +44,7 @@ from graphql.validation.validate import ValidationAbortedError
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
-from carbonledger.ratelimit import Network, client_from_scope
+from core.ratelimit import Network, client_from_scope
 from gqlapi import errors as codes
 from gqlapi.costs import DocumentLimits, check_costs, text_errors, variable_errors
 from gqlapi.errors import coded

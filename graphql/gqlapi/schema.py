@@ -12,8 +12,8 @@ from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors, SchemaExtension
 from strawberry.schema.config import StrawberryConfig
 
-from carbonledger.config import ApiSettings
-from carbonledger.ratelimit import proxy_networks
+from core.config import ApiSettings
+from core.ratelimit import proxy_networks
 from gqlapi.errors import should_mask
 from gqlapi.executor import FastExecutionContext
 from gqlapi.costs import DocumentLimits

@@ -286,7 +286,7 @@ class ApiClient:
 
         import httpx
 
-        from carbonledger.config import ApiSettings, DatabaseSettings, Settings
+        from core.config import ApiSettings, DatabaseSettings, Settings
         from gqlapi.app import create_app
 
         timeout = api.pop("statement_timeout_ms", 5000)

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-import carbonledger
+import core
 from oracle.api.routes import ROUTES, Answer, Op
 
 COMMITTED = Path(__file__).resolve().parents[1] / "openapi.json"
@@ -117,7 +117,7 @@ def document() -> dict[str, Any]:
         paths.setdefault(op.openapi_path, {})[op.method.lower()] = _operation(op, refs)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "carbonledger oracle", "version": carbonledger.__version__, "description": INFO},
+        "info": {"title": "carbonledger oracle", "version": core.__version__, "description": INFO},
         "tags": TAGS,
         "paths": paths,
         "components": {"schemas": dict(sorted(defs.get("$defs", {}).items())), "securitySchemes": SECURITY},

@@ -52,7 +52,7 @@ class Op:
     security: tuple[str, ...] = ()  # alternatives (any one of them)
     anonymous: bool = False  # also answers without credentials
     params: tuple[Param, ...] = ()
-    served: Literal["app", "ops", "docs"] = "app"  # the OracleApp method, carbonledger.service, oracle.api.docs
+    served: Literal["app", "ops", "docs"] = "app"  # the OracleApp method, core.service, oracle.api.docs
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -5,7 +5,7 @@ TypeError on non-ASCII *str* arguments, and header values arrive as any bytes (S
 latin-1), so a str comparison turned a stray byte into a 500. A failed check raises `AuthFailure`, which the
 route wrapper counts against the client's failure limit.
 
-Limits (`carbonledger.ratelimit`, per client, in process memory): a general request limit on every route
+Limits (`core.ratelimit`, per client, in process memory): a general request limit on every route
 (webhooks have their own, larger budget: providers deliver in bursts), checked by `RequestLimit` before routing;
 and a failure limit: a client that failed authentication too often gets 429 on every authenticated route, before
 its credential is looked at, until the window moves on. A client is its peer address, or the address the
@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from carbonledger.ratelimit import ClientLimit, client_from_scope, proxy_networks
+from core.ratelimit import ClientLimit, client_from_scope, proxy_networks
 from oracle.ingress.common import BadRequest
 
 log = logging.getLogger("carbonledger.oracle.auth")

@@ -182,3 +182,12 @@ class Daraja:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+
+def make_daraja(settings: Any) -> Daraja | None:
+    """The Daraja client of the oracle's settings; None where its credentials are not configured."""
+    if not (settings.mpesa_consumer_key and settings.mpesa_consumer_secret and settings.mpesa_passkey):
+        return None
+    return Daraja(settings.mpesa_api_base, settings.mpesa_consumer_key.get_secret_value(),
+                  settings.mpesa_consumer_secret.get_secret_value(), settings.mpesa_shortcode,
+                  settings.mpesa_passkey.get_secret_value())

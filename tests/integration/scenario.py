@@ -366,7 +366,7 @@ def deploy(w3: Web3) -> Any:
 
 def settings_for(rpc_url: str, deployment: Any, db_url: str, chain: str = "dev", **chain_kw: Any) -> Any:
     """Settings indexing `deployment` on `rpc_url` into `db_url` (anvil: depth-based finality, fast polling)."""
-    from carbonledger.config import ChainSettings, ContractSettings, Settings
+    from core.config import ChainSettings, ContractSettings, Settings
 
     kw = {"finality_depth": 5, "use_finalized_tag": False, "poll_interval_s": 0.05, "request_timeout_s": 5.0, **chain_kw}
     contracts = {n: ContractSettings(address=c.address, start_block=c.block_number)

@@ -16,7 +16,7 @@ CHAIN = "dev"
 
 @pytest.fixture(scope="module")
 def env(pg_factory):
-    from carbonledger.anvil import Anvil, anvil_binary
+    from core.anvil import Anvil, anvil_binary
     from indexer.runner import run_once
     from tests.integration.scenario import deploy, run_scenario, settings_for
 

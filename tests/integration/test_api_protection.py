@@ -58,7 +58,7 @@ def test_bad_queries_are_clear_errors(setup, query, expect):
 
 def test_depth_and_token_limits(setup):
     w, api = setup
-    from carbonledger.config import ApiSettings
+    from core.config import ApiSettings
 
     ok = "{ certificates { edges { node { batch { chain } } } } }"
     assert api.q(ok)

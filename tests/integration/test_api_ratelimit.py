@@ -96,7 +96,7 @@ def test_no_limit_when_disabled(db_url):
 def test_bad_settings_are_named(settings, message):
     from pydantic import ValidationError
 
-    from carbonledger.config import ApiSettings
+    from core.config import ApiSettings
 
     with pytest.raises(ValidationError, match=message):
         ApiSettings(**settings)

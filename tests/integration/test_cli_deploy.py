@@ -8,7 +8,8 @@ import pytest
 from web3 import Web3
 
 from carbonledger.cli import main
-from carbonledger.config import load_settings
+from chains.evm.deploy import resolved_contracts
+from core.config import load_settings
 
 
 def test_deploy_writes_deployment_and_config_resolves_it(anvil, tmp_path, monkeypatch, capsys):
@@ -23,7 +24,7 @@ def test_deploy_writes_deployment_and_config_resolves_it(anvil, tmp_path, monkey
     (tmp_path / "carbonledger.toml").write_text(
         f'[chains.local]\nrpc_url = "{anvil.url}"\ndeployment = "deployments/local.json"\n'
     )
-    contracts = load_settings().chains["local"].resolved_contracts("local")
+    contracts = resolved_contracts(load_settings().chains["local"], "local")
     assert contracts["IoTAnchor"].address == dep["contracts"]["IoTAnchor"]["address"]
     assert contracts["CarbonCredit"].start_block == dep["contracts"]["CarbonCredit"]["startBlock"]
 
@@ -37,7 +38,7 @@ def test_deploy_refuses_without_a_key(anvil, tmp_path, monkeypatch, capsys):
 
 def test_deploy_names_an_unreachable_node(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    from carbonledger.anvil import free_port
+    from core.anvil import free_port
 
     assert main(["deploy", "--rpc", f"http://127.0.0.1:{free_port()}", "--devnet-key"]) == 1  # not a config error
     err = capsys.readouterr().err

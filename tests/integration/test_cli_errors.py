@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from carbonledger.anvil import free_port
-from carbonledger.devnet import DEVNET_KEYS
+from core.anvil import free_port
+from core.devnet import DEVNET_KEYS
 from tests.pg import with_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,7 +125,7 @@ def test_a_new_devnet_behind_an_old_name_is_refused_until_reset(db_url):
     not take it for a deep reorg; it names the reset command, which makes a fresh index possible."""
     from web3 import Web3
 
-    from carbonledger.anvil import Anvil
+    from core.anvil import Anvil
     from indexer.runner import run_once
     from tests.integration.scenario import deploy, index_env, indexed_state, run_scenario, settings_for
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from carbonledger.anvil import free_port
-from carbonledger.devnet import DEVNET_KEYS
+from core.anvil import free_port
+from core.devnet import DEVNET_KEYS
 
 ROOT = Path(__file__).resolve().parents[2]
 ADDRS = {n: "0x" + f"{i + 1:040x}" for i, n in enumerate(["CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor"])}

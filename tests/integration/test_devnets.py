@@ -6,7 +6,7 @@ import httpx
 from eth_account import Account
 from web3 import Web3
 
-from carbonledger.devnet import DEVNET_ACCOUNTS, DEVNET_KEYS
+from core.devnet import DEVNET_ACCOUNTS, DEVNET_KEYS
 from chains.evm.rpc import RpcClient, RpcError
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from web3 import Web3
 
-from carbonledger.anvil import free_port
+from core.anvil import free_port
 from indexer.runner import run_once
 from tests.integration.scenario import deploy, dump, index_env, run_scenario, settings_for
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from eth_utils import keccak
 
-from oracle.testing import Rig, count_events
+from oracle.testing import count_events
+from tests.integration.oracle_rig import Rig
 from tests.integration.oracle_fixtures import _no_key_in_logs, anyio_backend, localstripe  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.anvil, pytest.mark.anyio]
@@ -199,7 +200,7 @@ async def _api(rig, query: str, variables: dict) -> dict:
     """The GraphQL API in process on the rig's database."""
     import httpx
 
-    from carbonledger.config import Settings
+    from core.config import Settings
     from gqlapi.app import create_app
 
     app = create_app(Settings(database={"url": rig.db_url}), rig.db_url, pool_size=2)

@@ -16,9 +16,10 @@ import httpx
 import psycopg
 import pytest
 
-from carbonledger.anvil import Anvil, free_port
-from oracle.testing import (ORACLE_KEY, LocalStripe, OracleProcess, count_events, deploy_world, index_once, payment_event,
-                            signed, wait_until, write_config)
+from core.anvil import Anvil, free_port
+from indexer.testing import index_once
+from oracle.testing import (ORACLE_KEY, LocalStripe, OracleProcess, count_events, deploy_world, payment_event, signed,
+                            wait_until, write_config)
 from store.engine import libpq_url
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import stripe
 
-from carbonledger.config import OracleSettings
+from core.config import OracleSettings
 from oracle.api.openapi import document
 from oracle.api.routes import ROUTES, Op
 from oracle.app import OracleApp
@@ -157,7 +157,7 @@ def test_docs_page_renders_every_operation_offline_in_a_real_browser(tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    from carbonledger.service import ThreadedServer
+    from core.service import ThreadedServer
     from tests.browser import chromium
 
     with ThreadedServer(OracleApp(None, OracleSettings(), "x").asgi(), name="oracle-docs") as server, \

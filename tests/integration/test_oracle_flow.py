@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from oracle import outbox
-from oracle.testing import Rig, count_events, payment_event
+from oracle.testing import count_events, payment_event
+from tests.integration.oracle_rig import Rig
 from tests.integration.oracle_fixtures import _no_key_in_logs, anyio_backend, localstripe  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.anvil, pytest.mark.anyio]

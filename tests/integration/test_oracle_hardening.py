@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from carbonledger.config import OracleSettings
+from core.config import OracleSettings
 from oracle.app import OracleApp
 from oracle.testing import ROOT, WHSEC, OracleProcess, deploy_world, payment_event, signed, write_config
 from tests.integration.oracle_fixtures import _no_key_in_logs, anyio_backend  # noqa: F401 (fixtures)
@@ -172,7 +172,7 @@ async def test_general_request_limit_per_client(pool):
 def test_mpesa_callback_secret_is_in_no_log_and_no_config_output(db_url, anvil, tmp_path):
     """The real daemon (uvicorn, JSON logs at DEBUG): failing callbacks, including one that hits an internal error,
     leave the secret path in no log line; `carbonledger config` hides it and the callback URL holding it."""
-    from carbonledger.anvil import free_port
+    from core.anvil import free_port
 
     world = deploy_world(anvil.url)
     world.deployment.write(tmp_path / "deployment.json")

@@ -11,7 +11,8 @@ import time
 import httpx
 import pytest
 
-from oracle.testing import WHSEC, Rig, count_events, payment_event, signed
+from oracle.testing import WHSEC, count_events, payment_event, signed
+from tests.integration.oracle_rig import Rig
 from tests.integration.oracle_fixtures import _no_key_in_logs, anyio_backend, daraja, localstripe  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.anvil, pytest.mark.anyio]
@@ -302,7 +303,7 @@ async def test_settlement_and_verification_mint(rig):
 
 async def test_mpesa_daraja_down_is_retryable_and_writes_nothing(db_url, anvil, fixtures_dir):
     """Daraja unreachable: the callback cannot be confirmed, so 503 (Safaricom retries) and nothing is recorded."""
-    from carbonledger.anvil import free_port
+    from core.anvil import free_port
     from oracle import records
 
     rig = Rig(db_url, anvil, daraja_url=f"http://127.0.0.1:{free_port()}", **SETTINGS)
@@ -332,9 +333,9 @@ async def test_nul_characters_are_refused_not_500(rig):
 async def test_mpesa_push_refused_or_daraja_down_is_4xx_5xx_not_500(rig):
     """A phone Daraja refuses is the merchant's input (422); Daraja unreachable is a retryable 503; both leave only
     a 'refused' request (recorded before the push, nothing to adopt later)."""
-    from carbonledger.anvil import free_port
+    from core.anvil import free_port
     from oracle.app import OracleApp
-    from oracle.runtime import make_daraja
+    from oracle.ingress.mpesa import make_daraja
 
     auth = {"authorization": "Bearer tok-merchant"}
     body = {"phone": "0700000001", "amount": 1, "target": {"order_id": str(rig.world.order_ids[0])}}

@@ -25,7 +25,8 @@ import anyio
 import httpx
 import pytest
 
-from oracle.testing import Rig, count_events, payment_event, signed
+from oracle.testing import count_events, payment_event, signed
+from tests.integration.oracle_rig import Rig
 from tests.integration.oracle_fixtures import _no_key_in_logs, anyio_backend, daraja, localstripe  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.anvil, pytest.mark.anyio]
@@ -139,7 +140,7 @@ async def test_two_oracles_racing_on_one_checkout_write_once(rig, daraja, sample
     from psycopg_pool import ConnectionPool
 
     from oracle.app import OracleApp
-    from oracle.runtime import make_daraja
+    from oracle.ingress.mpesa import make_daraja
 
     cid = await push(rig, {"order_id": str(rig.world.order_ids[0])})
     pool_b = ConnectionPool(rig.url, min_size=1, max_size=4, open=True)
@@ -293,7 +294,7 @@ async def test_stripe_currency_amount_and_livemode_are_checked(rig, localstripe)
     r = await via(stripe_livemode=True)
     assert r.json()["flag"] == "livemode_mismatch", r.text
     before = rows(rig, "SELECT count(*) FROM oracle_provider_event")
-    from carbonledger.anvil import free_port
+    from core.anvil import free_port
 
     r = await via(stripe_api_base=f"http://127.0.0.1:{free_port()}")
     assert (r.status_code, r.json()["error"]) == (503, "stripe_unavailable"), r.text

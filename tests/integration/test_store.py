@@ -29,7 +29,7 @@ def test_migrate_is_idempotent(db_url):
 
     upgrade(db_url)
     upgrade(db_url)
-    from carbonledger.preflight import head_revision
+    from store.preflight import head_revision
 
     assert current(db_url) == head_revision()
 
@@ -66,6 +66,6 @@ def test_cli_migrate(db_url, monkeypatch, capsys):
     monkeypatch.setenv("CARBONLEDGER_DATABASE_URL", db_url)
     monkeypatch.chdir("/")
     assert main(["migrate"]) == 0
-    from carbonledger.preflight import head_revision
+    from store.preflight import head_revision
 
     assert f"revision {head_revision()}" in capsys.readouterr().out

@@ -24,7 +24,7 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 def substrate_settings(url: str, db_url: str, alice: str, chain: str = "ah", **kw: Any) -> Any:
-    from carbonledger.config import Settings
+    from core.config import Settings
 
     assets = {a: {"project_id": p, "vintage": v, "methodology": "VM0038", "registry": "Verra"}
               for a, (p, v) in MAPPED.items()}

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from carbonledger.config import ConfigError, load_settings
+from chains.evm.deploy import resolved_contracts
+from core.config import ConfigError, load_settings
 
 GOOD = """
 [database]
@@ -112,14 +113,14 @@ def test_missing_contract_address_is_named(tmp_path):
     text = GOOD.replace('address = "0x5fbdb2315678afecb367f032d93f642f64180aa3"\n', "")
     s = load_settings(write(tmp_path, text))
     with pytest.raises(ConfigError, match=r"chains\.devnet\.contracts\.CarbonCredit: no address"):
-        s.chains["devnet"].resolved_contracts("devnet")
+        resolved_contracts(s.chains["devnet"], "devnet")
 
 
 def test_missing_deployment_file_is_named(tmp_path):
     text = GOOD.replace("finality_depth = 3", 'finality_depth = 3\ndeployment = "deployments/none.json"')
     s = load_settings(write(tmp_path, text))
     with pytest.raises(ConfigError, match="deployments/none.json"):
-        s.chains["devnet"].resolved_contracts("devnet")
+        resolved_contracts(s.chains["devnet"], "devnet")
 
 
 def test_deployment_fills_addresses(tmp_path):
@@ -129,7 +130,7 @@ def test_deployment_fills_addresses(tmp_path):
                                                                 for n in ("CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor")}}))
     text = GOOD.replace("finality_depth = 3", f'finality_depth = 3\ndeployment = "{dep}"')
     s = load_settings(write(tmp_path, text))
-    got = s.chains["devnet"].resolved_contracts("devnet")
+    got = resolved_contracts(s.chains["devnet"], "devnet")
     assert set(got) == {"CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor"}
     assert got["CarbonCredit"].start_block == 1  # explicit config wins over the file
     assert got["Escrow"].start_block == 7
@@ -176,7 +177,7 @@ def test_config_command_hides_database_password(tmp_path, capsys, monkeypatch):
 
 def test_urls_with_credentials_stay_out_of_repr_and_config_output(tmp_path, monkeypatch, capsys):
     from carbonledger.cli import main
-    from carbonledger.config import redact_url
+    from core.config import redact_url
 
     text = GOOD.replace("postgresql://127.0.0.1:5432/carbonledger", "postgresql://app:hunter2@db:5432/cl").replace(
         "http://127.0.0.1:8545", "https://eth.example.com/v2/sekritkey")

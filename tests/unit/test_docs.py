@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from carbonledger.cli import build_parser
-from carbonledger.config import OTHER_ENV, _env_names
+from core.config import OTHER_ENV, _env_names
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "deploy.md").read_text()

@@ -388,6 +388,6 @@ def test_a_cached_refusal_answers_like_the_first():
 
 
 def _api(**kw):
-    from carbonledger.config import ApiSettings
+    from core.config import ApiSettings
 
     return ApiSettings(**kw)

@@ -33,3 +33,31 @@ def test_chain_family_registration_names_missing_methods():
     msg = str(err.value)
     assert "HalfReader must implement" in msg and "events_at" in msg and "head" in msg
     assert "Writer must implement" in msg and "broadcast" in msg
+
+
+# Floors, bottom up: a module may import only from its own package or a lower floor (the command line and demo on top;
+# indexer, oracle and the API side by side, never importing each other; the ground imports none of the project).
+FLOORS = {"core": 0, "chains": 1, "store": 1, "indexer": 2, "oracle": 2, "gqlapi": 2, "carbonledger": 3}
+PLACES = {"gqlapi": ROOT / "graphql" / "gqlapi"}
+
+
+def test_imports_only_point_down():
+    import ast
+
+    bad = []
+    for pkg, floor in FLOORS.items():
+        for f in sorted(PLACES.get(pkg, ROOT / pkg).rglob("*.py")):
+            if "migrations" in f.parts:
+                continue
+            for node in ast.walk(ast.parse(f.read_text())):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top in FLOORS and top != pkg and FLOORS[top] >= floor:
+                        bad.append(f"{f.relative_to(ROOT)}:{node.lineno} ({pkg}) imports {name} ({top})")
+    assert not bad, "\n".join(bad)

@@ -14,7 +14,7 @@ import anyio
 import httpx
 import pytest
 
-from carbonledger.config import OracleSettings
+from core.config import OracleSettings
 from oracle.api import docs, models as m
 from oracle.api.fields import parse
 from oracle.api.openapi import COMMITTED, document, document_bytes

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from chains.merkle import hash_leaf
 from oracle.ingress import iot, mpesa, stripe_webhook
-from carbonledger.config import OracleSettings
+from core.config import OracleSettings
 from oracle.ingress.common import BadRequest, parse_amount, parse_int
 from oracle.testing import FIAT_RATES, WHSEC, payment_event, signed
 

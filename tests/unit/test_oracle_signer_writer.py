@@ -7,8 +7,8 @@ import json
 import pytest
 from eth_account import Account
 
-from carbonledger.config import OracleSettings
-from carbonledger.devnet import DEVNET_KEYS
+from core.config import OracleSettings
+from core.devnet import DEVNET_KEYS
 from chains.base import TxRequest
 from chains.evm.rpc import RpcError
 from chains.evm.writer import EvmWriter, Fees, describe_revert, encode_call
@@ -72,7 +72,7 @@ def test_sign_is_pure_and_revert_decodes():
     class NoRpc:
         pass
 
-    from carbonledger.secrets import PrivateKey
+    from core.secrets import PrivateKey
 
     w = EvmWriter("x", NoRpc(), 31337, PrivateKey(KEY), {"Escrow": "0x" + "22" * 20})
     req = TxRequest("x", "Escrow", "recordOffchainPayment", ("1", "pi_1"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from carbonledger.ratelimit import ClientLimit, check_spec, client_address, client_from_scope, proxy_networks
+from core.ratelimit import ClientLimit, check_spec, client_address, client_from_scope, proxy_networks
 
 
 def test_limit_counts_per_client_and_says_how_long_to_wait():

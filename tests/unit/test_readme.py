@@ -26,7 +26,7 @@ def test_security_section_covers_every_oracle_route():
     """Each route the oracle serves has a row saying what authenticates it, its limits and what is logged."""
     import re
 
-    from carbonledger.config import OracleSettings
+    from core.config import OracleSettings
     from oracle.app import OracleApp
 
     section = README.split("### Oracle routes", 1)[1].split("\n## ", 1)[0]

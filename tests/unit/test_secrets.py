@@ -7,8 +7,8 @@ import pickle
 import pytest
 from eth_account import Account
 
-from carbonledger.config import ConfigError
-from carbonledger.secrets import PrivateKey, private_key_from_env
+from core.config import ConfigError
+from core.secrets import PrivateKey, private_key_from_env
 
 KEY = "0x" + "42" * 32
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from carbonledger.config import ConfigError, Settings, load_settings
+from chains.substrate.mapping import follow_from
+from core.config import ConfigError, Settings, load_settings
 
 ALICE = "HNZata7iMYWmk5RvZRTiAsSDhV8366zq2YGb3tLH5Upf74F"
 
@@ -20,7 +21,7 @@ def test_a_substrate_chain_with_its_asset_mapping():
                                      anchor_senders=[ALICE], ss58_format=2)})
     cs = s.chains["ah"]
     assert cs.following == "finalized" and Settings(chains={"e": {"rpc_url": "http://x"}}).chains["e"].following == "best"
-    follow = cs.substrate_follow()
+    follow = follow_from(cs)
     assert follow.assets[1001].project_id == "VCS-1001"
     assert follow.anchor_senders == {"0xd43593c715fdd31c61141abd04a99fd6822c8558854ccde39a5684e7a56da27d"}
     # what index_env and `carbonledger config` print loads again (defaults of the other family included)
@@ -35,8 +36,6 @@ def test_a_substrate_chain_with_its_asset_mapping():
     (chain(contracts={"CarbonCredit": {"address": "0x" + "11" * 20}}), "contracts does not apply"),
     ({"rpc_url": "http://x", "assets": {"1": {"project_id": "p", "vintage": 1}}}, "assets does not apply to family = 'evm'"),
     ({"rpc_url": "http://x", "anchor_senders": [ALICE]}, "anchor_senders does not apply"),
-    (chain(anchor_senders=["5Gnope"]), "anchor_senders: not an SS58 address"),
-    (chain(retirement_account="0x12"), "retirement_account: not a 32-byte public key"),
     (chain(assets={"4294967296": {"project_id": "p", "vintage": 1}}), "asset id is a u32"),
     (chain(assets={"1": {"project_id": "p", "vintage": 1, "metadata_hash": "0x12"}}), "metadata_hash"),
     (chain(follow="latest"), "follow"),
@@ -45,3 +44,17 @@ def test_a_substrate_chain_with_its_asset_mapping():
 def test_errors_name_the_key(cfg, names):
     with pytest.raises(ConfigError, match=names):
         load_settings(None, chains={"c": cfg})
+
+
+@pytest.mark.parametrize("cfg, names", [
+    (chain(anchor_senders=["5Gnope"]), "chains.c.anchor_senders: not an SS58 address"),
+    (chain(retirement_account="0x12"), "chains.c.retirement_account: not a 32-byte public key"),
+])
+def test_accounts_are_checked_by_the_family_naming_the_key(cfg, names):
+    """SS58 is the Substrate family's knowledge (chains.substrate), checked where the chain is built and by
+    `carbonledger config`, not by the ground's settings."""
+    from chains.substrate.accounts import check_settings
+
+    cs = load_settings(None, chains={"c": cfg}).chains["c"]
+    with pytest.raises(ConfigError, match=names):
+        check_settings(cs, "c")

@@ -57,7 +57,7 @@ def private_key_from_env(var: str) -> PrivateKey | None:
     value = os.environ.get(var)
     if not value:
         return None
-    from carbonledger.config import ConfigError
+    from core.config import ConfigError
 
     try:
         return PrivateKey(value)

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from carbonledger.ratelimit import check_spec, proxy_networks
+from core.ratelimit import check_spec, proxy_networks
 
 PROTOCOL_CONTRACTS = ("CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor")
 ContractName = Literal["CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor"]
@@ -132,52 +132,12 @@ class ChainSettings(_Strict):
                 raise ValueError(f"{key} does not apply to family = {self.family!r}")
         if any(not 0 <= i < 2**32 for i in self.assets):
             raise ValueError("assets: an asset id is a u32 (0 to 4294967295)")
-        if self.family == "substrate":
-            from chains.substrate.accounts import public_key
-
-            for key, values in (("retirement_account", [self.retirement_account] if self.retirement_account else []),
-                                ("anchor_senders", self.anchor_senders)):
-                for v in values:
-                    try:
-                        public_key(v)
-                    except ValueError as exc:
-                        raise ValueError(f"{key}: {exc}") from None
         return self
 
     @property
     def following(self) -> str:
         """The head the indexer follows ("best" or "finalized"), the family's default where unset."""
         return self.follow or ("finalized" if self.family == "substrate" else "best")
-
-    def substrate_follow(self) -> Any:
-        """What a substrate reader follows (chains.substrate.mapping.Follow)."""
-        from chains.substrate.accounts import RETIREMENT_ACCOUNT, public_key
-        from chains.substrate.mapping import BatchInfo, Follow
-
-        return Follow({i: BatchInfo(a.project_id, a.vintage, a.methodology, a.registry, a.serial_number,
-                                    a.metadata_hash.lower()) for i, a in self.assets.items()},
-                      public_key(self.retirement_account) if self.retirement_account else RETIREMENT_ACCOUNT,
-                      frozenset(public_key(a) for a in self.anchor_senders))
-
-    def resolved_contracts(self, chain: str) -> dict[str, ContractSettings]:
-        """Contracts with addresses from this config, filled from the deployment file where absent."""
-        out: dict[str, ContractSettings] = dict(self.contracts)
-        if self.deployment is not None:
-            path = Path(self.deployment)
-            if not path.exists():
-                raise ConfigError(f"chains.{chain}.deployment: file {str(path)!r} does not exist (run `carbonledger deploy`)")
-            from chains.evm.deploy import Deployment
-
-            dep = Deployment.load(path)
-            for name, c in dep.contracts.items():
-                if name in PROTOCOL_CONTRACTS and (name not in out or out[name].address is None):
-                    out[name] = ContractSettings(address=c.address, start_block=c.block_number)
-        missing = [n for n, c in out.items() if c.address is None]
-        if missing:
-            raise ConfigError(
-                f"chains.{chain}.contracts.{missing[0]}: no address (set `address` or point `deployment` at a deploy file)"
-            )
-        return out
 
 
 class SignerSettings(_Strict):
@@ -300,7 +260,7 @@ class OracleSettings(_Strict):
     @field_validator("trusted_proxies", "mpesa_allowed_ips")
     @classmethod
     def _networks(cls, v: list[str]) -> list[str]:
-        from carbonledger.ratelimit import proxy_networks
+        from core.ratelimit import proxy_networks
 
         proxy_networks(v)
         return v
@@ -308,7 +268,7 @@ class OracleSettings(_Strict):
     @field_validator("rate_limit", "webhook_rate_limit", "auth_failure_limit")
     @classmethod
     def _limit(cls, v: str | None) -> str | None:
-        from carbonledger.ratelimit import check_spec
+        from core.ratelimit import check_spec
 
         return check_spec(v)
 

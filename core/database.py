@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from carbonledger.config import Settings
+from core.config import Settings
 
 log = logging.getLogger("carbonledger.database")
 _embedded: dict[str, object] = {}

@@ -23,7 +23,7 @@ from starlette.routing import Route
 from web3 import EthereumTesterProvider
 from web3.providers.eth_tester.middleware import request_formatters, result_formatters
 
-from carbonledger.service import ThreadedServer
+from core.service import ThreadedServer
 
 log = logging.getLogger("carbonledger.devnet")
 

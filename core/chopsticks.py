@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from carbonledger.anvil import free_port
+from core.anvil import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_MODULE = "node_modules/@substrate/connect-known-chains/dist/commonjs/specs/rococo_v2_2_asset_hub.js"

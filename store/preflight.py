@@ -1,0 +1,44 @@
+"""Start-up check of the database: reachable, and migrated to the schema this version needs (one line otherwise)."""
+
+from __future__ import annotations
+
+from core.preflight import OperatorError, first_line, scrub_password
+
+
+def check_database(url: str, *, migrated: bool = True) -> None:
+    """The database answers (and, with `migrated`, its schema is at this version's head revision)."""
+    import psycopg
+
+    from core.config import redact_url
+    from store.engine import libpq_url
+
+    shown = redact_url(url)
+    try:
+        with psycopg.connect(libpq_url(url), connect_timeout=5, autocommit=True) as conn:
+            if not migrated:
+                return
+            try:
+                row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+            except psycopg.errors.UndefinedTable:
+                row = None
+    except psycopg.Error as exc:  # libpq may quote the URL's password (a bad %-escape in it): never show it
+        reason = scrub_password(first_line(exc), url)
+        if "does not exist" in reason:
+            raise OperatorError(f"database {shown}: {reason}",
+                                "create it (createdb) or point database.url / CARBONLEDGER_DATABASE_URL at another")
+        raise OperatorError(f"cannot connect to the database at {shown}: {reason}",
+                            "start Postgres, or set database.url / CARBONLEDGER_DATABASE_URL to a running server")
+    head = head_revision()
+    if row is None:
+        raise OperatorError(f"database {shown} has no carbonledger schema", "run `carbonledger migrate` first")
+    if row[0] != head:
+        raise OperatorError(f"database {shown} is at schema revision {row[0]}, this version needs {head}",
+                            "run `carbonledger migrate`")
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    from store.migrate import alembic_config
+
+    return str(ScriptDirectory.from_config(alembic_config("postgresql://unused")).get_current_head())
