@@ -352,7 +352,7 @@ def _check_events(events: Sequence[ChainEvent | UndecodableLog], a: int, b: int,
     """The node's events must lie in [a, b], carry the hash of each block we fetched there, and be distinct: anything
     else means the node changed branch between our calls or answered wrongly. RpcError (retried with backoff), never
     rows written under the wrong block or a duplicate key that would stop the sync."""
-    seen: set[tuple[str, int]] = set()
+    seen: set[tuple[str, int, str]] = set()
     for ev in events:
         if not isinstance(ev, ChainEvent):
             continue  # a malformed log is recorded as an indexing error; its envelope proves nothing
@@ -362,7 +362,7 @@ def _check_events(events: Sequence[ChainEvent | UndecodableLog], a: int, b: int,
         if want is not None and ev.block_hash != want:
             raise RpcError(-1, f"node changed branch while {what} was fetched (log of block {ev.block_number} has "
                                f"hash {ev.block_hash[:10]})", method="eth_getLogs")
-        key = (ev.tx_hash, ev.log_index)
+        key = (ev.tx_hash, ev.log_index, ev.key)  # one Substrate event may map to two protocol events at a position
         if key in seen:
             raise RpcError(-1, f"node answered log {ev.tx_hash[:10]}:{ev.log_index} twice for {what}", method="eth_getLogs")
         seen.add(key)

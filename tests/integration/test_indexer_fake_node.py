@@ -261,3 +261,22 @@ def test_logs_the_node_should_not_have_answered_are_a_node_fault(db_url, fault):
     _run(s)
     assert s.cursor == (200, node.blocks[200].hash) and _tradable(db_url) == 200
     s.close()
+
+
+def test_two_protocol_events_at_one_position_are_not_a_duplicate(db_url):
+    """A Substrate event can map to two protocol events at one position (Issued -> TransferSingle + Minted): that
+    is not the node answering a log twice."""
+    node = ScriptedNode(20)
+    good = node.events
+
+    def events(a, b):
+        out = good(a, b)
+        return out + [ChainEvent(**{**{f: getattr(e, f) for f in e.__slots__}, "name": "Minted",
+                                    "args": {"to": ALICE, "batchId": 1, "amount": 1, "verificationHash": "0x" + "0" * 64}})
+                      for e in out]
+
+    node.events = events
+    s = _sync(node, db_url)
+    _run(s)
+    assert s.cursor == (20, node.blocks[20].hash) and s.stats.reorgs == 0
+    s.close()
