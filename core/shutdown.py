@@ -9,6 +9,7 @@ from then on SIGTERM asks its loop to finish the current unit of work and exit.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 
@@ -20,9 +21,25 @@ def _raise(signum: int, frame: object) -> None:
     raise StopRequested(signum)
 
 
+def _redeliver_swallowed(unraisable: "sys.UnraisableHookArgs", _default=sys.unraisablehook) -> None:
+    """A signal handler runs at whatever bytecode the main thread is at; when that is a context that cannot
+    propagate an exception (a weakref callback inside importlib, a __del__), Python prints "Exception ignored"
+    and the stop would be lost. Instead: no output, and the signal is delivered again a moment later, when the
+    main thread is back in ordinary code (or a daemon's own handler has replaced ours)."""
+    if isinstance(unraisable.exc_value, StopRequested):
+        signum = unraisable.exc_value.args[0] if unraisable.exc_value.args else signal.SIGTERM
+        main = threading.main_thread().ident
+        timer = threading.Timer(0.05, signal.pthread_kill, (main, signum))
+        timer.daemon = True
+        timer.start()
+        return
+    _default(unraisable)
+
+
 def install_early() -> None:
     """SIGTERM raises StopRequested until a daemon installs its own handler (main thread only)."""
     signal.signal(signal.SIGTERM, _raise)
+    sys.unraisablehook = _redeliver_swallowed
 
 
 def stop_on_signals(stop: threading.Event, signals: tuple[int, ...] = (signal.SIGTERM, signal.SIGINT)) -> None:

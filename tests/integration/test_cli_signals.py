@@ -48,7 +48,10 @@ def _catches_sigterm(pid: int) -> bool:
     return bool(caught >> (signal.SIGTERM - 1) & 1)
 
 
-COMMANDS = {"index": ["index", "--no-progress", "--port", "-1"], "oracle": ["oracle", "run"], "serve": ["serve"]}
+# --wait: the daemons keep retrying the dead node (or database) instead of failing at once, so the signal always
+# lands during start-up, whatever the machine's load
+COMMANDS = {"index": ["index", "--no-progress", "--port", "-1", "--wait"], "oracle": ["oracle", "run", "--wait"],
+            "serve": ["serve", "--wait"]}
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.4, 1.5])
