@@ -23,8 +23,8 @@ from typing import Any
 from chains.aptos.client import FullnodeClient, NodeError
 from chains.aptos.mapping import Follow, map_transaction
 from chains.aptos.values import MoveValueError, address
-from chains.base import Block, ChainError, ChainEvent, ChainReader, UndecodableLog, register_family
-from chains.rpc import RpcError
+from chains.base import Block, ChainError, ChainEvent, ChainReader, OpenedReader, UndecodableLog, register_family
+from chains.rpc import RpcError, RpcTransportError
 
 log = logging.getLogger("carbonledger.aptos.reader")
 
@@ -60,6 +60,48 @@ class AptosReader(ChainReader):
         client = FullnodeClient(str(settings.rpc_url).rstrip("/"), timeout_s=settings.request_timeout_s,
                                 retries=settings.retries)
         return cls(chain, client, follow_from(settings))
+
+    @classmethod
+    def open(cls, name: str, cs: Any) -> OpenedReader:
+        """The reader, the marketplace's escrow (the "Marketplace" address handlers compare against) and the start
+        version; the node's chain id must match `chain_id` when configured, and `start_block` must not be pruned."""
+        from core.config import ConfigError, redact_url
+
+        reader = cls.from_settings(name, cs)
+        doc = reader.index()
+        shown = redact_url(str(cs.rpc_url), path=True)
+        if cs.chain_id is not None and doc.get("chain_id") != cs.chain_id:
+            raise ConfigError(f"chains.{name}.chain_id: node at {shown} reports chain id {doc.get('chain_id')}, "
+                              f"config expects {cs.chain_id}")
+        oldest = _u64(doc.get("oldest_ledger_version"), "oldest_ledger_version")
+        if cs.start_block < oldest:
+            raise ConfigError(f"chains.{name}.start_block: version {cs.start_block} is pruned on the node at {shown} "
+                              f"(its oldest is {oldest}); start at or above it, or use an archive node")
+        return OpenedReader(reader, {"Marketplace": reader.follow.escrow}, cs.start_block)
+
+    @classmethod
+    def check_node(cls, name: str, settings: Any) -> int:
+        """GET /v1 answers, with the configured chain id; returns it."""
+        from core.config import redact_url
+        from core.preflight import OperatorError, first_line
+
+        url = str(settings.rpc_url).rstrip("/")
+        shown = redact_url(url, path=not url.startswith(("http://127.", "http://localhost")))
+        client = FullnodeClient(url, timeout_s=min(settings.request_timeout_s, 5.0), retries=0)
+        try:
+            got = client.get("/v1")["chain_id"]
+            if type(got) is not int:
+                raise ValueError(f"chain_id {str(got)[:40]!r}")
+        except (RpcError, RpcTransportError, ValueError, TypeError, KeyError) as exc:
+            raise OperatorError(f"chain {name}: no Aptos fullnode answers at {shown} ({first_line(exc)})",
+                                f"start the node, or fix chains.{name}.rpc_url") from None
+        finally:
+            client.close()
+        if settings.chain_id is not None and got != settings.chain_id:
+            raise OperatorError(f"chain {name}: the node at {shown} is chain id {got}, the config expects "
+                                f"{settings.chain_id}", f"point chains.{name}.rpc_url at the right node, or fix "
+                                f"chains.{name}.chain_id")
+        return got
 
     # ------------------------------------------------------------------ the ledger
 

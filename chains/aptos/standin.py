@@ -129,7 +129,7 @@ class StandInNode:
             "version": str(v), "hash": self._hash("epi", v), "state_change_hash": self._hash("sc", v),
             "event_root_hash": self._hash("er", v), "state_checkpoint_hash": self._hash("ck", v), "gas_used": "0",
             "success": True, "vm_status": "Executed successfully", "accumulator_root_hash": self._hash("acc", v),
-            "timestamp": ts, "block_end_info": {"block_gas_limit_reached": False, "block_output_limit_reached": False,
+            "changes": [], "timestamp": ts, "block_end_info": {"block_gas_limit_reached": False, "block_output_limit_reached": False,
                                                 "block_effective_block_gas_units": 0, "block_approx_output_size": 0},
             "type": "block_epilogue_transaction"})
 
