@@ -83,10 +83,8 @@ class AptosWriter(ChainWriter):
     def from_secret(cls, chain: str, url: str, secret: bytes, package: str, **kw: Any) -> AptosWriter:
         """An ed25519 key from its 32-byte private key (the oracle's configured signing key)."""
         from aptos_sdk.account import Account
-        from aptos_sdk.ed25519 import PrivateKey
 
-        key = PrivateKey.from_str("0x" + bytes(secret).hex())
-        return cls(chain, url, Account(Account.load_key(str(key)).account_address, key), package, **kw)
+        return cls(chain, url, Account.load_key("0x" + bytes(secret).hex()), package, **kw)
 
     # ------------------------------------------------------------------ identity
 
@@ -233,6 +231,10 @@ class AptosWriter(ChainWriter):
                     exc.error_code == "vm_error" and any(m in exc.node_message for m in MAYBE_SENT_VM)):
                 return MaybeSent(str(exc))
             return Rejected(str(exc))
+
+    def broadcast_many(self, raws: list[bytes]) -> list[str | Exception]:
+        """Submit each, in the order given (the sender orders by sequence number)."""
+        return [self.submit(raw) for raw in raws]
 
     def broadcast(self, raw: bytes) -> str:
         got = self.submit(raw)
