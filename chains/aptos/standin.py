@@ -14,7 +14,6 @@ seconds) is injectable so expiry can be tested without waiting.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import threading
 import time
@@ -67,6 +66,12 @@ class State:
     next_certificate: int = 1
     next_listing: int = 1
     next_anchor: int = 1
+
+    def copy(self) -> State:
+        """A copy to run a transaction on (kept only if it does not abort): containers copied, listings too."""
+        out = State(**{k: (v.copy() if isinstance(v, (set, dict)) else v) for k, v in self.__dict__.items()})
+        out.listings = {k: list(v) for k, v in self.listings.items()}
+        return out
 
 
 class StandInNode:
@@ -313,7 +318,7 @@ class StandInNode:
         """The committed (or simulated) user transaction, shaped as the transaction goldens."""
         st = state if state is not None else self.state
         sender = address("0x" + signed.transaction.sender.address.hex())
-        trial = copy.deepcopy(st)
+        trial = st.copy()
         events: list[dict[str, Any]] = []
         try:
             name, spec, args = self._entry(signed)
@@ -386,7 +391,7 @@ class StandInNode:
         if signed.verify():
             return 400, _err("Simulated transactions must not have a valid signature", "invalid_input")
         with self.lock:
-            tx = self._execute(signed, "0x" + "0" * 64, copy.deepcopy(self.state))
+            tx = self._execute(signed, "0x" + "0" * 64, self.state.copy())
         tx.update(version=str(self.ledger_version), hash="", timestamp=str(self._now_us()))
         del tx["type"]  # the simulate goldens carry no "type"
         return 200, [tx]
