@@ -34,8 +34,10 @@ _HASH = re.compile(r"0x[0-9a-f]{64}\Z")
 _U64 = re.compile(r"(0|[1-9][0-9]{0,19})\Z")
 
 
-class Pruned(ChainError):
-    """The node no longer holds the version asked for (410)."""
+class Pruned(RpcError):
+    """The node no longer holds the version asked for (410). Caught at start-up as a config error (start_block below
+    the node's oldest version); met later (the node pruned past our cursor) it is a node fault the indexer logs and
+    retries with backoff, as another backend behind the same URL may still hold it."""
 
 
 def _u64(v: Any, what: str) -> int:
@@ -131,8 +133,9 @@ class AptosReader(ChainReader):
             rows = self.client.get("/v1/transactions", start=start, limit=min(limit, PAGE))
         except NodeError as exc:
             if exc.status == 410:
-                raise Pruned(f"{self.chain}: version {start} is pruned on this node ({exc.node_message}); start "
-                             "from a version the node holds (chains.<name>.start_block) or use an archive node") from None
+                raise Pruned(410, f"{self.chain}: version {start} is pruned on this node ({exc.node_message}); "
+                             "start from a version the node holds (chains.<name>.start_block) or use an archive node",
+                             method="/v1/transactions") from None
             raise
         if not isinstance(rows, list):
             raise RpcError(-1, "transactions page is not a list", method="/transactions")

@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from chains.aptos import bcs
+from chains.aptos.client import BCS_SIGNED
 from chains.aptos.interface import Interface, load_interface
 from chains.aptos.mapping import escrow_address
 from chains.aptos.values import address, render
@@ -496,7 +497,7 @@ class StandInNode:
             if method == "GET" and path == "/v1/estimate_gas_price":
                 return 200, {"deprioritized_gas_estimate": 100, "gas_estimate": 100, "prioritized_gas_estimate": 150}
         if method == "POST" and path in ("/v1/transactions", "/v1/transactions/simulate"):
-            if ctype != bcs_type():
+            if ctype != BCS_SIGNED:
                 return 415, _err(f"the `Content-Type` requested by the client is not supported: {ctype or 'none'}",
                                  "web_framework_error")
             return self.submit(body) if path == "/v1/transactions" else self.simulate(body)
@@ -549,9 +550,3 @@ class StandInNode:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
-
-
-def bcs_type() -> str:
-    from chains.aptos.client import BCS_SIGNED
-
-    return BCS_SIGNED

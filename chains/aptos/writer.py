@@ -267,14 +267,20 @@ class AptosWriter(ChainWriter):
         if isinstance(tx, dict):
             return TxStatus(TxState.PENDING, tx_hash)
         exp = self.expirations.get(tx_hash)
-        if exp is not None and self.ledger()[1] > exp:
-            # Past expiration on the ledger's clock and not found: check once more (it may have committed meanwhile).
+        if exp is None:
+            return TxStatus(TxState.UNKNOWN, tx_hash)  # not signed here and not known to the node
+        if self.ledger()[1] > exp:
+            # Past its expiration on the ledger's clock: it can never commit now. Look once more, as it may have
+            # committed between the lookup above and the ledger read.
             try:
                 self.client.get(f"/v1/transactions/by_hash/{tx_hash}")
-                return self.status(tx_hash)
-            except NodeError:
-                return TxStatus(TxState.UNKNOWN, tx_hash)
-        return TxStatus(TxState.PENDING if exp is not None else TxState.UNKNOWN, tx_hash)
+            except NodeError as exc:
+                if exc.status == 404:
+                    return TxStatus(TxState.UNKNOWN, tx_hash)
+                raise
+            return self.status(tx_hash)
+        return TxStatus(TxState.PENDING, tx_hash)
 
     def balance(self) -> int:
-        return 0  # the gas balance is not what the sender decides on; metrics show NaN-free zero
+        """Not read on Aptos yet (the metric shows NaN rather than a misleading zero)."""
+        raise NotImplementedError("the APT balance is not read by the Aptos writer")
