@@ -188,3 +188,56 @@ def test_sdk_signs_the_bytes_a_real_node_signed(name):
     key = ed25519.PublicKey.from_str(g["signature"]["public_key"])
     assert key.verify(raw.keyed(), ed25519.Signature(bytes.fromhex(g["signature"]["signature"][2:])))
     assert not key.verify(raw.keyed(), ed25519.Signature(bytes(64)))
+
+
+# Two transactions broadcast on Aptos (devnet and mainnet; their explorer pages are named in trustwallet/wallet-core's
+# tests/chains/Aptos/TWAnySignerTests.cpp, Apache-2.0, where these signed bytes come from) with their on-chain hashes.
+BROADCAST = [
+    ("07968dab936c1bad187c60ce4082f307d030d780e91e694ae03aef16aba73f3063000000000000000200000000000000000000000000000000"
+     "000000000000000000000000000000010d6170746f735f6163636f756e74087472616e7366657200022007968dab936c1bad187c60ce4082"
+     "f307d030d780e91e694ae03aef16aba73f3008e803000000000000fe4d3200000000006400000000000000c2276ada00000000210020ea52"
+     "6ba1710343d953461ff68641f1b7df5f23b9042ffa2d2a798d3adb3f3d6c405707246db31e2335edc4316a7a656a11691d1d1647f6e864d1"
+     "ab12f43428aaaf806cf02120d0b608cdd89c5c904af7b137432aacdd60cc53f9fad7bd33578e01",
+     "0xb4d62afd3862116e060dd6ad9848ccb50c2bc177799819f1d29c059ae2042467"),
+    ("07968dab936c1bad187c60ce4082f307d030d780e91e694ae03aef16aba73f304500000000000000029770fa9c725cbd97eb50b2be5f7416"
+     "efdfd1f1554beb0750d4dae4c64e860da30a636f6e74726f6c6c6572076465706f7369740107000000000000000000000000000000000000"
+     "00000000000000000000000000010a6170746f735f636f696e094170746f73436f696e00030d0c4d61696e204163636f756e740880969800"
+     "00000000010050c30000000000006400000000000000f7c5776700000000010020ea526ba1710343d953461ff68641f1b7df5f23b9042ffa"
+     "2d2a798d3adb3f3d6c4013dcf1636abd31996729ded4d3bf56e9c7869a7188df4f185cbcce42f0dc74b6e1b54d31703ee3babbea2ef72b33"
+     "38b8c2866cec68cbd761ccc7f80910124304",
+     "0x1ee2aa55382bf6b5a9f7a7f2b2066e16979489c6b2868704a2cf2c482f12b5ca"),
+]
+
+
+@pytest.mark.parametrize("signed,tx_hash", BROADCAST)
+def test_locally_computed_hash_is_the_chains(signed, tx_hash):
+    """The hash the writer persists before submitting is the one the chain gave these broadcast transactions, and
+    the stand-in's checks (aptos-sdk deserialisation and signature verification) accept them."""
+    from aptos_sdk.bcs import Deserializer
+    from aptos_sdk.transactions import SignedTransaction
+
+    from chains.aptos import bcs
+
+    raw = bytes.fromhex(signed)
+    assert bcs.transaction_hash(raw) == tx_hash
+    de = Deserializer(raw)
+    assert SignedTransaction.deserialize(de).verify() and de.remaining() == 0
+
+
+def test_writer_encoding_reproduces_a_broadcast_transaction():
+    """The devnet transfer above rebuilt from its inputs (its test key is public) with the writer's encoder and
+    aptos-sdk: the same signed bytes, so the same hash."""
+    from aptos_sdk.account import Account
+    from aptos_sdk.transactions import (EntryFunction, ModuleId, RawTransaction, SignedTransaction,
+                                        TransactionPayload)
+
+    from chains.aptos import bcs
+
+    key = Account.load_key("0x5d996aa76b3212142792d9130796cd2e11e3c445a93118c08414df4f66bc60ec")
+    to = "0x07968dab936c1bad187c60ce4082f307d030d780e91e694ae03aef16aba73f30"
+    entry = EntryFunction(ModuleId.from_str("0x1::aptos_account"), "transfer", [],
+                          [bcs.encode("address", to), bcs.encode("u64", "1000")])
+    raw = RawTransaction(key.address(), 99, TransactionPayload(entry), 3296766, 100, 3664390082, 33)
+    signed = SignedTransaction(raw, raw.sign(key.private_key)).bytes()
+    assert str(key.address()) == to
+    assert signed.hex() == BROADCAST[0][0] and bcs.transaction_hash(signed) == BROADCAST[0][1]
