@@ -129,3 +129,47 @@ def test_writes_exactly_once_across_kills_and_view_precheck(aptos, db_url, tmp_p
     assert errors == []
     assert anchors == intents and sorted(anchors) == ROOTS
     assert trades == paid and sorted(trades) == REFS and sold == len(REFS)
+
+
+def test_aborts_are_failed_intents_with_the_abort_decoded(aptos, db_url):
+    """In process: two settlements that each pass the simulation but not both (the listing holds 5, each takes 4):
+    the second commits as a Move abort and its intent fails with the abort decoded; a settlement of a listing that
+    does not exist is refused by the simulation before any sequence number is spent."""
+    from psycopg_pool import ConnectionPool
+
+    from chains.aptos.writer import AptosWriter
+    from core.config import Settings
+    from oracle.aptos_sender import AptosSender
+
+    w = aptos
+    writer = AptosWriter.from_secret("apt", w.url, bytes.fromhex(SEED[2:]), w.package, chain_id=4)
+    w.node.grant("oracle", writer.address())
+    assert send(w.writer["admin"], "carbon_credit", "create_batch", "P", 2021, "M", "R", "S", "0x" + "ab" * 32).state \
+        is TxState.MINED
+    assert send(w.writer["admin"], "CarbonCredit", "mint", str(w.alice.address()), 1, 5, "0x" + "01" * 32).state \
+        is TxState.MINED
+    assert send(w.writer["alice"], "Marketplace", "list", 1, 5, 7).state is TxState.MINED
+    buyer = address(str(w.bob.address()))
+    with psycopg.connect(libpq_url(db_url)) as conn, conn.transaction():
+        for key, listing, ref in (("a", "1", "pi_a"), ("b", "1", "pi_b"), ("c", "99", "pi_c")):
+            insert_intent(conn.cursor(), "apt", Intent(key, "stripe", "Marketplace", "settleOffchain",
+                                                       [listing, buyer, "4", ref]))
+    oracle = Settings(database={"url": db_url}, oracle={"max_in_flight": 4}).oracle  # the sender writes writer.chain
+    pool = ConnectionPool(libpq_url(db_url), min_size=1, max_size=4, open=True)
+    sender = AptosSender(libpq_url(db_url), pool, writer, oracle, "test", threading.Event())
+    try:
+        deadline = time.monotonic() + 30
+        while any(s in ("pending", "signed", "sent") for s in _statuses(db_url)) and time.monotonic() < deadline:
+            if not sender.run_once():
+                time.sleep(0.05)
+        with psycopg.connect(libpq_url(db_url)) as conn:
+            rows = conn.execute("SELECT idempotency_key, status, nonce, error FROM oracle_intent ORDER BY id").fetchall()
+    finally:
+        sender.lease.release()
+        pool.close()
+        writer.client.close()
+    assert [(k, s) for k, s, _, _ in rows] == [("a", "confirmed"), ("b", "failed"), ("c", "failed")], rows
+    pkg = "0x" + w.package[2:].lstrip("0")
+    assert rows[1][3] == (f"Move abort in {pkg}::marketplace: E_NOT_ENOUGH(0x10004): The listing holds fewer credits "
+                          "than asked.") and rows[1][2] is not None  # sent, committed, aborted
+    assert rows[2][3].startswith(f"Move abort in {pkg}::marketplace: E_NO_LISTING(0x60001)") and rows[2][2] is None

@@ -198,3 +198,19 @@ def test_writer_outcomes(aptos):
     assert h2 != h1 and oracle.submit(raw2) == h2
     w.node.commit()
     assert oracle.status(h2).state is TxState.MINED and oracle.already_done(req2)
+
+
+def test_only_successful_user_transactions_are_read_unknown_types_skipped():
+    pkg = address("0xc0ffee")
+    r = AptosReader.__new__(AptosReader)
+    r.chain, r.follow = "aptos", Follow(pkg)
+    ev = _ev("0xc0ffee::iot_verification::Anchored", {"anchor_id": "1", "root": "0x" + "aa" * 32, "leaf_count": "2",
+                                                      "window_start": "0", "window_end": "1", "quality_score": "9"})
+    ok = _tx(pkg, [ev])
+    failed = {**_tx(pkg, [ev]), "version": "10", "success": False}
+    future = {**_tx(pkg, [ev]), "version": "11", "type": "some_future_transaction"}
+    genesis = {**_tx(pkg, [ev]), "version": "12", "type": "genesis_transaction"}
+    out = r.decode([ok, failed, future, genesis])
+    assert [(e.block_number, e.key) for e in out] == [(9, "IoTAnchor:Anchored")]
+    assert out[0].args == {"anchorId": 1, "root": "0x" + "aa" * 32, "leafCount": 2, "windowStart": 0, "windowEnd": 1,
+                           "qualityScore": 9}
