@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-GOLDENS = Path("/work/shared/fixtures/aptos/rest_api_goldens")
-if not GOLDENS.is_dir():
-    GOLDENS = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "aptos" / "rest_api_goldens"
+from tests.conftest import FIXTURES
+
+GOLDENS = FIXTURES / "aptos" / "rest_api_goldens"
 PREFIX = "aptos_api__tests__"
 
 
 def golden(name: str) -> Any:
+    """A recorded fullnode answer (the test skips where ../shared/fixtures is absent, as fixtures_dir does)."""
+    if not GOLDENS.is_dir():
+        pytest.skip(f"Aptos goldens not found at {GOLDENS} (set CARBONLEDGER_FIXTURES)")
     return json.loads((GOLDENS / f"{PREFIX}{name}.json").read_text())
 
 
