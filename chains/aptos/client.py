@@ -46,12 +46,15 @@ class FullnodeClient:
         attempts = self.retries + 1 if retry else 1
         for attempt in range(attempts):
             try:
-                r = self.http.request(method, path, params=params, content=body, headers=headers)
-                if (r.status_code == 429 or r.status_code >= 500) and r.status_code != 507:
-                    raise RpcTransportError(f"{method} {path}: HTTP {r.status_code}")
-                if len(r.content) > MAX_BODY:
-                    raise RpcError(-1, f"answer of {len(r.content)} bytes is too large", method=path)
-                data = orjson.loads(r.content) if r.content else None
+                with self.http.stream(method, path, params=params, content=body, headers=headers) as r:
+                    if (r.status_code == 429 or r.status_code >= 500) and r.status_code != 507:
+                        raise RpcTransportError(f"{method} {path}: HTTP {r.status_code}")
+                    raw = bytearray()
+                    for chunk in r.iter_bytes():  # bounded: a hostile or broken node cannot exhaust memory
+                        raw += chunk
+                        if len(raw) > MAX_BODY:
+                            raise RpcError(-1, f"answer larger than {MAX_BODY} bytes", method=path)
+                data = orjson.loads(raw) if raw else None
             except (httpx.TransportError, RpcTransportError, orjson.JSONDecodeError) as exc:
                 if attempt + 1 >= attempts:
                     raise exc if isinstance(exc, RpcTransportError) else RpcTransportError(f"{method} {path}: {exc}") from exc

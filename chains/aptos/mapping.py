@@ -25,6 +25,7 @@ A followed event that does not parse becomes an UndecodableLog (an indexing erro
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +59,7 @@ class Follow:
     fa_batches: Mapping[str, int] = field(default_factory=dict)  # FA metadata address -> batch id
     interface: Interface = field(default_factory=load_interface)
 
-    @property
+    @functools.cached_property
     def escrow(self) -> str:
         return escrow_address(self.package)
 
