@@ -400,8 +400,13 @@ class StandInNode:
     def view(self, doc: Any) -> tuple[int, Any]:
         fn = doc.get("function") if isinstance(doc, dict) else None
         args = doc.get("arguments") if isinstance(doc, dict) else None
-        prefix = short(self.package) + "::"
-        name = fn[len(prefix):] if isinstance(fn, str) and fn.startswith(prefix) else None
+        name = None
+        if isinstance(fn, str) and fn.count("::") == 2:  # the node parses the address: short or full form
+            mod_addr, _, name = fn.partition("::")
+            try:
+                name = name if address(mod_addr) == self.package else None
+            except ValueError:
+                name = None
         spec = self.iface.views.get(name or "")
         if spec is None or not isinstance(args, list) or len(args) != len(spec.params):
             return 400, _err(f"could not find view function by {fn}", "invalid_input")

@@ -214,3 +214,26 @@ def test_only_successful_user_transactions_are_read_unknown_types_skipped():
     assert [(e.block_number, e.key) for e in out] == [(9, "IoTAnchor:Anchored")]
     assert out[0].args == {"anchorId": 1, "root": "0x" + "aa" * 32, "leafCount": 2, "windowStart": 0, "windowEnd": 1,
                            "qualityScore": 9}
+
+
+def test_addresses_with_leading_zeros_everywhere(aptos):
+    """A package (or account) address whose hex starts with zeros is rendered short by the node ("0x38f…") and full
+    by the writer ("0x038f…"): both name the same account in views, events and entry functions."""
+    from aptos_sdk.account import Account
+
+    from chains.aptos.standin import StandInNode
+    from chains.aptos.writer import AptosWriter
+
+    admin = next(a for a in iter(Account.generate, None) if str(a.address())[2] == "0")
+    node = StandInNode(str(admin.address()))
+    url = node.start()
+    try:
+        node.grant("oracle", str(admin.address()))
+        w = AptosWriter("aptos", url, admin, str(admin.address()))
+        req = TxRequest("aptos", "IoTAnchor", "anchor", ("0x" + "ee" * 32, 1, 0, 1, 5))
+        assert not w.already_done(req) and w.precheck(req) is None
+        assert send(w, "IoTAnchor", "anchor", *req.args).state is TxState.MINED and w.already_done(req)
+        r = AptosReader("aptos", url, Follow(address(str(admin.address()))))
+        assert [e.key for e in r.events(0, r.tip())] == ["IoTAnchor:Anchored"]
+    finally:
+        node.stop()
