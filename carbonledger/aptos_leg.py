@@ -21,7 +21,7 @@ SEEDS = {"publisher": "0x" + "a1" * 32, "oracle": "0x" + "a2" * 32, "ev_owner": 
 def _accounts() -> dict[str, Any]:
     from aptos_sdk.account import Account
 
-    return {name: Account.load_key(seed) for name, seed in SEEDS.items()}
+    return {name: Account.load_key("ed25519-priv-" + seed) for name, seed in SEEDS.items()}
 
 
 def start(enabled: bool) -> tuple[Any, str | None]:

@@ -83,8 +83,12 @@ class AptosWriter(ChainWriter):
     def from_secret(cls, chain: str, url: str, secret: bytes, package: str, **kw: Any) -> AptosWriter:
         """An ed25519 key from its 32-byte private key (the oracle's configured signing key)."""
         from aptos_sdk.account import Account
+        from aptos_sdk.account_address import AccountAddress
+        from aptos_sdk.ed25519 import PrivateKey
+        from nacl.signing import SigningKey
 
-        return cls(chain, url, Account.load_key("0x" + bytes(secret).hex()), package, **kw)
+        key = PrivateKey(SigningKey(bytes(secret)))  # bytes: no AIP-80 notice printed for a hex string
+        return cls(chain, url, Account(AccountAddress.from_key(key.public_key()), key), package, **kw)
 
     # ------------------------------------------------------------------ identity
 

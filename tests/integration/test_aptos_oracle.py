@@ -43,7 +43,7 @@ def test_writes_exactly_once_across_kills_and_view_precheck(aptos, db_url, tmp_p
     from aptos_sdk.account import Account
 
     w = aptos
-    key = Account.load_key(SEED)
+    key = Account.load_key("ed25519-priv-" + SEED)
     w.node.grant("oracle", str(key.address()))
     buyer = address(str(w.bob.address()))
     assert send(w.writer["admin"], "carbon_credit", "create_batch", "P", 2021, "M", "R", "S", "0x" + "ab" * 32).state \

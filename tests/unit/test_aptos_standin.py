@@ -233,7 +233,7 @@ def test_writer_encoding_reproduces_a_broadcast_transaction():
 
     from chains.aptos import bcs
 
-    key = Account.load_key("0x5d996aa76b3212142792d9130796cd2e11e3c445a93118c08414df4f66bc60ec")
+    key = Account.load_key("ed25519-priv-0x5d996aa76b3212142792d9130796cd2e11e3c445a93118c08414df4f66bc60ec")
     to = "0x07968dab936c1bad187c60ce4082f307d030d780e91e694ae03aef16aba73f30"
     entry = EntryFunction(ModuleId.from_str("0x1::aptos_account"), "transfer", [],
                           [bcs.encode("address", to), bcs.encode("u64", "1000")])
