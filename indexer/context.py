@@ -151,6 +151,8 @@ class Context:
                     del self._errors[(row[1], row[2])]
             elif op == "amend":
                 rec[1][6] = rec[2]
+            elif op == "set":
+                rec[1][rec[2]] = rec[3]
             elif op == "put":
                 _, table, key, prev, hist_op, prev_last = rec
                 if prev is _MISSING:
@@ -208,6 +210,21 @@ class Context:
         if self._journal is not None:
             self._journal.append(("ins", table))
         return row
+
+    def tx_rows(self, table: str, ev: ChainEvent) -> list[list[Any]]:
+        """Event rows of `table` buffered for ev's transaction before ev (a transaction lies within one block, so
+        they are all in this Context), in chain order. Read them with `EVENTS[table].columns`; change them only
+        through `amend`."""
+        cols = EVENTS[table].columns
+        tx, li = cols.index("tx_hash"), cols.index("log_index")
+        return [r for r in self.rows[table] if r[tx] == ev.tx_hash and r[li] < ev.log_index]
+
+    def amend(self, table: str, row: list[Any], column: str, value: Any) -> None:
+        """Change one column of a row buffered in this Context (journalled: undone if the handler fails)."""
+        at = EVENTS[table].columns.index(column)
+        if self._journal is not None:
+            self._journal.append(("set", row, at, row[at]))
+        row[at] = value
 
     def exists(self, table: str, column: str, value: Any) -> bool:
         """Whether an event row of this chain with `column` = `value` is buffered here or committed (for rows a

@@ -54,7 +54,10 @@ def chain_reader(name: str, cs: Any) -> tuple[ChainReader, dict[str, str], int]:
     if cs.chain_id is not None and (got := reader.chain_id()) != cs.chain_id:
         raise ConfigError(f"chains.{name}.chain_id: node at {redact_url(str(cs.rpc_url), path=True)} reports chain id "
                           f"{got}, config expects {cs.chain_id}")
-    start = min((c.start_block for c in contracts.values()), default=0)
+    from chains.evm.markets import resolved_markets
+
+    markets = resolved_markets(cs, name)
+    start = min([c.start_block for c in contracts.values()] + [m[2] for m in markets], default=0)
     return reader, {n: c.address for n, c in contracts.items()}, start
 
 

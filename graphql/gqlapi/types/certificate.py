@@ -34,6 +34,12 @@ class Certificate(Event):
     reason: str
     amount: BigInt
     batch_id: BigInt
+    serial_range: str | None = strawberry.field(description="The batch's registry serials this retirement consumed "
+                                                "(first in, first out within the batch), e.g. VCS-VCU-…-101-120; null "
+                                                "when the batch has no serial range.")
+    market_ref: str | None = strawberry.field(description="An existing market's own references for this retirement "
+                                              "(Toucan eventId and certificate NFT, ICR retirement NFT, the Klima "
+                                              "retirement); null for carbonledger's own.")
     block: strawberry.Private[int | None]
 
     @strawberry.field(description="The retired batch's registry details.")
@@ -66,5 +72,7 @@ class Certificate(Event):
             reason=row["reason"],
             amount=int(row["amount"]),
             batch_id=int(row["batch_id"]),
+            serial_range=row.get("serial_range"),
+            market_ref=row.get("market_ref"),
             block=block,
         )
