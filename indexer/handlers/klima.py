@@ -4,7 +4,8 @@ Klima retires credits of other markets on a beneficiary's behalf, so the retirem
 the credit's own contract (a followed TCO2's `Retired`, an ICR `RetiredVintage`) earlier in the same transaction.
 Then that certificate is annotated (beneficiary, message, retiring address in `market_ref`) instead of counted
 twice. Otherwise (the credit's contract is not followed) the Klima event is the certificate: holder the retiring
-address, batch `int(carbonToken) << 96 | tokenId` (chains.evm.markets), id `block << 32 | log index`.
+address, batch `int(carbonToken) << 96 | tokenId` (chains.evm.markets; created with protocol klima_infinity
+when the token's own contract is not followed), id `block << 32 | log index`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from indexer.handlers.external import add_ref, batch_of, col, retire
 from indexer.registry import handler
 
 KLIMA = "klima_infinity"
-_PROTOCOL_OF_BRIDGE = {0: "toucan_tco2", 3: "icr_project"}  # LibRetire.CarbonBridge: TOUCAN, MOSS, C3, ICR, ...
 
 
 @handler("KlimaInfinity:CarbonRetired")
@@ -32,5 +32,5 @@ def carbon_retired(ev: ChainEvent, ctx: Context) -> None:
             ctx.amend("retirement", row, "reason", a["retirementMessage"])
             add_ref(ctx, row, ref)
             return
-    retire(ctx, ev, _PROTOCOL_OF_BRIDGE.get(a["carbonBridge"], KLIMA), a["retiringAddress"], batch,
+    retire(ctx, ev, KLIMA, a["retiringAddress"], batch,
            a["retiredAmount"], beneficiary, a["retirementMessage"], ref)
