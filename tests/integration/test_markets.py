@@ -213,3 +213,25 @@ def test_every_stand_in_log_decodes_to_the_signature_in_the_topic_index(world, f
             "ListingCreated(bytes32,address,address,uint256,uint256,uint256,uint256,uint256)",
             "ListingFilled(bytes32,address,uint256,uint256)", "ListingCancelled(bytes32)",
             "ListingUpdated(bytes32,uint256,uint256,uint256,uint256,uint256,uint256,uint256,uint256)"} <= seen
+
+
+def test_an_external_certificate_has_its_provenance(world):
+    api = world["api"]
+    q = """query($h: String) { certificates(where: {chain: "dev", holder: $h}, orderBy: OLDEST) { nodes { id marketRef
+      batch { protocol } provenance { kind amount fromAddress toAddress } } } }"""
+    nodes = api.q(q, {"h": world["w"]})["certificates"]["nodes"]
+    first_tco2 = next(n for n in nodes if n["batch"]["protocol"] == "toucan_tco2")
+    assert [(p["kind"], int(p["amount"])) for p in first_tco2["provenance"]] == [("MINT", 10 * E18), ("RETIREMENT", E18)]
+    icr = next(n for n in nodes if n["batch"]["protocol"] == "icr_project")
+    assert [(p["kind"], int(p["amount"])) for p in icr["provenance"]] == [("MINT", 100), ("RETIREMENT", 5)]
+
+
+def test_an_external_certificate_does_not_claim_a_carbonledger_verifier(world):
+    q = """query($h: String) { certificates(where: {chain: "dev", holder: $h}, orderBy: OLDEST) { nodes {
+      batch { protocol } verification { contract command txHash } } } }"""
+    nodes = world["api"].q(q, {"h": world["w"]})["certificates"]["nodes"]
+    ext = [n for n in nodes if n["batch"]["protocol"] != "carbonledger"]
+    assert ext and all(n["verification"]["contract"] is None and n["verification"]["command"].startswith(
+        "not a carbonledger certificate") and n["verification"]["txHash"] in n["verification"]["command"] for n in ext)
+    ours = [n for n in nodes if n["batch"]["protocol"] == "carbonledger"]
+    assert all(n["verification"]["command"].startswith("carbonledger verify certificate") for n in ours)
