@@ -1,7 +1,8 @@
 """Toucan: TCO2 tokens (one ERC-20 per project vintage; protocol toucan_tco2) and RetirementCertificates
 (toucan_certificates).
 
-A TCO2's batch id is `int(token address) << 96` (chains.evm.markets). `Retired` comes in two ABI versions:
+A TCO2's batch id is `int(token address) << 96` (chains.evm.markets); an ERC-20 `Transfer` has no operator, so
+its ledger row names the sender as operator. `Retired` comes in two ABI versions:
 before 1.4 `Retired(address sender, uint256 amount)` (the shipped ABI names the second word `tokenId`; Toucan's
 `_retire` emits the amount there), from 1.4 `Retired(address sender, uint256 amount, uint256 eventId)`. Both burn
 the amount (a Transfer to 0x0 before them in the same transaction) and become a certificate of `sender`; the
@@ -18,6 +19,7 @@ from chains.evm.markets import TOKEN_ID_BITS
 from indexer.context import Context
 from indexer.handlers.external import add_ref, col, move, retire
 from indexer.registry import handler
+from indexer.tables import CREDIT_BATCH
 
 TCO2 = "toucan_tco2"
 
@@ -42,5 +44,6 @@ def retired(ev: ChainEvent, ctx: Context) -> None:
 def certificate_minted(ev: ChainEvent, ctx: Context) -> None:
     ref = f"RetirementCertificates {ev.address}#{ev.args['tokenId']}"
     for row in ctx.tx_rows("retirement", ev):
-        if col(row, "batch_id") >> TOKEN_ID_BITS and "RetirementCertificates" not in (col(row, "market_ref") or ""):
+        batch = ctx.get(CREDIT_BATCH, (col(row, "batch_id"),))
+        if batch is not None and batch["protocol"] == TCO2 and "RetirementCertificates" not in (col(row, "market_ref") or ""):
             add_ref(ctx, row, ref)
