@@ -22,6 +22,7 @@ Key = tuple[Any, ...]
 Row = dict[str, Any]
 _MISSING: Any = object()
 _KIND = EVENTS["ledger_entry"].columns.index("kind")
+_TX = {t: lay.columns.index("tx_hash") for t, lay in EVENTS.items()}
 
 
 class StateCache:
@@ -126,6 +127,7 @@ class Context:
         self.marks: dict[str, list[list[Any]]] = {}  # tx hash -> ledger rows whose kind a later event decides
         self._journal: list[tuple[Any, ...]] | None = None  # undo records of the event being applied
         self._errors: dict[tuple[str, int], list[Any]] = {}  # (tx hash, log index) -> its indexing_error row
+        self._by_tx: dict[tuple[str, str], list[list[Any]]] = {}  # (table, tx hash) -> rows inserted, for tx_rows
 
     # ------------------------------------------------------------------ one event, all or nothing
 
@@ -149,6 +151,8 @@ class Context:
                 row = self.rows[rec[1]].pop()
                 if rec[1] == "indexing_error":
                     del self._errors[(row[1], row[2])]
+                else:
+                    self._by_tx[(rec[1], row[_TX[rec[1]]])].pop()
             elif op == "amend":
                 rec[1][6] = rec[2]
             elif op == "set":
@@ -207,6 +211,7 @@ class Context:
                     block_hash=ev.block_hash, block_timestamp=ev.block_timestamp)
         row = [cols[c] for c in EVENTS[table].columns]
         self.rows[table].append(row)
+        self._by_tx.setdefault((table, ev.tx_hash), []).append(row)
         if self._journal is not None:
             self._journal.append(("ins", table))
         return row
@@ -215,9 +220,8 @@ class Context:
         """Event rows of `table` buffered for ev's transaction before ev (a transaction lies within one block, so
         they are all in this Context), in chain order. Read them with `EVENTS[table].columns`; change them only
         through `amend`."""
-        cols = EVENTS[table].columns
-        tx, li = cols.index("tx_hash"), cols.index("log_index")
-        return [r for r in self.rows[table] if r[tx] == ev.tx_hash and r[li] < ev.log_index]
+        li = EVENTS[table].columns.index("log_index")
+        return [r for r in self._by_tx.get((table, ev.tx_hash), ()) if r[li] < ev.log_index]
 
     def amend(self, table: str, row: list[Any], column: str, value: Any) -> None:
         """Change one column of a row buffered in this Context (journalled: undone if the handler fails)."""

@@ -203,3 +203,28 @@ def test_a_failing_market_handler_leaves_no_trace():
     ctx.apply_event(h["KlimaInfinity:CarbonRetired"], klima)
     assert (row[cols.index("beneficiary")], row[cols.index("reason")]) == ("Acme", "m")
     assert len(ctx.rows["retirement"]) == 1
+
+
+def test_tx_rows_follow_inserts_and_rollbacks():
+    from indexer.context import Context, StateCache
+
+    ctx = Context("dev", StateCache(), {})
+
+    def ev(tx, idx):
+        return ChainEvent("dev", "X", "Y", {}, 1, "0x" + "11" * 32, 0, tx, idx, "0x00")
+
+    def ins(e, c):
+        c.insert("trade", e, listing_id=1, buyer="0x", seller="0x", batch_id=1, amount=1, price_per_unit=1,
+                 payment_ref=None)
+
+    ctx.apply_event(ins, ev("0xa", 0))
+    ctx.apply_event(ins, ev("0xb", 1))
+
+    def failing(e, c):
+        ins(e, c)
+        raise RuntimeError
+
+    with pytest.raises(RuntimeError):
+        ctx.apply_event(failing, ev("0xa", 2))
+    assert [r[2] for r in ctx.tx_rows("trade", ev("0xa", 9))] == [0]
+    assert ctx.tx_rows("trade", ev("0xa", 0)) == [] and len(ctx.rows["trade"]) == 2
