@@ -92,7 +92,7 @@ def world(pg_factory):
         try:
             yield {"w3": w3, "api": api, "url": url, "w": w, "x": x, "batch": batch, "tco2": tco2, "icr": icr,
                    "klima": klima, "certs": certs, "cmark": cmark, "cc": cc, "tco2_listing": tco2_listing, "icr_listing": icr_listing,
-                   "unfollowed": unfollowed}
+                   "unfollowed": unfollowed, "node": node, "settings": settings}
         finally:
             api.close()
             pg_factory.drop(url)
@@ -235,3 +235,22 @@ def test_an_external_certificate_does_not_claim_a_carbonledger_verifier(world):
         "not a carbonledger certificate") and n["verification"]["txHash"] in n["verification"]["command"] for n in ext)
     ours = [n for n in nodes if n["batch"]["protocol"] == "carbonledger"]
     assert all(n["verification"]["command"].startswith("carbonledger verify certificate") for n in ours)
+
+
+def test_a_reorged_out_market_retirement_is_undone(world):
+    """Runs last (it changes the chain): a TCO2 retirement and an ICR transfer indexed at the head, then replaced by
+    a longer branch without them: certificates and holdings are back to what they were."""
+    from indexer.runner import run_once
+
+    w3, node, api, w = world["w3"], world["node"], world["api"], world["w"]
+    before = api.q(PORTFOLIO, {"o": w})
+    snap = node.rpc("evm_snapshot")
+    _send(w3, world["tco2"].functions.retire(E18 // 8), w)
+    _send(w3, world["icr"].functions.safeTransferFrom(w, world["x"], 7, 1, b""), w)
+    assert run_once(world["settings"], db_url=world["url"]) == 0
+    during = api.q(PORTFOLIO, {"o": w})["portfolio"]
+    assert len(during["certificates"]) == len(before["portfolio"]["certificates"]) + 1
+    node.rpc("evm_revert", [snap])
+    node.rpc("anvil_mine", [hex(3)])
+    assert run_once(world["settings"], db_url=world["url"]) == 0
+    assert api.q(PORTFOLIO, {"o": w}) == before
