@@ -85,6 +85,13 @@ class SubstrateAsset(_Strict):
                                "batch's off-chain metadata document.")
 
 
+class MarketBatch(SubstrateAsset):
+    """Registry details of one token id of a market's token contract (they are not in its events)."""
+
+    decimals: int = Field(0, ge=0, le=36, description="Token decimals: one registry serial (one tonne) is "
+                          "10**decimals base units (TCO2: 18).")
+
+
 class MarketSettings(_Strict):
     """One contract of an existing carbon market, indexed by its real events (README "Index an existing market").
 
@@ -96,6 +103,9 @@ class MarketSettings(_Strict):
                           "toucan_certificates, klima_infinity, icr_project, carbonmark.")
     address: str = Field(..., description="Contract address (0x + 40 hex).")
     start_block: int = Field(0, ge=0, description="Block to start indexing this contract from (its deploy block).")
+    batches: dict[int, MarketBatch] = Field(default_factory=dict, description="Token contracts (toucan_tco2: token "
+                                            "id 0; icr_project: its token ids): registry details per token id, "
+                                            "with the serial range retirements consume.")
 
     @field_validator("address")
     @classmethod

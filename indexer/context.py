@@ -114,8 +114,10 @@ def _types(lay: Any) -> list[str]:
 class Context:
     """Buffers of one transaction: event rows, entity versions, blocks and indexing errors."""
 
-    def __init__(self, chain: str, cache: StateCache, addresses: Mapping[str, str]) -> None:
+    def __init__(self, chain: str, cache: StateCache, addresses: Mapping[str, str],
+                 labels: Mapping[int, Mapping[str, Any]] | None = None) -> None:
         self.chain = chain
+        self.labels = labels or {}  # external batch id -> configured registry details and `unit` (base units/serial)
         self.cache = cache
         self.addresses = {k: v.lower() for k, v in addresses.items()}  # contract name -> lowercase address
         self.rows: dict[str, list[list[Any]]] = {t: [] for t in EVENTS}

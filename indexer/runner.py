@@ -66,7 +66,12 @@ def build_syncs(settings: Settings, db_url: str | None = None, **kw: object) -> 
     out = []
     for name, cs in settings.chains.items():
         reader, addresses, start = chain_reader(name, cs)
-        out.append(ChainSync(name, reader, url, addresses=addresses, start_block=start,
+        labels = {}
+        if cs.family == "evm":
+            from chains.evm.markets import batch_labels
+
+            labels = batch_labels(cs)
+        out.append(ChainSync(name, reader, url, addresses=addresses, start_block=start, labels=labels,
                              finality_depth=cs.finality_depth, max_span=cs.max_block_range,
                              shrink_grace_s=cs.shrink_grace_s, follow_finalized=cs.following == "finalized", **kw))
     return out

@@ -5,6 +5,9 @@ the serials start..end, one per credit unit; its retirements, in chain order, co
 a retirement of `amount` units after `before` units of the batch were retired consumes
 `start + before` .. `start + before + amount - 1`, written back in the batch's own format
 (`<prefix>-<first>-<last>`). A batch without such a range, or a retirement that would run past `end`, reports none.
+For a token with decimals one serial is `unit` = 10**decimals base units and the rule runs on the covering serials:
+`start + before // unit` .. `start + ceil((before + amount) / unit) - 1`, so a serial split between two fractional
+retirements is reported by both.
 """
 
 from __future__ import annotations
@@ -27,13 +30,14 @@ def parse_range(serial: str | None) -> tuple[str, int, int] | None:
     return m.group(1), start, end
 
 
-def consumed_range(serial: str | None, before: int, amount: int) -> str | None:
-    """The serials a retirement of `amount` units consumes after `before` units of the batch were retired."""
+def consumed_range(serial: str | None, before: int, amount: int, unit: int = 1) -> str | None:
+    """The serials a retirement of `amount` base units consumes after `before` units of the batch were retired,
+    `unit` base units per serial (10**18 for an 18-decimals token such as a TCO2)."""
     r = parse_range(serial)
-    if r is None or amount <= 0 or before < 0:
+    if r is None or amount <= 0 or before < 0 or unit <= 0:
         return None
     prefix, start, end = r
-    first, last = start + before, start + before + amount - 1
+    first, last = start + before // unit, start + -(-(before + amount) // unit) - 1
     if last > end:
         return None
     return f"{prefix}-{first}-{last}"

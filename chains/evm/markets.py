@@ -1,6 +1,7 @@
 """Existing carbon markets (Toucan, Klima, ICR, Carbonmark): their shipped event ABIs and the configured contracts.
 
-A market protocol is one file, abis/markets/<protocol>.json: {"protocol", "contract", "note", "source", "abi"}, the
+A market protocol is one file, abis/markets/<protocol>.json: {"protocol", "contract", "token" (erc20 | erc1155 for
+token contracts, whose token ids may carry registry details in config), "note", "source", "abi"}, the
 ABI holding only the events carbonledger maps (copied from the real contract's ABI, attribution in "source"). Its
 logs decode as ChainEvents of contract "<contract>" (e.g. "ToucanCarbonOffsets:Retired"), handled by one module in
 indexer/handlers/. Several addresses may share a protocol (every TCO2 is its own ERC-20).
@@ -67,5 +68,24 @@ def resolved_markets(settings: Any, chain: str) -> list[tuple[str, str, int, lis
                               f"(known: {', '.join(sorted(known))})")
         if m.address.lower() in ours:
             raise ConfigError(f"chains.{chain}.markets[{i}].address: {m.address} is also a carbonledger contract")
+        token = doc.get("token")
+        for token_id in m.batches:
+            if token is None or (token == "erc20" and token_id != 0) or not 0 <= token_id < 1 << TOKEN_ID_BITS:
+                raise ConfigError(f"chains.{chain}.markets[{i}].batches.{token_id}: "
+                                  + (f"{m.protocol} is not a token contract" if token is None else
+                                     "an ERC-20 (one token per contract) has only token id 0" if token == "erc20"
+                                     else f"a token id is below 2**{TOKEN_ID_BITS}"))
         out.append((doc["contract"], m.address.lower(), m.start_block, doc["abi"]))
+    return out
+
+
+def batch_labels(settings: Any) -> dict[int, dict[str, Any]]:
+    """External batch id -> the registry details configured for it (`markets[].batches`), with `unit`: base units
+    per registry serial (10**decimals)."""
+    out = {}
+    for m in settings.markets:
+        for token_id, b in m.batches.items():
+            label = b.model_dump(exclude={"decimals"})
+            label["unit"] = 10 ** b.decimals
+            out[external_batch_id(m.address.lower(), token_id)] = label
     return out

@@ -101,7 +101,8 @@ def record_retirement(ctx: Context, ev: ChainEvent, certificate_id: int, holder:
     """A certificate row with the registry serials it consumed (store.serials: FIFO within the batch), the
     holder's retired amount and the batch's total; returns the row."""
     b = ctx.get(CREDIT_BATCH, (batch_id,))
-    serials = consumed_range(b["serial_number"], b["total_retired"], amount) if b is not None else None
+    unit = ctx.labels.get(batch_id, {}).get("unit", 1)  # base units per serial: 1 for ours, 10**decimals for tokens
+    serials = consumed_range(b["serial_number"], b["total_retired"], amount, unit) if b is not None else None
     row = ctx.insert("retirement", ev, certificate_id=certificate_id, holder=holder, batch_id=batch_id, amount=amount,
                      beneficiary=beneficiary, reason=reason, serial_range=serials, market_ref=market_ref)
     _bump(ctx, holder, batch_id, "retired", amount)

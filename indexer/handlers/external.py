@@ -2,7 +2,7 @@
 
 External credits land in the same tables as carbonledger's own: a token (ERC-20 TCO2) or token id (ERC-1155 ICR)
 is a credit batch with id `int(token) << 96 | token id` (chains.evm.markets), created at its first event with
-`protocol` naming the market; Transfer events are ledger rows and move `tradable` holdings; retirements are
+`protocol` naming the market and the registry details configured for it (`markets[].batches`); Transfer events are ledger rows and move `tradable` holdings; retirements are
 certificate rows with a chain-unique id `block << 32 | log index` (as the Substrate mapping does), since the
 markets' own retirement ids are per contract or absent.
 """
@@ -34,11 +34,14 @@ def ensure_batch(ctx: Context, ev: ChainEvent, batch_id: int, protocol: str) -> 
     if ctx.get(CREDIT_BATCH, (batch_id,)) is not None:
         return
     token, token_id = split_batch_id(batch_id)
+    label = ctx.labels.get(batch_id) or {}  # registry details configured for the token (markets[].batches)
     ctx.put(CREDIT_BATCH, (batch_id,), {
-        "protocol": protocol, "project_id": f"{token}" if protocol == "toucan_tco2" else f"{token}#{token_id}",
-        "vintage": 0, "methodology": "", "registry": REGISTRY.get(protocol, ""), "serial_number": "",
-        "metadata_hash": ZERO32, "created_block": ev.block_number, "created_tx": ev.tx_hash, "total_minted": 0,
-        "total_retired": 0,
+        "protocol": protocol,
+        "project_id": label.get("project_id") or (f"{token}" if protocol == "toucan_tco2" else f"{token}#{token_id}"),
+        "vintage": label.get("vintage", 0), "methodology": label.get("methodology", ""),
+        "registry": label.get("registry") or REGISTRY.get(protocol, ""), "serial_number": label.get("serial_number", ""),
+        "metadata_hash": (label.get("metadata_hash") or ZERO32).lower(), "created_block": ev.block_number,
+        "created_tx": ev.tx_hash, "total_minted": 0, "total_retired": 0,
     })
 
 

@@ -14,6 +14,7 @@ from web3 import Web3
 pytestmark = pytest.mark.anvil
 E18 = 10**18
 SERIAL = "VCS-VCU-263-VER-KE-14-1529-01012020-31122020-1001-1100"
+TCO2_SERIAL = "VCS-VCU-263-VER-KE-14-1529-01012020-31122020-501-510"
 
 
 def _send(w3, fn, sender):
@@ -83,8 +84,11 @@ def world(pg_factory):
         _send(w3, cmark.functions.cancelListing(icr_listing), w)
 
         markets = [MarketSettings(protocol=p, address=c.address, start_block=start) for p, c in (
-            ("toucan_tco2", tco2), ("toucan_certificates", certs), ("icr_project", icr), ("klima_infinity", klima),
-            ("carbonmark", cmark))]
+            ("toucan_certificates", certs), ("icr_project", icr), ("klima_infinity", klima), ("carbonmark", cmark))]
+        # the TCO2's registry details, as its Toucan batch NFT records them: one serial per tonne (10**18 units)
+        markets.append(MarketSettings(protocol="toucan_tco2", address=tco2.address, start_block=start, batches={0: {
+            "project_id": "VCS-1529", "vintage": 2020, "registry": "Verra", "serial_number": TCO2_SERIAL,
+            "decimals": 18}}))
         url = pg_factory.fresh()
         settings = settings_for(node.url, dep, url, finality_depth=2, markets=markets)
         assert run_once(settings, db_url=url) == 0
@@ -139,6 +143,10 @@ def test_one_portfolio_holds_our_credits_tco2_and_icr(world):
     assert all(c["marketRef"] is None for c in ours_c)
     tco2_c = [c for c in certs if c["batch"]["protocol"] == "toucan_tco2"]
     assert [int(c["amount"]) for c in tco2_c] == [E18, E18 // 2, E18]
+    # 1, 0.5 and 1 tonnes after none: serials 501, 502 (the half tonne), then 502 again (its other half) and 503
+    assert [c["serialRange"] for c in tco2_c] == [TCO2_SERIAL.replace("501-510", r) for r in ("501-501", "502-502",
+                                                                                           "502-503")]
+    assert (t["batch"]["projectId"], t["batch"]["registry"], _big(t["batch"]["serialStart"])) == ("VCS-1529", "Verra", 501)
     assert [c["marketRef"] for c in tco2_c] == [
         "toucan eventId 1", None, f"toucan eventId 2; RetirementCertificates {world['certs'].address.lower()}#1"]
     icr_c = [c for c in certs if c["batch"]["protocol"] == "icr_project"]

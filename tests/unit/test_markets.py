@@ -106,6 +106,19 @@ def test_markets_config_is_validated(tmp_path, monkeypatch):
                  '"0x463de2a5c6e8bb0c87f4aa80a02689e6680f72c7"\n')
     with pytest.raises(ConfigError, match=r"markets\[0\]\.address: .* is also a carbonledger contract"):
         resolved_markets(ours.chains["polygon"], "polygon")
+    label = '\n[chains.polygon.markets.batches.{id}]\nproject_id = "VCS-1"\nvintage = 2020\ndecimals = 18\n'
+    tco2 = GOOD.replace("start_block = 100\n", "start_block = 100" + label.format(id=0), 1)
+    from chains.evm.markets import batch_labels
+
+    labels = batch_labels(_load(tmp_path, tco2).chains["polygon"])
+    assert labels == {int("0x463de2a5c6e8bb0c87f4aa80a02689e6680f72c7", 16) << 96: {
+        "project_id": "VCS-1", "vintage": 2020, "methodology": "", "registry": "", "serial_number": "",
+        "metadata_hash": "0x" + "0" * 64, "unit": 10**18}}
+    for text, match in ((GOOD.replace("start_block = 100\n", "start_block = 100" + label.format(id=5), 1),
+                         r"markets\[0\]\.batches\.5: an ERC-20 \(one token per contract\) has only token id 0"),
+                        (GOOD + label.format(id=0), r"markets\[1\]\.batches\.0: carbonmark is not a token contract")):
+        with pytest.raises(ConfigError, match=match):
+            resolved_markets(_load(tmp_path, text).chains["polygon"], "polygon")
 
 
 def test_external_batch_ids_are_reversible_and_disjoint_from_ours():
@@ -128,6 +141,11 @@ def test_serial_ranges_are_consumed_first_in_first_out():
     assert consumed_range(s, 30, 71) is None  # past the end of the range
     for bad in ("", None, "VCS-1-100x", "VCS-100-1", "X" * 300, "1-2"):
         assert consumed_range(bad, 0, 1) is None
+    e18 = 10**18  # an 18-decimals token: one serial per 10**18 units; fractional retirements cover their serials
+    assert consumed_range("V-1-10", 0, e18, e18) == "V-1-1"
+    assert consumed_range("V-1-10", e18, e18 // 2, e18) == "V-2-2"
+    assert consumed_range("V-1-10", e18 + e18 // 2, e18, e18) == "V-2-3"
+    assert consumed_range("V-1-10", 9 * e18, e18 + 1, e18) is None
 
 
 def _log(address, item, values, index=3):
