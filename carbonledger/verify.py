@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
 from chains.base import ChainEvent, ChainReader
+from store.serials import consumed_range
 
 ZERO = "0x" + "0" * 40
 SCAN_WINDOW = 5000  # blocks per events() call while scanning (the reader splits further as the node requires)
@@ -245,7 +246,7 @@ def check_canonical(reader: ChainReader, report: Report, rows: Sequence[Movement
 
 _API_QUERY = """query Verify($id: BigInt!, $chain: String) {
   certificate(id: $id, chain: $chain) {
-    chain txHash logIndex blockNumber blockHash holder beneficiary reason amount batchId
+    chain txHash logIndex blockNumber blockHash holder beneficiary reason amount batchId serialRange
     provenance { kind txHash logIndex blockNumber blockHash batchId amount fromAddress toAddress verificationHash
                  listingId auctionId pricePerUnit paymentRef certificateId beneficiary reason }
   }
@@ -347,6 +348,11 @@ def verify_certificate(reader: ChainReader, cert_id: int, *, from_block: int, ma
                          "tx_hash": ret.tx_hash, "log_index": ret.log_index, "block_number": ret.block_number,
                          "block_hash": ret.block_hash, "timestamp": ret.block_timestamp, "contract": ret.address,
                          "batch": batches.get(int(a["batchId"]))})
+    # Registry serials, first in first out within the batch (store.serials): the batch's earlier retirements on chain
+    before = sum(int(r.args["amount"]) for r in retired if int(r.args["batchId"]) == int(a["batchId"])
+                 and (r.block_number, r.log_index) < (ret.block_number, ret.log_index))
+    report.facts["serial_range"] = consumed_range((report.facts["batch"] or {}).get("serialNumber"), before,
+                                                  int(a["amount"]))
     check_canonical(reader, report, chain_rows, finality_depth)
     mints = [m for m in chain_rows if m.kind == "mint"]
     report.check("reaches_mint", bool(mints), f"custody goes back to {len(mints)} mint(s), verification hash(es) "
@@ -354,6 +360,11 @@ def verify_certificate(reader: ChainReader, cert_id: int, *, from_block: int, ma
                  "the custody chain does not reach a mint (scan from an earlier block: --from-block)")
     if api_url:
         compare_api(report, api, chain_rows, reader)
+        if api is not None:
+            got = api.get("serialRange")
+            report.check("api_serials", got == report.facts["serial_range"],
+                         f"the API's serial range equals the chain's ({got})" if got == report.facts["serial_range"]
+                         else f"serial range: chain {report.facts['serial_range']!r}, API {got!r}")
     return report
 
 

@@ -85,8 +85,40 @@ class SubstrateAsset(_Strict):
                                "batch's off-chain metadata document.")
 
 
+class MarketBatch(SubstrateAsset):
+    """Registry details of one token id of a market's token contract (they are not in its events)."""
+
+    decimals: int = Field(0, ge=0, le=36, description="Token decimals: one registry serial (one tonne) is "
+                          "10**decimals base units (TCO2: 18).")
+
+
+class MarketSettings(_Strict):
+    """One contract of an existing carbon market, indexed by its real events (README "Index an existing market").
+
+    `protocol` names a mapping shipped with carbonledger: an ABI in abis/markets/<protocol>.json and a handler
+    module in indexer/handlers/ (checked when the chain's reader is built; an unknown name is an error listing the
+    known ones)."""
+
+    protocol: str = Field(..., pattern=r"^[a-z][a-z0-9_]{0,63}$", description="Market protocol, e.g. toucan_tco2, "
+                          "toucan_certificates, klima_infinity, icr_project, carbonmark.")
+    address: str = Field(..., description="Contract address (0x + 40 hex).")
+    start_block: int = Field(0, ge=0, description="Block to start indexing this contract from (its deploy block).")
+    batches: dict[int, MarketBatch] = Field(default_factory=dict, description="Token contracts (toucan_tco2: token "
+                                            "id 0; icr_project: its token ids): registry details per token id, "
+                                            "with the serial range retirements consume.")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        from eth_utils import is_address, to_checksum_address
+
+        if not is_address(v):
+            raise ValueError(f"not an EVM address: {v!r}")
+        return to_checksum_address(v)
+
+
 _SUBSTRATE_ONLY = ("start_block", "ss58_format", "assets", "retirement_account", "anchor_senders")
-_EVM_ONLY = ("chain_id", "max_block_range", "deployment", "contracts")
+_EVM_ONLY = ("chain_id", "max_block_range", "deployment", "contracts", "markets")
 
 
 class ChainSettings(_Strict):
@@ -112,6 +144,9 @@ class ChainSettings(_Strict):
     retries: int = Field(6, ge=0, description="Retries per RPC request (exponential backoff).")
     deployment: Path | None = Field(None, description="deployments/<chain>.json written by `carbonledger deploy`.")
     contracts: dict[ContractName, ContractSettings] = Field(default_factory=dict, description="Contract addresses.")
+    markets: list[MarketSettings] = Field(default_factory=list, max_length=10_000, description="evm: contracts of "
+                                          "existing carbon markets (Toucan, Klima, ICR, Carbonmark) to index by "
+                                          "their real events.")
     start_block: int = Field(0, ge=0, description="substrate: block to start indexing from (at or before the "
                              "creation of every mapped asset).")
     ss58_format: int | None = Field(None, ge=0, le=16383, description="substrate: expected SS58 prefix of the "
@@ -130,6 +165,11 @@ class ChainSettings(_Strict):
         for key in wrong:  # a default value is fine (a dump of the settings repeats every key)
             if getattr(self, key) != type(self).model_fields[key].get_default(call_default_factory=True):
                 raise ValueError(f"{key} does not apply to family = {self.family!r}")
+        seen: set[str] = set()
+        for i, m in enumerate(self.markets):
+            if m.address in seen:
+                raise ValueError(f"markets[{i}]: address {m.address} is listed twice")
+            seen.add(m.address)
         if any(not 0 <= i < 2**32 for i in self.assets):
             raise ValueError("assets: an asset id is a u32 (0 to 4294967295)")
         return self

@@ -54,7 +54,10 @@ def chain_reader(name: str, cs: Any) -> tuple[ChainReader, dict[str, str], int]:
     if cs.chain_id is not None and (got := reader.chain_id()) != cs.chain_id:
         raise ConfigError(f"chains.{name}.chain_id: node at {redact_url(str(cs.rpc_url), path=True)} reports chain id "
                           f"{got}, config expects {cs.chain_id}")
-    start = min((c.start_block for c in contracts.values()), default=0)
+    from chains.evm.markets import resolved_markets
+
+    markets = resolved_markets(cs, name)
+    start = min([c.start_block for c in contracts.values()] + [m[2] for m in markets], default=0)
     return reader, {n: c.address for n, c in contracts.items()}, start
 
 
@@ -63,7 +66,12 @@ def build_syncs(settings: Settings, db_url: str | None = None, **kw: object) -> 
     out = []
     for name, cs in settings.chains.items():
         reader, addresses, start = chain_reader(name, cs)
-        out.append(ChainSync(name, reader, url, addresses=addresses, start_block=start,
+        labels = {}
+        if cs.family == "evm":
+            from chains.evm.markets import batch_labels
+
+            labels = batch_labels(cs)
+        out.append(ChainSync(name, reader, url, addresses=addresses, start_block=start, labels=labels,
                              finality_depth=cs.finality_depth, max_span=cs.max_block_range,
                              shrink_grace_s=cs.shrink_grace_s, follow_finalized=cs.following == "finalized", **kw))
     return out

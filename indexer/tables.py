@@ -45,7 +45,7 @@ class Layout:
 
 
 def _layout(model, versioned: bool = False) -> Layout:
-    cols = [c for c in model.__table__.columns if c.server_default is None or c.name in ("seq", "funded_offchain", "data")]
+    cols = [c for c in model.__table__.columns if c.server_default is None or c.name in ("seq", "funded_offchain", "data", "protocol")]
     cols = [c for c in cols if c.name not in ("created_at", "updated_at")]
     names = tuple(c.name for c in cols)
     types = tuple(_pg_type(c) for c in cols)

@@ -90,7 +90,7 @@ class MintEvent(Base, EventRow):
 
 
 class Retirement(Base, EventRow):
-    """A retirement certificate (CarbonCredit.Retired)."""
+    """A retirement certificate (CarbonCredit.Retired, or an external market's retirement event)."""
 
     __tablename__ = "retirement"
     certificate_id: Mapped[uint256]
@@ -99,6 +99,12 @@ class Retirement(Base, EventRow):
     amount: Mapped[uint256]
     beneficiary: Mapped[str]
     reason: Mapped[str]
+    # The registry serials this retirement consumed, first in first out within the batch (store.serials); NULL
+    # when the batch has no parseable serial range or it is exhausted.
+    serial_range: Mapped[str | None]
+    # An external market's own references for this retirement (Toucan eventId and certificate NFT, ICR retirement
+    # NFT, the Klima retirement that annotated it); NULL for carbonledger's own.
+    market_ref: Mapped[str | None]
     __table_args__ = (
         Index("uq_retirement_certificate", "chain", "certificate_id", unique=True),
         Index("ix_retirement_holder", "chain", "holder"),
@@ -181,6 +187,9 @@ class IoTAnchorEvent(Base, EventRow):
 class CreditBatch(Base, Versioned):
     __tablename__ = "credit_batch"
     batch_id: Mapped[uint256] = mapped_column(primary_key=True)
+    # carbonledger (our CarbonCredit) or the market protocol of an external token (chains.evm.markets), whose
+    # batch id is int(token address) << 96 | token id.
+    protocol: Mapped[str] = mapped_column(server_default=text("'carbonledger'"))
     project_id: Mapped[str]
     vintage: Mapped[int]
     methodology: Mapped[str]

@@ -26,11 +26,12 @@ class EvmReader(ChainReader):
 
     def __init__(self, chain: str, rpc: RpcClient | str, contracts: Mapping[str, tuple[str, Sequence[Mapping[str, Any]]]],
                  *, use_finalized_tag: bool = True, max_block_range: int = 2000, timeout_s: float = 10.0,
-                 retries: int = 6) -> None:
-        """contracts: protocol contract name -> (address, abi)."""
+                 retries: int = 6, markets: Sequence[tuple[str, str, Sequence[Mapping[str, Any]]]] = ()) -> None:
+        """contracts: protocol contract name -> (address, abi); markets: (contract name, address, event abi) of
+        existing carbon markets (chains.evm.markets)."""
         self.chain = chain
         self.rpc = rpc if isinstance(rpc, RpcClient) else RpcClient(rpc, timeout_s=timeout_s, retries=retries)
-        self.decoder = LogDecoder(chain, contracts)
+        self.decoder = LogDecoder(chain, contracts, markets)
         self.use_finalized_tag = use_finalized_tag
         self.max_block_range = max_block_range
         self.range_size = min(100, max_block_range)
@@ -41,11 +42,13 @@ class EvmReader(ChainReader):
         from chains.evm.artifacts import abi
 
         from chains.evm.deploy import resolved_contracts
+        from chains.evm.markets import resolved_markets
 
         contracts = {name: (c.address, abi(name)) for name, c in resolved_contracts(settings, chain).items()}
+        markets = [(name, address, events) for name, address, _, events in resolved_markets(settings, chain)]
         return cls(chain, str(settings.rpc_url).rstrip("/"), contracts, use_finalized_tag=settings.use_finalized_tag,
                    max_block_range=settings.max_block_range, timeout_s=settings.request_timeout_s,
-                   retries=settings.retries)
+                   retries=settings.retries, markets=markets)
 
     # ------------------------------------------------------------------ blocks
 

@@ -1,7 +1,7 @@
 """auctions and bids; trades of auctions
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01 16:05:49.305312
 """
 
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 import store.types
 
 
-revision = '0003'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
