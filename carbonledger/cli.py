@@ -43,7 +43,7 @@ def cmd_devnet(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    """Deploy the five protocol contracts and write deployments/<chain>.json."""
+    """Deploy the six protocol contracts and write deployments/<chain>.json."""
     import time
 
     from eth_account import Account

@@ -26,8 +26,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from core.ratelimit import check_spec, proxy_networks
 
-PROTOCOL_CONTRACTS = ("CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor")
-ContractName = Literal["CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor"]
+PROTOCOL_CONTRACTS = ("CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor", "Auction")
+ContractName = Literal["CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor", "Auction"]
 DEFAULT_CONFIG_FILE = "carbonledger.toml"
 
 
@@ -276,6 +276,7 @@ class OracleSettings(_Strict):
     stripe_livemode: bool = Field(False, description="Act only on Stripe PaymentIntents with this livemode (false: test-mode payments; a mismatch is flagged).")
     fiat_rates: dict[str, FiatRate] = Field(default_factory=dict, description="Lowercase ISO currency -> its rate against on-chain prices; a payment in a currency not listed is flagged, never written.")
     payment_recheck_s: float = Field(5.0, gt=0, description="How often payments whose listing/order is not indexed yet are evaluated again.")
+    auction_keeper_s: float = Field(15.0, gt=0, description="How often the keeper settles ended auctions (Auction.settle, once each) and reports those ended longer than stuck_after_s ago and still open.")
     payment_pending_max_age_s: int = Field(86400, ge=60, description="A payment whose listing/order is still not indexed after this long is flagged target_not_indexed.")
 
     @field_validator("fiat_rates")

@@ -28,24 +28,24 @@ def _bump(ctx: Context, owner: str, batch_id: int, field: str, delta: int) -> No
 def _move(ctx: Context, ev: ChainEvent, seq: int, batch_id: int, value: int) -> None:
     a = ev.args
     src, dst = a["from"], a["to"]
-    market = ctx.addresses.get("Marketplace")
+    escrows = (ctx.addresses.get("Marketplace"), ctx.addresses.get("Auction"))  # they hold credits for sellers
     if src == ZERO:
         kind = "mint"
     elif dst == ZERO:
         kind = "burn"
-    elif dst == market:
+    elif dst in escrows:
         kind = "list"
-    elif src == market:
-        kind = LEDGER_KINDS_PENDING  # Sold or Cancelled later in the same tx decides: sale | unlist
+    elif src in escrows:
+        kind = LEDGER_KINDS_PENDING  # Sold, AuctionSettled or Cancelled later in the same tx: sale | auction_settled | unlist
     else:
         kind = "transfer"
     row = ctx.insert("ledger_entry", ev, seq=seq, batch_id=batch_id, operator=a["operator"], from_addr=src,
                      to_addr=dst, amount=value, kind=kind)
     if kind == LEDGER_KINDS_PENDING:
         ctx.mark_pending(ev, row)
-    if src != ZERO and src != market:
+    if src != ZERO and src not in escrows:
         _bump(ctx, src, batch_id, "tradable", -value)
-    if dst != ZERO and dst != market:
+    if dst != ZERO and dst not in escrows:
         _bump(ctx, dst, batch_id, "tradable", value)
 
 

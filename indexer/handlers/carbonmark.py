@@ -59,7 +59,7 @@ def listing_filled(ev: ChainEvent, ctx: Context) -> None:
     lst = _listing(ctx, ev)
     if lst is None:
         return
-    ctx.insert("trade", ev, listing_id=_id(ev), buyer=a["account"], seller=lst["seller"], batch_id=lst["batch_id"],
+    ctx.insert("trade", ev, listing_id=_id(ev), auction_id=None, buyer=a["account"], seller=lst["seller"], batch_id=lst["batch_id"],
                amount=a["amount"], price_per_unit=lst["price_per_unit"], payment_ref=None)
     for row in ctx.tx_rows("ledger_entry", ev):
         got = dict(zip(_LEDGER, row))

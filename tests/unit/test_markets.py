@@ -232,7 +232,7 @@ def test_tx_rows_follow_inserts_and_rollbacks():
         return ChainEvent("dev", "X", "Y", {}, 1, "0x" + "11" * 32, 0, tx, idx, "0x00")
 
     def ins(e, c):
-        c.insert("trade", e, listing_id=1, buyer="0x", seller="0x", batch_id=1, amount=1, price_per_unit=1,
+        c.insert("trade", e, listing_id=1, auction_id=None, buyer="0x", seller="0x", batch_id=1, amount=1, price_per_unit=1,
                  payment_ref=None)
 
     ctx.apply_event(ins, ev("0xa", 0))
