@@ -26,8 +26,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from core.ratelimit import check_spec, proxy_networks
 
-PROTOCOL_CONTRACTS = ("CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor")
-ContractName = Literal["CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor"]
+PROTOCOL_CONTRACTS = ("CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor", "Auction")
+ContractName = Literal["CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor", "Auction"]
 DEFAULT_CONFIG_FILE = "carbonledger.toml"
 
 
@@ -85,9 +85,41 @@ class SubstrateAsset(_Strict):
                                "batch's off-chain metadata document.")
 
 
+class MarketBatch(SubstrateAsset):
+    """Registry details of one token id of a market's token contract (they are not in its events)."""
+
+    decimals: int = Field(0, ge=0, le=36, description="Token decimals: one registry serial (one tonne) is "
+                          "10**decimals base units (TCO2: 18).")
+
+
+class MarketSettings(_Strict):
+    """One contract of an existing carbon market, indexed by its real events (README "Index an existing market").
+
+    `protocol` names a mapping shipped with carbonledger: an ABI in abis/markets/<protocol>.json and a handler
+    module in indexer/handlers/ (checked when the chain's reader is built; an unknown name is an error listing the
+    known ones)."""
+
+    protocol: str = Field(..., pattern=r"^[a-z][a-z0-9_]{0,63}$", description="Market protocol, e.g. toucan_tco2, "
+                          "toucan_certificates, klima_infinity, icr_project, carbonmark.")
+    address: str = Field(..., description="Contract address (0x + 40 hex).")
+    start_block: int = Field(0, ge=0, description="Block to start indexing this contract from (its deploy block).")
+    batches: dict[int, MarketBatch] = Field(default_factory=dict, description="Token contracts (toucan_tco2: token "
+                                            "id 0; icr_project: its token ids): registry details per token id, "
+                                            "with the serial range retirements consume.")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        from eth_utils import is_address, to_checksum_address
+
+        if not is_address(v):
+            raise ValueError(f"not an EVM address: {v!r}")
+        return to_checksum_address(v)
+
+
 # Keys only some families read; a key set (not its default) on a family that does not read it is an error.
 _FAMILY_KEYS = {
-    "evm": ("chain_id", "max_block_range", "deployment", "contracts"),
+    "evm": ("chain_id", "max_block_range", "deployment", "contracts", "markets"),
     "substrate": ("start_block", "ss58_format", "assets", "retirement_account", "anchor_senders"),
     "aptos": ("chain_id", "max_block_range", "start_block", "aptos_package", "fa_batches"),
 }
@@ -118,6 +150,9 @@ class ChainSettings(_Strict):
     retries: int = Field(6, ge=0, description="Retries per RPC request (exponential backoff).")
     deployment: Path | None = Field(None, description="deployments/<chain>.json written by `carbonledger deploy`.")
     contracts: dict[ContractName, ContractSettings] = Field(default_factory=dict, description="Contract addresses.")
+    markets: list[MarketSettings] = Field(default_factory=list, max_length=10_000, description="evm: contracts of "
+                                          "existing carbon markets (Toucan, Klima, ICR, Carbonmark) to index by "
+                                          "their real events.")
     start_block: int = Field(0, ge=0, description="substrate: block to start indexing from (at or before the "
                              "creation of every mapped asset); aptos: the version to start from (at or before the "
                              "package's publication, and not below the node's oldest_ledger_version).")
@@ -145,6 +180,11 @@ class ChainSettings(_Strict):
                 raise ValueError(f"{key} does not apply to family = {self.family!r}")
         if self.family == "aptos" and not self.aptos_package:
             raise ValueError("aptos_package is required for family = 'aptos'")
+        seen: set[str] = set()
+        for i, m in enumerate(self.markets):
+            if m.address in seen:
+                raise ValueError(f"markets[{i}]: address {m.address} is listed twice")
+            seen.add(m.address)
         if any(not 0 <= i < 2**32 for i in self.assets):
             raise ValueError("assets: an asset id is a u32 (0 to 4294967295)")
         return self
@@ -251,6 +291,7 @@ class OracleSettings(_Strict):
     stripe_livemode: bool = Field(False, description="Act only on Stripe PaymentIntents with this livemode (false: test-mode payments; a mismatch is flagged).")
     fiat_rates: dict[str, FiatRate] = Field(default_factory=dict, description="Lowercase ISO currency -> its rate against on-chain prices; a payment in a currency not listed is flagged, never written.")
     payment_recheck_s: float = Field(5.0, gt=0, description="How often payments whose listing/order is not indexed yet are evaluated again.")
+    auction_keeper_s: float = Field(15.0, gt=0, description="How often the keeper settles ended auctions (Auction.settle, once each) and reports those ended longer than stuck_after_s ago and still open.")
     payment_pending_max_age_s: int = Field(86400, ge=60, description="A payment whose listing/order is still not indexed after this long is flagged target_not_indexed.")
 
     @field_validator("fiat_rates")

@@ -26,11 +26,12 @@ class EvmReader(ChainReader):
 
     def __init__(self, chain: str, rpc: RpcClient | str, contracts: Mapping[str, tuple[str, Sequence[Mapping[str, Any]]]],
                  *, use_finalized_tag: bool = True, max_block_range: int = 2000, timeout_s: float = 10.0,
-                 retries: int = 6) -> None:
-        """contracts: protocol contract name -> (address, abi)."""
+                 retries: int = 6, markets: Sequence[tuple[str, str, Sequence[Mapping[str, Any]]]] = ()) -> None:
+        """contracts: protocol contract name -> (address, abi); markets: (contract name, address, event abi) of
+        existing carbon markets (chains.evm.markets)."""
         self.chain = chain
         self.rpc = rpc if isinstance(rpc, RpcClient) else RpcClient(rpc, timeout_s=timeout_s, retries=retries)
-        self.decoder = LogDecoder(chain, contracts)
+        self.decoder = LogDecoder(chain, contracts, markets)
         self.use_finalized_tag = use_finalized_tag
         self.max_block_range = max_block_range
         self.range_size = min(100, max_block_range)
@@ -41,11 +42,13 @@ class EvmReader(ChainReader):
         from chains.evm.artifacts import abi
 
         from chains.evm.deploy import resolved_contracts
+        from chains.evm.markets import resolved_markets
 
         contracts = {name: (c.address, abi(name)) for name, c in resolved_contracts(settings, chain).items()}
+        markets = [(name, address, events) for name, address, _, events in resolved_markets(settings, chain)]
         return cls(chain, str(settings.rpc_url).rstrip("/"), contracts, use_finalized_tag=settings.use_finalized_tag,
                    max_block_range=settings.max_block_range, timeout_s=settings.request_timeout_s,
-                   retries=settings.retries)
+                   retries=settings.retries, markets=markets)
 
     # ------------------------------------------------------------------ blocks
 
@@ -61,7 +64,10 @@ class EvmReader(ChainReader):
         if cs.chain_id is not None and (got := reader.chain_id()) != cs.chain_id:
             raise ConfigError(f"chains.{name}.chain_id: node at {redact_url(str(cs.rpc_url), path=True)} reports "
                               f"chain id {got}, config expects {cs.chain_id}")
-        start = min((c.start_block for c in contracts.values()), default=0)
+        from chains.evm.markets import resolved_markets
+
+        markets = resolved_markets(cs, name)
+        start = min([c.start_block for c in contracts.values()] + [m[2] for m in markets], default=0)
         return OpenedReader(reader, {n: c.address for n, c in contracts.items()}, start)
 
     @classmethod

@@ -149,6 +149,24 @@ def _decode_json(data: str | bytes) -> object:
         raise json.JSONDecodeError(f"unreadable JSON ({type(exc).__name__})", "", 0) from None
 
 
+def configured_contracts(settings: Settings) -> dict[str, dict[str, Any]]:
+    """chain -> {"contracts": name -> address, "start": first block} for the config's EVM chains whose addresses
+    resolve (a chain whose deployment file is missing here is left out: the API serves the database either way)."""
+    from chains.evm.deploy import resolved_contracts
+    from core.config import ConfigError
+
+    out = {}
+    for name, cs in settings.chains.items():
+        if cs.family == "evm":
+            try:
+                got = resolved_contracts(cs, name)
+            except ConfigError:
+                continue
+            out[name] = {"contracts": {n: str(c.address) for n, c in got.items()},
+                         "start": min((c.start_block for c in got.values()), default=0)}
+    return out
+
+
 def create_app(settings: Settings, database_url: str, *, pool_size: int | None = None) -> Starlette:
     """Build the API app for `database_url` with the limits in `settings.api`."""
     db = Database(database_url, settings.database.statement_timeout_ms, max_size=pool_size or settings.api.pool_size,
@@ -157,10 +175,11 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
                     request_timeout_ms=settings.api.request_timeout_ms)
     metrics = _Metrics()
     state = {"db": False}
+    contracts = configured_contracts(settings)
 
     class View(GraphQL):
         async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
-            return Context.create(db, limits, request, response)
+            return Context.create(db, limits, request, response, contracts=contracts)
 
         def encode_json(self, data: object) -> bytes:  # type: ignore[override]
             return orjson.dumps(data)
@@ -173,7 +192,7 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
 
     schema = make_schema(settings.api)
     view = View(schema, graphql_ide="graphiql" if settings.api.graphiql else None, allow_queries_via_get=True)
-    endpoint = GraphQLEndpoint(schema, view, lambda single: Context.create(db, limits, single=single),
+    endpoint = GraphQLEndpoint(schema, view, lambda single: Context.create(db, limits, single=single, contracts=contracts),
                                max_body_bytes=settings.api.max_body_bytes)
     graphql_app = _TimedGraphQL(endpoint, metrics, db, _Gate(settings.api))
 

@@ -28,14 +28,16 @@ class Context:
     response: Any = None
     heads: dict[str, int] | None = None  # chain -> indexed head, loaded once when a block argument is checked
     deadline: float | None = None  # time.monotonic() after which execution stops (the executor and db check it)
+    contracts: dict[str, dict[str, Any]] = field(default_factory=dict)  # chain -> contracts and start block (config)
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.db)
 
     @classmethod
     def create(cls, db: Database, limits: Limits, request: Any = None, response: Any = None, *,
-               single: bool = False) -> "Context":
-        """`single`: the request is expected to run one statement (see gqlapi.db.Session)."""
+               single: bool = False, contracts: dict[str, dict[str, Any]] | None = None) -> "Context":
+        """`single`: the request is expected to run one statement (see gqlapi.db.Session); `contracts`: the
+        configured protocol contracts per chain (what a third party needs to check an answer on chain)."""
         deadline = time.monotonic() + limits.request_timeout_ms / 1000
         return cls(db=db.session(single, deadline, limits.request_timeout_ms), limits=limits, request=request,
-                   response=response, deadline=deadline)
+                   response=response, deadline=deadline, contracts=contracts or {})

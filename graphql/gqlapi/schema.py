@@ -19,6 +19,7 @@ from gqlapi.executor import FastExecutionContext
 from gqlapi.costs import DocumentLimits
 from gqlapi.guard import Admission, Guard
 from gqlapi.scalars import SCALARS
+from gqlapi.resolvers.auctions import auction, auctions
 from gqlapi.resolvers.certificates import certificate, certificates
 from gqlapi.resolvers.escrow import escrow_orders
 from gqlapi.resolvers.events import iot_anchors, qr_payments, settlements
@@ -27,6 +28,7 @@ from gqlapi.resolvers.market import candles, market_stats
 from gqlapi.resolvers.meta import meta
 from gqlapi.resolvers.portfolio import portfolio
 from gqlapi.resolvers.provenance import provenance
+from gqlapi.resolvers.reports import retirement_report
 from gqlapi.resolvers.trades import trades
 
 log = logging.getLogger("gqlapi")
@@ -38,9 +40,12 @@ class Query:
     certificates = strawberry.field(resolver=certificates)
     certificate = strawberry.field(resolver=certificate)
     provenance = strawberry.field(resolver=provenance)
+    retirement_report = strawberry.field(resolver=retirement_report)
     market_stats = strawberry.field(resolver=market_stats)
     candles = strawberry.field(resolver=candles)
     listings = strawberry.field(resolver=listings)
+    auctions = strawberry.field(resolver=auctions)
+    auction = strawberry.field(resolver=auction)
     trades = strawberry.field(resolver=trades)
     escrow_orders = strawberry.field(resolver=escrow_orders)
     qr_payments = strawberry.field(resolver=qr_payments)
