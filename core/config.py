@@ -117,13 +117,19 @@ class MarketSettings(_Strict):
         return to_checksum_address(v)
 
 
-_SUBSTRATE_ONLY = ("start_block", "ss58_format", "assets", "retirement_account", "anchor_senders")
-_EVM_ONLY = ("chain_id", "max_block_range", "deployment", "contracts", "markets")
+# Keys only some families read; a key set (not its default) on a family that does not read it is an error.
+_FAMILY_KEYS = {
+    "evm": ("chain_id", "max_block_range", "deployment", "contracts", "markets"),
+    "substrate": ("start_block", "ss58_format", "assets", "retirement_account", "anchor_senders"),
+    "aptos": ("chain_id", "max_block_range", "start_block", "aptos_package", "fa_batches"),
+}
 
 
 class ChainSettings(_Strict):
-    family: Literal["evm", "substrate"] = Field("evm", description="Chain family: evm (JSON-RPC) or substrate (a "
-                                                "Substrate node's JSON-RPC; the Assets pallet as the credit ledger).")
+    family: Literal["evm", "substrate", "aptos"] = Field("evm", description="Chain family: evm (JSON-RPC), "
+                                                         "substrate (a Substrate node's JSON-RPC; the Assets pallet "
+                                                         "as the credit ledger) or aptos (a fullnode's REST API; the "
+                                                         "Move package in contracts/aptos).")
     rpc_url: AnyHttpUrl = Field(..., repr=False, description="JSON-RPC endpoint (http/https; Substrate nodes serve it "
                                 "on their ws port too).")
     ws_url: str | None = Field(None, repr=False, description="Optional WebSocket endpoint for new heads (evm: "
@@ -131,7 +137,7 @@ class ChainSettings(_Strict):
     chain_id: int | None = Field(None, description="Expected chain id; the node must match or startup fails.")
     follow: Literal["best", "finalized"] | None = Field(None, description="Which head the indexer follows: best (the "
                                                         "newest block; reorgs are undone) or finalized (final blocks "
-                                                        "only). Unset: best on evm, finalized on substrate.")
+                                                        "only). Unset: best on evm, finalized on substrate and aptos.")
     finality_depth: int = Field(12, ge=0, description="Blocks below head treated as final when the node has no `finalized` tag.")
     use_finalized_tag: bool = Field(True, description="Ask the node for its finalized block (evm: the `finalized` "
                                     "tag; substrate: chain_getFinalizedHead) instead of head - finality_depth.")
@@ -148,7 +154,8 @@ class ChainSettings(_Strict):
                                           "existing carbon markets (Toucan, Klima, ICR, Carbonmark) to index by "
                                           "their real events.")
     start_block: int = Field(0, ge=0, description="substrate: block to start indexing from (at or before the "
-                             "creation of every mapped asset).")
+                             "creation of every mapped asset); aptos: the version to start from (at or before the "
+                             "package's publication, and not below the node's oldest_ledger_version).")
     ss58_format: int | None = Field(None, ge=0, le=16383, description="substrate: expected SS58 prefix of the "
                                     "runtime (System.SS58Prefix); the node must match or startup fails.")
     assets: dict[int, SubstrateAsset] = Field(default_factory=dict, description="substrate: Assets-pallet asset id "
@@ -158,13 +165,21 @@ class ChainSettings(_Strict):
                                            "`cl/retir` (nobody holds its key).")
     anchor_senders: list[str] = Field(default_factory=list, description="substrate: accounts (SS58 or 0x public "
                                       "key) whose `anchor` remarks are IoT anchors (the oracle's).")
+    aptos_package: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{1,64}$", description="aptos: the account the "
+                                      "Move package (contracts/aptos) is published at.")
+    fa_batches: dict[str, int] = Field(default_factory=dict, description="aptos: fungible-asset metadata address -> "
+                                       "credit batch id, for credits issued as plain fungible assets by others "
+                                       "(followed through 0x1::fungible_asset Deposit/Withdraw).")
 
     @model_validator(mode="after")
     def _family_keys(self) -> "ChainSettings":
-        wrong = _EVM_ONLY if self.family == "substrate" else _SUBSTRATE_ONLY
+        mine = _FAMILY_KEYS[self.family]
+        wrong = sorted({k for keys in _FAMILY_KEYS.values() for k in keys} - set(mine))
         for key in wrong:  # a default value is fine (a dump of the settings repeats every key)
             if getattr(self, key) != type(self).model_fields[key].get_default(call_default_factory=True):
                 raise ValueError(f"{key} does not apply to family = {self.family!r}")
+        if self.family == "aptos" and not self.aptos_package:
+            raise ValueError("aptos_package is required for family = 'aptos'")
         seen: set[str] = set()
         for i, m in enumerate(self.markets):
             if m.address in seen:
@@ -177,7 +192,7 @@ class ChainSettings(_Strict):
     @property
     def following(self) -> str:
         """The head the indexer follows ("best" or "finalized"), the family's default where unset."""
-        return self.follow or ("finalized" if self.family == "substrate" else "best")
+        return self.follow or ("best" if self.family == "evm" else "finalized")
 
 
 class SignerSettings(_Strict):
