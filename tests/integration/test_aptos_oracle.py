@@ -173,3 +173,64 @@ def test_aborts_are_failed_intents_with_the_abort_decoded(aptos, db_url):
     assert rows[1][3] == (f"Move abort in {pkg}::marketplace: E_NOT_ENOUGH(0x10004): The listing holds fewer credits "
                           "than asked.") and rows[1][2] is not None  # sent, committed, aborted
     assert rows[2][3].startswith(f"Move abort in {pkg}::marketplace: E_NO_LISTING(0x60001)") and rows[2][2] is None
+
+
+def test_a_stripe_payment_names_an_aptos_buyer_and_settles_on_aptos(aptos, db_url, tmp_path):
+    """The path a buyer takes: a PaymentIntent whose metadata names an Aptos account (0x + 64 hex) passes the
+    oracle's checks against the indexed Aptos listing and becomes `settle_offchain` on chain; a 20-byte (EVM) buyer
+    for the same listing is flagged, refund due, and nothing is written."""
+    from aptos_sdk.account import Account
+    from psycopg_pool import ConnectionPool
+
+    from core.config import OracleSettings
+    from oracle import payments
+    from oracle.ingress import stripe_webhook
+    from oracle.outbox import Event
+    from oracle.testing import FIAT_RATES
+
+    w = aptos
+    key = Account.load_key("ed25519-priv-" + SEED)
+    w.node.grant("oracle", str(key.address()))
+    assert send(w.writer["admin"], "carbon_credit", "create_batch", "P", 2021, "M", "R", "S", "0x" + "cd" * 32).state \
+        is TxState.MINED
+    assert send(w.writer["admin"], "CarbonCredit", "mint", str(w.alice.address()), 1, 100, "0x" + "02" * 32).state \
+        is TxState.MINED
+    assert send(w.writer["alice"], "Marketplace", "list", 1, 50, 7).state is TxState.MINED
+    assert run_once(aptos_settings(w, db_url), db_url=db_url, timeout_s=60) == 0
+    settings = OracleSettings(fiat_rates=FIAT_RATES, chain="apt")
+    bob = address(str(w.bob.address()))
+
+    def pay(pi_id: str, buyer: str) -> payments.Outcome:
+        pi = {"id": pi_id, "object": "payment_intent", "status": "succeeded", "livemode": False, "currency": "usd",
+              "amount": 1000, "amount_received": 1000, "metadata": {"listing_id": "1", "buyer": buyer, "amount": "2"}}
+        event, claim = stripe_webhook.assess(Event("stripe", f"evt_{pi_id}", "payment_intent.succeeded", {}, pi_id),
+                                             pi, settings)
+        assert claim is not None, event
+        with ConnectionPool(libpq_url(db_url), min_size=1, max_size=1, open=True) as pool:
+            return payments.settle(pool, "apt", event, claim, settings)
+
+    evm = pay("pi_evm_buyer", "0x70997970C51812dc3A010C7d01b50e0d17dc79C8")
+    assert evm.status == "flagged" and evm.flag == "invalid_metadata" and "not an account of this chain" in evm.problem
+    ok = pay("pi_aptos_buyer", bob)
+    assert ok.status == "accepted" and ok.intent_key, ok
+    cfg = tmp_path / "oracle.toml"
+    cfg.write_text(f'[database]\nurl = "{db_url}"\n[chains.apt]\nfamily = "aptos"\nrpc_url = "{w.url}"\n'
+                   f'aptos_package = "{w.package}"\nchain_id = 4\n[oracle]\nchain = "apt"\nport = 0\n'
+                   f'anchor_interval_s = 3600\npoll_interval_s = 0.05\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARBONLEDGER_")}
+    env["CARBONLEDGER_SIGNER_KEY"] = SEED
+    proc = subprocess.Popen([sys.executable, "-m", "carbonledger.cli", "oracle", "run", "--config", str(cfg)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while _statuses(db_url) != ["confirmed"]:
+            assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+            assert time.monotonic() < deadline, _statuses(db_url)
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert run_once(aptos_settings(w, db_url), db_url=db_url, timeout_s=60) == 0
+    with psycopg.connect(libpq_url(db_url)) as conn:
+        trades = conn.execute("SELECT buyer, amount, payment_ref FROM trade WHERE chain = 'apt'").fetchall()
+    assert [(b, int(a), r) for b, a, r in trades] == [(bob, 2, "pi_aptos_buyer")]
