@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC1155} from "@openzeppelin/contracts/token/ERC1155/IERC1155.sol";
 import {ERC1155Holder} from "@openzeppelin/contracts/token/ERC1155/utils/ERC1155Holder.sol";
+import {PullOnlyReceiver} from "./PullOnlyReceiver.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 
 /// @title Auction
@@ -13,7 +14,7 @@ import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol
 ///         (`withdraw`), never pushed. A bid in the last `extensionWindow` seconds moves the end to
 ///         `now + extensionWindow` (anti-sniping). After the end anyone may `settle`: the winner receives the lot and
 ///         the seller the price (credited for withdrawal), or, with no bid, the lot goes back to the seller.
-contract Auction is AccessControl, ERC1155Holder, ReentrancyGuard {
+contract Auction is AccessControl, PullOnlyReceiver, ReentrancyGuard {
     bytes32 public constant ORACLE_ROLE = keccak256("ORACLE_ROLE");
 
     struct Lot {
@@ -44,7 +45,6 @@ contract Auction is AccessControl, ERC1155Holder, ReentrancyGuard {
     error PaymentRefUsed(string paymentRef);
     error NothingToWithdraw(address account);
     error EthTransferFailed(address to, uint256 amount);
-    error UnsolicitedTransfer(address operator);
 
     event AuctionCreated(
         uint256 indexed auctionId,
@@ -182,26 +182,6 @@ contract Auction is AccessControl, ERC1155Holder, ReentrancyGuard {
         return l.highestBidder == address(0) ? l.reservePricePerUnit : l.highestPricePerUnit + l.minIncrementPerUnit;
     }
 
-    /// @dev Only accept credits the auction itself pulls in `create`.
-    function onERC1155Received(address operator, address, uint256, uint256, bytes memory)
-        public
-        view
-        override
-        returns (bytes4)
-    {
-        if (operator != address(this)) revert UnsolicitedTransfer(operator);
-        return this.onERC1155Received.selector;
-    }
-
-    function onERC1155BatchReceived(address operator, address, uint256[] memory, uint256[] memory, bytes memory)
-        public
-        view
-        override
-        returns (bytes4)
-    {
-        if (operator != address(this)) revert UnsolicitedTransfer(operator);
-        return this.onERC1155BatchReceived.selector;
-    }
 
     function supportsInterface(bytes4 interfaceId)
         public

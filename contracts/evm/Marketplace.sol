@@ -4,12 +4,13 @@ pragma solidity ^0.8.24;
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {IERC1155} from "@openzeppelin/contracts/token/ERC1155/IERC1155.sol";
 import {ERC1155Holder} from "@openzeppelin/contracts/token/ERC1155/utils/ERC1155Holder.sol";
+import {PullOnlyReceiver} from "./PullOnlyReceiver.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 
 /// @title Marketplace
 /// @notice Fixed-price listings of CarbonCredit batches. Listed credits are held by the marketplace until
 ///         bought on chain (ETH to the seller), settled by the oracle after a fiat payment, or cancelled.
-contract Marketplace is AccessControl, ERC1155Holder, ReentrancyGuard {
+contract Marketplace is AccessControl, PullOnlyReceiver, ReentrancyGuard {
     bytes32 public constant ORACLE_ROLE = keccak256("ORACLE_ROLE");
 
     struct Listing {
@@ -30,7 +31,6 @@ contract Marketplace is AccessControl, ERC1155Holder, ReentrancyGuard {
     error PaymentRefUsed(string paymentRef);
     error NotSeller(uint256 listingId, address caller);
     error EthTransferFailed(address to, uint256 amount);
-    error UnsolicitedTransfer(address operator);
 
     event Listed(
         uint256 indexed listingId, address indexed seller, uint256 indexed batchId, uint256 amount, uint256 pricePerUnit
@@ -118,26 +118,6 @@ contract Marketplace is AccessControl, ERC1155Holder, ReentrancyGuard {
         return _usedRefs[keccak256(bytes(paymentRef))];
     }
 
-    /// @dev Only accept credits the marketplace itself pulls in `list`; direct deposits would be stranded.
-    function onERC1155Received(address operator, address, uint256, uint256, bytes memory)
-        public
-        view
-        override
-        returns (bytes4)
-    {
-        if (operator != address(this)) revert UnsolicitedTransfer(operator);
-        return this.onERC1155Received.selector;
-    }
-
-    function onERC1155BatchReceived(address operator, address, uint256[] memory, uint256[] memory, bytes memory)
-        public
-        view
-        override
-        returns (bytes4)
-    {
-        if (operator != address(this)) revert UnsolicitedTransfer(operator);
-        return this.onERC1155BatchReceived.selector;
-    }
 
     function supportsInterface(bytes4 interfaceId)
         public

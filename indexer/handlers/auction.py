@@ -10,14 +10,10 @@ from __future__ import annotations
 
 from chains.base import ChainEvent
 from indexer.context import Context
-from indexer.handlers.carbon_credit import ZERO, holding
+from indexer.handlers.carbon_credit import ZERO, bump
 from indexer.registry import handler
-from indexer.tables import AUCTION, HOLDING
+from indexer.tables import AUCTION
 
-
-def _listed(ctx: Context, seller: str, batch_id: int, delta: int) -> None:
-    h = holding(ctx, seller, batch_id)
-    ctx.put(HOLDING, (seller, batch_id), {**h, "listed": h["listed"] + delta})
 
 
 @handler("Auction:AuctionCreated")
@@ -29,7 +25,7 @@ def created(ev: ChainEvent, ctx: Context) -> None:
         "end_time": a["endTime"], "highest_bidder": None, "highest_price_per_unit": None, "bid_count": 0,
         "status": "active", "winner": None, "created_block": ev.block_number, "created_tx": ev.tx_hash,
     })
-    _listed(ctx, a["seller"], a["batchId"], a["amount"])
+    bump(ctx, a["seller"], a["batchId"], "listed", a["amount"])
 
 
 @handler("Auction:BidPlaced")
@@ -63,7 +59,7 @@ def settled(ev: ChainEvent, ctx: Context) -> None:
         return
     ctx.put(AUCTION, (a["auctionId"],), {**lot, "status": "settled" if sold else "unsold",
                                          "winner": a["winner"] if sold else None})
-    _listed(ctx, a["seller"], a["batchId"], -a["amount"])
+    bump(ctx, a["seller"], a["batchId"], "listed", -a["amount"])
 
 
 @handler("Auction:Withdrawn")

@@ -20,7 +20,8 @@ def holding(ctx: Context, owner: str, batch_id: int) -> dict:
     return ctx.get(HOLDING, (owner, batch_id)) or {"tradable": 0, "listed": 0, "retired": 0}
 
 
-def _bump(ctx: Context, owner: str, batch_id: int, field: str, delta: int) -> None:
+def bump(ctx: Context, owner: str, batch_id: int, field: str, delta: int) -> None:
+    """Add `delta` to one field (tradable, listed, retired) of an owner's holding of a batch."""
     h = holding(ctx, owner, batch_id)
     ctx.put(HOLDING, (owner, batch_id), {**h, field: h[field] + delta})
 
@@ -44,9 +45,9 @@ def _move(ctx: Context, ev: ChainEvent, seq: int, batch_id: int, value: int) -> 
     if kind == LEDGER_KINDS_PENDING:
         ctx.mark_pending(ev, row)
     if src != ZERO and src not in escrows:
-        _bump(ctx, src, batch_id, "tradable", -value)
+        bump(ctx, src, batch_id, "tradable", -value)
     if dst != ZERO and dst not in escrows:
-        _bump(ctx, dst, batch_id, "tradable", value)
+        bump(ctx, dst, batch_id, "tradable", value)
 
 
 @handler("CarbonCredit:TransferSingle")
@@ -105,6 +106,6 @@ def record_retirement(ctx: Context, ev: ChainEvent, certificate_id: int, holder:
     serials = consumed_range(b["serial_number"], b["total_retired"], amount, unit) if b is not None else None
     row = ctx.insert("retirement", ev, certificate_id=certificate_id, holder=holder, batch_id=batch_id, amount=amount,
                      beneficiary=beneficiary, reason=reason, serial_range=serials, market_ref=market_ref)
-    _bump(ctx, holder, batch_id, "retired", amount)
+    bump(ctx, holder, batch_id, "retired", amount)
     _batch_add(ctx, ev, batch_id, "total_retired", amount)
     return row

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from chains.base import ChainEvent
 from indexer.context import Context
-from indexer.handlers.carbon_credit import holding
+from indexer.handlers.carbon_credit import bump
 from indexer.registry import handler
-from indexer.tables import HOLDING, LISTING
-
-def _listed(ctx: Context, seller: str, batch_id: int, delta: int) -> None:
-    h = holding(ctx, seller, batch_id)
-    ctx.put(HOLDING, (seller, batch_id), {**h, "listed": h["listed"] + delta})
+from indexer.tables import LISTING
 
 
 @handler("Marketplace:Listed")
@@ -21,7 +17,7 @@ def listed(ev: ChainEvent, ctx: Context) -> None:
         "amount_listed": a["amount"], "amount_remaining": a["amount"], "amount_sold": 0, "status": "active",
         "created_block": ev.block_number, "created_tx": ev.tx_hash,
     })
-    _listed(ctx, a["seller"], a["batchId"], a["amount"])
+    bump(ctx, a["seller"], a["batchId"], "listed", a["amount"])
 
 
 @handler("Marketplace:Sold")
@@ -41,7 +37,7 @@ def sold(ev: ChainEvent, ctx: Context) -> None:
     ctx.put(LISTING, (a["listingId"],), {**lst, "amount_remaining": remaining,
                                          "amount_sold": lst["amount_sold"] + a["amount"],
                                          "status": "sold_out" if remaining == 0 else "active"})
-    _listed(ctx, a["seller"], a["batchId"], -a["amount"])
+    bump(ctx, a["seller"], a["batchId"], "listed", -a["amount"])
 
 
 @handler("Marketplace:Cancelled")
@@ -52,4 +48,4 @@ def cancelled(ev: ChainEvent, ctx: Context) -> None:
         ctx.error(ev, f"Cancelled for unknown listing {ev.args['listingId']}")
         return
     ctx.put(LISTING, (ev.args["listingId"],), {**lst, "amount_remaining": 0, "status": "cancelled"})
-    _listed(ctx, lst["seller"], lst["batch_id"], -lst["amount_remaining"])
+    bump(ctx, lst["seller"], lst["batch_id"], "listed", -lst["amount_remaining"])
