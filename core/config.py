@@ -347,6 +347,20 @@ class ApiSettings(_Strict):
     trusted_proxies: list[str] = Field([], description="Proxies (addresses or CIDRs) whose X-Forwarded-For names "
                                        "the client; behind a proxy on the same host list it here, or its clients "
                                        "all look like loopback (exempt).")
+    live: bool = Field(True, description="Serve live subscriptions (graphql-transport-ws on /graphql, Server-Sent "
+                       "Events on /graphql/stream), fed by one Postgres LISTEN connection per worker process.")
+    live_queue: int = Field(256, ge=1, description="Messages one live subscription may have waiting; past it the "
+                            "client is a slow consumer and is disconnected (close code 4420; SSE: the stream ends).")
+    live_per_connection: int = Field(20, ge=1, description="Most operations at once on one WebSocket connection.")
+    live_per_client: int = Field(100, ge=1, description="Most live subscriptions of one client (address after "
+                                 "trusted proxies) per worker process.")
+    live_max_subscriptions: int = Field(10_000, ge=1, description="Most live subscriptions per worker process.")
+    live_max_replay: int = Field(10_000, ge=1, description="Most messages a subscription resuming with `since` is "
+                                 "sent from history; more is refused (resume from a later block).")
+    live_max_message_bytes: int = Field(65_536, ge=1024, description="Largest WebSocket message a client may send.")
+    live_token: SecretStr | None = Field(None, description="When set, live clients must present it: "
+                                   "graphql-transport-ws `connection_init` payload {\"token\": ...}, SSE header "
+                                   "`Authorization: Bearer ...` (else 4403 / 401). Unset: open, like queries.")
 
     @field_validator("rate_limit")
     @classmethod

@@ -28,14 +28,17 @@ class Context:
     response: Any = None
     heads: dict[str, int] | None = None  # chain -> indexed head, loaded once when a block argument is checked
     deadline: float | None = None  # time.monotonic() after which execution stops (the executor and db check it)
+    live: Any = None  # gqlapi.resolvers.live.Live, when live subscriptions are served
+    connection_params: Any = None  # graphql-transport-ws connection_init payload
+    live_closed: Any = None  # gqlapi.live.LiveClosed: why the server ended this live operation
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.db)
 
     @classmethod
     def create(cls, db: Database, limits: Limits, request: Any = None, response: Any = None, *,
-               single: bool = False) -> "Context":
+               single: bool = False, live: Any = None) -> "Context":
         """`single`: the request is expected to run one statement (see gqlapi.db.Session)."""
         deadline = time.monotonic() + limits.request_timeout_ms / 1000
         return cls(db=db.session(single, deadline, limits.request_timeout_ms), limits=limits, request=request,
-                   response=response, deadline=deadline)
+                   response=response, deadline=deadline, live=live)
