@@ -1,0 +1,224 @@
+"""Live subscriptions end to end: anvil (one block per transaction), the real indexer on a thread, the API under a
+real uvicorn, graphql-transport-ws clients. Each test waits on conditions (messages, hub state), never on sleeps."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+
+import orjson
+import psycopg
+import pytest
+from web3 import Web3
+
+from gqlapi.live import SLOW_CONSUMER, LiveClosed
+from gqlapi.testing import LiveServer, WsClient
+from indexer.runner import run_once
+from store.engine import libpq_url
+from tests.integration.scenario import deploy, settings_for
+from tests.integration.test_indexer_reorg import Running
+
+pytestmark = pytest.mark.anvil
+
+ORDER_Q = """subscription($id: BigInt, $buyer: String, $since: BlockInput) {
+  orderStatusChanged(orderId: $id, buyer: $buyer, since: $since) {
+    __typename
+    ... on OrderStatusChanged { orderId event block { number hash } }
+    ... on Retracted { fromBlock toBlock }
+  }
+}"""
+BLOCKS_Q = "subscription { blocks(chain: \"dev\") { __typename ... on BlockIndexed { block { number } _meta { block { number } } } } }"
+
+
+@pytest.fixture()
+def rig(anvil, db_url):
+    """(w3, deployment, running indexer, live API server)."""
+    w3 = Web3(Web3.HTTPProvider(anvil.url))
+    dep = deploy(w3)
+    run = Running(settings_for(anvil.url, dep, db_url, finality_depth=32, poll_interval_s=0.02), db_url)
+    server = LiveServer(db_url, live_per_client=5000)
+    try:
+        run.wait_synced(w3)
+        yield w3, dep, run, server
+    finally:
+        server.close()
+        run.stop()
+
+
+async def _until(cond, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def _order(w3, dep, buyer, seller, amount=10**15):
+    es = dep.contract(w3, "Escrow")
+    es.functions.createOrder(seller, amount, Web3.keccak(text=f"o{time.monotonic()}")).transact({"from": buyer})
+    oid = es.functions.orderCount().call()
+    es.functions.fund(oid).transact({"from": buyer, "value": amount})
+    return es, oid
+
+
+def test_escrow_status_sequence_with_a_reorg_retracting_shipped(rig, anvil):
+    w3, dep, run, server = rig
+    buyer, seller = w3.eth.accounts[1], w3.eth.accounts[2]
+
+    async def main():
+        c = await WsClient(server.ws_url).start()
+        await c.subscribe("o", ORDER_Q, {"id": "1"})
+        await _until(lambda: len(server.hub.subscribers) == 1)
+        es, oid = await asyncio.to_thread(_order, w3, dep, buyer, seller)
+        assert oid == 1
+        got = [await c.next("o"), await c.next("o")]
+        snap = anvil.rpc("evm_snapshot")
+        await asyncio.to_thread(lambda: es.functions.markShipped(oid, b"\x01" * 32).transact({"from": seller}))
+        shipped = await c.next("o")
+        got.append(shipped)
+        anvil.rpc("evm_revert", [snap])
+        anvil.rpc("anvil_mine", ["0x3"])  # a longer branch without the shipment
+        got.append(await c.next("o"))
+        await asyncio.to_thread(lambda: es.functions.markShipped(oid, b"\x02" * 32).transact({"from": seller}))
+        got.append(await c.next("o"))
+        await c.close()
+        return got
+
+    got = asyncio.run(main())
+    seq = [m["orderStatusChanged"] for m in got]
+    assert [m["__typename"] for m in seq] == ["OrderStatusChanged"] * 3 + ["Retracted", "OrderStatusChanged"]
+    assert [m.get("event") for m in seq] == ["OrderCreated", "Funded", "Shipped", None, "Shipped"], seq
+    shipped_at = seq[2]["block"]["number"]
+    assert seq[3]["fromBlock"] == shipped_at and seq[3]["toBlock"] >= shipped_at  # it retracts exactly the shipment
+    assert seq[4]["block"]["number"] >= shipped_at and seq[4]["block"]["hash"] != seq[2]["block"]["hash"]
+    assert all(s["orderId"] == "1" for s in seq if s["__typename"] == "OrderStatusChanged")
+
+
+def test_resume_with_since_has_no_gap_and_no_duplicate(rig, db_url):
+    """Orders keep being created while a client reads some messages, disconnects, and resumes with `since` (the
+    last block it saw): what it received, in order, is exactly the database's order events, once each."""
+    w3, dep, run, server = rig
+    buyer, seller = w3.eth.accounts[3], w3.eth.accounts[4]
+    stop = threading.Event()
+
+    def traffic():
+        es = dep.contract(w3, "Escrow")
+        n = 0
+        while not stop.is_set() and n < 40:
+            es.functions.createOrder(seller, 1000, Web3.keccak(text=f"r{n}")).transact({"from": buyer})
+            n += 1
+
+    async def main():
+        received = []
+        c = await WsClient(server.ws_url).start()
+        await c.subscribe("a", ORDER_Q, {"buyer": buyer})
+        await _until(lambda: len(server.hub.subscribers) == 1)
+        t = threading.Thread(target=traffic)
+        t.start()
+        for _ in range(8):
+            received.append((await c.next("a"))["orderStatusChanged"])
+        await c.close()
+        await asyncio.sleep(0)  # the server notices the close; more orders are created meanwhile
+        await _until(lambda: len(server.hub.subscribers) == 0)
+        c = await WsClient(server.ws_url).start()
+        await c.subscribe("b", ORDER_Q, {"buyer": buyer, "since": {"number": received[-1]["block"]["number"]}})
+        await asyncio.to_thread(t.join)
+        with psycopg.connect(libpq_url(db_url)) as conn:
+            await _until(lambda: conn.execute("SELECT block_number FROM indexer_cursor").fetchone()[0]
+                         >= w3.eth.block_number, 60)
+            want = conn.execute(
+                "SELECT e.order_id, e.block_number FROM order_event e JOIN escrow_order o ON o.chain = e.chain AND "
+                "o.order_id = e.order_id AND o.valid_to IS NULL WHERE o.buyer = %s ORDER BY e.block_number, e.log_index",
+                (buyer.lower(),)).fetchall()
+        while len(received) < len(want):
+            received.append((await c.next("b"))["orderStatusChanged"])
+        with pytest.raises(asyncio.TimeoutError):  # and nothing more
+            await c.next("b", timeout=0.5)
+        await c.close()
+        return received, want
+
+    try:
+        received, want = asyncio.run(main())
+    finally:
+        stop.set()
+    assert len(want) == 40
+    assert [(int(m["orderId"]), m["block"]["number"]) for m in received] == [(int(o), b) for o, b in want]
+
+
+def test_many_subscribers_get_every_message_and_a_slow_one_is_dropped(rig):
+    """N WebSocket subscribers (LIVE_SUBSCRIBERS, 200 by default) on one API process all receive every block; a
+    subscriber that never drains its queue is disconnected (SLOW_CONSUMER) without stalling the others, and a
+    WebSocket whose subscriber is dropped is closed with that code."""
+    w3, dep, run, server = rig
+    n = int(os.environ.get("LIVE_SUBSCRIBERS", "200"))
+    blocks = 12
+    hub = server.hub
+
+    async def main():
+        clients = []
+        for i in range(0, n, 50):  # connect in waves: the accept queue stays small on a loaded machine
+            clients += await asyncio.gather(*(WsClient(server.ws_url).start() for _ in range(min(50, n - i))))
+        for i, c in enumerate(clients):
+            await c.subscribe(f"s{i}", BLOCKS_Q)
+        await _until(lambda: len(hub.subscribers) == n, 60)
+        slow = hub.subscribe("slow-test-client")  # never read: its queue fills (queue size 256 > blocks, so shrink)
+        slow.queue = asyncio.Queue(3)
+        before = set(hub.subscribers)
+        victim = await WsClient(server.ws_url).start()
+        await victim.subscribe("v", BLOCKS_Q)
+        await _until(lambda: len(hub.subscribers) == n + 2)
+        (vsub,) = set(hub.subscribers) - before
+        start = w3.eth.block_number
+        await asyncio.to_thread(lambda: [w3.eth.send_transaction({"from": w3.eth.accounts[5], "to": w3.eth.accounts[6],
+                                                                  "value": 1}) for _ in range(blocks)])
+        seen = await asyncio.gather(*(_collect(c, f"s{i}", start + blocks) for i, c in enumerate(clients)))
+        assert slow.closed is not None and slow.closed.code == SLOW_CONSUMER
+        assert slow not in hub.subscribers
+        # what the hub does to a slow subscriber's transport: close the WebSocket with the code and a reason
+        vsub.close(LiveClosed(SLOW_CONSUMER, "slow consumer: test"))
+        await _until(lambda: any(c.closed for c in [victim, *clients]), 10)
+        closed = [c.closed for c in [victim, *clients] if c.closed]
+        for c in [victim, *clients]:
+            await c.close()
+        return seen, closed
+
+    seen, closed = asyncio.run(main())
+    assert all(s == list(range(s[0], s[0] + len(s))) and s[-1] >= s[0] + blocks - 1 for s in seen)
+    assert closed == [(SLOW_CONSUMER, "slow consumer: test")]
+    assert hub.dropped >= 2
+
+
+async def _collect(c, id, last):
+    nums = []
+    while not nums or nums[-1] < last:
+        m = await c.next(id, timeout=60)
+        assert m is not None and "blocks" in m, m
+        nums.append(m["blocks"]["block"]["number"])
+    return nums
+
+
+def test_a_restarted_indexer_does_not_replay_notices(anvil, db_url):
+    """Every block is announced exactly once across indexer runs (the notice commits with the block's rows)."""
+    w3 = Web3(Web3.HTTPProvider(anvil.url))
+    dep = deploy(w3)
+    listen = psycopg.connect(libpq_url(db_url), autocommit=True)
+    listen.execute("LISTEN carbonledger_live")
+    settings = settings_for(anvil.url, dep, db_url, finality_depth=2)
+    notices = []
+
+    def drain():
+        notices.extend(orjson.loads(n.payload) for n in listen.notifies(timeout=0.5))
+
+    try:
+        for round in range(3):
+            for _ in range(4):
+                w3.eth.send_transaction({"from": w3.eth.accounts[1], "to": w3.eth.accounts[2], "value": 1})
+            assert run_once(settings, db_url=db_url) == 0
+            drain()
+        head = w3.eth.block_number
+        covered = [b for n in notices if n["t"] == "block" for b in range(n["from"], n["to"] + 1)]
+        assert covered == list(range(covered[0], head + 1))  # each block once, in order
+        assert all(n["t"] == "block" and int(n["xid"]) > 0 for n in notices)
+    finally:
+        listen.close()
