@@ -3,8 +3,9 @@
 One subscription per request (graphql-sse's "distinct connections" mode): `query`, `variables` (JSON) and
 `operationName` as query parameters (GET, what EventSource can send) or a JSON body (POST). Each result is an
 `event: next` whose data is the GraphQL result JSON; the stream ends with `event: complete`, or with `event: error`
-naming why the server ended it (slow consumer, listener lost: resume with `since`). Errors before the stream starts
-are plain JSON answers with a 4xx status.
+naming why the server ended it (slow consumer, listener lost: resume with `since`). A document the schema's guard
+refuses (syntax, limits, validation) is a plain JSON 400; errors once the operation runs (bad arguments, limits on
+subscriptions) are an `event: next` carrying `errors`, then `complete`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import hmac
 from typing import Any
 
 import orjson
-from graphql import ExecutionResult
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
@@ -25,7 +25,7 @@ def _bad(status: int, message: str, code: str = "BAD_USER_INPUT") -> JSONRespons
     return JSONResponse({"errors": [{"message": message, "extensions": {"code": code}}]}, status_code=status)
 
 
-def _formatted(result: ExecutionResult) -> bytes:
+def _formatted(result: Any) -> bytes:
     out: dict[str, Any] = {"data": result.data}
     if result.errors:
         out["errors"] = [({"message": "Unexpected error."} if should_mask(e) else e.formatted) for e in result.errors]
@@ -59,20 +59,17 @@ def sse_route(schema: Any, make_context: Any, *, max_body_bytes: int, token: str
                 or not isinstance(data.get("variables") or {}, dict) \
                 or not isinstance(data.get("operationName") or "", str):
             return _bad(400, "send `query` (a subscription), and optionally `variables` (an object) and `operationName`")
+        admitted = await schema.carbon_guard.admit(data["query"], request.scope)  # parse, limits, validation
+        if admitted.errors:
+            return JSONResponse({"errors": [e.formatted for e in admitted.errors]}, status_code=400)
         context = make_context(request)
         result = await schema.subscribe(data["query"], variable_values=data.get("variables"), context_value=context,
                                         operation_name=data.get("operationName"))
-        if isinstance(result, ExecutionResult):  # refused before it started (syntax, validation, not a subscription)
+        if not hasattr(result, "__anext__"):  # refused before it started
             return JSONResponse(orjson.loads(_formatted(result)), status_code=400)
-        first = await anext(result, None)  # errors of the first step (bad arguments, limits) are a 400 too
-        if isinstance(first, ExecutionResult) and first.errors and first.data is None:
-            await result.aclose()
-            return JSONResponse(orjson.loads(_formatted(first)), status_code=400)
 
         async def events() -> Any:
             try:
-                if first is not None:
-                    yield b"event: next\ndata: " + _formatted(first) + b"\n\n"
                 async for item in result:
                     yield b"event: next\ndata: " + _formatted(item) + b"\n\n"
                 ended = getattr(context, "live_closed", None)

@@ -222,3 +222,53 @@ def test_a_restarted_indexer_does_not_replay_notices(anvil, db_url):
         assert all(n["t"] == "block" and int(n["xid"]) > 0 for n in notices)
     finally:
         listen.close()
+
+
+def test_sse_stream_and_the_optional_token(anvil, db_url):
+    """The same subscriptions as Server-Sent Events; with api.live_token set, a client without it is refused on
+    both transports (SSE 401, WebSocket close 4403) and one with it is served."""
+    import httpx
+
+    w3 = Web3(Web3.HTTPProvider(anvil.url))
+    dep = deploy(w3)
+    run = Running(settings_for(anvil.url, dep, db_url, finality_depth=32, poll_interval_s=0.02), db_url)
+    server = LiveServer(db_url, live_token="s3cret")
+    try:
+        run.wait_synced(w3)
+        q = {"query": BLOCKS_Q}
+        assert httpx.get(server.base + "/graphql/stream", params=q).status_code == 401
+        bad = httpx.get(server.base + "/graphql/stream", params={"query": "subscription { nope }"},
+                        headers={"authorization": "Bearer s3cret"})
+        assert bad.status_code == 400 and bad.json()["errors"]
+
+        async def main():
+            from websockets.exceptions import ConnectionClosedError
+
+            refused = WsClient(server.ws_url, {"token": "wrong"})
+            with pytest.raises(ConnectionClosedError) as exc:
+                await refused.start()
+            assert exc.value.rcvd.code == 4403
+            events = []
+            async with httpx.AsyncClient(timeout=30) as http:
+                async with http.stream("GET", server.base + "/graphql/stream", params=q,
+                                       headers={"authorization": "Bearer s3cret"}) as r:
+                    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+                    await _until(lambda: len(server.hub.subscribers) == 1)
+                    start = w3.eth.block_number
+                    await asyncio.to_thread(lambda: [w3.eth.send_transaction(
+                        {"from": w3.eth.accounts[1], "to": w3.eth.accounts[2], "value": 1}) for _ in range(3)])
+                    event = None
+                    async for line in r.aiter_lines():
+                        if line.startswith("event: "):
+                            event = line[7:]
+                        elif line.startswith("data: ") and event == "next":
+                            events.append(orjson.loads(line[6:])["data"]["blocks"]["block"]["number"])
+                            if events[-1] >= start + 3:
+                                break
+            return start, events
+
+        start, events = asyncio.run(main())
+        assert events == list(range(start + 1, start + 4))
+    finally:
+        server.close()
+        run.stop()
