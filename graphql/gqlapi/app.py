@@ -224,8 +224,19 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
                 await hub.close()
             await db.close()
 
+    if hub is not None:
+        Gauge("api_live_subscriptions", "Live subscriptions open in this process", registry=metrics.registry) \
+            .set_function(lambda: len(hub.subscribers))
+        Gauge("api_live_slow_consumers_dropped", "Live subscriptions dropped as slow consumers since start",
+              registry=metrics.registry).set_function(lambda: hub.dropped)
+        Gauge("api_live_notices", "Live notices received since start", registry=metrics.registry) \
+            .set_function(lambda: hub.notices)
+
     def ready() -> tuple[bool, dict]:
-        return state["db"], {"database": state["db"]}
+        detail = {"database": state["db"]}
+        if hub is not None:  # informative: queries are served without the listener; subscriptions wait for it
+            detail["live_listener"] = hub.connected.is_set()
+        return state["db"], detail
 
     routes = [Route("/graphql", graphql_app, methods=["GET", "POST"]), WebSocketRoute("/graphql", view)]
     if live is not None:

@@ -272,3 +272,49 @@ def test_sse_stream_and_the_optional_token(anvil, db_url):
     finally:
         server.close()
         run.stop()
+
+
+def test_intent_status_changes_reach_their_subscriber(db_url):
+    """The oracle_intent trigger (migration 0003) notifies every status change in its transaction; a subscriber
+    gets the current status, then each transition, and nothing of other intents or of a rolled-back change."""
+    server = LiveServer(db_url)
+    conn = psycopg.connect(libpq_url(db_url), autocommit=True)
+    q = "subscription($k: String!) { intentStatusChanged(key: $k) { key status txHash blockNumber } }"
+
+    def intent(key, status="pending"):
+        conn.execute("INSERT INTO oracle_intent (idempotency_key, source, chain, contract, function, args, status, "
+                     "already_on_chain) VALUES (%s, 'stripe', 'dev', 'Escrow', 'fund', '[]', %s, false)", (key, status))
+
+    def status(key, st, **kw):
+        conn.execute("UPDATE oracle_intent SET status = %s, tx_hash = %s, block_number = %s WHERE idempotency_key = %s",
+                     (st, kw.get("tx"), kw.get("block"), key))
+
+    async def main():
+        intent("k1")
+        c = await WsClient(server.ws_url).start()
+        await c.subscribe("i", q, {"k": "k1"})
+        got = [await c.next("i")]
+        await _until(lambda: len(server.hub.subscribers) == 1)
+        intent("k2")
+        status("k2", "signed")
+        with pytest.raises(RuntimeError):
+            with conn.transaction():
+                status("k1", "failed")
+                raise RuntimeError("rolled back")
+        status("k1", "signed")
+        status("k1", "sent", tx="0x" + "ab" * 32)
+        status("k1", "confirmed", tx="0x" + "ab" * 32, block=7)
+        for _ in range(3):
+            got.append(await c.next("i"))
+        with pytest.raises(asyncio.TimeoutError):
+            await c.next("i", timeout=0.3)
+        await c.close()
+        return [m["intentStatusChanged"] for m in got]
+
+    try:
+        got = asyncio.run(main())
+    finally:
+        conn.close()
+        server.close()
+    assert [(m["key"], m["status"], m["blockNumber"]) for m in got] == [
+        ("k1", "pending", None), ("k1", "signed", None), ("k1", "sent", None), ("k1", "confirmed", 7)]
