@@ -69,6 +69,8 @@ async def _run(api_port: int, rpc: str, escrow: str, buyer: str, seller: str, n:
             m = await client.next("s", timeout=3600)
             if m is None:
                 return
+            if "orderStatusChanged" not in m:
+                raise SystemExit(f"bench: the subscription ended: {m}")
             arrived[int(m["orderStatusChanged"]["orderId"])] = time.perf_counter()
 
     read = asyncio.create_task(reader())

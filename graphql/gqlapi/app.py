@@ -172,7 +172,10 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
 
     class View(GraphQL):
         async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
-            return Context.create(db, limits, request, response, live=live)
+            ctx = Context.create(db, limits, request, response, live=live)
+            if request.scope.get("type") == "websocket":
+                ctx.deadline = None  # one context serves the connection's every message: no request time budget
+            return ctx
 
         async def on_ws_connect(self, context: Any) -> Any:  # type: ignore[override]
             if live is None:
@@ -240,7 +243,7 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
 
     routes = [Route("/graphql", graphql_app, methods=["GET", "POST"]), WebSocketRoute("/graphql", view)]
     if live is not None:
-        stream = sse_route(schema, lambda request: Context.create(db, limits, request, live=live),
+        stream = sse_route(schema, lambda request: _live_context(Context.create(db, limits, request, live=live)),
                            max_body_bytes=api.max_body_bytes, token=token)
         routes.append(Route("/graphql/stream", stream, methods=["GET", "POST"]))
     app = _App(
@@ -254,6 +257,11 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
     app.state.graphql = endpoint
     app.graphql_post = graphql_app
     return app
+
+
+def _live_context(ctx: Context) -> Context:
+    ctx.deadline = None  # a stream's messages are not one request: no request time budget
+    return ctx
 
 
 async def _internal_error(request: Any, exc: Exception) -> Response:

@@ -277,7 +277,7 @@ def test_sse_stream_and_the_optional_token(anvil, db_url):
 def test_intent_status_changes_reach_their_subscriber(db_url):
     """The oracle_intent trigger (migration 0003) notifies every status change in its transaction; a subscriber
     gets the current status, then each transition, and nothing of other intents or of a rolled-back change."""
-    server = LiveServer(db_url)
+    server = LiveServer(db_url, request_timeout_ms=100)  # a subscription outlives a request's time budget
     conn = psycopg.connect(libpq_url(db_url), autocommit=True)
     q = "subscription($k: String!) { intentStatusChanged(key: $k) { key status txHash blockNumber } }"
 
@@ -295,6 +295,7 @@ def test_intent_status_changes_reach_their_subscriber(db_url):
         await c.subscribe("i", q, {"k": "k1"})
         got = [await c.next("i")]
         await _until(lambda: len(server.hub.subscribers) == 1)
+        await asyncio.sleep(0.15)  # past api.request_timeout_ms: live messages have no request budget
         intent("k2")
         status("k2", "signed")
         with pytest.raises(RuntimeError):
