@@ -18,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 
 from gqlapi.errors import should_mask
-from gqlapi.live import LiveClosed
 
 
 def _bad(status: int, message: str, code: str = "BAD_USER_INPUT") -> JSONResponse:
@@ -85,5 +84,3 @@ def sse_route(schema: Any, make_context: Any, *, max_body_bytes: int, token: str
 
     return stream
 
-
-__all__ = ["sse_route", "LiveClosed"]

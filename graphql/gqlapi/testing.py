@@ -329,9 +329,9 @@ class ApiClient:
 
 class Served:
     """`carbonledger serve` in a subprocess on a free port (a real uvicorn event loop, for tests about what one
-    request does to the others); `env` adds settings such as CARBONLEDGER_API_MAX_DEPTH."""
+    request does to the others); `args` adds flags (`--workers 2`), `env` settings such as CARBONLEDGER_API_MAX_DEPTH."""
 
-    def __init__(self, url: str, **env: str) -> None:
+    def __init__(self, url: str, *args: str, **env: str) -> None:
         import os
         import socket
         import subprocess
@@ -344,7 +344,7 @@ class Served:
         full = {k: v for k, v in os.environ.items() if not k.startswith("CARBONLEDGER_")}
         full.update(CARBONLEDGER_DATABASE_URL=url, CARBONLEDGER_CONFIG=os.devnull, **env)
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([sys.executable, "-m", "carbonledger.cli", "serve", "--port", str(port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "carbonledger.cli", "serve", "--port", str(port), *args],
                                      env=full, stdout=self.log, stderr=subprocess.STDOUT)
         self.base = f"http://127.0.0.1:{port}"
 

@@ -319,3 +319,50 @@ def test_intent_status_changes_reach_their_subscriber(db_url):
         server.close()
     assert [(m["key"], m["status"], m["blockNumber"]) for m in got] == [
         ("k1", "pending", None), ("k1", "signed", None), ("k1", "sent", None), ("k1", "confirmed", 7)]
+
+
+def test_every_worker_of_a_multi_worker_api_serves_live_messages(anvil, db_url):
+    """`carbonledger serve --workers 2`: each worker process has its own listener; clients spread over the workers
+    all get every block."""
+    from gqlapi.testing import Served
+
+    w3 = Web3(Web3.HTTPProvider(anvil.url))
+    dep = deploy(w3)
+    run = Running(settings_for(anvil.url, dep, db_url, finality_depth=32, poll_interval_s=0.02), db_url)
+    api = Served(db_url, "--workers", "2")
+    try:
+        run.wait_synced(w3)
+        api.wait_ready()
+        url = api.base.replace("http://", "ws://") + "/graphql"
+
+        async def main():
+            clients = [await WsClient(url).start() for _ in range(8)]
+            for c in clients:
+                await c.subscribe("b", BLOCKS_Q)
+            # graphql-transport-ws has no subscribe ack, and the workers are other processes: send blocks until
+            # every client has had a message (then it is live), then let each catch up to the last one
+            deadline = time.monotonic() + 60
+            while True:
+                await asyncio.to_thread(w3.eth.send_transaction, {"from": w3.eth.accounts[1], "to": w3.eth.accounts[2],
+                                                                  "value": 1})
+                head = w3.eth.block_number
+                wait = time.monotonic() + 3
+                while time.monotonic() < wait and any(c.inbox["b"].empty() for c in clients):
+                    await asyncio.sleep(0.01)
+                if not any(c.inbox["b"].empty() for c in clients):
+                    break
+                assert time.monotonic() < deadline, "not every client got a message"
+            await asyncio.gather(*(_collect(c, "b", head) for c in clients))
+            start = w3.eth.block_number
+            await asyncio.to_thread(lambda: [w3.eth.send_transaction(
+                {"from": w3.eth.accounts[1], "to": w3.eth.accounts[2], "value": 1}) for _ in range(3)])
+            seen = await asyncio.gather(*(_collect(c, "b", start + 3) for c in clients))
+            for c in clients:
+                await c.close()
+            return start, seen
+
+        start, seen = asyncio.run(main())
+        assert all(s == [start + 1, start + 2, start + 3] for s in seen), seen
+    finally:
+        api.close()
+        run.stop()
