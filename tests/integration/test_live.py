@@ -22,7 +22,7 @@ from tests.integration.test_indexer_reorg import Running
 
 pytestmark = pytest.mark.anvil
 
-ORDER_Q = """subscription($id: BigInt, $buyer: String, $since: BlockInput) {
+ORDER_Q = """subscription($id: BigInt, $buyer: String, $since: SinceInput) {
   orderStatusChanged(orderId: $id, buyer: $buyer, since: $since) {
     __typename
     ... on OrderStatusChanged { orderId event block { number hash } }
@@ -366,3 +366,33 @@ def test_every_worker_of_a_multi_worker_api_serves_live_messages(anvil, db_url):
     finally:
         api.close()
         run.stop()
+
+
+def test_resume_from_a_block_a_reorg_replaced_is_refused(rig, anvil):
+    """`since: {number, hash}` names the client's last block; after a reorg replaced it the resume is refused
+    (SINCE_REORGED) rather than silently continued; the same block with its current hash resumes."""
+    w3, dep, run, server = rig
+    snap = anvil.rpc("evm_snapshot")
+    w3.eth.send_transaction({"from": w3.eth.accounts[1], "to": w3.eth.accounts[2], "value": 1})
+    run.wait_synced(w3)
+    old = w3.eth.get_block("latest")
+    anvil.rpc("evm_revert", [snap])
+    anvil.rpc("anvil_mine", ["0x2"])
+    run.wait_synced(w3)
+    new = w3.eth.get_block(old.number)
+
+    async def main():
+        c = await WsClient(server.ws_url).start()
+        q = "subscription($s: SinceInput) { blocks(chain: \"dev\", since: $s) { __typename } }"
+        await c.subscribe("old", q, {"s": {"number": old.number, "hash": old.hash.to_0x_hex()}})
+        refused = await c.next("old")
+        await c.subscribe("new", q, {"s": {"number": old.number, "hash": new.hash.to_0x_hex()}})
+        resumed = await c.next("new")
+        await c.close()
+        return refused, resumed
+
+    refused, resumed = asyncio.run(main())
+    assert refused["type"] in ("next", "error"), refused
+    errors = refused["payload"]["errors"] if refused["type"] == "next" else refused["payload"]
+    assert errors[0]["extensions"]["code"] == "SINCE_REORGED", errors
+    assert resumed == {"blocks": {"__typename": "BlockIndexed"}}

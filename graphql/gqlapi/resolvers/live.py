@@ -22,14 +22,13 @@ from typing import Any
 import strawberry
 
 from core.ratelimit import client_from_scope
-from gqlapi.convert import address_arg, uint_arg
+from gqlapi.convert import address_arg, hash_arg, uint_arg
 from gqlapi.errors import UserError
 from gqlapi.live import LimitReached, LiveClosed, Snapshot
 from gqlapi.scalars import BigInt
-from gqlapi.types.block import BlockInput
 from gqlapi.types.live import (BlockIndexed, BlockMessage, CertificateIssued, CertificateMessage, IntentStatusChanged,
                                LiveBlock, OrderStatusChanged, OrderStatusMessage, PortfolioChanged, PortfolioMessage,
-                               Retracted, TradeExecuted, TradeMessage)
+                               Retracted, SinceInput, TradeExecuted, TradeMessage)
 from gqlapi.types.meta import ChainMeta
 
 _META_SQL = (
@@ -102,9 +101,17 @@ class Live:
     async def _one(self, sql: str, params: Any) -> list[dict[str, Any]]:
         return (await self.read((sql, params)))[0]
 
-    async def history(self, sql: str, params: dict[str, Any]) -> tuple[Snapshot, list[dict[str, Any]]]:
+    async def history(self, sql: str, params: dict[str, Any],
+                      since_hash: str | None = None) -> tuple[Snapshot, list[dict[str, Any]]]:
+        """The snapshot and the rows of `sql` in it; with `since_hash`, the block at `params["lo"]` must still be
+        that one (checked while it is in the indexer's recent-block window, which holds every unfinalized block)."""
         params = {**params, "limit": self.max_replay + 1}
-        snap, rows = await self.read(("SELECT pg_current_snapshot()::text AS s", None), (sql, params))
+        check = [("SELECT hash FROM indexed_block WHERE number = %(lo)s AND (%(chain)s::text IS NULL OR "
+                  "chain = %(chain)s)", params)] if since_hash is not None else []
+        snap, *held, rows = await self.read(("SELECT pg_current_snapshot()::text AS s", None), *check, (sql, params))
+        if held and held[0] and since_hash not in {r["hash"] for r in held[0]}:
+            raise UserError(f"block {params['lo']} with hash {since_hash[:12]}… is no longer on the indexed chain (a reorg "
+                            "replaced it): resume from an earlier block", "SINCE_REORGED")
         if len(rows) > self.max_replay:
             raise UserError(f"more than {self.max_replay} messages since block {params['lo']}: resume from a later "
                             "block, or read the history with a query")
@@ -140,17 +147,16 @@ def _live(info: strawberry.Info) -> Live:
     return live
 
 
-async def _stream(info: strawberry.Info, stream: Stream, chain: str | None, since: BlockInput | None,
+async def _stream(info: strawberry.Info, stream: Stream, chain: str | None, since: SinceInput | None,
                   keep: Callable[[dict[str, Any]], bool]) -> AsyncGenerator[Any, None]:
     live = _live(info)
-    if since is not None and since.number < 0:
-        raise UserError("since.number must be ≥ 0")
+    since_hash = _since(since)
     sub = live.open(info, chain)
     try:
         sent: dict[str, int] = {}  # chain -> highest block this subscriber was sent something at
         snap = None
         if since is not None:
-            snap, rows = await live.history(stream.history_sql(), {"chain": chain, "lo": since.number})
+            snap, rows = await live.history(stream.history_sql(), {"chain": chain, "lo": since.number}, since_hash)
             for r in rows:
                 if keep(r):
                     sent[r["chain"]] = max(sent.get(r["chain"], -1), int(r["block_number"]))
@@ -174,6 +180,15 @@ async def _stream(info: strawberry.Info, stream: Stream, chain: str | None, sinc
         sub.detach()
 
 
+def _since(since: SinceInput | None) -> str | None:
+    """Check a `since` argument; its hash, lowercase (or None)."""
+    if since is None:
+        return None
+    if since.number < 0:
+        raise UserError("since.number must be ≥ 0")
+    return hash_arg(since.hash, "since.hash")
+
+
 def _retracted(n: dict[str, Any]) -> Retracted:
     return Retracted(chain=n["chain"], from_block=n["from"], to_block=n["to"], ancestor_hash=n.get("hash") or "")
 
@@ -181,10 +196,11 @@ def _retracted(n: dict[str, Any]) -> Retracted:
 # --------------------------------------------------------------------------------------------------- resolvers
 
 async def blocks(info: strawberry.Info, chain: str | None = None,
-                 since: BlockInput | None = None) -> AsyncGenerator[BlockMessage, None]:
+                 since: SinceInput | None = None) -> AsyncGenerator[BlockMessage, None]:
     """Every indexed block (or backfilled range) with the chain's `_meta`, and `Retracted` on every reorg.
     `since`: first the blocks above it that are still in the indexer's recent-block window."""
     live = _live(info)
+    since_hash = _since(since)
     sub = live.open(info, chain)
     try:
         snap = None
@@ -192,7 +208,7 @@ async def blocks(info: strawberry.Info, chain: str | None = None,
             snap, rows = await live.history(
                 "SELECT chain, number AS block_number, hash AS block_hash FROM indexed_block WHERE "
                 "(%(chain)s::text IS NULL OR chain = %(chain)s) AND number > %(lo)s ORDER BY chain, number LIMIT %(limit)s",
-                {"chain": chain, "lo": since.number})
+                {"chain": chain, "lo": since.number}, since_hash)
             for r in rows:
                 yield BlockIndexed(block=LiveBlock(chain=r["chain"], number=r["block_number"], hash=r["block_hash"]),
                                    from_block=r["block_number"], kinds=[], meta=None)
@@ -215,7 +231,7 @@ async def blocks(info: strawberry.Info, chain: str | None = None,
 
 async def order_status_changed(info: strawberry.Info, order_id: BigInt | None = None, buyer: str | None = None,
                                seller: str | None = None, chain: str | None = None,
-                               since: BlockInput | None = None) -> AsyncGenerator[OrderStatusMessage, None]:
+                               since: SinceInput | None = None) -> AsyncGenerator[OrderStatusMessage, None]:
     """Status events of the escrow orders matching orderId, buyer or seller (at least one), each at its block."""
     oid, b, s = uint_arg(order_id, "orderId"), address_arg(buyer, "buyer"), address_arg(seller, "seller")
     if oid is None and b is None and s is None:
@@ -229,7 +245,7 @@ async def order_status_changed(info: strawberry.Info, order_id: BigInt | None = 
 
 
 async def portfolio_changed(info: strawberry.Info, owner: str, chain: str | None = None,
-                            since: BlockInput | None = None) -> AsyncGenerator[PortfolioMessage, None]:
+                            since: SinceInput | None = None) -> AsyncGenerator[PortfolioMessage, None]:
     """Each change of one of `owner`'s holdings: its balances as of the block."""
     o = address_arg(owner, "owner")
     async for m in _stream(info, HOLDINGS, chain, since, lambda r: r["owner"] == o):
@@ -237,7 +253,7 @@ async def portfolio_changed(info: strawberry.Info, owner: str, chain: str | None
 
 
 async def certificate_issued(info: strawberry.Info, holder: str | None = None, chain: str | None = None,
-                             since: BlockInput | None = None) -> AsyncGenerator[CertificateMessage, None]:
+                             since: SinceInput | None = None) -> AsyncGenerator[CertificateMessage, None]:
     """Retirement certificates as they are issued (of `holder`, or all)."""
     h = address_arg(holder, "holder")
     async for m in _stream(info, CERTIFICATES, chain, since, lambda r: h is None or r["holder"] == h):
@@ -245,7 +261,7 @@ async def certificate_issued(info: strawberry.Info, holder: str | None = None, c
 
 
 async def trade_executed(info: strawberry.Info, batch_id: BigInt | None = None, chain: str | None = None,
-                         since: BlockInput | None = None) -> AsyncGenerator[TradeMessage, None]:
+                         since: SinceInput | None = None) -> AsyncGenerator[TradeMessage, None]:
     """Sales as they happen (of credit batch `batchId`, or all)."""
     bid = uint_arg(batch_id, "batchId")
     async for m in _stream(info, TRADES, chain, since, lambda r: bid is None or int(r["batch_id"]) == bid):

@@ -11,6 +11,14 @@ from gqlapi.scalars import BigInt
 from gqlapi.types.meta import ChainMeta
 
 
+@strawberry.input(description="Where a resuming subscription starts: after block `number` (the last block the client "
+                  "was sent). With `hash` (that block's hash), a block a reorg replaced while the client was away is "
+                  "refused (SINCE_REORGED: resume from an earlier block) instead of resumed from silently.")
+class SinceInput:
+    number: int
+    hash: str | None = None
+
+
 @strawberry.type(description="The block a live message is true at.")
 class LiveBlock:
     chain: str
