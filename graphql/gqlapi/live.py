@@ -65,17 +65,18 @@ class Snapshot:
 class Subscriber:
     """One subscription's inbox. `get()` returns the next notice, or raises LiveClosed once the hub dropped it."""
 
-    __slots__ = ("hub", "client", "chains", "queue", "closed", "on_close", "__weakref__")
+    __slots__ = ("hub", "client", "chains", "types", "queue", "closed", "on_close", "__weakref__")
 
     def __init__(self, hub: "Hub", client: str, chains: frozenset[str] | None, size: int,
-                 on_close: Callable[[LiveClosed], Any] | None) -> None:
-        self.hub, self.client, self.chains = hub, client, chains
+                 on_close: Callable[[LiveClosed], Any] | None, types: frozenset[str] | None = None) -> None:
+        self.hub, self.client, self.chains, self.types = hub, client, chains, types
         self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(size)
         self.closed: LiveClosed | None = None
         self.on_close = on_close
 
     def wants(self, notice: dict[str, Any]) -> bool:
-        return self.chains is None or notice.get("chain") in self.chains
+        return (self.chains is None or notice.get("chain") in self.chains) and (
+            self.types is None or notice.get("t") in self.types)
 
     def put(self, notice: dict[str, Any]) -> None:
         if self.closed is not None:
@@ -185,13 +186,14 @@ class Hub:
                 sub.put(notice)
 
     def subscribe(self, client: str, chains: frozenset[str] | None = None,
-                  on_close: Callable[[LiveClosed], Any] | None = None) -> Subscriber:
-        """A new subscriber (LimitReached over the per-client or per-process limit)."""
+                  on_close: Callable[[LiveClosed], Any] | None = None, types: frozenset[str] | None = None) -> Subscriber:
+        """A new subscriber to the notices of `chains` and `types` (None: all); LimitReached over the per-client or
+        per-process limit."""
         if len(self.subscribers) >= self.max_subscribers:
             raise LimitReached(f"this server has {self.max_subscribers} live subscriptions, its limit; retry later")
         if self.by_client.get(client, 0) >= self.per_client:
             raise LimitReached(f"this client already has {self.per_client} live subscriptions, the limit per client")
-        sub = Subscriber(self, client, chains, self.queue_size, on_close)
+        sub = Subscriber(self, client, chains, self.queue_size, on_close, types)
         self.subscribers.add(sub)
         self.by_client[client] = self.by_client.get(client, 0) + 1
         return sub

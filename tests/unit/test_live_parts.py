@@ -45,6 +45,7 @@ def test_hub_fans_out_drops_a_slow_consumer_alone_and_enforces_limits():
         closed = []
         fast = [hub.subscribe("a"), hub.subscribe("b", frozenset({"dev"}))]
         other_chain = hub.subscribe("b", frozenset({"other"}))
+        intents = hub.subscribe("d", types=frozenset({"intent"}))
         slow = hub.subscribe("c", on_close=closed.append)
         got: list[list[int]] = [[], []]
         for n in range(1, 11):
@@ -52,7 +53,8 @@ def test_hub_fans_out_drops_a_slow_consumer_alone_and_enforces_limits():
             for i, sub in enumerate(fast):
                 got[i].append((await sub.get())["to"])
         assert got == [list(range(1, 11))] * 2
-        assert other_chain.queue.empty()
+        assert other_chain.queue.empty() and intents.queue.empty()
+        intents.detach()
         assert slow.closed is not None and slow.closed.code == SLOW_CONSUMER and closed == [slow.closed]
         with pytest.raises(LiveClosed):
             await slow.get()

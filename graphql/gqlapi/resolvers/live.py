@@ -13,7 +13,6 @@ something in the undone blocks (always, on `blocks`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
@@ -117,7 +116,7 @@ class Live:
                             "block, or read the history with a query")
         return Snapshot(snap[0]["s"]), rows
 
-    def open(self, info: strawberry.Info, chain: str | None) -> Any:
+    def open(self, info: strawberry.Info, chain: str | None, types: frozenset[str] = frozenset({"block", "reorg"})) -> Any:
         """A hub subscriber for this operation; its transport is closed with the hub's code if it is dropped."""
         request = info.context.request
         scope = getattr(request, "scope", None) or {}
@@ -130,14 +129,16 @@ class Live:
                 self.hub.background(_close(ws, why))
 
         try:
-            return self.hub.subscribe(client, frozenset([chain]) if chain else None, on_close)
+            return self.hub.subscribe(client, frozenset([chain]) if chain else None, on_close, types)
         except LimitReached as exc:
             raise UserError(str(exc), "LIVE_LIMIT") from None
 
 
 async def _close(ws: Any, why: LiveClosed) -> None:
+    # Not cancelled on a timer: the server's WebSocket implementation bounds the closing handshake itself (a client
+    # that reads nothing is cut off after its close timeout), and a close cut short midway could leave it half done.
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(ws.close(code=why.code, reason=why.reason[:120]), 2.0)
+        await ws.close(code=why.code, reason=why.reason[:120])
 
 
 def _live(info: strawberry.Info) -> Live:
@@ -273,7 +274,7 @@ async def intent_status_changed(info: strawberry.Info, key: str) -> AsyncGenerat
     live = _live(info)
     if not key or len(key) > 200:
         raise UserError("key: 1 to 200 characters")
-    sub = live.open(info, None)
+    sub = live.open(info, None, frozenset({"intent"}))
     try:
         snap, rows = await live.history(
             "SELECT idempotency_key AS key, chain, status, tx_hash AS tx, block_number AS block FROM oracle_intent "
