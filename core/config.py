@@ -362,6 +362,9 @@ class ApiSettings(_Strict):
     live_max_replay: int = Field(10_000, ge=1, description="Most messages a subscription resuming with `since` is "
                                  "sent from history; more is refused (resume from a later block).")
     live_max_message_bytes: int = Field(65_536, ge=1024, description="Largest WebSocket message a client may send.")
+    live_listen_url: str | None = Field(None, repr=False, description="Postgres URL of the live listener: the "
+                                        "primary (a read replica cannot LISTEN; the API's reads may use one, and wait "
+                                        "for it to replay each notice's transaction). Unset: the database URL.")
     live_token: SecretStr | None = Field(None, description="When set, live clients must present it: "
                                    "graphql-transport-ws `connection_init` payload {\"token\": ...}, SSE header "
                                    "`Authorization: Bearer ...` (else 4403 / 401). Unset: open, like queries.")

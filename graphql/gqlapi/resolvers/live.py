@@ -13,6 +13,7 @@ something in the undone blocks (always, on `blocks`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
@@ -95,10 +96,19 @@ class Live:
     async def rows(self, stream: Stream, notice: dict[str, Any]) -> list[dict[str, Any]]:
         params = {"chain": notice["chain"], "lo": notice["from"], "hi": notice["to"], "hash": notice.get("hash")}
         return await self.hub.shared((stream.name, notice["xid"], notice["chain"]),
-                                     lambda: self._one(stream.range_sql(), params))
+                                     lambda: self.after(notice["xid"], stream.range_sql(), params))
 
-    async def _one(self, sql: str, params: Any) -> list[dict[str, Any]]:
-        return (await self.read((sql, params)))[0]
+    async def after(self, xid: int, sql: str, params: Any) -> list[dict[str, Any]]:
+        """Rows of `sql` in a snapshot that sees transaction `xid`. On the primary the first try does (a notice is
+        delivered after its commit); a read replica may not have replayed it yet, so wait for it (bounded)."""
+        delay, waited = 0.005, 0.0
+        while True:
+            snap, rows = await self.read(("SELECT pg_current_snapshot()::text AS s", None), (sql, params))
+            if Snapshot(snap[0]["s"]).saw(xid) or waited > 30:
+                return rows
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 0.5)
 
     async def history(self, sql: str, params: dict[str, Any],
                       since_hash: str | None = None) -> tuple[Snapshot, list[dict[str, Any]]]:
@@ -221,7 +231,7 @@ async def blocks(info: strawberry.Info, chain: str | None = None,
                 yield _retracted(n)
             elif n["t"] == "block":
                 meta = await live.hub.shared(("meta", n["xid"], n["chain"]),
-                                             lambda n=n: live._one(_META_SQL, {"chain": n["chain"]}))
+                                             lambda n=n: live.after(n["xid"], _META_SQL, {"chain": n["chain"]}))
                 yield BlockIndexed(block=LiveBlock(chain=n["chain"], number=n["to"], hash=n["hash"]), from_block=n["from"],
                                    kinds=list(n.get("kinds", ())), meta=ChainMeta.from_row(meta[0]) if meta else None)
     except LiveClosed:
