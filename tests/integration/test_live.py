@@ -198,28 +198,47 @@ async def _collect(c, id, last):
     return nums
 
 
-def test_a_restarted_indexer_does_not_replay_notices(anvil, db_url):
-    """Every block is announced exactly once across indexer runs (the notice commits with the block's rows)."""
+def test_a_killed_indexer_restarting_does_not_replay_notices(anvil, db_url):
+    """`carbonledger index` killed with SIGKILL while it backfills one-block ranges, then restarted (twice), and
+    finally run to the head: every block is announced exactly once, in order (the notice commits with the block)."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.integration.scenario import index_env
+
     w3 = Web3(Web3.HTTPProvider(anvil.url))
     dep = deploy(w3)
+    anvil.mine(60)
     listen = psycopg.connect(libpq_url(db_url), autocommit=True)
     listen.execute("LISTEN carbonledger_live")
-    settings = settings_for(anvil.url, dep, db_url, finality_depth=2)
+    settings = settings_for(anvil.url, dep, db_url, finality_depth=2, max_block_range=1)
     notices = []
 
-    def drain():
-        notices.extend(orjson.loads(n.payload) for n in listen.notifies(timeout=0.5))
+    def cursor():
+        with psycopg.connect(libpq_url(db_url)) as conn:
+            row = conn.execute("SELECT block_number FROM indexer_cursor").fetchone()
+        return row[0] if row else -1
 
     try:
-        for round in range(3):
-            for _ in range(4):
-                w3.eth.send_transaction({"from": w3.eth.accounts[1], "to": w3.eth.accounts[2], "value": 1})
-            assert run_once(settings, db_url=db_url) == 0
-            drain()
+        for _ in range(2):
+            before = cursor()
+            proc = subprocess.Popen([sys.executable, "-m", "carbonledger.cli", "index", "--no-progress", "--port", "-1"],
+                                    env=index_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 60
+            while cursor() < before + 5:  # killed mid-backfill, once it has committed a few ranges
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+            notices.extend(orjson.loads(n.payload) for n in listen.notifies(timeout=0.3))
+        assert run_once(settings, db_url=db_url) == 0
+        notices.extend(orjson.loads(n.payload) for n in listen.notifies(timeout=0.5))
         head = w3.eth.block_number
         covered = [b for n in notices if n["t"] == "block" for b in range(n["from"], n["to"] + 1)]
-        assert covered == list(range(covered[0], head + 1))  # each block once, in order
+        assert covered == list(range(covered[0], head + 1))  # each block once, in order, none missing
         assert all(n["t"] == "block" and int(n["xid"]) > 0 for n in notices)
+        assert cursor() == head
     finally:
         listen.close()
 
