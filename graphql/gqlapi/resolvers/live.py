@@ -165,25 +165,26 @@ async def _stream(info: strawberry.Info, stream: Stream, chain: str | None, sinc
     sub = live.open(info, chain)
     try:
         sent: dict[str, int] = {}  # chain -> highest block this subscriber was sent something at
+        floor = since.number if since is not None else -1  # a resuming client holds messages up to `since`
         snap = None
         if since is not None:
             snap, rows = await live.history(stream.history_sql(), {"chain": chain, "lo": since.number}, since_hash)
             for r in rows:
                 if keep(r):
-                    sent[r["chain"]] = max(sent.get(r["chain"], -1), int(r["block_number"]))
+                    sent[r["chain"]] = max(sent.get(r["chain"], floor), int(r["block_number"]))
                     yield stream.make(r)
         while True:
             n = await sub.get()
             if snap is not None and snap.saw(n["xid"]):
                 continue
             if n["t"] == "reorg":
-                if sent.get(n["chain"], -1) >= n["from"]:
+                if sent.get(n["chain"], floor) >= n["from"]:
                     sent[n["chain"]] = n["from"] - 1
                     yield _retracted(n)
             elif n["t"] == "block" and not stream.kinds.isdisjoint(n.get("kinds", ())):
                 for r in await live.rows(stream, n):
                     if keep(r):
-                        sent[r["chain"]] = max(sent.get(r["chain"], -1), int(r["block_number"]))
+                        sent[r["chain"]] = max(sent.get(r["chain"], floor), int(r["block_number"]))
                         yield stream.make(r)
     except LiveClosed:
         return  # the transport was told (close code); the operation just ends
