@@ -415,3 +415,47 @@ def test_resume_from_a_block_a_reorg_replaced_is_refused(rig, anvil):
     errors = refused["payload"]["errors"] if refused["type"] == "next" else refused["payload"]
     assert errors[0]["extensions"]["code"] == "SINCE_REORGED", errors
     assert resumed == {"blocks": {"__typename": "BlockIndexed"}}
+
+
+def test_limits_and_bad_arguments_are_clear_errors(db_url):
+    """Per connection (api.live_per_connection), per client (api.live_per_client), arguments: each refusal is an
+    error message on that operation; the connection and the other subscriptions carry on."""
+    server = LiveServer(db_url, live_per_connection=2, live_per_client=2)
+    intent = "subscription($k: String!) { intentStatusChanged(key: $k) { status } }"
+
+    async def main():
+        out = {}
+        e = await WsClient(server.ws_url).start()
+        await e.subscribe("bad1", "subscription { orderStatusChanged { __typename } }")
+        out["bad1"] = await e.next("bad1")
+        await e.subscribe("bad2", "subscription { portfolioChanged(owner: \"nope\") { __typename } }")
+        out["bad2"] = await e.next("bad2")
+        await e.subscribe("bad3", BLOCKS_Q.replace("blocks(chain: \"dev\")", "blocks(since: {number: -1})"))
+        out["bad3"] = await e.next("bad3")
+        c = await WsClient(server.ws_url).start()
+        for k in ("a", "b"):  # two running operations: connection c is at its limit
+            await c.subscribe(k, intent, {"k": k})
+        await c.subscribe("c3", intent, {"k": "c3"})
+        out["per_connection"] = await c.next("c3")
+        await _until(lambda: len(server.hub.subscribers) == 2)
+        d = await WsClient(server.ws_url).start()  # the same client (127.0.0.1) on another connection
+        await d.subscribe("c", intent, {"k": "c"})
+        out["per_client"] = await d.next("c")
+        for x in (c, d, e):
+            await x.close()
+        return out
+
+    try:
+        out = asyncio.run(main())
+    finally:
+        server.close()
+
+    def message(m):
+        errors = m["payload"]["errors"] if m["type"] == "next" else m["payload"]
+        return errors[0]["message"]
+
+    assert "needs orderId, buyer or seller" in message(out["bad1"])
+    assert "owner" in message(out["bad2"])
+    assert "since.number must be ≥ 0" in message(out["bad3"])
+    assert "2 live subscriptions, the limit per client" in message(out["per_client"])
+    assert message(out["per_connection"]) == "Subscription limit reached"
