@@ -105,9 +105,10 @@ class ChainSettings(_Strict):
                                     "tag; substrate: chain_getFinalizedHead) instead of head - finality_depth.")
     poll_interval_s: float = Field(1.0, gt=0, description="Longest head poll interval (the poll backs off to it "
                                    "while no block comes).")
-    poll_min_interval_s: float = Field(0.05, gt=0, description="Shortest head poll interval: right after a new block, "
-                                       "and again when the next is due by the chain's observed block time (the poll "
-                                       "doubles from it up to poll_interval_s while no block comes).")
+    poll_min_interval_s: float = Field(0.02, gt=0, description="Shortest head poll interval: right after a new block "
+                                       "(doubling from it up to poll_interval_s while no block comes), and while the "
+                                       "next is due by the chain's observed block time (then every block time / 40, "
+                                       "at least this).")
     shrink_grace_s: float = Field(10.0, ge=0, description="How long the node may show a head below our cursor, with "
                                   "no block at the cursor height and the same head block, before the chain is taken "
                                   "to be shortened and unwound to that head (shorter: lagging node, wait).")

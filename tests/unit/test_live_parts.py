@@ -23,10 +23,16 @@ def test_pacer_polls_fast_after_a_block_backs_off_and_wakes_when_the_next_is_due
         p.next_wait(24.0)
     assert p.next_wait(30.0) == 1.0  # between blocks: the slow interval
     assert p.next_wait(35.3) == pytest.approx(0.7)  # wake just when block 36 is due
-    assert p.next_wait(36.0) == 0.05 and p.next_wait(36.05) == 0.05  # due: poll fast
+    assert p.next_wait(36.0) == pytest.approx(0.3) and p.next_wait(36.3) == pytest.approx(0.3)  # due: every bt / 40
     for _ in range(5):
         last = p.next_wait(43.0)  # 7 s late: back to backing off
     assert last == 1.0
+    fast = Pacer(0.02, 1.0)
+    for t in (0.0, 0.2, 0.4):  # one block per transaction at 5/s
+        fast.new_block(t)
+    assert fast.next_wait(0.4) == 0.02 and fast.next_wait(0.42) == 0.04
+    assert fast.next_wait(0.58) == pytest.approx(0.02)  # the next is due at 0.6
+    assert fast.next_wait(0.61) == 0.02  # due: every `fast`
 
 
 def test_snapshot_sees_exactly_the_transactions_committed_before_it():
