@@ -214,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-serve", action="store_true", help="tell the story, print, and exit (for scripts and CI)")
     s.set_defaults(func=cmd_demo)
 
+    from carbonledger.audit import add_audit_commands
+    from carbonledger.report import add_report_commands
     from gqlapi.cli import add_serve_command
     from indexer.cli import add_index_command, add_reset_command
     from oracle.cli import add_oracle_command
@@ -222,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_reset_command(sub)
     add_oracle_command(sub)
     add_serve_command(sub)
+    add_audit_commands(sub)
+    add_report_commands(sub)
     for child in sub.choices.values():
         _common_options(child)
     return p

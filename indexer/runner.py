@@ -29,7 +29,7 @@ log = logging.getLogger("carbonledger.indexer")
 EXIT_REORG_TOO_DEEP = 3
 
 
-def _reader(name: str, cs: Any) -> tuple[ChainReader, dict[str, str], int]:
+def chain_reader(name: str, cs: Any) -> tuple[ChainReader, dict[str, str], int]:
     """The chain's reader by family, the contract addresses it follows and its start block; the node must be the
     configured network (evm: chain id; substrate: SS58 prefix)."""
     if cs.family == "substrate":
@@ -63,7 +63,7 @@ def build_syncs(settings: Settings, db_url: str | None = None, **kw: object) -> 
     url = db_url or resolve_database_url(settings)
     out = []
     for name, cs in settings.chains.items():
-        reader, addresses, start = _reader(name, cs)
+        reader, addresses, start = chain_reader(name, cs)
         out.append(ChainSync(name, reader, url, addresses=addresses, start_block=start,
                              finality_depth=cs.finality_depth, max_span=cs.max_block_range,
                              shrink_grace_s=cs.shrink_grace_s, follow_finalized=cs.following == "finalized", **kw))

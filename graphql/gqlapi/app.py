@@ -155,6 +155,24 @@ def _decode_json(data: str | bytes) -> object:
         raise json.JSONDecodeError(f"unreadable JSON ({type(exc).__name__})", "", 0) from None
 
 
+def configured_contracts(settings: Settings) -> dict[str, dict[str, Any]]:
+    """chain -> {"contracts": name -> address, "start": first block} for the config's EVM chains whose addresses
+    resolve (a chain whose deployment file is missing here is left out: the API serves the database either way)."""
+    from chains.evm.deploy import resolved_contracts
+    from core.config import ConfigError
+
+    out = {}
+    for name, cs in settings.chains.items():
+        if cs.family == "evm":
+            try:
+                got = resolved_contracts(cs, name)
+            except ConfigError:
+                continue
+            out[name] = {"contracts": {n: str(c.address) for n, c in got.items()},
+                         "start": min((c.start_block for c in got.values()), default=0)}
+    return out
+
+
 def create_app(settings: Settings, database_url: str, *, pool_size: int | None = None) -> Starlette:
     """Build the API app for `database_url` with the limits in `settings.api`."""
     db = Database(database_url, settings.database.statement_timeout_ms, max_size=pool_size or settings.api.pool_size,
@@ -163,6 +181,7 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
                     request_timeout_ms=settings.api.request_timeout_ms)
     metrics = _Metrics()
     state = {"db": False}
+    contracts = configured_contracts(settings)
     api = settings.api
     hub = Hub(api.live_listen_url or database_url, queue_size=api.live_queue, max_subscribers=api.live_max_subscriptions,
               per_client=api.live_per_client) if api.live else None
@@ -172,7 +191,7 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
 
     class View(GraphQL):
         async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
-            ctx = Context.create(db, limits, request, response, live=live)
+            ctx = Context.create(db, limits, request, response, contracts=contracts, live=live)
             if request.scope.get("type") == "websocket":
                 ctx.deadline = None  # one context serves the connection's every message: no request time budget
             return ctx
@@ -199,7 +218,7 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
     view = View(schema, graphql_ide="graphiql" if settings.api.graphiql else None, allow_queries_via_get=True,
                 subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
                 max_subscriptions_per_connection=api.live_per_connection)
-    endpoint = GraphQLEndpoint(schema, view, lambda single: Context.create(db, limits, single=single),
+    endpoint = GraphQLEndpoint(schema, view, lambda single: Context.create(db, limits, single=single, contracts=contracts),
                                max_body_bytes=settings.api.max_body_bytes)
     graphql_app = _TimedGraphQL(endpoint, metrics, db, _Gate(settings.api))
 
@@ -243,7 +262,8 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
 
     routes = [Route("/graphql", graphql_app, methods=["GET", "POST"]), WebSocketRoute("/graphql", view)]
     if live is not None:
-        stream = sse_route(schema, lambda request: _live_context(Context.create(db, limits, request, live=live)),
+        stream = sse_route(schema, lambda request: _live_context(Context.create(db, limits, request, contracts=contracts,
+                                                                                live=live)),
                            max_body_bytes=api.max_body_bytes, token=token)
         routes.append(Route("/graphql/stream", stream, methods=["GET", "POST"]))
     app = _App(

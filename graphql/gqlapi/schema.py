@@ -28,6 +28,7 @@ from gqlapi.resolvers.market import candles, market_stats
 from gqlapi.resolvers.meta import meta
 from gqlapi.resolvers.portfolio import portfolio
 from gqlapi.resolvers.provenance import provenance
+from gqlapi.resolvers.reports import retirement_report
 from gqlapi.resolvers.trades import trades
 
 log = logging.getLogger("gqlapi")
@@ -39,6 +40,7 @@ class Query:
     certificates = strawberry.field(resolver=certificates)
     certificate = strawberry.field(resolver=certificate)
     provenance = strawberry.field(resolver=provenance)
+    retirement_report = strawberry.field(resolver=retirement_report)
     market_stats = strawberry.field(resolver=market_stats)
     candles = strawberry.field(resolver=candles)
     listings = strawberry.field(resolver=listings)

@@ -13,6 +13,19 @@ from gqlapi.types.event import Event, event_fields
 from gqlapi.types.provenance_event import ProvenanceEvent
 
 
+@strawberry.type(description="What a third party needs to check a certificate on chain, without our database.")
+class CertificateVerification:
+    chain: str
+    contract: str | None = strawberry.field(description="CarbonCredit's address (null when this API's config does not "
+                                            "name it).")
+    tx_hash: str
+    log_index: int
+    block_number: int
+    block_hash: str
+    command: str = strawberry.field(description="Checks the certificate and its custody chain with only a node: "
+                                    "replace RPC_URL with any node's JSON-RPC URL.")
+
+
 @strawberry.type(description="A retirement certificate: credits burned on behalf of a beneficiary.")
 class Certificate(Event):
     id: BigInt = strawberry.field(description="The on-chain certificate id (unique per chain).")
@@ -31,6 +44,17 @@ class Certificate(Event):
     async def provenance(self, info: strawberry.Info) -> list[ProvenanceEvent]:
         rows = await info.context.loaders.provenance.load((self.chain, self.id, self.block))
         return [ProvenanceEvent.from_row(r) for r in rows]
+
+    @strawberry.field(description="The on-chain facts and the command to check this certificate independently.")
+    def verification(self, info: strawberry.Info) -> CertificateVerification:
+        from core.verifycmd import verify_command
+
+        known = info.context.contracts.get(self.chain) or {}
+        addresses = known.get("contracts") or {}
+        return CertificateVerification(
+            chain=self.chain, contract=addresses.get("CarbonCredit"), tx_hash=self.tx_hash, log_index=self.log_index,
+            block_number=self.block_number, block_hash=self.block_hash,
+            command=verify_command(self.id, addresses, known.get("start") or 0))
 
     @classmethod
     def from_row(cls, row: dict[str, Any], block: int | None = None) -> "Certificate":
