@@ -205,8 +205,10 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
                     raise ConnectionRejectionError({"message": "live updates need connection_init {\"token\": ...}"})
             return await super().on_ws_connect(context)
 
-        def encode_json(self, data: object) -> bytes:  # type: ignore[override]
-            return orjson.dumps(data)
+        def encode_json(self, data: object) -> str:  # type: ignore[override]
+            # Text, not bytes: strawberry sends bytes as binary WebSocket frames, and graphql-transport-ws clients
+            # (GraphiQL's among them) read only text frames. (The hot POST path is gqlapi.endpoint, not this view.)
+            return orjson.dumps(data).decode()
 
         def decode_json(self, data: str | bytes) -> object:
             return _decode_json(data)

@@ -445,6 +445,7 @@ class WsClient:
 
         try:
             async for raw in self.ws:
+                assert isinstance(raw, str), "graphql-transport-ws messages are text frames"
                 m = orjson.loads(raw)
                 if m["type"] == "ping":
                     await self.ws.send('{"type": "pong"}')

@@ -459,3 +459,34 @@ def test_limits_and_bad_arguments_are_clear_errors(db_url):
     assert "since.number must be ≥ 0" in message(out["bad3"])
     assert "2 live subscriptions, the limit per client" in message(out["per_client"])
     assert message(out["per_connection"]) == "Subscription limit reached"
+
+
+def test_graphiql_runs_a_subscription_in_a_real_browser(db_url, tmp_path):
+    """Headless Chromium (Debian's chromium + chromium-driver, installed by .ci/run) opens GraphiQL with a
+    subscription and runs it: GraphiQL's fetcher speaks graphql-transport-ws to /graphql and shows each message."""
+    from urllib.parse import quote
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.browser import chromium
+
+    server = LiveServer(db_url)
+    conn = psycopg.connect(libpq_url(db_url), autocommit=True)
+    conn.execute("INSERT INTO oracle_intent (idempotency_key, source, chain, contract, function, args, status, "
+                 "already_on_chain) VALUES ('pay-1', 'stripe', 'dev', 'Escrow', 'fund', '[]', 'pending', false)")
+    query = 'subscription { intentStatusChanged(key: "pay-1") { key status blockNumber } }'
+    try:
+        with chromium(tmp_path / "chromium-profile") as browser:
+            browser.get(f"{server.base}/graphql?q={quote(query)}")
+            wait = WebDriverWait(browser, 30)
+            wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, ".graphiql-execute-button"))).click()
+            wait.until(lambda b: '"pending"' in b.find_element(By.CSS_SELECTOR, ".graphiql-response").text)
+            conn.execute("UPDATE oracle_intent SET status = 'confirmed', block_number = 42 WHERE idempotency_key = 'pay-1'")
+            wait.until(lambda b: '"confirmed"' in b.find_element(By.CSS_SELECTOR, ".graphiql-response").text)
+            text = browser.find_element(By.CSS_SELECTOR, ".graphiql-response").text
+            assert '"blockNumber": 42' in text, text
+    finally:
+        conn.close()
+        server.close()
