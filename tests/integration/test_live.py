@@ -490,3 +490,57 @@ def test_graphiql_runs_a_subscription_in_a_real_browser(db_url, tmp_path):
     finally:
         conn.close()
         server.close()
+
+
+def test_a_websocket_client_that_stops_reading_is_closed_with_4420(db_url):
+    """A real slow consumer: a WebSocket client that stops reading. Once the socket buffers are full the server's
+    sends wait, its subscription's queue (api.live_queue) fills, and the hub drops it: the socket is closed with
+    4420 and a reason, while a reading client on the same process gets every message. (Notices are sent with
+    pg_notify directly, ~4 KB messages each, so that the socket buffers, ~2.5 MB here, fill in a few hundred.)"""
+    from websockets.asyncio.client import connect
+
+    server = LiveServer(db_url, live_queue=8)
+    hub = server.hub
+    q = 'subscription { blocks(chain: "dev") { ... on BlockIndexed { block { number } kinds } } }'
+    n = 800
+    kinds = [f"table_{i:04d}_{'x' * 12}" for i in range(180)]
+
+    def flood():
+        with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
+            for b in range(1, n + 1):
+                conn.execute("SELECT pg_notify('carbonledger_live', %s)", (orjson.dumps(
+                    {"t": "block", "chain": "dev", "from": b, "to": b, "hash": "0x01", "kinds": kinds,
+                     "xid": "1"}).decode(),))
+
+    async def main():
+        fast = await WsClient(server.ws_url).start()
+        await fast.subscribe("f", q)
+        import socket
+
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a fixed small window: no autotuning to 32 MB
+        sock.connect(("127.0.0.1", server.port))
+        # no permessage-deflate: these messages would compress a hundredfold and take that much longer to fill buffers
+        slow = await connect(server.ws_url, sock=sock, subprotocols=["graphql-transport-ws"], max_queue=1,
+                             compression=None)
+        await slow.send('{"type": "connection_init"}')
+        assert orjson.loads(await slow.recv())["type"] == "connection_ack"
+        await slow.send(orjson.dumps({"id": "s", "type": "subscribe", "payload": {"query": q}}).decode())
+        await _until(lambda: len(hub.subscribers) == 2)
+        flooding = asyncio.create_task(asyncio.to_thread(flood))  # and the slow client reads nothing meanwhile
+        got = await _collect(fast, "f", n)
+        await flooding
+        await _until(lambda: hub.dropped == 1, 60)
+        with pytest.raises(Exception):  # now read what was buffered, then the close
+            while True:
+                await asyncio.wait_for(slow.recv(), 30)
+        closed = slow.protocol.close_rcvd
+        await fast.close()
+        return got, closed
+
+    try:
+        got, closed = asyncio.run(main())
+    finally:
+        server.close()
+    assert got == list(range(1, n + 1))
+    assert closed is not None and closed.code == SLOW_CONSUMER and closed.reason.startswith("slow consumer"), closed
