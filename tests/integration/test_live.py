@@ -499,18 +499,17 @@ def test_a_websocket_client_that_stops_reading_is_closed_with_4420(db_url):
     pg_notify directly, ~4 KB messages each, so that the socket buffers, ~2.5 MB here, fill in a few hundred.)"""
     from websockets.asyncio.client import connect
 
-    server = LiveServer(db_url, live_queue=8)
+    server = LiveServer(db_url, live_queue=32)
     hub = server.hub
     q = 'subscription { blocks(chain: "dev") { ... on BlockIndexed { block { number } kinds } } }'
     n = 800
     kinds = [f"table_{i:04d}_{'x' * 12}" for i in range(180)]
 
-    def flood():
-        with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
-            for b in range(1, n + 1):
-                conn.execute("SELECT pg_notify('carbonledger_live', %s)", (orjson.dumps(
-                    {"t": "block", "chain": "dev", "from": b, "to": b, "hash": "0x01", "kinds": kinds,
-                     "xid": "1"}).decode(),))
+    def flood(conn, a, z):
+        for b in range(a, z + 1):
+            conn.execute("SELECT pg_notify('carbonledger_live', %s)", (orjson.dumps(
+                {"t": "block", "chain": "dev", "from": b, "to": b, "hash": "0x01", "kinds": kinds,
+                 "xid": "1"}).decode(),))
 
     async def main():
         fast = await WsClient(server.ws_url).start()
@@ -527,9 +526,11 @@ def test_a_websocket_client_that_stops_reading_is_closed_with_4420(db_url):
         assert orjson.loads(await slow.recv())["type"] == "connection_ack"
         await slow.send(orjson.dumps({"id": "s", "type": "subscribe", "payload": {"query": q}}).decode())
         await _until(lambda: len(hub.subscribers) == 2)
-        flooding = asyncio.create_task(asyncio.to_thread(flood))  # and the slow client reads nothing meanwhile
-        got = await _collect(fast, "f", n)
-        await flooding
+        got = []
+        with psycopg.connect(libpq_url(db_url), autocommit=True) as conn:
+            for a in range(1, n + 1, 20):  # bursts of 20 (< live_queue) which the reading client keeps up with
+                await asyncio.to_thread(flood, conn, a, min(n, a + 19))
+                got += await _collect(fast, "f", min(n, a + 19))
         await _until(lambda: hub.dropped == 1, 60)
         with pytest.raises(Exception):  # now read what was buffered, then the close
             while True:
