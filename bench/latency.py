@@ -162,7 +162,8 @@ def main() -> int:
     for key, name in (("query", "receipt -> query reflects"), ("sub", "receipt -> subscription message")):
         xs = out[key]
         q = {p: pct(xs, p) for p in (50, 95, 99)}
-        print(f"  {name:34s} p50 {q[50]:7.1f} ms  p95 {q[95]:7.1f}  p99 {q[99]:7.1f}  max {max(xs):7.1f}")
+        print(f"  {name:34s} p50 {q[50]:7.1f} ms  p95 {q[95]:7.1f}  p99 {q[99]:7.1f}  max {max(xs):7.1f} "
+              f"(transaction #{xs.index(max(xs)) + 1})")
         res.update({f"{key}_p50_ms": f"{q[50]:.1f}", f"{key}_p95_ms": f"{q[95]:.1f}", f"{key}_p99_ms": f"{q[99]:.1f}",
                     f"{key}_max_ms": f"{max(xs):.1f}"})
     print("RESULT " + " ".join(f"{k}={v}" for k, v in {"events": args.events, "rate": args.rate, **res,
