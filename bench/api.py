@@ -107,7 +107,7 @@ def load(url: str, events: int, seed: int) -> dict:
     with psycopg.connect(url, autocommit=False) as conn:
         ld = Loader(conn)
         for b in range(1, n_batches + 1):
-            ld.add("credit_batch", chain=CHAIN, batch_id=b, project_id=f"PRJ-{b % 97}", vintage=2015 + b % 10,
+            ld.add("credit_batch", chain=CHAIN, batch_id=b, protocol="carbonledger", project_id=f"PRJ-{b % 97}", vintage=2015 + b % 10,
                    methodology="VM0042", registry="Verra", serial_number=f"SN-{b}", metadata_hash=txh(b), created_block=1,
                    created_tx=txh(b), total_minted=10**9, total_retired=0, valid_from=1, valid_to=None)
             for k in range(3):  # listings: active at three prices

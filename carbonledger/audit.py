@@ -14,6 +14,8 @@ from typing import Any
 
 NEEDS = {"certificate": ("CarbonCredit", "Marketplace"), "reading": ("IoTAnchor",),
          "payment": ("Marketplace", "Escrow")}
+USES = {"CarbonCredit": ("Auction",), "Marketplace": ("Auction",)}  # followed too when their address is known
+# (a deployment older than the Auction contract has none: its certificates never went through an auction)
 
 
 def _contracts(values: list[str]) -> dict[str, str]:
@@ -59,7 +61,9 @@ def open_reader(args: argparse.Namespace, need: tuple[str, ...]) -> tuple[Any, d
         if missing:
             raise OperatorError(f"no address for {', '.join(missing)}",
                                 f"pass --contract {missing[0]}=0x… (or a --chain whose config has it)")
-        cs = cs.model_copy(update={"contracts": {n: c for n, c in have.items() if n in need}, "deployment": None})
+        also = {u for n in need for u in USES.get(n, ())}
+        cs = cs.model_copy(update={"contracts": {n: c for n, c in have.items() if n in need or n in also},
+                                   "deployment": None})
     reader, addresses, start = chain_reader(name, cs)
     first = args.from_block if args.from_block is not None else start
     return reader, addresses, first, cs.finality_depth
@@ -81,7 +85,8 @@ def cmd_verify_certificate(args: argparse.Namespace) -> int:
 
     reader, addresses, first, depth = open_reader(args, NEEDS["certificate"])
     report = verify_certificate(reader, args.id, from_block=first, market=addresses.get("Marketplace"),
-                                finality_depth=depth, api_url=args.api, api_chain=args.api_chain)
+                                auction=addresses.get("Auction"), finality_depth=depth, api_url=args.api,
+                                api_chain=args.api_chain)
     return _emit(args, report)
 
 
@@ -135,7 +140,7 @@ def cmd_certificate(args: argparse.Namespace) -> int:
         raise OperatorError(f"--out {out}: only HTML is written", "use --out cert.html and print it to PDF from a browser")
     reader, addresses, first, depth = open_reader(args, NEEDS["certificate"])
     report = verify_certificate(reader, args.id, from_block=first, market=addresses.get("Marketplace"),
-                                finality_depth=depth)
+                                auction=addresses.get("Auction"), finality_depth=depth)
     if not any(c.name == "found" and c.ok for c in report.checks):
         raise OperatorError(f"certificate {args.id} is not on the node's chain", "check the id, --rpc and the contracts")
     out.write_text(render_html(report, addresses, first))

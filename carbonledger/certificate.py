@@ -60,7 +60,9 @@ Transaction <span class=mono>{e(f['tx_hash'])}</span>, log {e(f['log_index'])}<b
 Block hash <span class=mono>{e(f['block_hash'])}</span><br>
 Contract <span class=mono>{e(f.get('contract'))}</span></p>
 <p>Project {e(batch.get('projectId'))} · vintage {e(batch.get('vintage'))} · methodology {e(batch.get('methodology'))}
-· registry {e(batch.get('registry'))} · serial {e(batch.get('serialNumber'))}</p>
+· registry {e(batch.get('registry'))} · serial {e(batch.get('serialNumber'))}<br>
+Serials retired by this certificate (first in, first out within the batch):
+<b class=mono>{e(f.get('serial_range') or 'none (the batch has no serial range)')}</b></p>
 </div><div>{_qr_svg(cmd)}</div></div>
 <h2>Checks at print time</h2><ul>{checks}</ul>
 <h2>Chain of custody</h2>

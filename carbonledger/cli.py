@@ -43,7 +43,7 @@ def cmd_devnet(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
-    """Deploy the five protocol contracts and write deployments/<chain>.json."""
+    """Deploy the six protocol contracts and write deployments/<chain>.json."""
     import time
 
     from eth_account import Account
@@ -96,11 +96,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     """Validate the config and print it (secrets hidden)."""
     from chains.evm.deploy import resolved_contracts
+    from chains.evm.markets import resolved_markets
     from chains.substrate.accounts import check_settings
 
     s = _settings(args)
     for chain, c in s.chains.items():  # what the daemons would refuse, refused here too
-        check_settings(c, chain) if c.family == "substrate" else resolved_contracts(c, chain)
+        if c.family == "substrate":
+            check_settings(c, chain)
+        else:
+            resolved_contracts(c, chain)
+            resolved_markets(c, chain)
     import json
 
     from core.config import redact_url

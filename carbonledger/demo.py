@@ -8,7 +8,8 @@ stripe library and posted to the oracle, which re-fetches and checks it against 
 push is answered by a local Daraja stand-in speaking Daraja's JSON (Safaricom's sandbox is not reachable here), the car's
 telematics unit posts HMAC-signed readings. Wallet actions (list, retire, order, pay) are signed transactions.
 Where chopsticks can run, an Asset Hub leg (carbonledger.substrate_leg) repeats the credits on a real Substrate
-runtime.
+runtime; an Aptos leg (carbonledger.aptos_leg) repeats them as Move fungible assets on a stand-in fullnode (no Aptos
+node runs here), labelled as such.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import httpx
 import psycopg
 from pydantic import SecretStr
 
-from carbonledger import substrate_leg
+from carbonledger import aptos_leg, substrate_leg
 from core.devnet import DEVNET_KEYS
 
 log = logging.getLogger("carbonledger.demo")
@@ -91,11 +92,14 @@ class Demo:
 
     def __init__(self, *, database_url: str | None = None, rpc_url: str | None = None, api_port: int = 8080,
                  oracle_port: int = 8081, state_dir: Path = Path(".carbonledger/demo"),
-                 database_name: str = "carbonledger_demo", substrate: bool = True) -> None:
+                 database_name: str = "carbonledger_demo", substrate: bool = True, aptos: bool = True) -> None:
         self.database_url, self.rpc_url, self.database_name = database_url, rpc_url, database_name
         self.substrate = substrate
         self.chop: Any = None  # chopsticks, when the Asset Hub leg runs
         self.substrate_skipped: str | None = None  # why it does not
+        self.aptos = aptos
+        self.aptos_node: Any = None  # the stand-in fullnode of the Aptos leg
+        self.aptos_skipped: str | None = None
         self.api_port, self.oracle_port, self.state_dir = api_port, oracle_port, Path(state_dir)
         self.stop_event = threading.Event()
         self._closers: list[Any] = []  # run in reverse order by stop()
@@ -124,6 +128,7 @@ class Demo:
         dep_file = self.state_dir / "deployment.json"
         self.deployment.write(dep_file)
         self._start_chopsticks()
+        self._start_aptos()
         self.settings = self._settings(dep_file)
         self._start_daraja()
         self._start_stripe()
@@ -138,7 +143,7 @@ class Demo:
         return Settings(
             database={"url": self.db_url},
             chains={"devnet": {"rpc_url": self.rpc_url, "deployment": dep_file, "finality_depth": 2, "poll_interval_s": 0.2},
-                    **substrate_leg.chain_settings(self)},
+                    **substrate_leg.chain_settings(self), **aptos_leg.chain_settings(self)},
             oracle={"port": self.oracle_port, "signer": {"private_key": DEVNET_KEYS[1]}, "stripe_webhook_secrets": [WHSEC],
                     "mpesa_callback_secret": MPESA_SECRET, "mpesa_allowed_ips": ["127.0.0.1/32"],
                     "mpesa_consumer_key": "demo", "mpesa_consumer_secret": "demo", "mpesa_passkey": "demo",
@@ -156,6 +161,12 @@ class Demo:
         self.chop, self.substrate_skipped = substrate_leg.start(self.substrate)
         if self.chop is not None:
             self._closers.append(self.chop.close)
+
+    def _start_aptos(self) -> None:
+        """The Aptos leg's stand-in fullnode (no Aptos node runs here: a stand-in, labelled as such)."""
+        self.aptos_node, self.aptos_skipped = aptos_leg.start(self.aptos)
+        if self.aptos_node is not None:
+            self._closers.append(self.aptos_node.stop)
 
     def _start_daraja(self) -> None:
         from oracle.testing import FakeDaraja
@@ -365,6 +376,8 @@ class Demo:
 
         if self.chop is not None:
             substrate_leg.story(self, st, total, bought)
+        if self.aptos_node is not None:
+            aptos_leg.story(self, st, total, bought)
         st.ids["indexed_block"] = self.wait_indexed()
         return st
 
@@ -385,10 +398,14 @@ class Demo:
         ops = Path(__file__).resolve().parent.parent / "graphql" / "operations"
         return {
             "portfolio": ((ops / "portfolio.graphql").read_text(), {"owner": self.buyer}),
-            "certificate": ((ops / "certificate.graphql").read_text(), {"id": str(story.ids["certificate_id"])}),
-            "marketStats": ((ops / "market_stats.graphql").read_text(), {"batchId": str(story.ids["batch_id"])}),
+            "certificate": ((ops / "certificate.graphql").read_text(), {"id": str(story.ids["certificate_id"]),
+                                                                      "chain": "devnet"}),  # ids are per chain
+            "marketStats": ((ops / "market_stats.graphql").read_text(), {"batchId": str(story.ids["batch_id"]),
+                                                                      "chain": "devnet"}),
             **({"portfolio on Asset Hub": ((ops / "portfolio.graphql").read_text(), {"owner": story.ids["substrate_buyer"]})}
                if "substrate_buyer" in story.ids else {}),
+            **({"portfolio on Aptos (stand-in)": ((ops / "portfolio.graphql").read_text(), {"owner": story.ids["aptos_buyer"]})}
+               if "aptos_buyer" in story.ids else {}),
         }
 
 
@@ -408,6 +425,8 @@ def print_report(demo: Demo, story: Story) -> None:
                   f"oracle at {demo.oracle_url} (GET /intents/<key>, /health, /metrics)")
     if demo.substrate_skipped:
         console.print(f"Asset Hub leg skipped: {demo.substrate_skipped}")
+    if demo.aptos_skipped:
+        console.print(f"Aptos leg skipped: {demo.aptos_skipped}")
     console.rule(f"[bold]GraphQL: open {demo.api_url}/graphql and paste")
     for name, (query, variables) in demo.queries(story).items():
         console.print(f"\n[bold]# {name}[/bold]   variables: {json.dumps(variables)}")

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
 from chains.base import ChainEvent, ChainReader
+from store.serials import consumed_range
 
 ZERO = "0x" + "0" * 40
 SCAN_WINDOW = 5000  # blocks per events() call while scanning (the reader splits further as the node requires)
@@ -38,7 +39,7 @@ SCAN_WINDOW = 5000  # blocks per events() call while scanning (the reader splits
 class Movement:
     """One custody step, field for field what the API's ProvenanceEvent says."""
 
-    kind: str  # mint | transfer | list | unlist | sale | burn | retirement | pending (a market transfer not yet decided)
+    kind: str  # mint | transfer | list | unlist | sale | auction_settled | burn | retirement
     block_number: int
     block_hash: str
     timestamp: int
@@ -51,6 +52,7 @@ class Movement:
     to_addr: str | None
     verification_hash: str | None = None
     listing_id: int | None = None
+    auction_id: int | None = None
     price_per_unit: int | None = None
     payment_ref: str | None = None
     certificate_id: int | None = None
@@ -68,7 +70,8 @@ class Movement:
         low = lambda v: v.lower() if isinstance(v, str) else v  # noqa: E731
         return (self.tx_hash.lower(), self.log_index, self.kind, self.block_number, self.block_hash.lower(), self.batch_id,
                 self.amount, low(self.from_addr), low(self.to_addr), low(self.verification_hash), self.listing_id,
-                self.price_per_unit, self.payment_ref, self.certificate_id, self.beneficiary, self.reason)
+                self.auction_id, self.price_per_unit, self.payment_ref, self.certificate_id, self.beneficiary,
+                self.reason)
 
 
 @dataclass
@@ -118,9 +121,11 @@ def scan(reader: ChainReader, from_block: int, to_block: int, window: int = SCAN
         start = end + 1
 
 
-def movements(events: Iterable[ChainEvent], market: str | None) -> tuple[list[Movement], list[ChainEvent], dict[int, dict]]:
+def movements(events: Iterable[ChainEvent], market: str | None, auction: str | None = None
+              ) -> tuple[list[Movement], list[ChainEvent], dict[int, dict]]:
     """(custody rows, Retired events, batch facts by id) from protocol events in chain order. A credit transfer out of
-    the marketplace is a sale or an unlisting, decided by the Sold or Cancelled that follows it in the same tx."""
+    the marketplace or the auction contract is a sale, an auction settlement or an unlisting, decided by the Sold,
+    AuctionSettled or Cancelled that follows it in the same tx (none: a plain transfer, as the indexer says)."""
     rows: list[Movement] = []
     retired: list[ChainEvent] = []
     batches: dict[int, dict] = {}
@@ -128,15 +133,16 @@ def movements(events: Iterable[ChainEvent], market: str | None) -> tuple[list[Mo
     listed: dict[tuple[str, int], dict] = {}
     minted: dict[tuple[str, int, str], str] = {}
     sold: dict[str, list[dict]] = {}
-    market = market.lower() if market else None
+    escrows = {a.lower() for a in (market, auction) if a}
+    settled: dict[str, list[dict]] = {}
     for ev in events:
         a, name = ev.args, f"{ev.contract}:{ev.name}"
         if name in ("CarbonCredit:TransferSingle", "CarbonCredit:TransferBatch"):
             pairs = [(a["id"], a["value"])] if ev.name == "TransferSingle" else list(zip(a["ids"], a["values"]))
             src, dst = a["from"].lower(), a["to"].lower()
             for seq, (batch, value) in enumerate(pairs):
-                kind = ("mint" if src == ZERO else "burn" if dst == ZERO else "list" if dst == market
-                        else "pending" if src == market else "transfer")
+                kind = ("mint" if src == ZERO else "burn" if dst == ZERO else "list" if dst in escrows
+                        else "pending" if src in escrows else "transfer")
                 m = Movement(kind, ev.block_number, ev.block_hash, ev.block_timestamp, ev.tx_hash, ev.log_index, seq,
                              int(batch), int(value), src, dst)
                 rows.append(m)
@@ -158,8 +164,22 @@ def movements(events: Iterable[ChainEvent], market: str | None) -> tuple[list[Mo
                 m.kind = kind
             if kind == "sale":
                 sold.setdefault(ev.tx_hash, []).append(dict(a))
+        elif name == "Auction:AuctionSettled":
+            won = a["winner"].lower() != ZERO
+            for m in pending.pop(ev.tx_hash, []):
+                m.kind = "auction_settled" if won else "unlist"
+            if won:
+                settled.setdefault(ev.tx_hash, []).append(dict(a))
     for m in rows:  # the API's joins: a sale's trade (first by log index), a listing's Listed, a mint's Minted
-        if m.kind == "sale":
+        if m.kind == "pending":
+            m.kind = "transfer"
+        if m.kind == "auction_settled":
+            t = next((t for t in settled.get(m.tx_hash, []) if int(t["batchId"]) == m.batch_id
+                      and t["winner"].lower() == m.to_addr), None)
+            if t is not None:
+                m.from_addr, m.auction_id, m.price_per_unit = t["seller"].lower(), int(t["auctionId"]), int(t["pricePerUnit"])
+                m.payment_ref = t["paymentRef"] or None
+        elif m.kind == "sale":
             t = next((t for t in sold.get(m.tx_hash, []) if int(t["batchId"]) == m.batch_id
                       and t["buyer"].lower() == m.to_addr), None)
             if t is not None:
@@ -183,7 +203,7 @@ def custody(rows: Sequence[Movement], retirement: ChainEvent) -> list[Movement]:
     while todo:
         addr, cut = todo.pop()
         for m in mine:
-            if m.kind in ("transfer", "sale") and m.to_addr == addr and m.pos < cut:
+            if m.kind in ("transfer", "sale", "auction_settled") and m.to_addr == addr and m.pos < cut:
                 nxt = (m.from_addr or "", m.pos)
                 if nxt not in traced:
                     traced.add(nxt)
@@ -191,7 +211,7 @@ def custody(rows: Sequence[Movement], retirement: ChainEvent) -> list[Movement]:
     picked: dict[tuple[str, int, int], Movement] = {}
     for addr, cut in traced:
         for m in mine:
-            if m.pos < cut and ((m.kind in ("mint", "transfer", "sale", "unlist") and m.to_addr == addr)
+            if m.pos < cut and ((m.kind in ("mint", "transfer", "sale", "auction_settled", "unlist") and m.to_addr == addr)
                                 or (m.kind == "list" and m.from_addr == addr)):
                 picked[(m.tx_hash, m.log_index, m.seq)] = m
     out = sorted(picked.values(), key=lambda m: m.pos)
@@ -226,9 +246,9 @@ def check_canonical(reader: ChainReader, report: Report, rows: Sequence[Movement
 
 _API_QUERY = """query Verify($id: BigInt!, $chain: String) {
   certificate(id: $id, chain: $chain) {
-    chain txHash logIndex blockNumber blockHash holder beneficiary reason amount batchId
+    chain txHash logIndex blockNumber blockHash holder beneficiary reason amount batchId serialRange
     provenance { kind txHash logIndex blockNumber blockHash batchId amount fromAddress toAddress verificationHash
-                 listingId pricePerUnit paymentRef certificateId beneficiary reason }
+                 listingId auctionId pricePerUnit paymentRef certificateId beneficiary reason }
   }
 }"""
 
@@ -253,8 +273,8 @@ def _api_key(e: dict[str, Any]) -> tuple[Any, ...]:
     num = lambda v: None if v is None else int(v)  # noqa: E731
     return (low(e["txHash"]), int(e["logIndex"]), e["kind"].lower(), int(e["blockNumber"]), low(e["blockHash"]),
             int(e["batchId"]), int(e["amount"]), low(e["fromAddress"]), low(e["toAddress"]), low(e["verificationHash"]),
-            num(e["listingId"]), num(e["pricePerUnit"]), e["paymentRef"], num(e["certificateId"]), e["beneficiary"],
-            e["reason"])
+            num(e["listingId"]), num(e["auctionId"]), num(e["pricePerUnit"]), e["paymentRef"], num(e["certificateId"]),
+            e["beneficiary"], e["reason"])
 
 
 def compare_api(report: Report, api: dict | None, chain_rows: Sequence[Movement] | None,
@@ -298,18 +318,19 @@ def compare_api(report: Report, api: dict | None, chain_rows: Sequence[Movement]
 
 
 _FIELDS = ("tx_hash", "log_index", "kind", "block_number", "block_hash", "batch_id", "amount", "from", "to",
-           "verification_hash", "listing_id", "price_per_unit", "payment_ref", "certificate_id", "beneficiary", "reason")
+           "verification_hash", "listing_id", "auction_id", "price_per_unit", "payment_ref", "certificate_id", "beneficiary", "reason")
 
 
 # --------------------------------------------------------------------------- the checks
 
 
 def verify_certificate(reader: ChainReader, cert_id: int, *, from_block: int, market: str | None,
-                       finality_depth: int = 12, api_url: str | None = None, api_chain: str | None = None) -> Report:
+                       auction: str | None = None, finality_depth: int = 12, api_url: str | None = None,
+                       api_chain: str | None = None) -> Report:
     """Rebuild certificate `cert_id` and its custody chain from the chain; compare with the API if given."""
     report = Report(f"certificate {cert_id}", reader.chain)
     head = reader.head()
-    rows, retired, batches = movements(scan(reader, from_block, head.number), market)
+    rows, retired, batches = movements(scan(reader, from_block, head.number), market, auction)
     mine = [r for r in retired if int(r.args["certificateId"]) == cert_id]
     api = fetch_api_certificate(api_url, cert_id, api_chain) if api_url else None
     if not report.check("found", len(mine) == 1, f"Retired in block {mine[0].block_number}, tx {mine[0].tx_hash}"
@@ -327,6 +348,11 @@ def verify_certificate(reader: ChainReader, cert_id: int, *, from_block: int, ma
                          "tx_hash": ret.tx_hash, "log_index": ret.log_index, "block_number": ret.block_number,
                          "block_hash": ret.block_hash, "timestamp": ret.block_timestamp, "contract": ret.address,
                          "batch": batches.get(int(a["batchId"]))})
+    # Registry serials, first in first out within the batch (store.serials): the batch's earlier retirements on chain
+    before = sum(int(r.args["amount"]) for r in retired if int(r.args["batchId"]) == int(a["batchId"])
+                 and (r.block_number, r.log_index) < (ret.block_number, ret.log_index))
+    report.facts["serial_range"] = consumed_range((report.facts["batch"] or {}).get("serialNumber"), before,
+                                                  int(a["amount"]))
     check_canonical(reader, report, chain_rows, finality_depth)
     mints = [m for m in chain_rows if m.kind == "mint"]
     report.check("reaches_mint", bool(mints), f"custody goes back to {len(mints)} mint(s), verification hash(es) "
@@ -334,6 +360,11 @@ def verify_certificate(reader: ChainReader, cert_id: int, *, from_block: int, ma
                  "the custody chain does not reach a mint (scan from an earlier block: --from-block)")
     if api_url:
         compare_api(report, api, chain_rows, reader)
+        if api is not None:
+            got = api.get("serialRange")
+            report.check("api_serials", got == report.facts["serial_range"],
+                         f"the API's serial range equals the chain's ({got})" if got == report.facts["serial_range"]
+                         else f"serial range: chain {report.facts['serial_range']!r}, API {got!r}")
     return report
 
 

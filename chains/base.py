@@ -1,13 +1,16 @@
 """The chain-neutral seam: frozen dataclasses and the two ABCs every chain family implements.
 
-Core code (indexer handlers, oracle outbox, API) sees only these types. A family registers a reader and a
-writer class with `register_family`; registration fails loudly, naming any abstract method left unimplemented.
+Core code (indexer handlers, oracle outbox, API) sees only these types. A family is one package `chains.<name>`
+whose `reader` module has `register_<name>()`, registering a reader and a writer class with `register_family`;
+registration fails loudly, naming any abstract method left unimplemented (and the reader's `open`, which builds it
+from a chain's settings). Daemons find a family by its configured name with `load_family`, never by branching on it.
 """
 
 from __future__ import annotations
 
 import abc
 import enum
+import importlib
 import inspect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -122,10 +125,32 @@ class Rejected(Exception):
     """The node refused the transaction (it is not in the pool)."""
 
 
+@dataclass(frozen=True)
+class OpenedReader:
+    """A reader built from settings, with what the indexer follows: contract name -> address (the names handlers
+    compare against, e.g. the marketplace's escrow) and the first block (or version) to index."""
+
+    reader: ChainReader
+    addresses: Mapping[str, str]
+    start: int
+
+
 class ChainReader(abc.ABC):
     """Read side of a chain family: heads, blocks and decoded protocol events."""
 
     chain: str
+
+    @classmethod
+    def open(cls, name: str, settings: Any) -> OpenedReader:
+        """Build the reader of chain `name` from its `ChainSettings`, checking the node is the configured network
+        (a ConfigError otherwise). Every registered family implements it (register_family checks)."""
+        raise NotImplementedError
+
+    @classmethod
+    def check_node(cls, name: str, settings: Any) -> int:
+        """Start-up check: the node answers and is the configured network; returns its chain id (or 0). Raises
+        core.preflight.OperatorError. Every registered family implements it (register_family checks)."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def chain_id(self) -> int:
@@ -201,6 +226,8 @@ def register_family(name: str, reader: type[ChainReader], writer: type[ChainWrit
     problems = []
     for cls, base in ((reader, ChainReader), (writer, ChainWriter)):
         missing = _missing(cls, base)
+        if cls is reader and issubclass(cls, ChainReader):
+            missing += [m for m in ("check_node", "open") if getattr(cls, m).__func__ is getattr(ChainReader, m).__func__]
         if missing:
             problems.append(f"{cls.__name__} must implement {', '.join(missing)}")
     if problems:
@@ -217,6 +244,20 @@ def family(name: str) -> Family:
         return _FAMILIES[name]
     except KeyError:
         raise ChainError(f"unknown chain family {name!r}; registered: {sorted(_FAMILIES) or 'none'}") from None
+
+
+def load_family(name: str) -> Family:
+    """The family `name`, registered on first use by importing `chains.<name>.reader` and calling its
+    `register_<name>()`."""
+    if name not in _FAMILIES:
+        try:
+            mod = importlib.import_module(f"chains.{name}.reader")
+        except ModuleNotFoundError as exc:
+            if exc.name not in (f"chains.{name}", f"chains.{name}.reader"):
+                raise
+            raise ChainError(f"unknown chain family {name!r}: no package chains.{name}") from None
+        getattr(mod, f"register_{name}")()
+    return family(name)
 
 
 def families() -> Iterable[str]:

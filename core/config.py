@@ -26,8 +26,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from core.ratelimit import check_spec, proxy_networks
 
-PROTOCOL_CONTRACTS = ("CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor")
-ContractName = Literal["CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor"]
+PROTOCOL_CONTRACTS = ("CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor", "Auction")
+ContractName = Literal["CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor", "Auction"]
 DEFAULT_CONFIG_FILE = "carbonledger.toml"
 
 
@@ -85,13 +85,51 @@ class SubstrateAsset(_Strict):
                                "batch's off-chain metadata document.")
 
 
-_SUBSTRATE_ONLY = ("start_block", "ss58_format", "assets", "retirement_account", "anchor_senders")
-_EVM_ONLY = ("chain_id", "max_block_range", "deployment", "contracts")
+class MarketBatch(SubstrateAsset):
+    """Registry details of one token id of a market's token contract (they are not in its events)."""
+
+    decimals: int = Field(0, ge=0, le=36, description="Token decimals: one registry serial (one tonne) is "
+                          "10**decimals base units (TCO2: 18).")
+
+
+class MarketSettings(_Strict):
+    """One contract of an existing carbon market, indexed by its real events (README "Index an existing market").
+
+    `protocol` names a mapping shipped with carbonledger: an ABI in abis/markets/<protocol>.json and a handler
+    module in indexer/handlers/ (checked when the chain's reader is built; an unknown name is an error listing the
+    known ones)."""
+
+    protocol: str = Field(..., pattern=r"^[a-z][a-z0-9_]{0,63}$", description="Market protocol, e.g. toucan_tco2, "
+                          "toucan_certificates, klima_infinity, icr_project, carbonmark.")
+    address: str = Field(..., description="Contract address (0x + 40 hex).")
+    start_block: int = Field(0, ge=0, description="Block to start indexing this contract from (its deploy block).")
+    batches: dict[int, MarketBatch] = Field(default_factory=dict, description="Token contracts (toucan_tco2: token "
+                                            "id 0; icr_project: its token ids): registry details per token id, "
+                                            "with the serial range retirements consume.")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        from eth_utils import is_address, to_checksum_address
+
+        if not is_address(v):
+            raise ValueError(f"not an EVM address: {v!r}")
+        return to_checksum_address(v)
+
+
+# Keys only some families read; a key set (not its default) on a family that does not read it is an error.
+_FAMILY_KEYS = {
+    "evm": ("chain_id", "max_block_range", "deployment", "contracts", "markets"),
+    "substrate": ("start_block", "ss58_format", "assets", "retirement_account", "anchor_senders"),
+    "aptos": ("chain_id", "max_block_range", "start_block", "aptos_package", "fa_batches"),
+}
 
 
 class ChainSettings(_Strict):
-    family: Literal["evm", "substrate"] = Field("evm", description="Chain family: evm (JSON-RPC) or substrate (a "
-                                                "Substrate node's JSON-RPC; the Assets pallet as the credit ledger).")
+    family: Literal["evm", "substrate", "aptos"] = Field("evm", description="Chain family: evm (JSON-RPC), "
+                                                         "substrate (a Substrate node's JSON-RPC; the Assets pallet "
+                                                         "as the credit ledger) or aptos (a fullnode's REST API; the "
+                                                         "Move package in contracts/aptos).")
     rpc_url: AnyHttpUrl = Field(..., repr=False, description="JSON-RPC endpoint (http/https; Substrate nodes serve it "
                                 "on their ws port too).")
     ws_url: str | None = Field(None, repr=False, description="Optional WebSocket endpoint for new heads (evm: "
@@ -99,7 +137,7 @@ class ChainSettings(_Strict):
     chain_id: int | None = Field(None, description="Expected chain id; the node must match or startup fails.")
     follow: Literal["best", "finalized"] | None = Field(None, description="Which head the indexer follows: best (the "
                                                         "newest block; reorgs are undone) or finalized (final blocks "
-                                                        "only). Unset: best on evm, finalized on substrate.")
+                                                        "only). Unset: best on evm, finalized on substrate and aptos.")
     finality_depth: int = Field(12, ge=0, description="Blocks below head treated as final when the node has no `finalized` tag.")
     use_finalized_tag: bool = Field(True, description="Ask the node for its finalized block (evm: the `finalized` "
                                     "tag; substrate: chain_getFinalizedHead) instead of head - finality_depth.")
@@ -117,8 +155,12 @@ class ChainSettings(_Strict):
     retries: int = Field(6, ge=0, description="Retries per RPC request (exponential backoff).")
     deployment: Path | None = Field(None, description="deployments/<chain>.json written by `carbonledger deploy`.")
     contracts: dict[ContractName, ContractSettings] = Field(default_factory=dict, description="Contract addresses.")
+    markets: list[MarketSettings] = Field(default_factory=list, max_length=10_000, description="evm: contracts of "
+                                          "existing carbon markets (Toucan, Klima, ICR, Carbonmark) to index by "
+                                          "their real events.")
     start_block: int = Field(0, ge=0, description="substrate: block to start indexing from (at or before the "
-                             "creation of every mapped asset).")
+                             "creation of every mapped asset); aptos: the version to start from (at or before the "
+                             "package's publication, and not below the node's oldest_ledger_version).")
     ss58_format: int | None = Field(None, ge=0, le=16383, description="substrate: expected SS58 prefix of the "
                                     "runtime (System.SS58Prefix); the node must match or startup fails.")
     assets: dict[int, SubstrateAsset] = Field(default_factory=dict, description="substrate: Assets-pallet asset id "
@@ -128,13 +170,26 @@ class ChainSettings(_Strict):
                                            "`cl/retir` (nobody holds its key).")
     anchor_senders: list[str] = Field(default_factory=list, description="substrate: accounts (SS58 or 0x public "
                                       "key) whose `anchor` remarks are IoT anchors (the oracle's).")
+    aptos_package: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{1,64}$", description="aptos: the account the "
+                                      "Move package (contracts/aptos) is published at.")
+    fa_batches: dict[str, int] = Field(default_factory=dict, description="aptos: fungible-asset metadata address -> "
+                                       "credit batch id, for credits issued as plain fungible assets by others "
+                                       "(followed through 0x1::fungible_asset Deposit/Withdraw).")
 
     @model_validator(mode="after")
     def _family_keys(self) -> "ChainSettings":
-        wrong = _EVM_ONLY if self.family == "substrate" else _SUBSTRATE_ONLY
+        mine = _FAMILY_KEYS[self.family]
+        wrong = sorted({k for keys in _FAMILY_KEYS.values() for k in keys} - set(mine))
         for key in wrong:  # a default value is fine (a dump of the settings repeats every key)
             if getattr(self, key) != type(self).model_fields[key].get_default(call_default_factory=True):
                 raise ValueError(f"{key} does not apply to family = {self.family!r}")
+        if self.family == "aptos" and not self.aptos_package:
+            raise ValueError("aptos_package is required for family = 'aptos'")
+        seen: set[str] = set()
+        for i, m in enumerate(self.markets):
+            if m.address in seen:
+                raise ValueError(f"markets[{i}]: address {m.address} is listed twice")
+            seen.add(m.address)
         if any(not 0 <= i < 2**32 for i in self.assets):
             raise ValueError("assets: an asset id is a u32 (0 to 4294967295)")
         return self
@@ -142,7 +197,7 @@ class ChainSettings(_Strict):
     @property
     def following(self) -> str:
         """The head the indexer follows ("best" or "finalized"), the family's default where unset."""
-        return self.follow or ("finalized" if self.family == "substrate" else "best")
+        return self.follow or ("best" if self.family == "evm" else "finalized")
 
 
 class SignerSettings(_Strict):
@@ -241,6 +296,7 @@ class OracleSettings(_Strict):
     stripe_livemode: bool = Field(False, description="Act only on Stripe PaymentIntents with this livemode (false: test-mode payments; a mismatch is flagged).")
     fiat_rates: dict[str, FiatRate] = Field(default_factory=dict, description="Lowercase ISO currency -> its rate against on-chain prices; a payment in a currency not listed is flagged, never written.")
     payment_recheck_s: float = Field(5.0, gt=0, description="How often payments whose listing/order is not indexed yet are evaluated again.")
+    auction_keeper_s: float = Field(15.0, gt=0, description="How often the keeper settles ended auctions (Auction.settle, once each) and reports those ended longer than stuck_after_s ago and still open.")
     payment_pending_max_age_s: int = Field(86400, ge=60, description="A payment whose listing/order is still not indexed after this long is flagged target_not_indexed.")
 
     @field_validator("fiat_rates")

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 
 def verify_command(cert_id: int, addresses: Mapping[str, str], from_block: int = 0, rpc: str = "RPC_URL") -> str:
-    """`carbonledger verify certificate ID --rpc RPC_URL --contract CarbonCredit=0x… --contract Marketplace=0x…`."""
+    """`carbonledger verify certificate ID --rpc RPC_URL --contract CarbonCredit=0x… --contract Marketplace=0x… …`."""
     parts = [f"carbonledger verify certificate {cert_id} --rpc {rpc}"]
-    parts += [f"--contract {n}={addresses[n]}" for n in ("CarbonCredit", "Marketplace") if n in addresses]
+    parts += [f"--contract {n}={addresses[n]}" for n in ("CarbonCredit", "Marketplace", "Auction") if n in addresses]
     if from_block:
         parts.append(f"--from-block {from_block}")
     return " ".join(parts)

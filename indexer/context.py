@@ -22,6 +22,7 @@ Key = tuple[Any, ...]
 Row = dict[str, Any]
 _MISSING: Any = object()
 _KIND = EVENTS["ledger_entry"].columns.index("kind")
+_TX = {t: lay.columns.index("tx_hash") for t, lay in EVENTS.items()}
 
 
 class StateCache:
@@ -113,8 +114,10 @@ def _types(lay: Any) -> list[str]:
 class Context:
     """Buffers of one transaction: event rows, entity versions, blocks and indexing errors."""
 
-    def __init__(self, chain: str, cache: StateCache, addresses: Mapping[str, str]) -> None:
+    def __init__(self, chain: str, cache: StateCache, addresses: Mapping[str, str],
+                 labels: Mapping[int, Mapping[str, Any]] | None = None) -> None:
         self.chain = chain
+        self.labels = labels or {}  # external batch id -> configured registry details and `unit` (base units/serial)
         self.cache = cache
         self.addresses = {k: v.lower() for k, v in addresses.items()}  # contract name -> lowercase address
         self.rows: dict[str, list[list[Any]]] = {t: [] for t in EVENTS}
@@ -126,6 +129,7 @@ class Context:
         self.marks: dict[str, list[list[Any]]] = {}  # tx hash -> ledger rows whose kind a later event decides
         self._journal: list[tuple[Any, ...]] | None = None  # undo records of the event being applied
         self._errors: dict[tuple[str, int], list[Any]] = {}  # (tx hash, log index) -> its indexing_error row
+        self._by_tx: dict[tuple[str, str], list[list[Any]]] = {}  # (table, tx hash) -> rows inserted, for tx_rows
 
     # ------------------------------------------------------------------ one event, all or nothing
 
@@ -149,8 +153,12 @@ class Context:
                 row = self.rows[rec[1]].pop()
                 if rec[1] == "indexing_error":
                     del self._errors[(row[1], row[2])]
+                else:
+                    self._by_tx[(rec[1], row[_TX[rec[1]]])].pop()
             elif op == "amend":
                 rec[1][6] = rec[2]
+            elif op == "set":
+                rec[1][rec[2]] = rec[3]
             elif op == "put":
                 _, table, key, prev, hist_op, prev_last = rec
                 if prev is _MISSING:
@@ -205,9 +213,24 @@ class Context:
                     block_hash=ev.block_hash, block_timestamp=ev.block_timestamp)
         row = [cols[c] for c in EVENTS[table].columns]
         self.rows[table].append(row)
+        self._by_tx.setdefault((table, ev.tx_hash), []).append(row)
         if self._journal is not None:
             self._journal.append(("ins", table))
         return row
+
+    def tx_rows(self, table: str, ev: ChainEvent) -> list[list[Any]]:
+        """Event rows of `table` buffered for ev's transaction before ev (a transaction lies within one block, so
+        they are all in this Context), in chain order. Read them with `EVENTS[table].columns`; change them only
+        through `amend`."""
+        li = EVENTS[table].columns.index("log_index")
+        return [r for r in self._by_tx.get((table, ev.tx_hash), ()) if r[li] < ev.log_index]
+
+    def amend(self, table: str, row: list[Any], column: str, value: Any) -> None:
+        """Change one column of a row buffered in this Context (journalled: undone if the handler fails)."""
+        at = EVENTS[table].columns.index(column)
+        if self._journal is not None:
+            self._journal.append(("set", row, at, row[at]))
+        row[at] = value
 
     def exists(self, table: str, column: str, value: Any) -> bool:
         """Whether an event row of this chain with `column` = `value` is buffered here or committed (for rows a

@@ -29,6 +29,7 @@ def handler(key: str) -> Callable[[Handler], Handler]:
 
 def load_handlers() -> dict[str, Handler]:
     """Import every handler module (registration happens at import)."""
-    from indexer.handlers import carbon_credit, escrow, iot_anchor, marketplace, qr_payment  # noqa: F401
+    from indexer.handlers import auction, carbon_credit, escrow, iot_anchor, marketplace, qr_payment  # noqa: F401
+    from indexer.handlers import carbonmark, icr, klima, toucan  # noqa: F401  (existing markets)
 
     return HANDLERS

@@ -15,9 +15,9 @@ from typing import Any
 
 import psycopg
 
-from core.config import ConfigError, Settings, redact_url
+from core.config import Settings
 from core.database import resolve_database_url
-from chains.base import ChainReader, ReorgTooDeep
+from chains.base import ChainReader, ReorgTooDeep, load_family
 from chains.rpc import RpcError, RpcTransportError
 from indexer import writer
 from indexer.lease import Lease
@@ -30,33 +30,10 @@ EXIT_REORG_TOO_DEEP = 3
 
 
 def chain_reader(name: str, cs: Any) -> tuple[ChainReader, dict[str, str], int]:
-    """The chain's reader by family, the contract addresses it follows and its start block; the node must be the
-    configured network (evm: chain id; substrate: SS58 prefix)."""
-    if cs.family == "substrate":
-        from chains.substrate.reader import SubstrateReader, register_substrate
-
-        register_substrate()
-        from chains.substrate.accounts import check_settings
-
-        check_settings(cs, name)
-        reader: ChainReader = SubstrateReader.from_settings(name, cs)
-        if cs.ss58_format is not None and (got := reader.chain_id()) != cs.ss58_format:
-            raise ConfigError(f"chains.{name}.ss58_format: node at {redact_url(str(cs.rpc_url), path=True)} runs a "
-                              f"runtime with SS58 prefix "
-                              f"{got}, config expects {cs.ss58_format}")
-        return reader, {}, cs.start_block
-    from chains.evm.reader import EvmReader, register_evm
-
-    register_evm()
-    from chains.evm.deploy import resolved_contracts
-
-    contracts = resolved_contracts(cs, name)
-    reader = EvmReader.from_settings(name, cs)
-    if cs.chain_id is not None and (got := reader.chain_id()) != cs.chain_id:
-        raise ConfigError(f"chains.{name}.chain_id: node at {redact_url(str(cs.rpc_url), path=True)} reports chain id "
-                          f"{got}, config expects {cs.chain_id}")
-    start = min((c.start_block for c in contracts.values()), default=0)
-    return reader, {n: c.address for n, c in contracts.items()}, start
+    """The chain's reader by family (chains.<family>), the contract addresses it follows and its start block; the
+    node must be the configured network (the family's reader checks)."""
+    opened = load_family(cs.family).reader.open(name, cs)
+    return opened.reader, dict(opened.addresses), opened.start
 
 
 def build_syncs(settings: Settings, db_url: str | None = None, **kw: object) -> list[ChainSync]:
@@ -64,7 +41,12 @@ def build_syncs(settings: Settings, db_url: str | None = None, **kw: object) -> 
     out = []
     for name, cs in settings.chains.items():
         reader, addresses, start = chain_reader(name, cs)
-        out.append(ChainSync(name, reader, url, addresses=addresses, start_block=start,
+        labels = {}
+        if cs.family == "evm":
+            from chains.evm.markets import batch_labels
+
+            labels = batch_labels(cs)
+        out.append(ChainSync(name, reader, url, addresses=addresses, start_block=start, labels=labels,
                              finality_depth=cs.finality_depth, max_span=cs.max_block_range,
                              shrink_grace_s=cs.shrink_grace_s, follow_finalized=cs.following == "finalized", **kw))
     return out

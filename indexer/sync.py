@@ -23,6 +23,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 
@@ -70,8 +71,9 @@ class ChainSync:
     def __init__(self, chain: str, reader: ChainReader, db_url: str, *, addresses: Mapping[str, str],
                  start_block: int, finality_depth: int, target_events: int = 10_000, max_span: int = 2000,
                  prefetch: bool = True, cache_limit: int = 1_000_000, shrink_grace_s: float = 10.0,
-                 follow_finalized: bool = False) -> None:
+                 follow_finalized: bool = False, labels: Mapping[int, Mapping[str, Any]] | None = None) -> None:
         self.chain = chain
+        self.labels = dict(labels or {})  # external batch id -> configured registry details (chains.evm.markets)
         self.reader = reader
         self.db_url = libpq_url(db_url)
         self.addresses = dict(addresses)
@@ -276,7 +278,7 @@ class ChainSync:
     # ------------------------------------------------------------------ apply and commit
 
     def _context(self) -> Context:
-        return Context(self.chain, self.cache, self.addresses)
+        return Context(self.chain, self.cache, self.addresses, self.labels)
 
     def _apply(self, ctx: Context, events: Sequence[ChainEvent | UndecodableLog]) -> None:
         for ev in events:

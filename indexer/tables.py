@@ -45,7 +45,7 @@ class Layout:
 
 
 def _layout(model, versioned: bool = False) -> Layout:
-    cols = [c for c in model.__table__.columns if c.server_default is None or c.name in ("seq", "funded_offchain", "data")]
+    cols = [c for c in model.__table__.columns if c.server_default is None or c.name in ("seq", "funded_offchain", "data", "protocol")]
     cols = [c for c in cols if c.name not in ("created_at", "updated_at")]
     names = tuple(c.name for c in cols)
     types = tuple(_pg_type(c) for c in cols)
@@ -60,7 +60,8 @@ EVENTS: dict[str, Layout] = {m.__tablename__: _layout(m) for m in models.EVENT_T
 EVENTS["indexing_error"] = _layout(models.IndexingError)
 VERSIONED: dict[str, Layout] = {m.__tablename__: _layout(m, True) for m in models.VERSIONED_TABLES}
 
-CREDIT_BATCH, HOLDING, LISTING, ESCROW_ORDER = "credit_batch", "holding", "listing", "escrow_order"
+CREDIT_BATCH, HOLDING, LISTING, ESCROW_ORDER, AUCTION = "credit_batch", "holding", "listing", "escrow_order", "auction"
 
-# A Marketplace -> wallet movement is a sale or an unlisting; the Sold/Cancelled event after it decides.
+# A Marketplace (or Auction) -> wallet movement is a sale, an auction's settlement or an unlisting; the Sold /
+# AuctionSettled / Cancelled event after it decides.
 LEDGER_KINDS_PENDING = "transfer"

@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 NOTIFY_CHANNEL = "oracle_intent"
 
 # Custom errors meaning "the chain already has this write": the intent is done, not failed.
-ALREADY_DONE = ("PaymentRefUsed", "OrderAlreadySettled", "RootAlreadyAnchored", "VerificationAlreadyUsed")
+ALREADY_DONE = ("PaymentRefUsed", "OrderAlreadySettled", "RootAlreadyAnchored", "VerificationAlreadyUsed", "AlreadySettled")
 
 # The view that tells whether a write is already on chain: (contract, function) -> (view, index of its key arg).
 # Asked before the gas estimate, because a contract may check something else first (Escrow checks the order's
@@ -28,6 +28,7 @@ DONE_VIEWS = {
     ("Escrow", "recordOffchainPayment"): ("paymentRefUsed", 1),
     ("QRPayment", "settleQROrder"): ("settled", 1),
     ("IoTAnchor", "anchor"): ("anchoredAt", 0),
+    ("Auction", "settle"): ("isSettled", 0),
     ("CarbonCredit", "mint"): ("usedVerification", 3),
 }
 

@@ -134,8 +134,8 @@ def _indexed(cur: Any, chain: str, t: Target) -> tuple | None:
         sql = ("SELECT amount, status, payment_ref FROM escrow_order WHERE chain = %s AND order_id = %s"
                " AND valid_to IS NULL")
     else:
-        sql = (f"SELECT l.price_per_unit, l.amount_remaining - ({_HELD}), l.status FROM listing l WHERE l.chain = %s"
-               " AND l.listing_id = %s AND l.valid_to IS NULL")
+        sql = (f"SELECT l.price_per_unit, l.amount_remaining - ({_HELD}), l.status, l.seller FROM listing l"
+               " WHERE l.chain = %s AND l.listing_id = %s AND l.valid_to IS NULL")
     return cur.execute(sql, (chain, t.target_id)).fetchone()
 
 
@@ -163,7 +163,10 @@ def check(claim: Claim, row: tuple, rates: dict[str, Any]) -> tuple[str | None, 
             return "double_paid", f"the order is already {status} (paid another way): refund due", None
         price = int(amount)
     else:
-        per_unit, remaining, status = row
+        per_unit, remaining, status, seller = row
+        if t.buyer is not None and len(t.buyer) != len(seller):  # an account of another family: never deliverable
+            return ("invalid_metadata", f"buyer {t.buyer} is not an account of this chain (its accounts are "
+                    f"{(len(seller) - 2) // 2} bytes, like the seller's): refund due", None)
         if status != "active" or int(remaining) < int(t.units or 0):
             return ("target_unavailable", f"the listing is {status} with {max(int(remaining), 0)} credits left that no"
                     " accepted payment holds", None)

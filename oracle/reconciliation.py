@@ -1,4 +1,5 @@
-"""Scheduled jobs (apscheduler): IoT anchoring, Stripe and M-Pesa reconciliation, pending payments, stuck-tx watch.
+"""Scheduled jobs (apscheduler): IoT anchoring, Stripe and M-Pesa reconciliation, pending payments, stuck-tx watch,
+the auction keeper (oracle.keeper).
 
 Reconciliation closes the gap a lost webhook leaves: every recently succeeded PaymentIntent Stripe's API lists is
 assessed and settled exactly as a webhook's re-fetched PaymentIntent is (provider "stripe-recon"), so a payment
@@ -15,7 +16,7 @@ import logging
 import time
 from typing import Any
 
-from oracle import outbox, payments, records
+from oracle import keeper, outbox, payments, records
 from oracle.ingress import stripe_webhook
 
 log = logging.getLogger("carbonledger.oracle.reconcile")
@@ -126,5 +127,7 @@ def schedule(pool: Any, chain: str, settings: Any) -> Any:
                   seconds=settings.payment_recheck_s, id="pending_payments")
     sched.add_job(guarded(stuck_transactions, pool, settings.stuck_after_s), "interval",
                   seconds=settings.reconcile_interval_s, id="stuck")
+    sched.add_job(guarded(keeper.settle_ended_auctions, pool, chain, settings.stuck_after_s), "interval",
+                  seconds=settings.auction_keeper_s, id="auctions")
     sched.start()
     return sched

@@ -3,6 +3,7 @@ jobs. SIGTERM: stop accepting, finish the sender round, stop the scheduler, clos
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
@@ -53,6 +54,35 @@ class _Collector:
         yield GaugeMetricFamily("oracle_signer_balance_wei", "Signer balance", value=bal)
 
 
+# Per chain family: how the oracle builds its writer (from the chain's settings and the signing key) and which
+# sender follows its transactions (module:class). A new family adds one entry to each.
+SENDERS = {"evm": "oracle.sender:Sender", "substrate": "oracle.substrate_sender:SubstrateSender",
+           "aptos": "oracle.aptos_sender:AptosSender"}
+
+
+def _evm_writer(oracle: Oracle, cs: Any, o: Any) -> Any:
+    from chains.evm.deploy import resolved_contracts
+
+    contracts = {n: c.address for n, c in resolved_contracts(cs, oracle.chain).items()}
+    return EvmWriter(oracle.chain, oracle.rpc, oracle._chain_id(cs.chain_id), load_signer(o), contracts)
+
+
+def _substrate_writer(oracle: Oracle, cs: Any, o: Any) -> Any:
+    from chains.substrate.writer import SubstrateWriter
+
+    return SubstrateWriter.from_secret(oracle.chain, str(cs.ws_url or cs.rpc_url).rstrip("/"), load_signer(o).reveal())
+
+
+def _aptos_writer(oracle: Oracle, cs: Any, o: Any) -> Any:
+    from chains.aptos.writer import AptosWriter
+
+    return AptosWriter.from_secret(oracle.chain, str(cs.rpc_url).rstrip("/"), load_signer(o).reveal(), cs.aptos_package,
+                                   chain_id=cs.chain_id)
+
+
+_WRITERS = {"evm": _evm_writer, "substrate": _substrate_writer, "aptos": _aptos_writer}
+
+
 class Oracle:
     def __init__(self, settings: Settings, database_url: str) -> None:
         from psycopg_pool import ConnectionPool
@@ -65,25 +95,15 @@ class Oracle:
             raise ConfigError("oracle: no chains configured")
         self.chain = o.chain or next(iter(settings.chains))
         cs = settings.chains[self.chain]
-        from chains.evm.deploy import resolved_contracts
-
-        contracts = {n: c.address for n, c in resolved_contracts(cs, self.chain).items()}
         self.url = libpq_url(database_url)
         self.pool = ConnectionPool(self.url, min_size=2, max_size=12, open=True, timeout=10)
         # Short timeouts and few retries: a hung node must surface as "maybe sent", not stall the loop for minutes.
         self.rpc = RpcClient(str(cs.rpc_url).rstrip("/"), timeout_s=min(cs.request_timeout_s, 5.0), retries=2)
         self.stop = threading.Event()
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        if cs.family == "substrate":
-            from chains.substrate.writer import SubstrateWriter
-            from oracle.substrate_sender import SubstrateSender as Sender
-
-            self.writer = SubstrateWriter.from_secret(self.chain, str(cs.ws_url or cs.rpc_url).rstrip("/"),
-                                                      load_signer(o).reveal())
-        else:
-            from oracle.sender import Sender  # type: ignore[assignment]
-
-            self.writer = EvmWriter(self.chain, self.rpc, self._chain_id(cs.chain_id), load_signer(o), contracts)
+        self.writer = _WRITERS[cs.family](self, cs, o)
+        module, _, name = SENDERS[cs.family].partition(":")
+        Sender = getattr(importlib.import_module(module), name)
         self.sender = Sender(self.url, self.pool, self.writer, o, owner, self.stop)
         self.registry = CollectorRegistry()
         self.registry.register(_Collector(self))

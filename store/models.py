@@ -90,7 +90,7 @@ class MintEvent(Base, EventRow):
 
 
 class Retirement(Base, EventRow):
-    """A retirement certificate (CarbonCredit.Retired)."""
+    """A retirement certificate (CarbonCredit.Retired, or an external market's retirement event)."""
 
     __tablename__ = "retirement"
     certificate_id: Mapped[uint256]
@@ -99,6 +99,12 @@ class Retirement(Base, EventRow):
     amount: Mapped[uint256]
     beneficiary: Mapped[str]
     reason: Mapped[str]
+    # The registry serials this retirement consumed, first in first out within the batch (store.serials); NULL
+    # when the batch has no parseable serial range or it is exhausted.
+    serial_range: Mapped[str | None]
+    # An external market's own references for this retirement (Toucan eventId and certificate NFT, ICR retirement
+    # NFT, the Klima retirement that annotated it); NULL for carbonledger's own.
+    market_ref: Mapped[str | None]
     __table_args__ = (
         Index("uq_retirement_certificate", "chain", "certificate_id", unique=True),
         Index("ix_retirement_holder", "chain", "holder"),
@@ -107,10 +113,12 @@ class Retirement(Base, EventRow):
 
 
 class Trade(Base, EventRow):
-    """Marketplace.Sold: an on-chain buy (payment_ref NULL) or an oracle settlement of a fiat payment."""
+    """Marketplace.Sold (an on-chain buy, payment_ref NULL, or an oracle settlement of a fiat payment) or an
+    Auction.AuctionSettled with a winner (listing_id NULL, auction_id set)."""
 
     __tablename__ = "trade"
-    listing_id: Mapped[uint256]
+    listing_id: Mapped[uint256 | None]
+    auction_id: Mapped[uint256 | None]
     buyer: Mapped[hexstr]
     seller: Mapped[hexstr]
     batch_id: Mapped[uint256]
@@ -179,6 +187,9 @@ class IoTAnchorEvent(Base, EventRow):
 class CreditBatch(Base, Versioned):
     __tablename__ = "credit_batch"
     batch_id: Mapped[uint256] = mapped_column(primary_key=True)
+    # carbonledger (our CarbonCredit) or the market protocol of an external token (chains.evm.markets), whose
+    # batch id is int(token address) << 96 | token id.
+    protocol: Mapped[str] = mapped_column(server_default=text("'carbonledger'"))
     project_id: Mapped[str]
     vintage: Mapped[int]
     methodology: Mapped[str]
@@ -232,6 +243,46 @@ class Listing(Base, Versioned):
     )
 
 
+class AuctionBid(Base, EventRow):
+    """Auction.BidPlaced: every bid, native (payment_ref NULL) or a fiat hold recorded by the oracle."""
+
+    __tablename__ = "auction_bid"
+    auction_id: Mapped[uint256]
+    bidder: Mapped[hexstr]
+    price_per_unit: Mapped[uint256]
+    end_time: Mapped[int64]  # the auction's end after this bid (later when the bid extended it)
+    payment_ref: Mapped[str | None]
+    __table_args__ = (
+        Index("ix_auction_bid_auction", "chain", "auction_id", "block_number"),
+        Index("ix_auction_bid_bidder", "chain", "bidder"),
+    )
+
+
+class Auction(Base, Versioned):
+    """An English auction of a credit lot; status active | settled (a winner) | unsold (the lot went back)."""
+
+    __tablename__ = "auction"
+    auction_id: Mapped[uint256] = mapped_column(primary_key=True)
+    seller: Mapped[hexstr]
+    batch_id: Mapped[uint256]
+    amount: Mapped[uint256]
+    reserve_price_per_unit: Mapped[uint256]
+    min_increment_per_unit: Mapped[uint256]
+    end_time: Mapped[int64]
+    highest_bidder: Mapped[hexstr | None]
+    highest_price_per_unit: Mapped[uint256 | None]
+    bid_count: Mapped[int64]
+    status: Mapped[str]
+    winner: Mapped[hexstr | None]
+    created_block: Mapped[int64]
+    created_tx: Mapped[hexstr]
+    __table_args__ = (
+        Index("ix_auction_current", "chain", "status", "end_time", postgresql_where=text("valid_to IS NULL")),
+        Index("ix_auction_seller", "chain", "seller"),
+        Index("ix_auction_born", "chain", "valid_from"),  # reorg undo: versions born above the ancestor
+    )
+
+
 class EscrowOrder(Base, Versioned):
     __tablename__ = "escrow_order"
     order_id: Mapped[uint256] = mapped_column(primary_key=True)
@@ -254,5 +305,6 @@ class EscrowOrder(Base, Versioned):
     )
 
 
-EVENT_TABLES = [LedgerEntry, MintEvent, Retirement, Trade, OrderEvent, OffchainPayment, QRPaymentEvent, QRSettlement, IoTAnchorEvent]
-VERSIONED_TABLES = [CreditBatch, Holding, Listing, EscrowOrder]
+EVENT_TABLES = [LedgerEntry, MintEvent, Retirement, Trade, OrderEvent, OffchainPayment, QRPaymentEvent, QRSettlement, IoTAnchorEvent,
+                AuctionBid]
+VERSIONED_TABLES = [CreditBatch, Holding, Listing, EscrowOrder, Auction]

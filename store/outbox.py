@@ -33,7 +33,7 @@ class OracleIntent(Base):
 
     id: Mapped[int64] = mapped_column(primary_key=True, autoincrement=True)
     idempotency_key: Mapped[str] = mapped_column(unique=True)
-    source: Mapped[str]  # stripe | mpesa | iot | settlement | verification
+    source: Mapped[str]  # stripe | mpesa | iot | settlement | verification | keeper
     chain: Mapped[str]
     contract: Mapped[str]
     function: Mapped[str]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 ABIS_DIR = Path(__file__).resolve().parents[2] / "abis"
 
-PROTOCOL_CONTRACTS = ("CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor")
+PROTOCOL_CONTRACTS = ("CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor", "Auction")
 
 
 @lru_cache(maxsize=None)

@@ -202,16 +202,26 @@ class LogDecoder:
     """Routes raw logs to decoders by (emitting address, topic0): two contracts may share a topic0
     (Marketplace.Cancelled and Escrow.Cancelled), so the address decides which ABI applies."""
 
-    def __init__(self, chain: str, contracts: Mapping[str, tuple[str, Sequence[Mapping[str, Any]]]]) -> None:
-        """contracts: name -> (address, abi)."""
+    def __init__(self, chain: str, contracts: Mapping[str, tuple[str, Sequence[Mapping[str, Any]]]],
+                 markets: Iterable[tuple[str, str, Sequence[Mapping[str, Any]]]] = ()) -> None:
+        """contracts: name -> (address, abi); markets: (contract name, address, abi) of existing carbon markets,
+        where several addresses may share one contract name (every Toucan TCO2 is its own ERC-20)."""
         self.chain = chain
         self.by_address: dict[str, tuple[str, dict[str, EventDecoder]]] = {}
-        for name, (address, abi) in contracts.items():
-            decs = {}
-            for item in abi:
-                if item.get("type") == "event" and not item.get("anonymous"):
-                    d = EventDecoder.from_abi(name, item)
-                    decs[d.topic0] = d
+        shared: dict[str, dict[str, EventDecoder]] = {}  # one decoder set per market contract name
+        entries = [(n, a, b, False) for n, (a, b) in contracts.items()] + [(n, a, b, True) for n, a, b in markets]
+        for name, address, abi, market in entries:
+            if market and address.lower() in self.by_address:
+                raise ValueError(f"{address} is followed twice ({self.by_address[address.lower()][0]} and {name})")
+            decs = shared.get(name) if market else None
+            if decs is None:
+                decs = {}
+                for item in abi:
+                    if item.get("type") == "event" and not item.get("anonymous"):
+                        d = EventDecoder.from_abi(name, item)
+                        decs[d.topic0] = d
+                if market:
+                    shared[name] = decs
             self.by_address[address.lower()] = (name, decs)
 
     @property

@@ -1,4 +1,4 @@
-"""Deploy the EVM protocol (CarbonCredit, Marketplace, Escrow, QRPayment, IoTAnchor) from abis/.
+"""Deploy the EVM protocol (CarbonCredit, Marketplace, Escrow, QRPayment, IoTAnchor, Auction) from abis/.
 
 ``deployer`` is either an address the node signs for (eth-tester, anvil's unlocked accounts) or an
 ``eth_account`` ``LocalAccount``, in which case transactions are signed locally and sent raw (real RPCs).
@@ -20,12 +20,13 @@ from chains.evm.artifacts import PROTOCOL_CONTRACTS, load_artifact
 #: Which contracts define (and check) each operational role.
 ROLE_CONTRACTS: dict[str, tuple[str, ...]] = {
     "ISSUER_ROLE": ("CarbonCredit",),
-    "ORACLE_ROLE": ("Marketplace", "Escrow", "IoTAnchor"),
+    "ORACLE_ROLE": ("Marketplace", "Escrow", "IoTAnchor", "Auction"),
     "SETTLER_ROLE": ("QRPayment",),
     "ARBITER_ROLE": ("Escrow",),
 }
 
 DEFAULT_RECEIPT_TIMEOUT = 120.0
+DEFAULT_AUCTION_EXTENSION_S = 300  # a bid in an auction's last 5 minutes moves its end 5 minutes past the bid
 
 
 def role_id(role: str) -> bytes:
@@ -151,12 +152,14 @@ def deploy_protocol(
     roles: dict[str, list[str]] | None = None,
     uri: str = "",
     timeout: float = DEFAULT_RECEIPT_TIMEOUT,
+    auction_extension_s: int = DEFAULT_AUCTION_EXTENSION_S,
 ) -> Deployment:
-    """Deploy the five protocol contracts and grant the operational roles.
+    """Deploy the six protocol contracts and grant the operational roles.
 
     ``roles`` maps a role ("ISSUER"/"ISSUER_ROLE", ORACLE, SETTLER, ARBITER) to the addresses that get it on
     every contract defining it. A role missing from ``roles`` (or ``roles=None``) goes to the deployer; an
-    empty list grants it to nobody. ``uri`` is the ERC-1155 metadata URI of CarbonCredit.
+    empty list grants it to nobody. ``uri`` is the ERC-1155 metadata URI of CarbonCredit; ``auction_extension_s``
+    the Auction's anti-sniping window (its admin can change it: ``setExtensionWindow``).
     """
     sender = _Sender(w3, deployer, timeout)
     admin = sender.address
@@ -171,6 +174,9 @@ def deploy_protocol(
     )
     for name in ("Escrow", "QRPayment", "IoTAnchor"):
         contracts[name] = deploy_contract(w3, None, name, admin, _sender=sender)
+    contracts["Auction"] = deploy_contract(
+        w3, None, "Auction", admin, contracts["CarbonCredit"].address, auction_extension_s, _sender=sender
+    )
     assert set(contracts) == set(PROTOCOL_CONTRACTS)
 
     for role, names in ROLE_CONTRACTS.items():

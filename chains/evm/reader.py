@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from chains.base import Block, ChainEvent, ChainReader, UndecodableLog, register_family
+from chains.base import Block, ChainEvent, ChainReader, OpenedReader, UndecodableLog, register_family
 from chains.evm.decode import LogDecoder, decode_block, decode_logs, quantity
 from chains.rpc import RpcClient, RpcError, RpcTransportError
 
@@ -26,11 +26,12 @@ class EvmReader(ChainReader):
 
     def __init__(self, chain: str, rpc: RpcClient | str, contracts: Mapping[str, tuple[str, Sequence[Mapping[str, Any]]]],
                  *, use_finalized_tag: bool = True, max_block_range: int = 2000, timeout_s: float = 10.0,
-                 retries: int = 6) -> None:
-        """contracts: protocol contract name -> (address, abi)."""
+                 retries: int = 6, markets: Sequence[tuple[str, str, Sequence[Mapping[str, Any]]]] = ()) -> None:
+        """contracts: protocol contract name -> (address, abi); markets: (contract name, address, event abi) of
+        existing carbon markets (chains.evm.markets)."""
         self.chain = chain
         self.rpc = rpc if isinstance(rpc, RpcClient) else RpcClient(rpc, timeout_s=timeout_s, retries=retries)
-        self.decoder = LogDecoder(chain, contracts)
+        self.decoder = LogDecoder(chain, contracts, markets)
         self.use_finalized_tag = use_finalized_tag
         self.max_block_range = max_block_range
         self.range_size = min(100, max_block_range)
@@ -41,13 +42,53 @@ class EvmReader(ChainReader):
         from chains.evm.artifacts import abi
 
         from chains.evm.deploy import resolved_contracts
+        from chains.evm.markets import resolved_markets
 
         contracts = {name: (c.address, abi(name)) for name, c in resolved_contracts(settings, chain).items()}
+        markets = [(name, address, events) for name, address, _, events in resolved_markets(settings, chain)]
         return cls(chain, str(settings.rpc_url).rstrip("/"), contracts, use_finalized_tag=settings.use_finalized_tag,
                    max_block_range=settings.max_block_range, timeout_s=settings.request_timeout_s,
-                   retries=settings.retries)
+                   retries=settings.retries, markets=markets)
 
     # ------------------------------------------------------------------ blocks
+
+    @classmethod
+    def open(cls, name: str, cs: Any) -> OpenedReader:
+        """The reader, the deployed contracts' addresses and the earliest deploy block; the node's chain id must
+        match `chain_id` when configured."""
+        from chains.evm.deploy import resolved_contracts
+        from core.config import ConfigError, redact_url
+
+        contracts = resolved_contracts(cs, name)
+        reader = cls.from_settings(name, cs)
+        if cs.chain_id is not None and (got := reader.chain_id()) != cs.chain_id:
+            raise ConfigError(f"chains.{name}.chain_id: node at {redact_url(str(cs.rpc_url), path=True)} reports "
+                              f"chain id {got}, config expects {cs.chain_id}")
+        from chains.evm.markets import resolved_markets
+
+        markets = resolved_markets(cs, name)
+        start = min([c.start_block for c in contracts.values()] + [m[2] for m in markets], default=0)
+        return OpenedReader(reader, {n: c.address for n, c in contracts.items()}, start)
+
+    @classmethod
+    def check_node(cls, name: str, settings: Any) -> int:
+        """The node answers eth_chainId, matching `chain_id` when configured; returns the chain id."""
+        from chains.preflight import rpc_client
+        from core.preflight import OperatorError, first_line
+
+        client, shown = rpc_client(settings)
+        try:
+            got = int(client.call("eth_chainId"), 16)
+        except (RpcError, RpcTransportError, ValueError, TypeError) as exc:
+            raise OperatorError(f"chain {name}: no JSON-RPC node answers at {shown} ({first_line(exc)})",
+                                f"start the node, or fix chains.{name}.rpc_url") from None
+        finally:
+            client.close()
+        if settings.chain_id is not None and got != settings.chain_id:
+            raise OperatorError(f"chain {name}: the node at {shown} is chain id {got}, the config expects "
+                                f"{settings.chain_id}", f"point chains.{name}.rpc_url at the right node, or fix "
+                                f"chains.{name}.chain_id")
+        return got
 
     def chain_id(self) -> int:
         return int(self.rpc.call("eth_chainId"), 16)

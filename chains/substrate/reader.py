@@ -15,8 +15,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from chains.base import Block, ChainEvent, ChainReader, UndecodableLog, register_family
-from chains.rpc import RpcClient, RpcError
+from chains.base import Block, ChainEvent, ChainReader, OpenedReader, UndecodableLog, register_family
+from chains.rpc import RpcClient, RpcError, RpcTransportError
 from chains.substrate.mapping import Follow, follow_from, map_block, wanted
 from chains.substrate.runtime import EVENTS_KEY, NOW_KEY, UPGRADE_KEY, Runtime, Runtimes, compact_u32
 
@@ -75,6 +75,37 @@ class SubstrateReader(ChainReader):
         return cls(chain, str(settings.rpc_url).rstrip("/"), follow_from(settings),
                    use_finalized_tag=settings.use_finalized_tag, timeout_s=settings.request_timeout_s,
                    retries=settings.retries)
+
+    @classmethod
+    def open(cls, name: str, cs: Any) -> OpenedReader:
+        """The reader and the start block; the runtime's SS58 prefix must match `ss58_format` when configured."""
+        from chains.substrate.accounts import check_settings
+        from core.config import ConfigError, redact_url
+
+        check_settings(cs, name)
+        reader = cls.from_settings(name, cs)
+        if cs.ss58_format is not None and (got := reader.chain_id()) != cs.ss58_format:
+            raise ConfigError(f"chains.{name}.ss58_format: node at {redact_url(str(cs.rpc_url), path=True)} runs a "
+                              f"runtime with SS58 prefix {got}, config expects {cs.ss58_format}")
+        return OpenedReader(reader, {}, cs.start_block)
+
+    @classmethod
+    def check_node(cls, name: str, settings: Any) -> int:
+        """The node answers its genesis hash (the SS58 prefix is checked when the reader's runtime is loaded)."""
+        from chains.preflight import rpc_client
+        from core.preflight import OperatorError, first_line
+
+        client, shown = rpc_client(settings)
+        try:
+            genesis = client.call("chain_getBlockHash", [0])
+            if not isinstance(genesis, str):
+                raise ValueError(f"chain_getBlockHash(0) answered {str(genesis)[:60]!r}")
+        except (RpcError, RpcTransportError, ValueError, TypeError) as exc:
+            raise OperatorError(f"chain {name}: no JSON-RPC node answers at {shown} ({first_line(exc)})",
+                                f"start the node, or fix chains.{name}.rpc_url") from None
+        finally:
+            client.close()
+        return 0
 
     # ------------------------------------------------------------------ blocks
 

@@ -19,6 +19,7 @@ from gqlapi.executor import FastExecutionContext
 from gqlapi.costs import DocumentLimits
 from gqlapi.guard import Admission, Guard
 from gqlapi.scalars import SCALARS
+from gqlapi.resolvers.auctions import auction, auctions
 from gqlapi.resolvers.certificates import certificate, certificates
 from gqlapi.resolvers.escrow import escrow_orders
 from gqlapi.resolvers.events import iot_anchors, qr_payments, settlements
@@ -44,6 +45,8 @@ class Query:
     market_stats = strawberry.field(resolver=market_stats)
     candles = strawberry.field(resolver=candles)
     listings = strawberry.field(resolver=listings)
+    auctions = strawberry.field(resolver=auctions)
+    auction = strawberry.field(resolver=auction)
     trades = strawberry.field(resolver=trades)
     escrow_orders = strawberry.field(resolver=escrow_orders)
     qr_payments = strawberry.field(resolver=qr_payments)

@@ -11,6 +11,7 @@ from chains.base import ChainEvent
 from indexer.context import Context
 from indexer.registry import handler
 from indexer.tables import CREDIT_BATCH, HOLDING, LEDGER_KINDS_PENDING
+from store.serials import consumed_range
 
 ZERO = "0x" + "0" * 40
 
@@ -27,24 +28,24 @@ def _bump(ctx: Context, owner: str, batch_id: int, field: str, delta: int) -> No
 def _move(ctx: Context, ev: ChainEvent, seq: int, batch_id: int, value: int) -> None:
     a = ev.args
     src, dst = a["from"], a["to"]
-    market = ctx.addresses.get("Marketplace")
+    escrows = (ctx.addresses.get("Marketplace"), ctx.addresses.get("Auction"))  # they hold credits for sellers
     if src == ZERO:
         kind = "mint"
     elif dst == ZERO:
         kind = "burn"
-    elif dst == market:
+    elif dst in escrows:
         kind = "list"
-    elif src == market:
-        kind = LEDGER_KINDS_PENDING  # Sold or Cancelled later in the same tx decides: sale | unlist
+    elif src in escrows:
+        kind = LEDGER_KINDS_PENDING  # Sold, AuctionSettled or Cancelled later in the same tx: sale | auction_settled | unlist
     else:
         kind = "transfer"
     row = ctx.insert("ledger_entry", ev, seq=seq, batch_id=batch_id, operator=a["operator"], from_addr=src,
                      to_addr=dst, amount=value, kind=kind)
     if kind == LEDGER_KINDS_PENDING:
         ctx.mark_pending(ev, row)
-    if src != ZERO and src != market:
+    if src != ZERO and src not in escrows:
         _bump(ctx, src, batch_id, "tradable", -value)
-    if dst != ZERO and dst != market:
+    if dst != ZERO and dst not in escrows:
         _bump(ctx, dst, batch_id, "tradable", value)
 
 
@@ -67,7 +68,7 @@ def transfer_batch(ev: ChainEvent, ctx: Context) -> None:
 def batch_created(ev: ChainEvent, ctx: Context) -> None:
     a = ev.args
     ctx.put(CREDIT_BATCH, (a["batchId"],), {
-        "project_id": a["projectId"], "vintage": a["vintage"], "methodology": a["methodology"],
+        "protocol": "carbonledger", "project_id": a["projectId"], "vintage": a["vintage"], "methodology": a["methodology"],
         "registry": a["registry"], "serial_number": a["serialNumber"], "metadata_hash": a["metadataHash"],
         "created_block": ev.block_number, "created_tx": ev.tx_hash, "total_minted": 0, "total_retired": 0,
     })
@@ -92,7 +93,18 @@ def minted(ev: ChainEvent, ctx: Context) -> None:
 @handler("CarbonCredit:Retired")
 def retired(ev: ChainEvent, ctx: Context) -> None:
     a = ev.args
-    ctx.insert("retirement", ev, certificate_id=a["certificateId"], holder=a["holder"], batch_id=a["batchId"],
-               amount=a["amount"], beneficiary=a["beneficiary"], reason=a["reason"])
-    _bump(ctx, a["holder"], a["batchId"], "retired", a["amount"])
-    _batch_add(ctx, ev, a["batchId"], "total_retired", a["amount"])
+    record_retirement(ctx, ev, a["certificateId"], a["holder"], a["batchId"], a["amount"], a["beneficiary"], a["reason"])
+
+
+def record_retirement(ctx: Context, ev: ChainEvent, certificate_id: int, holder: str, batch_id: int, amount: int,
+                      beneficiary: str, reason: str, market_ref: str | None = None) -> list:
+    """A certificate row with the registry serials it consumed (store.serials: FIFO within the batch), the
+    holder's retired amount and the batch's total; returns the row."""
+    b = ctx.get(CREDIT_BATCH, (batch_id,))
+    unit = ctx.labels.get(batch_id, {}).get("unit", 1)  # base units per serial: 1 for ours, 10**decimals for tokens
+    serials = consumed_range(b["serial_number"], b["total_retired"], amount, unit) if b is not None else None
+    row = ctx.insert("retirement", ev, certificate_id=certificate_id, holder=holder, batch_id=batch_id, amount=amount,
+                     beneficiary=beneficiary, reason=reason, serial_range=serials, market_ref=market_ref)
+    _bump(ctx, holder, batch_id, "retired", amount)
+    _batch_add(ctx, ev, batch_id, "total_retired", amount)
+    return row

@@ -28,7 +28,7 @@ def listed(ev: ChainEvent, ctx: Context) -> None:
 def sold(ev: ChainEvent, ctx: Context) -> None:
     a = ev.args
     ref = a["paymentRef"] or None
-    ctx.insert("trade", ev, listing_id=a["listingId"], buyer=a["buyer"], seller=a["seller"], batch_id=a["batchId"],
+    ctx.insert("trade", ev, listing_id=a["listingId"], auction_id=None, buyer=a["buyer"], seller=a["seller"], batch_id=a["batchId"],
                amount=a["amount"], price_per_unit=a["pricePerUnit"], payment_ref=ref)
     if ref is not None:
         ctx.insert("offchain_payment", ev, payment_ref=ref, contract="Marketplace", target_id=a["listingId"])

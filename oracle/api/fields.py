@@ -92,6 +92,10 @@ def _pattern(regex: str, message: str, description: str, *, lower: bool = False,
 
 Address = _pattern("0x[0-9a-fA-F]{40}", "must be a 0x address", "a 0x address (EIP-55 checksum checked when mixed-case)",
                    extra=is_address)
+Account = _pattern("0x(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{64})", "must be a 0x account: 20 bytes (EVM) or 32 bytes (Aptos)",
+                   "the chain's account: a 0x address of 20 bytes on EVM chains (EIP-55 checksum checked when "
+                   "mixed-case) or 32 bytes as 0x + 64 hex digits on Aptos (the long form, leading zeros kept); it must "
+                   "be of the form the oracle's chain uses", extra=lambda v: len(v) == 66 or is_address(v))
 Bytes32 = _pattern("0x[0-9a-fA-F]{64}", "must be 0x + 64 hex", "32 bytes as 0x + 64 hex digits", lower=True,
                    extra=is_bytes32)
 Phone = _pattern("[0-9]{9,15}", "must be digits in international form", "the payer's phone number, international form "

@@ -14,7 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PlainValidator, RootModel, Tag,
                       ValidationInfo, WithJsonSchema, field_validator, model_validator)
 
-from oracle.api.fields import Address, Bytes32, DeviceId, Integer, Phone, UInt, fail, finite
+from oracle.api.fields import Account, Address, Bytes32, DeviceId, Integer, Phone, UInt, fail, finite
 
 # metric -> (hard min, hard max, normal min, normal max): outside the hard limits a reading is refused (physically
 # impossible); outside the normal band it is kept and flagged (`oracle.ingress.iot.assess`).
@@ -46,7 +46,7 @@ class ListingTarget(Wire):
 
     listing_id: UInt("the marketplace listing id (Marketplace.list)", lo=1)
     amount: UInt("how many credits (token units) to buy", lo=1)
-    buyer: Address
+    buyer: Account
 
 
 def _target_kind(v: Any) -> str | None:

@@ -118,3 +118,18 @@ def test_the_asset_hub_leg_is_indexed_beside_the_devnet(demo):
     assert [(h["chain"], int(h["tradable"]), int(h["retired"])) for h in pf["holdings"]] == \
         [("assethub", bought - retired, retired)]
     assert pf["certificates"][0]["beneficiary"] == "Acme Logistics Ltd"
+
+
+def test_the_aptos_leg_is_indexed_beside_the_devnet(demo):
+    """The same credits as Move fungible assets on the stand-in fullnode (labelled as such): minted, listed, settled
+    by the oracle's key after a card payment, retired, a root stored, answered by the same API for the buyer."""
+    d, story = demo
+    assert d.aptos_node is not None, d.aptos_skipped
+    steps = [s for s in story.steps if s.what.startswith("Aptos")]
+    assert len(steps) == 6 and "stand-in" in steps[0].what
+    minted = sum(co2_saved_g(km) for _, _, km in TRIPS)
+    bought, retired = minted // 4, minted // 8
+    pf = run(d, *d.queries(story)["portfolio on Aptos (stand-in)"])["portfolio"]
+    assert [(h["chain"], int(h["tradable"]), int(h["retired"])) for h in pf["holdings"]] == \
+        [("aptos", bought - retired, retired)]
+    assert pf["certificates"][0]["beneficiary"] == "Acme Logistics Ltd"

@@ -294,7 +294,7 @@ def test_sse_stream_and_the_optional_token(anvil, db_url):
 
 
 def test_intent_status_changes_reach_their_subscriber(db_url):
-    """The oracle_intent trigger (migration 0003) notifies every status change in its transaction; a subscriber
+    """The oracle_intent trigger (migration 0005) notifies every status change in its transaction; a subscriber
     gets the current status, then each transition, and nothing of other intents or of a rolled-back change."""
     server = LiveServer(db_url, request_timeout_ms=100)  # a subscription outlives a request's time budget
     conn = psycopg.connect(libpq_url(db_url), autocommit=True)

@@ -117,13 +117,15 @@ def test_every_certificate_is_rebuilt_from_the_chain_and_equals_the_api(world):
     for n in nodes:
         report = _verify(world, int(n["id"]))
         assert report.ok, (n["id"], _failed(report))
-        assert {c.name for c in report.checks} >= {"found", "canonical", "reaches_mint", "api", "api_canonical"}
+        assert {c.name for c in report.checks} >= {"found", "canonical", "reaches_mint", "api", "api_canonical",
+                                                   "api_serials"}
     known = _verify(world, world.cert, api=False)
     assert [(m.kind, m.amount, m.payment_ref) for m in known.events] == [
         ("mint", 100, None), ("transfer", 60, None), ("list", 40, None), ("sale", 25, "pi_known_payment"),
         ("retirement", 20, None)]
     assert known.events[0].verification_hash == "0x" + "07" * 32
     assert known.facts["batch"]["serialNumber"] == "VCS-1-100"
+    assert known.facts["serial_range"] == "VCS-1-20"  # the batch's first retirement: serials 1..20 (FIFO)
     mine = next(n for n in nodes if n["id"] == str(world.cert))
     assert mine["verification"]["contract"].lower() == world.dep.address("CarbonCredit").lower()
     # The field's command, run as given (with a node's URL), verifies with no database at all: the one configured
@@ -204,7 +206,7 @@ def test_the_printed_certificate_carries_the_facts_and_a_qr_code(world, tmp_path
                f"CarbonCredit={cc}", "--contract", f"Marketplace={mk}", env=_env())
     assert out.returncode == 0, out.stdout + out.stderr
     html = page.read_text()
-    assert "Acme Ltd" in html and "VCS-1-100" in html and "pi_known_payment" in html and "<svg" in html
+    assert "Acme Ltd" in html and "VCS-1-100" in html and "VCS-1-20" in html and "pi_known_payment" in html and "<svg" in html
     assert f"carbonledger verify certificate {world.cert} --rpc RPC_URL --contract CarbonCredit={cc}" in html
     pdf = _cli("certificate", str(world.cert), "--out", str(tmp_path / "c.pdf"), "--rpc", world.anvil.url, env=_env())
     assert pdf.returncode != 0 and pdf.stderr.count("\n") == 1 and "HTML" in pdf.stderr

@@ -12,7 +12,7 @@ from web3.logs import DISCARD
 from chains.evm import artifacts
 from chains.evm.deploy import ROLE_CONTRACTS, Deployment, deploy_contract, deploy_protocol, role_id
 
-NAMES = ["CarbonCredit", "Escrow", "IoTAnchor", "Marketplace", "QRPayment"]
+NAMES = ["Auction", "CarbonCredit", "Escrow", "IoTAnchor", "Marketplace", "QRPayment"]
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,27 @@ def test_chain_family_registration_names_missing_methods():
     assert "Writer must implement" in msg and "broadcast" in msg
 
 
+
+def test_families_are_found_by_name_and_must_open_from_settings():
+    """A family is one package chains.<name>: the daemons load it by its configured name (no branching on it), and
+    its reader must say how it is built from settings and how its node is checked."""
+    import pytest
+
+    from chains.base import ChainError, ChainReader, load_family, register_family
+
+    for name in ("evm", "substrate", "aptos"):
+        fam = load_family(name)
+        assert fam.name == name and fam.reader.open.__func__ is not ChainReader.open.__func__
+    with pytest.raises(ChainError, match="no package chains.nope"):
+        load_family("nope")
+    evm = load_family("evm")
+
+    class NoOpen(evm.reader):  # type: ignore[misc,valid-type]
+        open = ChainReader.open
+
+    with pytest.raises(TypeError, match="NoOpen must implement open"):
+        register_family("half-open", NoOpen, evm.writer)
+
 # Floors, bottom up: a module may import only from its own package or a lower floor (the command line and demo on top;
 # indexer, oracle and the API side by side, never importing each other; the ground imports none of the project).
 FLOORS = {"core": 0, "chains": 1, "store": 1, "indexer": 2, "oracle": 2, "gqlapi": 2, "carbonledger": 3}

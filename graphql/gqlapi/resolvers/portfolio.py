@@ -13,7 +13,7 @@ from gqlapi.types.block import BlockInput
 from gqlapi.types.holding import Holding
 from gqlapi.types.portfolio import Portfolio, PortfolioTotals
 
-_BATCH_COLS = ("project_id", "vintage", "methodology", "registry", "serial_number", "metadata_hash",
+_BATCH_COLS = ("protocol", "project_id", "vintage", "methodology", "registry", "serial_number", "metadata_hash",
                "created_block", "created_tx", "total_minted", "total_retired")
 _NUMERIC = {"total_minted", "total_retired"}
 

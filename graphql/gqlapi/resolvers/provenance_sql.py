@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-_SELLER = """LEFT JOIN LATERAL (SELECT t.seller, t.listing_id, t.price_per_unit, t.payment_ref FROM trade t
-    WHERE {e}.kind = 'sale' AND t.chain = {e}.chain AND t.tx_hash = {e}.tx_hash AND t.batch_id = {e}.batch_id
+_SELLER = """LEFT JOIN LATERAL (SELECT t.seller, t.listing_id, t.auction_id, t.price_per_unit, t.payment_ref FROM trade t
+    WHERE {e}.kind IN ('sale', 'auction_settled') AND t.chain = {e}.chain AND t.tx_hash = {e}.tx_hash AND t.batch_id = {e}.batch_id
       AND t.buyer = {e}.to_addr ORDER BY t.log_index LIMIT 1) {t} ON TRUE"""
 
 _TRACE = """
@@ -29,7 +29,8 @@ trace(ord, addr, b, l, s) AS (
   SELECT a.ord, COALESCE(t.seller, e.from_addr), e.block_number, e.log_index, e.seq
   FROM trace a JOIN starts st ON st.ord = a.ord
   JOIN ledger_entry e ON e.chain = st.chain AND e.to_addr = a.addr AND e.block_number <= a.b
-   AND e.batch_id = st.batch_id AND e.kind IN ('transfer', 'sale') AND (e.block_number, e.log_index, e.seq) < (a.b, a.l, a.s)
+   AND e.batch_id = st.batch_id AND e.kind IN ('transfer', 'sale', 'auction_settled')
+   AND (e.block_number, e.log_index, e.seq) < (a.b, a.l, a.s)
   """ + _SELLER.format(e="e", t="t") + """
 )"""
 
@@ -39,7 +40,7 @@ picked AS (
   SELECT DISTINCT ON (x.ord, x.chain, x.tx_hash, x.log_index, x.seq) x.* FROM (
     SELECT a.ord, e.* FROM trace a JOIN starts st ON st.ord = a.ord
     JOIN ledger_entry e ON e.chain = st.chain AND e.to_addr = a.addr AND e.block_number <= a.b
-     AND e.batch_id = st.batch_id AND e.kind IN ('mint', 'transfer', 'sale', 'unlist')
+     AND e.batch_id = st.batch_id AND e.kind IN ('mint', 'transfer', 'sale', 'auction_settled', 'unlist')
      AND (e.block_number, e.log_index, e.seq) < (a.b, a.l, a.s)
     UNION ALL
     SELECT a.ord, e.* FROM trace a JOIN starts st ON st.ord = a.ord
@@ -59,12 +60,12 @@ _OUTGOING = """
     SELECT st.ord, e.* FROM starts st
     JOIN trade t ON t.chain = st.chain AND t.seller = st.holder AND t.batch_id = st.batch_id AND t.block_number <= st.b
     JOIN ledger_entry e ON e.chain = t.chain AND e.tx_hash = t.tx_hash AND e.batch_id = t.batch_id
-     AND e.to_addr = t.buyer AND e.kind = 'sale'"""
+     AND e.to_addr = t.buyer AND e.kind IN ('sale', 'auction_settled')"""
 
 _OUTPUT = """
 SELECT p.ord, st.chain AS _chain, st.cert AS _cert, p.chain, p.tx_hash, p.log_index, p.seq, p.block_number,
        p.block_hash, p.block_timestamp, p.kind, p.batch_id, p.amount, COALESCE(t.seller, p.from_addr) AS from_addr,
-       p.to_addr, m.verification_hash, COALESCE(t.listing_id, lst.listing_id) AS listing_id,
+       p.to_addr, m.verification_hash, COALESCE(t.listing_id, lst.listing_id) AS listing_id, t.auction_id,
        COALESCE(t.price_per_unit, lst.price_per_unit) AS price_per_unit, t.payment_ref,
        NULL::numeric AS certificate_id, NULL AS beneficiary, NULL AS reason,
        v.requested_by, v.approved_by, v.approved_at
@@ -79,7 +80,7 @@ LEFT JOIN LATERAL (SELECT l.listing_id, l.price_per_unit FROM listing l WHERE p.
 WHERE p.kind <> 'burn'
 UNION ALL
 SELECT st.ord, st.chain, st.cert, r.chain, r.tx_hash, r.log_index, 0, r.block_number, r.block_hash,
-       r.block_timestamp, 'retirement', r.batch_id, r.amount, r.holder, NULL, NULL, NULL, NULL, NULL,
+       r.block_timestamp, 'retirement', r.batch_id, r.amount, r.holder, NULL, NULL, NULL, NULL, NULL, NULL,
        r.certificate_id, r.beneficiary, r.reason, NULL, NULL, NULL
 FROM starts st JOIN retirement r ON r.chain = st.chain AND r.batch_id = st.batch_id AND {retired}
 ORDER BY ord, block_number, log_index, seq

@@ -19,6 +19,7 @@ class TradeFilter:
     batch_id: BigInt | None = None
     project_id: str | None = None
     listing_id: BigInt | None = None
+    auction_id: BigInt | None = None
     buyer: str | None = None
     seller: str | None = None
     participant: str | None = strawberry.field(default=None, description="Buyer or seller.")
@@ -49,6 +50,7 @@ ORDERS = {
 def _filters(q: Query, w: TradeFilter) -> None:
     q.when(uint_arg(w.batch_id, "where.batchId"), "t.batch_id = %s").when(w.project_id, PROJECT.format(a="t"))
     q.when(uint_arg(w.listing_id, "where.listingId"), "t.listing_id = %s")
+    q.when(uint_arg(w.auction_id, "where.auctionId"), "t.auction_id = %s")
     q.when(address_arg(w.buyer, "where.buyer"), "t.buyer = %s").when(address_arg(w.seller, "where.seller"), "t.seller = %s")
     p = address_arg(w.participant, "where.participant")
     if p is not None:

@@ -17,7 +17,7 @@ from gqlapi.types.provenance_event import ProvenanceEvent
 class CertificateVerification:
     chain: str
     contract: str | None = strawberry.field(description="CarbonCredit's address (null when this API's config does not "
-                                            "name it).")
+                                            "name it, and for an existing market's certificate).")
     tx_hash: str
     log_index: int
     block_number: int
@@ -34,6 +34,12 @@ class Certificate(Event):
     reason: str
     amount: BigInt
     batch_id: BigInt
+    serial_range: str | None = strawberry.field(description="The batch's registry serials this retirement consumed "
+                                                "(first in, first out within the batch), e.g. VCS-VCU-…-101-120; null "
+                                                "when the batch has no serial range.")
+    market_ref: str | None = strawberry.field(description="An existing market's own references for this retirement "
+                                              "(Toucan eventId and certificate NFT, ICR retirement NFT, the Klima "
+                                              "retirement); null for carbonledger's own.")
     block: strawberry.Private[int | None]
 
     @strawberry.field(description="The retired batch's registry details.")
@@ -49,6 +55,13 @@ class Certificate(Event):
     def verification(self, info: strawberry.Info) -> CertificateVerification:
         from core.verifycmd import verify_command
 
+        if int(self.batch_id) >> 96:  # an existing market's retirement (chains.evm.markets): no chain-only verifier yet
+            return CertificateVerification(
+                chain=self.chain, contract=None, tx_hash=self.tx_hash, log_index=self.log_index,
+                block_number=self.block_number, block_hash=self.block_hash,
+                command=f"not a carbonledger certificate: `carbonledger verify` does not rebuild existing markets' "
+                        f"certificates yet; read log {self.log_index} of transaction {self.tx_hash} in block "
+                        f"{self.block_number} ({self.block_hash}) with any node")
         known = info.context.contracts.get(self.chain) or {}
         addresses = known.get("contracts") or {}
         return CertificateVerification(
@@ -66,5 +79,7 @@ class Certificate(Event):
             reason=row["reason"],
             amount=int(row["amount"]),
             batch_id=int(row["batch_id"]),
+            serial_range=row.get("serial_range"),
+            market_ref=row.get("market_ref"),
             block=block,
         )

@@ -19,11 +19,12 @@ class CustodyKind(Enum):
     LIST = "list"
     UNLIST = "unlist"
     SALE = "sale"
+    AUCTION_SETTLED = "auction_settled"
     BURN = "burn"
     RETIREMENT = "retirement"
 
 
-@strawberry.type(description="A movement of credits: mint, transfer, listing, sale, retirement.")
+@strawberry.type(description="A movement of credits: mint, transfer, listing, sale, auction settlement, retirement.")
 class ProvenanceEvent(Event):
     kind: CustodyKind
     batch_id: BigInt
@@ -32,6 +33,8 @@ class ProvenanceEvent(Event):
     to_address: str | None = strawberry.field(description="Receiver (for a listing: the marketplace).")
     verification_hash: str | None = strawberry.field(description="Mint: the verifier's attestation hash.")
     listing_id: BigInt | None
+    auction_id: BigInt | None = strawberry.field(description="Auction settlement: the auction (the winning bid is "
+                                                 "`pricePerUnit`, its fiat reference `paymentRef`).")
     price_per_unit: BigInt | None
     payment_ref: str | None = strawberry.field(description="Sale: the off-chain payment reference, if fiat-settled.")
     certificate_id: BigInt | None
@@ -53,6 +56,7 @@ class ProvenanceEvent(Event):
             to_address=checksum(row.get("to_addr")),
             verification_hash=row.get("verification_hash"),
             listing_id=opt("listing_id"),
+            auction_id=opt("auction_id"),
             price_per_unit=opt("price_per_unit"),
             payment_ref=row.get("payment_ref"),
             certificate_id=opt("certificate_id"),

@@ -1,4 +1,4 @@
-"""A marketplace sale."""
+"""A sale: from a marketplace listing or a settled auction."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from gqlapi.types.credit_batch import CreditBatch, load_batch
 from gqlapi.types.event import Event, event_fields
 
 
-@strawberry.type(description="A sale: an on-chain buy, or an oracle settlement of a fiat payment (paymentRef).")
+@strawberry.type(description="A sale: an on-chain buy, an oracle settlement of a fiat payment (paymentRef), or a "
+                 "settled auction (auctionId; the winning bid is pricePerUnit).")
 class Trade(Event):
-    listing_id: BigInt
+    listing_id: BigInt | None = strawberry.field(description="The listing sold from (null for an auction).")
+    auction_id: BigInt | None = strawberry.field(description="The auction settled (null for a listing sale).")
     buyer: str
     seller: str
     batch_id: BigInt
@@ -33,7 +35,8 @@ class Trade(Event):
     def from_row(cls, row: dict[str, Any], block: int | None = None) -> "Trade":
         return cls(
             **event_fields(row),
-            listing_id=int(row["listing_id"]),
+            listing_id=None if row["listing_id"] is None else int(row["listing_id"]),
+            auction_id=None if row.get("auction_id") is None else int(row["auction_id"]),
             buyer=checksum(row["buyer"]),  # type: ignore[arg-type]
             seller=checksum(row["seller"]),  # type: ignore[arg-type]
             batch_id=int(row["batch_id"]),

@@ -1,7 +1,7 @@
 """live: oracle intent transitions notify the live channel
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-01 16:00:00
 
 A trigger, not a call at each UPDATE site: every status change of an oracle intent (whichever process or code path
@@ -12,8 +12,8 @@ the current status in a snapshot skip notices that snapshot already saw.
 
 from alembic import op
 
-revision = '0003'
-down_revision = '0002'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
