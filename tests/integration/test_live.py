@@ -545,3 +545,56 @@ def test_a_websocket_client_that_stops_reading_is_closed_with_4420(db_url):
         server.close()
     assert got == list(range(1, n + 1))
     assert closed is not None and closed.code == SLOW_CONSUMER and closed.reason.startswith("slow consumer"), closed
+
+
+AUCTION_Q = """subscription($id: BigInt) {
+  auctionChanged(auctionId: $id) {
+    __typename
+    ... on AuctionChanged { auctionId status bidCount highestPricePerUnit winner endsAt block { number } }
+  }
+}"""
+TRADE_Q = """subscription { tradeExecuted { __typename ... on TradeExecuted { auctionId listingId amount pricePerUnit } } }"""
+
+
+def test_auction_bids_and_settlement_reach_their_subscribers(rig, anvil):
+    """An auction's life on `auctionChanged` (created, each bid, settled with its winner) and its settlement on
+    `tradeExecuted` as an auction trade (auctionId set, listingId null)."""
+    w3, dep, run, server = rig
+    cc, au = dep.contract(w3, "CarbonCredit"), dep.contract(w3, "Auction")
+    admin, seller, alice, bob = w3.eth.accounts[0], w3.eth.accounts[5], w3.eth.accounts[6], w3.eth.accounts[7]
+
+    def tx(call, sender, value=0):
+        r = w3.eth.wait_for_transaction_receipt(call.transact({"from": sender, "value": value}), timeout=120)
+        assert r["status"] == 1
+
+    def story():
+        tx(cc.functions.createBatch("PRJ-A", 2024, "M", "R", "S", b"\x09" * 32), admin)
+        batch = cc.functions.batchCount().call()
+        tx(cc.functions.mint(seller, batch, 10, b"\x0a" * 32), admin)
+        tx(cc.functions.setApprovalForAll(au.address, True), seller)
+        end = w3.eth.get_block("latest").timestamp + 3600
+        tx(au.functions.create(batch, 10, 5, 1, end), seller)
+        tx(au.functions.bid(1, 5), alice, 50)
+        tx(au.functions.bid(1, 7), bob, 70)
+        anvil.rpc("evm_setNextBlockTimestamp", [end + 1])
+        anvil.rpc("anvil_mine", ["0x1"])  # the end is in the past for the settle's gas estimate too
+        tx(au.functions.settle(1), alice)
+
+    async def main():
+        c = await WsClient(server.ws_url).start()
+        await c.subscribe("a", AUCTION_Q, {"id": "1"})
+        await c.subscribe("t", TRADE_Q, {})
+        await _until(lambda: len(server.hub.subscribers) == 2)
+        await asyncio.to_thread(story)
+        got = [await c.next("a") for _ in range(4)]
+        trade = await c.next("t")
+        await c.close()
+        return got, trade
+
+    got, trade = asyncio.run(main())
+    seq = [m["auctionChanged"] for m in got]
+    assert [(m["status"], m["bidCount"], m["highestPricePerUnit"]) for m in seq] == [
+        ("active", 0, None), ("active", 1, "5"), ("active", 2, "7"), ("settled", 2, "7")]
+    assert seq[-1]["winner"].lower() == bob.lower() and seq[0]["block"]["number"] < seq[-1]["block"]["number"]
+    assert trade["tradeExecuted"] == {"__typename": "TradeExecuted", "auctionId": "1", "listingId": None,
+                                      "amount": "10", "pricePerUnit": "7"}

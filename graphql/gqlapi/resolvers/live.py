@@ -28,7 +28,8 @@ from gqlapi.live import LimitReached, LiveClosed, Snapshot
 from gqlapi.scalars import BigInt
 from gqlapi.types.live import (BlockIndexed, BlockMessage, CertificateIssued, CertificateMessage, IntentStatusChanged,
                                LiveBlock, OrderStatusChanged, OrderStatusMessage, PortfolioChanged, PortfolioMessage,
-                               Retracted, SinceInput, TradeExecuted, TradeMessage)
+                               Retracted, SinceInput, TradeExecuted, TradeMessage,
+                               AuctionChanged, AuctionMessage)
 from gqlapi.types.meta import ChainMeta
 
 _META_SQL = (
@@ -47,16 +48,21 @@ class Stream:
     block: str
     hashed: bool  # rows carry block_hash (event tables); versions do not
     make: Callable[[dict[str, Any]], Any]
+    key: str = "e.owner, e.batch_id"  # versions: their order within a block
+
+    @property
+    def order(self) -> str:
+        return "e.log_index" if self.hashed else self.key
 
     def range_sql(self) -> str:
         """Rows of blocks lo..hi of one chain; those of block hi only on the branch whose hash the notice names."""
         same = f" AND (e.{self.block} < %(hi)s OR e.block_hash = %(hash)s)" if self.hashed else ""
         return (f"{self.select} WHERE e.chain = %(chain)s AND e.{self.block} BETWEEN %(lo)s AND %(hi)s{same} "
-                f"ORDER BY e.{self.block}, {'e.log_index' if self.hashed else 'e.owner, e.batch_id'}")
+                f"ORDER BY e.{self.block}, {self.order}")
 
     def history_sql(self) -> str:
         return (f"{self.select} WHERE (%(chain)s::text IS NULL OR e.chain = %(chain)s) AND e.{self.block} > %(lo)s "
-                f"ORDER BY e.chain, e.{self.block}, {'e.log_index' if self.hashed else 'e.owner, e.batch_id'} "
+                f"ORDER BY e.chain, e.{self.block}, {self.order} "
                 "LIMIT %(limit)s")
 
 
@@ -75,8 +81,14 @@ CERTIFICATES = Stream(
     "e.log_index, e.block_number, e.block_hash FROM retirement e", "block_number", True, CertificateIssued.from_row)
 TRADES = Stream(
     "trades", frozenset({"trade"}),
-    "SELECT e.chain, e.listing_id, e.buyer, e.seller, e.batch_id, e.amount, e.price_per_unit, e.payment_ref, "
-    "e.tx_hash, e.log_index, e.block_number, e.block_hash FROM trade e", "block_number", True, TradeExecuted.from_row)
+    "SELECT e.chain, e.listing_id, e.auction_id, e.buyer, e.seller, e.batch_id, e.amount, e.price_per_unit, "
+    "e.payment_ref, e.tx_hash, e.log_index, e.block_number, e.block_hash FROM trade e", "block_number", True,
+    TradeExecuted.from_row)
+AUCTIONS = Stream(
+    "auctions", frozenset({"auction"}),
+    "SELECT e.chain, e.auction_id, e.seller, e.batch_id, e.amount, e.status, e.highest_bidder, "
+    "e.highest_price_per_unit, e.bid_count, e.end_time, e.winner, e.valid_from AS block_number, "
+    "NULL::text AS block_hash FROM auction e", "valid_from", False, AuctionChanged.from_row, key="e.auction_id")
 
 
 class Live:
@@ -280,6 +292,17 @@ async def trade_executed(info: strawberry.Info, batch_id: BigInt | None = None, 
         yield m
 
 
+async def auction_changed(info: strawberry.Info, auction_id: BigInt | None = None, batch_id: BigInt | None = None,
+                         seller: str | None = None, chain: str | None = None,
+                         since: SinceInput | None = None) -> AsyncGenerator[AuctionMessage, None]:
+    """Auctions as they change: created, each bid (highest bid, end after it), settled or unsold (of one auction,
+    batch or seller, or all)."""
+    aid, bid, who = uint_arg(auction_id, "auctionId"), uint_arg(batch_id, "batchId"), address_arg(seller, "seller")
+    async for m in _stream(info, AUCTIONS, chain, since, lambda r: (aid is None or int(r["auction_id"]) == aid)
+                           and (bid is None or int(r["batch_id"]) == bid) and (who is None or r["seller"] == who)):
+        yield m
+
+
 async def intent_status_changed(info: strawberry.Info, key: str) -> AsyncGenerator[IntentStatusChanged, None]:
     """An oracle write intent's status: first its current status (if it exists), then each transition."""
     live = _live(info)
@@ -310,4 +333,5 @@ class Subscription:
     portfolio_changed: PortfolioMessage = strawberry.subscription(resolver=portfolio_changed)
     certificate_issued: CertificateMessage = strawberry.subscription(resolver=certificate_issued)
     trade_executed: TradeMessage = strawberry.subscription(resolver=trade_executed)
+    auction_changed: AuctionMessage = strawberry.subscription(resolver=auction_changed)
     intent_status_changed: IntentStatusChanged = strawberry.subscription(resolver=intent_status_changed)

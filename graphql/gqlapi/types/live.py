@@ -105,7 +105,8 @@ class CertificateIssued:
 @strawberry.type(description="A marketplace sale (an on-chain buy, or an oracle settlement: paymentRef).")
 class TradeExecuted:
     block: LiveBlock
-    listing_id: BigInt
+    listing_id: BigInt | None = strawberry.field(description="The listing sold from (null for an auction).")
+    auction_id: BigInt | None = strawberry.field(description="The auction settled (null for a listing sale).")
     buyer: str
     seller: str
     batch_id: BigInt
@@ -116,9 +117,35 @@ class TradeExecuted:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "TradeExecuted":
-        return cls(block=_at(row), listing_id=int(row["listing_id"]), buyer=checksum(row["buyer"]),  # type: ignore[arg-type]
+        opt = lambda k: None if row.get(k) is None else int(row[k])  # noqa: E731
+        return cls(block=_at(row), listing_id=opt("listing_id"), auction_id=opt("auction_id"),
+                   buyer=checksum(row["buyer"]),  # type: ignore[arg-type]
                    seller=checksum(row["seller"]), batch_id=int(row["batch_id"]), amount=int(row["amount"]),  # type: ignore[arg-type]
                    price_per_unit=int(row["price_per_unit"]), payment_ref=row["payment_ref"], tx_hash=row["tx_hash"])
+
+
+@strawberry.type(description="An auction changed: created, bid on (highest bid and end after it) or settled (winner, or "
+                 "unsold: the lot went back to the seller).")
+class AuctionChanged:
+    block: LiveBlock
+    auction_id: BigInt
+    seller: str
+    batch_id: BigInt
+    amount: BigInt
+    status: str = strawberry.field(description="active | settled | unsold")
+    highest_bidder: str | None
+    highest_price_per_unit: BigInt | None
+    bid_count: int
+    ends_at: int
+    winner: str | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> "AuctionChanged":
+        return cls(block=_at(row), auction_id=int(row["auction_id"]), seller=checksum(row["seller"]),  # type: ignore[arg-type]
+                   batch_id=int(row["batch_id"]), amount=int(row["amount"]), status=row["status"],
+                   highest_bidder=checksum(row["highest_bidder"]),
+                   highest_price_per_unit=None if row["highest_price_per_unit"] is None else int(row["highest_price_per_unit"]),
+                   bid_count=int(row["bid_count"]), ends_at=int(row["end_time"]), winner=checksum(row["winner"]))
 
 
 @strawberry.type(description="An oracle write intent changed status (pending, signed, sent, confirmed, failed).")
@@ -140,3 +167,4 @@ OrderStatusMessage = Annotated[OrderStatusChanged | Retracted, strawberry.union(
 PortfolioMessage = Annotated[PortfolioChanged | Retracted, strawberry.union("PortfolioMessage")]
 CertificateMessage = Annotated[CertificateIssued | Retracted, strawberry.union("CertificateMessage")]
 TradeMessage = Annotated[TradeExecuted | Retracted, strawberry.union("TradeMessage")]
+AuctionMessage = Annotated[AuctionChanged | Retracted, strawberry.union("AuctionMessage")]
