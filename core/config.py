@@ -141,7 +141,12 @@ class ChainSettings(_Strict):
     finality_depth: int = Field(12, ge=0, description="Blocks below head treated as final when the node has no `finalized` tag.")
     use_finalized_tag: bool = Field(True, description="Ask the node for its finalized block (evm: the `finalized` "
                                     "tag; substrate: chain_getFinalizedHead) instead of head - finality_depth.")
-    poll_interval_s: float = Field(1.0, gt=0, description="Head poll interval.")
+    poll_interval_s: float = Field(1.0, gt=0, description="Longest head poll interval (the poll backs off to it "
+                                   "while no block comes).")
+    poll_min_interval_s: float = Field(0.02, gt=0, description="Shortest head poll interval: right after a new block "
+                                       "(doubling from it up to poll_interval_s while no block comes), and while the "
+                                       "next is due by the chain's observed block time (then every block time / 40, "
+                                       "at least this).")
     shrink_grace_s: float = Field(10.0, ge=0, description="How long the node may show a head below our cursor, with "
                                   "no block at the cursor height and the same head block, before the chain is taken "
                                   "to be shortened and unwound to that head (shorter: lagging node, wait).")
@@ -403,6 +408,23 @@ class ApiSettings(_Strict):
     trusted_proxies: list[str] = Field([], description="Proxies (addresses or CIDRs) whose X-Forwarded-For names "
                                        "the client; behind a proxy on the same host list it here, or its clients "
                                        "all look like loopback (exempt).")
+    live: bool = Field(True, description="Serve live subscriptions (graphql-transport-ws on /graphql, Server-Sent "
+                       "Events on /graphql/stream), fed by one Postgres LISTEN connection per worker process.")
+    live_queue: int = Field(256, ge=1, description="Messages one live subscription may have waiting; past it the "
+                            "client is a slow consumer and is disconnected (close code 4420; SSE: the stream ends).")
+    live_per_connection: int = Field(20, ge=1, description="Most operations at once on one WebSocket connection.")
+    live_per_client: int = Field(100, ge=1, description="Most live subscriptions of one client (address after "
+                                 "trusted proxies) per worker process.")
+    live_max_subscriptions: int = Field(10_000, ge=1, description="Most live subscriptions per worker process.")
+    live_max_replay: int = Field(10_000, ge=1, description="Most messages a subscription resuming with `since` is "
+                                 "sent from history; more is refused (resume from a later block).")
+    live_max_message_bytes: int = Field(65_536, ge=1024, description="Largest WebSocket message a client may send.")
+    live_listen_url: str | None = Field(None, repr=False, description="Postgres URL of the live listener: the "
+                                        "primary (a read replica cannot LISTEN; the API's reads may use one, and wait "
+                                        "for it to replay each notice's transaction). Unset: the database URL.")
+    live_token: SecretStr | None = Field(None, description="When set, live clients must present it: "
+                                   "graphql-transport-ws `connection_init` payload {\"token\": ...}, SSE header "
+                                   "`Authorization: Bearer ...` (else 4403 / 401). Unset: open, like queries.")
 
     @field_validator("rate_limit")
     @classmethod

@@ -21,6 +21,7 @@ from chains.base import ChainReader, ReorgTooDeep, load_family
 from chains.rpc import RpcError, RpcTransportError
 from indexer import writer
 from indexer.lease import Lease
+from indexer.pacing import Pacer
 from indexer.sync import ChainSync
 
 log = logging.getLogger("carbonledger.indexer")
@@ -60,6 +61,7 @@ class Indexer:
         self.syncs = build_syncs(settings, self.db_url, **sync_kw)
         self.leases = {s.chain: Lease(self.db_url, s.chain) for s in self.syncs}
         self.poll = min((c.poll_interval_s for c in settings.chains.values()), default=1.0)
+        self.pacers = {name: Pacer(cs.poll_min_interval_s, cs.poll_interval_s) for name, cs in settings.chains.items()}
         self._lease_checked = {s.chain: 0.0 for s in self.syncs}
         self._failures = {s.chain: 0 for s in self.syncs}
         self._retry_at = {s.chain: 0.0 for s in self.syncs}  # a failing chain is not stepped again before this
@@ -137,11 +139,16 @@ class Indexer:
                     if self.stop.is_set():
                         break
                     if now >= self._retry_at[sync.chain] and self._lead(sync):
+                        before = sync.stats.block
                         busy = self._step(sync) or busy
+                        if sync.stats.block > before:
+                            self.pacers[sync.chain].new_block(time.monotonic())
                 if until is not None and until(self):
                     break
                 if not busy:
-                    wait = self.poll if any(l.held for l in self.leases.values()) else 0.5
+                    t = time.monotonic()
+                    held = [self.pacers[s.chain].next_wait(t) for s in self.syncs if self.leases[s.chain].held]
+                    wait = min(held) if held else 0.5
                     backing_off = [t - now for t in self._retry_at.values() if t > now]
                     self._idle(max(wait, min(backing_off)) if backing_off and len(backing_off) == len(self.syncs) else wait)
             return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import psycopg
 
 from chains.base import Block
@@ -18,6 +19,19 @@ from indexer.context import Context, Key
 from indexer.tables import EVENTS, VERSIONED
 
 EVENT_TABLES = list(EVENTS)
+# The live channel (gqlapi.live listens): one small JSON notice per commit or undo, sent inside that transaction, so
+# Postgres delivers it only once the rows are visible, and never for a transaction that rolled back. `xid` is the
+# transaction's id: a subscriber that read history in a snapshot skips the notices that snapshot already saw.
+LIVE_CHANNEL = "carbonledger_live"
+
+
+def _notify(conn: psycopg.Connection, notice: dict[str, Any]) -> None:
+    conn.execute("SELECT pg_notify(%s, jsonb_set(%s::jsonb, '{xid}', to_jsonb(pg_current_xact_id()::text))::text)",
+                 (LIVE_CHANNEL, orjson.dumps(notice).decode()))
+
+
+def _touched(ctx: Context) -> list[str]:
+    return sorted([t for t, rows in ctx.rows.items() if rows] + [t for t, v in ctx.versions.items() if v])
 
 
 class Fenced(Exception):
@@ -144,7 +158,8 @@ def commit(conn: psycopg.Connection, ctx: Context, expected: tuple[int, str | No
             "finalized_number = GREATEST(indexer_cursor.finalized_number, EXCLUDED.finalized_number), "
             "genesis_hash = COALESCE(indexer_cursor.genesis_hash, EXCLUDED.genesis_hash), updated_at = now()",
             (ctx.chain, cursor.number, cursor.hash, finalized, genesis))
-        conn.execute("SELECT pg_notify('carbonledger_block', %s)", (f"{ctx.chain}:{cursor.number}",))
+        _notify(conn, {"t": "block", "chain": ctx.chain, "from": first.number, "to": cursor.number, "hash": cursor.hash,
+                       "kinds": _touched(ctx)})
 
 
 def undo(conn: psycopg.Connection, chain: str, expected: tuple[int, str | None], ancestor: int, ancestor_hash: str) -> None:
@@ -165,4 +180,5 @@ def undo(conn: psycopg.Connection, chain: str, expected: tuple[int, str | None],
         conn.execute("DELETE FROM indexed_block WHERE chain = %s AND number > %s", (chain, ancestor))
         conn.execute("UPDATE indexer_cursor SET block_number = %s, block_hash = %s, updated_at = now() WHERE chain = %s",
                      (ancestor, ancestor_hash, chain))
-        conn.execute("SELECT pg_notify('carbonledger_block', %s)", (f"{chain}:{ancestor}",))
+        # The retraction: blocks from..to (what the old cursor covered above the ancestor) no longer hold.
+        _notify(conn, {"t": "reorg", "chain": chain, "from": ancestor + 1, "to": expected[0], "hash": ancestor_hash})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import hmac
 import json
 import logging
 import time
@@ -20,8 +21,10 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 from core.config import ApiSettings, Settings
 from core.ratelimit import ClientLimit, client_from_scope, in_networks, proxy_networks
@@ -31,7 +34,10 @@ from gqlapi.context import Context, Limits
 from gqlapi.db import Database
 from gqlapi.endpoint import GraphQLEndpoint
 from gqlapi.errors import INTERNAL, RATE_LIMITED
+from gqlapi.live import Hub
+from gqlapi.resolvers.live import Live
 from gqlapi.schema import make_schema
+from gqlapi.sse import sse_route
 
 log = logging.getLogger("gqlapi")
 _INTERNAL_BODY = orjson.dumps({"errors": [{"message": "Unexpected error.", "extensions": {"code": INTERNAL}}]})
@@ -176,13 +182,33 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
     metrics = _Metrics()
     state = {"db": False}
     contracts = configured_contracts(settings)
+    api = settings.api
+    hub = Hub(api.live_listen_url or database_url, queue_size=api.live_queue, max_subscribers=api.live_max_subscriptions,
+              per_client=api.live_per_client) if api.live else None
+    live = Live(hub, db, max_replay=api.live_max_replay, trusted_proxies=proxy_networks(api.trusted_proxies)) \
+        if hub is not None else None
+    token = api.live_token.get_secret_value() if api.live_token is not None else None
 
     class View(GraphQL):
         async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
-            return Context.create(db, limits, request, response, contracts=contracts)
+            ctx = Context.create(db, limits, request, response, contracts=contracts, live=live)
+            if request.scope.get("type") == "websocket":
+                ctx.deadline = None  # one context serves the connection's every message: no request time budget
+            return ctx
 
-        def encode_json(self, data: object) -> bytes:  # type: ignore[override]
-            return orjson.dumps(data)
+        async def on_ws_connect(self, context: Any) -> Any:  # type: ignore[override]
+            if live is None:
+                raise ConnectionRejectionError({"message": "live updates are not enabled on this server (api.live)"})
+            if token is not None:
+                given = (context.connection_params or {}).get("token")
+                if not isinstance(given, str) or not hmac.compare_digest(given.encode(), token.encode()):
+                    raise ConnectionRejectionError({"message": "live updates need connection_init {\"token\": ...}"})
+            return await super().on_ws_connect(context)
+
+        def encode_json(self, data: object) -> str:  # type: ignore[override]
+            # Text, not bytes: strawberry sends bytes as binary WebSocket frames, and graphql-transport-ws clients
+            # (GraphiQL's among them) read only text frames. (The hot POST path is gqlapi.endpoint, not this view.)
+            return orjson.dumps(data).decode()
 
         def decode_json(self, data: str | bytes) -> object:
             return _decode_json(data)
@@ -191,7 +217,9 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
             return HTMLResponse(graphiql.offline_html(self.graphql_ide_html))
 
     schema = make_schema(settings.api)
-    view = View(schema, graphql_ide="graphiql" if settings.api.graphiql else None, allow_queries_via_get=True)
+    view = View(schema, graphql_ide="graphiql" if settings.api.graphiql else None, allow_queries_via_get=True,
+                subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+                max_subscriptions_per_connection=api.live_per_connection)
     endpoint = GraphQLEndpoint(schema, view, lambda single: Context.create(db, limits, single=single, contracts=contracts),
                                max_body_bytes=settings.api.max_body_bytes)
     graphql_app = _TimedGraphQL(endpoint, metrics, db, _Gate(settings.api))
@@ -205,6 +233,8 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await db.open()
+        if hub is not None:
+            await hub.start()
         # Everything built at start-up (modules, the schema, its types) is long-lived: frozen, the collector stops
         # re-scanning it, which otherwise made each full collection a ~60 ms pause under load (the API's p99).
         gc.collect()
@@ -214,21 +244,46 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
             yield
         finally:
             task.cancel()
+            if hub is not None:
+                await hub.close()
             await db.close()
 
-    def ready() -> tuple[bool, dict]:
-        return state["db"], {"database": state["db"]}
+    if hub is not None:
+        Gauge("api_live_subscriptions", "Live subscriptions open in this process", registry=metrics.registry) \
+            .set_function(lambda: len(hub.subscribers))
+        Gauge("api_live_slow_consumers_dropped", "Live subscriptions dropped as slow consumers since start",
+              registry=metrics.registry).set_function(lambda: hub.dropped)
+        Gauge("api_live_notices", "Live notices received since start", registry=metrics.registry) \
+            .set_function(lambda: hub.notices)
 
+    def ready() -> tuple[bool, dict]:
+        detail = {"database": state["db"]}
+        if hub is not None:  # informative: queries are served without the listener; subscriptions wait for it
+            detail["live_listener"] = hub.connected.is_set()
+        return state["db"], detail
+
+    routes = [Route("/graphql", graphql_app, methods=["GET", "POST"]), WebSocketRoute("/graphql", view)]
+    if live is not None:
+        stream = sse_route(schema, lambda request: _live_context(Context.create(db, limits, request, contracts=contracts,
+                                                                                live=live)),
+                           max_body_bytes=api.max_body_bytes, token=token)
+        routes.append(Route("/graphql/stream", stream, methods=["GET", "POST"]))
     app = _App(
-        routes=[Route("/graphql", graphql_app, methods=["GET", "POST"]), *graphiql.asset_routes(),
+        routes=[*routes, *graphiql.asset_routes(),
                 *ops_routes(ready, metrics.registry)],
         lifespan=lifespan,
         exception_handlers={Exception: _internal_error},  # Starlette's own 500 (then re-raised to _App) is coded JSON
     )
     app.state.db = db
+    app.state.hub = hub
     app.state.graphql = endpoint
     app.graphql_post = graphql_app
     return app
+
+
+def _live_context(ctx: Context) -> Context:
+    ctx.deadline = None  # a stream's messages are not one request: no request time budget
+    return ctx
 
 
 async def _internal_error(request: Any, exc: Exception) -> Response:

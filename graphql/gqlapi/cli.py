@@ -35,12 +35,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             os.environ["CARBONLEDGER_CONFIG"] = args.config
         with _stopped_by_sigterm():
             uvicorn.run("gqlapi.app:app_from_env", factory=True, host=host, port=port, workers=args.workers,
-                        log_level="warning", log_config=None)
+                        log_level="warning", log_config=None, ws_max_size=settings.api.live_max_message_bytes)
         return 0
     app = create_app(settings, db_url, pool_size=args.pool_size)
     print(f"GraphQL API on http://{host}:{port}/graphql")
     with _stopped_by_sigterm():
-        uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None)  # our JSON lines, not uvicorn's
+        uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None,  # our JSON lines, not uvicorn's
+                    ws_max_size=settings.api.live_max_message_bytes)
     return 0
 
 

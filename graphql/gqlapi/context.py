@@ -28,6 +28,9 @@ class Context:
     response: Any = None
     heads: dict[str, int] | None = None  # chain -> indexed head, loaded once when a block argument is checked
     deadline: float | None = None  # time.monotonic() after which execution stops (the executor and db check it)
+    live: Any = None  # gqlapi.resolvers.live.Live, when live subscriptions are served
+    connection_params: Any = None  # graphql-transport-ws connection_init payload
+    live_closed: Any = None  # gqlapi.live.LiveClosed: why the server ended this live operation
     contracts: dict[str, dict[str, Any]] = field(default_factory=dict)  # chain -> contracts and start block (config)
 
     def __post_init__(self) -> None:
@@ -35,9 +38,11 @@ class Context:
 
     @classmethod
     def create(cls, db: Database, limits: Limits, request: Any = None, response: Any = None, *,
-               single: bool = False, contracts: dict[str, dict[str, Any]] | None = None) -> "Context":
+               single: bool = False, contracts: dict[str, dict[str, Any]] | None = None,
+               live: Any = None) -> "Context":
         """`single`: the request is expected to run one statement (see gqlapi.db.Session); `contracts`: the
-        configured protocol contracts per chain (what a third party needs to check an answer on chain)."""
+        configured protocol contracts per chain (what a third party needs to check an answer on chain); `live`: the
+        live-subscription service (gqlapi.resolvers.live.Live), when served."""
         deadline = time.monotonic() + limits.request_timeout_ms / 1000
         return cls(db=db.session(single, deadline, limits.request_timeout_ms), limits=limits, request=request,
-                   response=response, deadline=deadline, contracts=contracts or {})
+                   response=response, deadline=deadline, contracts=contracts or {}, live=live)

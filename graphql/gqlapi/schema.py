@@ -24,6 +24,7 @@ from gqlapi.resolvers.certificates import certificate, certificates
 from gqlapi.resolvers.escrow import escrow_orders
 from gqlapi.resolvers.events import iot_anchors, qr_payments, settlements
 from gqlapi.resolvers.listings import listings
+from gqlapi.resolvers.live import Subscription
 from gqlapi.resolvers.market import candles, market_stats
 from gqlapi.resolvers.meta import meta
 from gqlapi.resolvers.portfolio import portfolio
@@ -81,6 +82,7 @@ def make_schema(api: ApiSettings | None = None) -> strawberry.Schema:
     guard: list[Guard] = []  # made once the graphql-core schema exists; the extension factory runs per request
     schema = Schema(
         query=Query,
+        subscription=Subscription,
         config=StrawberryConfig(auto_camel_case=True, scalar_map=SCALARS),
         execution_context_class=FastExecutionContext,
         extensions=[

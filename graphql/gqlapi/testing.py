@@ -329,9 +329,9 @@ class ApiClient:
 
 class Served:
     """`carbonledger serve` in a subprocess on a free port (a real uvicorn event loop, for tests about what one
-    request does to the others); `env` adds settings such as CARBONLEDGER_API_MAX_DEPTH."""
+    request does to the others); `args` adds flags (`--workers 2`), `env` settings such as CARBONLEDGER_API_MAX_DEPTH."""
 
-    def __init__(self, url: str, **env: str) -> None:
+    def __init__(self, url: str, *args: str, **env: str) -> None:
         import os
         import socket
         import subprocess
@@ -344,7 +344,7 @@ class Served:
         full = {k: v for k, v in os.environ.items() if not k.startswith("CARBONLEDGER_")}
         full.update(CARBONLEDGER_DATABASE_URL=url, CARBONLEDGER_CONFIG=os.devnull, **env)
         self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([sys.executable, "-m", "carbonledger.cli", "serve", "--port", str(port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "carbonledger.cli", "serve", "--port", str(port), *args],
                                      env=full, stdout=self.log, stderr=subprocess.STDOUT)
         self.base = f"http://127.0.0.1:{port}"
 
@@ -372,3 +372,117 @@ class Served:
         self.proc.kill()  # a test may have left it stuck on purpose (that is what it tests); nothing to flush
         self.proc.wait(timeout=10)
         self.log.close()
+
+
+class LiveServer:
+    """The API app under a real uvicorn on a free port, in a thread of this process (tests reach into
+    `app.state.hub`); `api` sets ApiSettings such as live_queue."""
+
+    def __init__(self, url: str, **api: Any) -> None:
+        import socket
+        import threading
+        import time
+
+        import uvicorn
+
+        from core.config import ApiSettings, DatabaseSettings, Settings
+        from gqlapi.app import create_app
+
+        settings = Settings(api=ApiSettings(**api), database=DatabaseSettings(url=url))
+        self.app = create_app(settings, url, pool_size=4)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    log_config=None, ws_max_size=settings.api.live_max_message_bytes))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not (self.server.started and self.app.state.hub.connected.is_set()):
+            assert self.thread.is_alive() and time.monotonic() < deadline, "the live API did not start"
+            time.sleep(0.02)
+        self.ws_url = f"ws://127.0.0.1:{self.port}/graphql"
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    @property
+    def hub(self) -> Any:
+        return self.app.state.hub
+
+    def close(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+class WsClient:
+    """A graphql-transport-ws client (the `websockets` library): `await c.start()`, `await c.subscribe(id, q, v)`,
+    then `await c.next(id)` per message; `closed` holds (code, reason) once the server closed the socket."""
+
+    def __init__(self, url: str, params: dict | None = None) -> None:
+        self.url, self.params = url, params or {}
+        self.ws: Any = None
+        self.inbox: dict[str, Any] = {}
+        self.closed: tuple[int, str] | None = None
+        self._reader: Any = None
+
+    async def start(self) -> "WsClient":
+        import asyncio
+
+        import orjson
+        from websockets.asyncio.client import connect
+
+        self.ws = await connect(self.url, subprotocols=["graphql-transport-ws"], open_timeout=30)
+        await self.ws.send(orjson.dumps({"type": "connection_init", "payload": self.params}).decode())
+        ack = orjson.loads(await asyncio.wait_for(self.ws.recv(), 30))
+        assert ack["type"] == "connection_ack", ack
+        self._reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self) -> None:
+        import asyncio
+
+        import orjson
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            async for raw in self.ws:
+                assert isinstance(raw, str), "graphql-transport-ws messages are text frames"
+                m = orjson.loads(raw)
+                if m["type"] == "ping":
+                    await self.ws.send('{"type": "pong"}')
+                    continue
+                self.inbox.setdefault(m.get("id"), asyncio.Queue()).put_nowait(m)
+        except ConnectionClosed:
+            pass
+        rcvd = self.ws.protocol.close_rcvd
+        self.closed = (rcvd.code, rcvd.reason) if rcvd is not None else (1006, "")
+        for q in self.inbox.values():
+            q.put_nowait(None)
+
+    async def subscribe(self, id: str, query: str, variables: dict | None = None) -> None:
+        import asyncio
+
+        import orjson
+
+        self.inbox.setdefault(id, asyncio.Queue())
+        await self.ws.send(orjson.dumps({"id": id, "type": "subscribe",
+                                         "payload": {"query": query, "variables": variables or {}}}).decode())
+
+    async def next(self, id: str, timeout: float = 30) -> Any:
+        """The next message of operation `id` (its payload's data, or the whole message if not `next`); None once
+        the socket closed."""
+        import asyncio
+
+        q = self.inbox.setdefault(id, asyncio.Queue())
+        m = await asyncio.wait_for(q.get(), timeout)
+        if m is None:
+            q.put_nowait(None)
+            return None
+        if m["type"] == "next" and not m["payload"].get("errors"):
+            return m["payload"]["data"]
+        return m
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            await self._reader
