@@ -29,6 +29,7 @@ DONE_VIEWS = {
     ("QRPayment", "settleQROrder"): ("settled", 1),
     ("IoTAnchor", "anchor"): ("anchoredAt", 0),
     ("Auction", "settle"): ("isSettled", 0),
+    ("Auction", "bidOffchain"): ("paymentRefUsed", 3),
     ("CarbonCredit", "mint"): ("usedVerification", 3),
 }
 

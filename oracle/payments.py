@@ -11,8 +11,14 @@ transaction (the outbox rule), decides one of:
   is written; `recheck_pending()` (scheduled every `oracle.payment_recheck_s`, and any redelivery) evaluates it
   again, and flags it `target_not_indexed` after `oracle.payment_pending_max_age_s`. Never written unchecked.
 - **flagged**: recorded with a `flag` for a human (refund due, or a look): `amount_mismatch`, `currency_mismatch`,
-  `double_paid`, `target_unavailable`, `conflicting_receipt`, `target_not_indexed` (and, decided before the gate,
-  Stripe's `payment_not_succeeded`, `livemode_mismatch`, `payment_not_found`, `invalid_metadata`).
+  `double_paid`, `target_unavailable`, `conflicting_receipt`, `target_not_indexed`, `bid_too_low` (and, decided
+  before the gate, Stripe's `payment_not_succeeded`, `livemode_mismatch`, `payment_not_found`, `invalid_metadata`,
+  `hold_captured`).
+
+An auction bid (metadata `auction_id`, `bidder`, `price_per_unit`) is a payment hold, not a payment: accepted when the
+indexed auction is open (by the chain's clock), the bid reaches its minimum (the reserve, or the highest bid, counting
+accepted fiat bids not indexed yet, plus the increment) and the hold covers price x lot; written as
+`Auction.bidOffchain`. oracle.holds captures the hold if the bid wins and releases it otherwise.
 
 A listing's credits are counted as the chain will see them: its indexed `amount_remaining` less the credits of the
 payments accepted for it that the indexer has not seen settled yet (queued, in flight, or mined but not indexed),
@@ -39,7 +45,7 @@ from typing import Any
 
 
 from oracle.api.fields import parse
-from oracle.api.models import OrderTarget, PaymentTarget
+from oracle.api.models import AuctionBidTarget, OrderTarget, PaymentTarget
 from oracle.ingress.common import BadRequest
 from oracle.outbox import Event, Intent, insert_event, insert_intent, intent_status
 
@@ -50,12 +56,13 @@ _RECHECK_BATCH = 200
 
 @dataclass(frozen=True)
 class Target:
-    """What a payment pays for: an escrow order, or `units` credits of a listing delivered to `buyer`."""
+    """What a payment pays for: an escrow order, `units` credits of a listing delivered to `buyer`, or a bid of
+    `units` wei per credit for an auction's lot on behalf of `buyer` (the bidder)."""
 
-    contract: str  # "Escrow" (an order) | "Marketplace" (a listing)
+    contract: str  # "Escrow" (an order) | "Marketplace" (a listing) | "Auction" (a bid backed by a payment hold)
     target_id: int
     buyer: str | None = None
-    units: int | None = None
+    units: int | None = None  # listing: credits bought; auction: the bid's price per credit (wei)
 
     @classmethod
     def from_json(cls, d: Any, status: int = 422, code: str = "invalid_field") -> Target:
@@ -67,16 +74,22 @@ class Target:
         t = target.root
         if isinstance(t, OrderTarget):
             return cls("Escrow", t.order_id)
+        if isinstance(t, AuctionBidTarget):
+            return cls("Auction", t.auction_id, t.bidder, t.price_per_unit)
         return cls("Marketplace", t.listing_id, t.buyer, t.amount)
 
     def to_json(self) -> dict[str, str]:
         if self.contract == "Escrow":
             return {"order_id": str(self.target_id)}
+        if self.contract == "Auction":
+            return {"auction_id": str(self.target_id), "bidder": str(self.buyer), "price_per_unit": str(self.units)}
         return {"listing_id": str(self.target_id), "buyer": str(self.buyer), "amount": str(self.units)}
 
     def intent(self, key: str, source: str, ref: str) -> Intent:
         if self.contract == "Escrow":
             return Intent(key, source, "Escrow", "recordOffchainPayment", [str(self.target_id), ref])
+        if self.contract == "Auction":
+            return Intent(key, source, "Auction", "bidOffchain", [str(self.target_id), self.buyer, str(self.units), ref])
         return Intent(key, source, "Marketplace", "settleOffchain", [str(self.target_id), self.buyer, str(self.units), ref])
 
 
@@ -127,12 +140,24 @@ _HELD = ("SELECT coalesce(sum(p.units), 0) FROM oracle_payment p WHERE p.chain =
          " WHERE o.chain = p.chain AND o.contract = 'Marketplace' AND o.payment_ref = p.payment_ref)")
 
 
+# The highest price per credit of an auction's accepted fiat bids whose BidPlaced the indexer has not seen yet.
+_BID_HELD = ("SELECT max(p.units) FROM oracle_payment p WHERE p.chain = a.chain AND p.contract = 'Auction'"
+             " AND p.target_id = a.auction_id AND p.status = 'accepted' AND NOT EXISTS (SELECT 1 FROM auction_bid b"
+             " WHERE b.chain = p.chain AND b.auction_id = p.target_id AND b.payment_ref = p.payment_ref)")
+
+
 def _indexed(cur: Any, chain: str, t: Target) -> tuple | None:
-    """The current indexed version of the order (amount, status, payment_ref) or listing (price, credits left once
-    the accepted payments not yet indexed are settled, status)."""
+    """The current indexed version of the order (amount, status, payment_ref), listing (price, credits left once
+    the accepted payments not yet indexed are settled, status, seller) or auction (lot, reserve, increment, highest
+    bid counting accepted fiat bids not yet indexed, status, end, seller, the indexed head's time)."""
     if t.contract == "Escrow":
         sql = ("SELECT amount, status, payment_ref FROM escrow_order WHERE chain = %s AND order_id = %s"
                " AND valid_to IS NULL")
+    elif t.contract == "Auction":
+        sql = (f"SELECT a.amount, a.reserve_price_per_unit, a.min_increment_per_unit, a.highest_bidder IS NOT NULL,"
+               f" greatest(a.highest_price_per_unit, ({_BID_HELD})), a.status, a.end_time, a.seller,"
+               " (SELECT max(timestamp) FROM indexed_block WHERE chain = a.chain) FROM auction a"
+               " WHERE a.chain = %s AND a.auction_id = %s AND a.valid_to IS NULL")
     else:
         sql = (f"SELECT l.price_per_unit, l.amount_remaining - ({_HELD}), l.status, l.seller FROM listing l"
                " WHERE l.chain = %s AND l.listing_id = %s AND l.valid_to IS NULL")
@@ -142,9 +167,10 @@ def _indexed(cur: Any, chain: str, t: Target) -> tuple | None:
 def _lock_target(cur: Any, chain: str, t: Target) -> None:
     """Serialise the decisions on one listing until the caller's transaction ends, across oracle processes, so that
     what one accepts is counted by the next. (An escrow order needs none: a unique index admits one payment.)"""
-    if t.contract == "Marketplace":
+    if t.contract in ("Marketplace", "Auction"):  # an auction: two fiat bids are weighed one after the other
+        kind = "listing" if t.contract == "Marketplace" else "auction"
         cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-                    (f"carbonledger:oracle:listing:{chain}:{t.target_id}",))
+                    (f"carbonledger:oracle:{kind}:{chain}:{t.target_id}",))
 
 
 def check(claim: Claim, row: tuple, rates: dict[str, Any]) -> tuple[str | None, str | None, int | None]:
@@ -155,7 +181,18 @@ def check(claim: Claim, row: tuple, rates: dict[str, Any]) -> tuple[str | None, 
     if claim.expected_amount is not None and claim.amount != claim.expected_amount:
         return "amount_mismatch", f"paid {claim.amount}, the checkout asked for {claim.expected_amount}", None
     t = claim.target
-    if t.contract == "Escrow":
+    if t.contract == "Auction":
+        lot, reserve, inc, has_bid, highest, status, end, seller, head = row
+        minimum = int(highest) + int(inc) if has_bid or highest is not None else int(reserve)
+        if len(t.buyer or "") != len(seller):
+            return ("invalid_metadata", f"bidder {t.buyer} is not an account of this chain (its accounts are "
+                    f"{(len(seller) - 2) // 2} bytes, like the seller's): release the hold", None)
+        if status != "active" or (head is not None and int(head) >= int(end)):
+            return "target_unavailable", f"the auction is {status if status != 'active' else 'over'}: release the hold", None
+        if int(t.units or 0) < minimum:
+            return "bid_too_low", f"bid {t.units} per credit, the auction needs at least {minimum}: release the hold", None
+        price = int(t.units or 0) * int(lot)
+    elif t.contract == "Escrow":
         amount, status, ref = row
         if status == "cancelled":
             return "target_unavailable", "the order is cancelled", None

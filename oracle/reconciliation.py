@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Any
 
-from oracle import keeper, outbox, payments, records
+from oracle import holds, keeper, outbox, payments, records
 from oracle.ingress import stripe_webhook
 
 log = logging.getLogger("carbonledger.oracle.reconcile")
@@ -129,5 +129,7 @@ def schedule(pool: Any, chain: str, settings: Any) -> Any:
                   seconds=settings.reconcile_interval_s, id="stuck")
     sched.add_job(guarded(keeper.settle_ended_auctions, pool, chain, settings.stuck_after_s), "interval",
                   seconds=settings.auction_keeper_s, id="auctions")
+    sched.add_job(guarded(holds.settle_holds, pool, chain, settings), "interval", seconds=settings.auction_keeper_s,
+                  id="holds")
     sched.start()
     return sched

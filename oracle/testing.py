@@ -138,10 +138,13 @@ class LocalStripe:
         return stripe.StripeClient(STRIPE_KEY, base_addresses={"api": self.url})
 
     def payment_intent(self, metadata: dict[str, str], amount: int = 1099, currency: str = "usd",
-                       paid: bool = True) -> dict:
-        """A PaymentIntent with our checkout's metadata: paid by card (succeeded), or left unpaid."""
+                       paid: bool = True, hold: bool = False) -> dict:
+        """A PaymentIntent with our checkout's metadata: paid by card (succeeded), left unpaid, or with `hold` an
+        authorised hold (capture_method=manual: requires_capture)."""
         c = self.client()
         params: dict[str, Any] = {"amount": amount, "currency": currency, "metadata": metadata}
+        if hold:
+            params["capture_method"] = "manual"
         if paid:
             if self._card is None:  # one card pays for all
                 self._card = c.v1.payment_methods.create(params={"type": "card", "card": {

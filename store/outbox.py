@@ -135,12 +135,14 @@ class Payment(Base):
     payment_id: Mapped[str] = mapped_column(primary_key=True)  # PaymentIntent id | CheckoutRequestID
     payment_ref: Mapped[str]
     chain: Mapped[str]
-    contract: Mapped[str]  # Marketplace | Escrow
-    target_id: Mapped[uint256]  # listing id | order id
+    contract: Mapped[str]  # Marketplace | Escrow | Auction
+    target_id: Mapped[uint256]  # listing id | order id | auction id
     amount: Mapped[int64]  # minor units of `currency`, as the provider counts them
     currency: Mapped[str]
     price_wei: Mapped[uint256 | None]  # the indexed price it was checked against
-    units: Mapped[uint256 | None]  # credits of the listing it buys (None for an order): held against the listing
+    units: Mapped[uint256 | None]  # credits of the listing it buys (None for an order): held against the listing;
+    # for an auction bid, its price per credit
+    hold: Mapped[str | None]  # an auction bid's payment hold, once decided: captured (the bid won) | released
     # accepted | flagged (never written; or written and refused on chain: write_failed / double_paid, refund due)
     status: Mapped[str]
     flag: Mapped[str | None]

@@ -49,17 +49,31 @@ class ListingTarget(Wire):
     buyer: Account
 
 
+class AuctionBidTarget(Wire):
+    """Bids `price_per_unit` for an auction's whole lot on behalf of `bidder`, backed by a payment hold (a Stripe
+    PaymentIntent with capture_method=manual, `requires_capture`): captured if the bid wins, released otherwise."""
+
+    auction_id: UInt("the auction id (Auction.create)", lo=1)
+    bidder: Account
+    price_per_unit: UInt("the bid per credit, in the chain's base units (wei); the hold must cover it x the lot")
+
+
 def _target_kind(v: Any) -> str | None:
-    """An order when `order_id` is there (even beside `listing_id`), a listing when `listing_id` is."""
+    """An order when `order_id` is there (even beside `listing_id`), a listing when `listing_id` is, an auction bid
+    when `auction_id` is."""
     if isinstance(v, dict) and "order_id" in v:
         return "order"
-    return "listing" if isinstance(v, dict) and "listing_id" in v else None
+    if isinstance(v, dict) and "listing_id" in v:
+        return "listing"
+    return "auction" if isinstance(v, dict) and "auction_id" in v else None
 
 
 class PaymentTarget(RootModel[Annotated[
-        Union[Annotated[OrderTarget, Tag("order")], Annotated[ListingTarget, Tag("listing")]],
+        Union[Annotated[OrderTarget, Tag("order")], Annotated[ListingTarget, Tag("listing")],
+              Annotated[AuctionBidTarget, Tag("auction")]],
         Discriminator(_target_kind, custom_error_type="invalid_target",
-                      custom_error_message="target must be {order_id} or {listing_id, buyer, amount}")]]):
+                      custom_error_message="target must be {order_id}, {listing_id, buyer, amount} or "
+                                           "{auction_id, bidder, price_per_unit}")]]):
     """What a payment pays for, on chain. The Stripe PaymentIntent's `metadata` (set server-side by your checkout,
     never by the payer; Stripe metadata values are strings) and an STK push's `target` take this shape."""
 

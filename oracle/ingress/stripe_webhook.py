@@ -27,7 +27,10 @@ from oracle.outbox import Event
 from oracle.payments import Claim, Target
 
 REFUND_TYPES = ("charge.refunded", "charge.refund.updated", "refund.created", "refund.updated", "refund.failed")
-TARGET_KEYS = ("order_id", "listing_id", "amount", "buyer")
+TARGET_KEYS = ("order_id", "listing_id", "amount", "buyer", "auction_id", "bidder", "price_per_unit")
+# An auction bid is backed by a hold (capture_method=manual): Stripe says so with this event, the PaymentIntent
+# then being `requires_capture`; the oracle captures it if the bid wins and cancels it otherwise (oracle.holds).
+HOLD_EVENT = "payment_intent.amount_capturable_updated"
 MAX_AMOUNT = 10**15  # minor units; Stripe's own ceiling is 8 digits
 
 
@@ -66,10 +69,10 @@ def derive(event: dict[str, Any]) -> tuple[Event, str | None]:
     PaymentIntent id to re-fetch and `assess`). Raises BadRequest(400) only for a body that is not a Stripe event."""
     envelope = parse(StripeEvent, event)
     eid, etype, obj = envelope.id, envelope.type, envelope.data.object
-    if etype == "payment_intent.succeeded":
+    if etype in ("payment_intent.succeeded", HOLD_EVENT):
         pi_id = obj.get("id")
         if not isinstance(pi_id, str) or not pi_id.startswith("pi_") or len(pi_id) > 255:
-            raise BadRequest(400, "not_an_event", "payment_intent.succeeded without a PaymentIntent object")
+            raise BadRequest(400, "not_an_event", f"{etype} without a PaymentIntent object")
         return Event("stripe", eid, etype, {"payment_intent": pi_id}, pi_id), pi_id
     if etype in REFUND_TYPES or etype.startswith("charge.dispute."):
         pi = obj.get("payment_intent")
@@ -110,14 +113,22 @@ def assess(event: Event, pi: dict[str, Any] | None, settings: Any) -> tuple[Even
         "target": {k: str(meta[k])[:100] for k in TARGET_KEYS if k in meta}}
     if not summary["target"]:
         return Event(event.provider, event.event_id, event.type, summary, pi_id), None  # pays for nothing on chain
-    if pi.get("status") != "succeeded":
+    hold = "auction_id" in meta  # a bid: the money is held, not taken, until the auction is decided
+    if pi.get("status") != ("requires_capture" if hold else "succeeded"):
+        if hold and pi.get("status") == "succeeded":
+            return flagged("hold_captured", "an auction bid must be a hold (capture_method=manual), not a payment: "
+                           "refund due", summary)
         return flagged("payment_not_succeeded", f"the PaymentIntent is {summary['status']}", summary)
     if pi.get("livemode") is not settings.stripe_livemode:
         return flagged("livemode_mismatch", f"livemode is {pi.get('livemode')}, oracle.stripe_livemode is "
                        f"{settings.stripe_livemode}", summary)
     try:
         target = Target.from_json(meta, status=400, code="invalid_metadata")
-        received = parse_int(pi.get("amount_received"), "amount_received", hi=MAX_AMOUNT, status=400)
+        # A hold's value is what may still be captured (Stripe's `amount_capturable`; a stand-in without the field
+        # has authorised the whole `amount`).
+        held = pi.get("amount_capturable", pi.get("amount"))
+        received = parse_int(held if hold else pi.get("amount_received"),
+                             "amount_capturable" if hold else "amount_received", hi=MAX_AMOUNT, status=400)
     except BadRequest as err:
         return flagged("invalid_metadata" if err.code == "invalid_metadata" else "invalid_payment", err.message,
                        summary)

@@ -12,7 +12,9 @@ import time
 import anyio
 import httpx
 import pytest
-import stripe
+import schemathesis.specs.openapi.adapter  # noqa: F401 - loaded at collection: schemathesis imports it lazily, and
+import schemathesis.specs.openapi.schemas  # noqa: F401 - compiling it later, at a depth hypothesis changed, trips
+import stripe  # CPython 3.11 ("AST constructor recursion depth mismatch") depending on which tests ran before
 
 from core.config import OracleSettings
 from oracle.api.openapi import document
