@@ -598,3 +598,34 @@ def test_auction_bids_and_settlement_reach_their_subscribers(rig, anvil):
     assert seq[-1]["winner"].lower() == bob.lower() and seq[0]["block"]["number"] < seq[-1]["block"]["number"]
     assert trade["tradeExecuted"] == {"__typename": "TradeExecuted", "auctionId": "1", "listingId": None,
                                       "amount": "10", "pricePerUnit": "7"}
+
+
+def test_no_subscription_opens_while_the_listener_is_reconnecting(db_url):
+    """While the API process has lost its LISTEN connection, a notice committed now would reach nobody: a new
+    subscription is refused (resume with `since` shortly) instead of opened with a silent gap; once the listener is
+    back, subscriptions open again."""
+    server = LiveServer(db_url)
+    conn = psycopg.connect(libpq_url(db_url), autocommit=True)
+    q = "subscription($k: String!) { intentStatusChanged(key: $k) { key status } }"
+
+    async def main():
+        assert server.hub.connected.is_set()
+        server.hub.connected.clear()  # as _run does when its connection drops, before it reconnects
+        c = await WsClient(server.ws_url).start()
+        await c.subscribe("i", q, {"k": "k1"})
+        refused = await c.next("i")
+        server.hub.connected.set()
+        await c.subscribe("j", q, {"k": "k1"})
+        conn.execute("INSERT INTO oracle_intent (idempotency_key, source, chain, contract, function, args, status, "
+                     "already_on_chain) VALUES ('k1', 'stripe', 'dev', 'Escrow', 'fund', '[]', 'pending', false)")
+        ok = await c.next("j")
+        await c.close()
+        return refused, ok
+
+    try:
+        refused, ok = asyncio.run(main())
+    finally:
+        server.close()
+        conn.close()
+    assert "reconnecting to its database listener" in str(refused), refused
+    assert ok == {"intentStatusChanged": {"key": "k1", "status": "pending"}}
