@@ -296,7 +296,8 @@ def test_sse_stream_and_the_optional_token(anvil, db_url):
 def test_intent_status_changes_reach_their_subscriber(db_url):
     """The oracle_intent trigger (migration 0005) notifies every status change in its transaction; a subscriber
     gets the current status, then each transition, and nothing of other intents or of a rolled-back change."""
-    server = LiveServer(db_url, request_timeout_ms=100)  # a subscription outlives a request's time budget
+    # A subscription outlives a request's time budget; with a live token the transaction is shown too.
+    server = LiveServer(db_url, request_timeout_ms=100, live_token="tok-payments")
     conn = psycopg.connect(libpq_url(db_url), autocommit=True)
     q = "subscription($k: String!) { intentStatusChanged(key: $k) { key status txHash blockNumber } }"
 
@@ -310,7 +311,14 @@ def test_intent_status_changes_reach_their_subscriber(db_url):
 
     async def main():
         intent("k1")
-        c = await WsClient(server.ws_url).start()
+        anonymous = LiveServer(db_url)  # no token configured: anyone may subscribe, so status only
+        a = await WsClient(anonymous.ws_url).start()
+        await a.subscribe("i", q, {"k": "k1"})
+        seen = await a.next("i")
+        await a.close()
+        anonymous.close()
+        assert seen == {"intentStatusChanged": {"key": "k1", "status": "pending", "txHash": None, "blockNumber": None}}
+        c = await WsClient(server.ws_url, {"token": "tok-payments"}).start()
         await c.subscribe("i", q, {"k": "k1"})
         got = [await c.next("i")]
         await _until(lambda: len(server.hub.subscribers) == 1)
