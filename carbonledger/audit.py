@@ -63,6 +63,7 @@ def open_reader(args: argparse.Namespace, need: tuple[str, ...]) -> tuple[Any, d
                                 f"pass --contract {missing[0]}=0x… (or a --chain whose config has it)")
         also = {u for n in need for u in USES.get(n, ())}
         cs = cs.model_copy(update={"contracts": {n: c for n, c in have.items() if n in need or n in also},
+                                   "markets": [],  # verify reads the protocol's own contracts only
                                    "deployment": None})
     reader, addresses, start = chain_reader(name, cs)
     first = args.from_block if args.from_block is not None else start

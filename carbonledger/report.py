@@ -39,15 +39,21 @@ def parse_when(text: str, what: str) -> int:
     return int((t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).timestamp())
 
 
+def _cell(v: Any) -> Any:
+    """A text cell a spreadsheet will not run as a formula (chain text is anyone's: "=HYPERLINK(...)")."""
+    return "'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v
+
+
 def to_csv(report: Mapping[str, Any]) -> str:
     """One row per certificate (BI tools read this); totals are in JSON and PDF."""
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
     w.writerow(CSV_COLUMNS)
     for r in report["retirements"]:
-        w.writerow([_iso(r["block_timestamp"]), r["chain"], r["certificate_id"], r["beneficiary"], r["holder"],
-                    r["amount"], r["project_id"], r["vintage"], r["methodology"], r["registry"], r["serial_number"],
-                    r["batch_id"], r["reason"], r["tx_hash"], r["log_index"], r["block_number"], r["block_hash"]])
+        w.writerow([_iso(r["block_timestamp"]), r["chain"], r["certificate_id"], _cell(r["beneficiary"]), r["holder"],
+                    r["amount"], _cell(r["project_id"]), r["vintage"], _cell(r["methodology"]), _cell(r["registry"]),
+                    _cell(r["serial_number"]), r["batch_id"], _cell(r["reason"]), r["tx_hash"], r["log_index"],
+                    r["block_number"], r["block_hash"]])
     return out.getvalue()
 
 
@@ -63,14 +69,19 @@ def to_pdf(report: Mapping[str, Any], path: Path, commands: Mapping[tuple[str, i
     from reportlab.lib.units import cm
     from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+    from xml.sax.saxutils import escape
+
+    def x(v: Any) -> str:  # reportlab reads Paragraph text as markup: chain text (anyone's) is escaped
+        return escape(str(v if v is not None else "?"))
+
     styles = getSampleStyleSheet()
     small = styles["BodyText"].clone("small", fontSize=7, leading=8.5)
     f, t = report["filter"], report["totals"]
-    who = f"beneficiary {f['beneficiary']}" if f["beneficiary"] else f"holder {f['holder']}"
+    who = f"beneficiary {x(f['beneficiary'])}" if f["beneficiary"] else f"holder {x(f['holder'])}"
     period = f"{_iso(f['from'])[:10]} to {_iso(f['to'])[:10]} (exclusive)" if f["to"] < 2**40 else f"from {_iso(f['from'])[:10]}"
     story: list[Any] = [
         Paragraph("Carbon offset retirements", styles["Title"]),
-        Paragraph(f"{who} · {period}" + (f" · chain {f['chain']}" if f["chain"] else ""), styles["Heading3"]),
+        Paragraph(f"{who} · {period}" + (f" · chain {x(f['chain'])}" if f["chain"] else ""), styles["Heading3"]),
         Paragraph(f"<b>{t['amount']:,} tCO2e</b> retired in <b>{t['certificates']}</b> certificate(s). "
                   "Figures are retirements recorded on chain (one credit unit = one tonne CO2e); each certificate "
                   "below can be checked from the chain alone with the command shown.", styles["BodyText"]),
@@ -122,9 +133,10 @@ def to_pdf(report: Mapping[str, Any], path: Path, commands: Mapping[tuple[str, i
     for r in report["retirements"]:
         cmd = commands.get((r["chain"], int(r["certificate_id"])), "")
         rows.append([_iso(r["block_timestamp"])[:10], f"{r['chain']} #{r['certificate_id']}", f"{int(r['amount']):,}",
-                     Paragraph(f"{r['project_id'] or '?'} / {r['vintage'] or '?'} / {r['methodology'] or '?'} / "
-                               f"{r['serial_number'] or '?'}<br/>for {r['beneficiary']}: {r['reason']}", small),
-                     Paragraph(f"tx {r['tx_hash']} log {r['log_index']}<br/><font face='Courier'>{cmd}</font>", small)])
+                     Paragraph(f"{x(r['project_id'])} / {x(r['vintage'])} / {x(r['methodology'])} / "
+                               f"{x(r['serial_number'])}<br/>for {x(r['beneficiary'])}: {x(r['reason'])}", small),
+                     Paragraph(f"tx {x(r['tx_hash'])} log {r['log_index']}<br/><font face='Courier'>{x(cmd)}</font>",
+                               small)])
     story.append(Table(rows, style=grid, colWidths=[1.8 * cm, 2.2 * cm, 1.5 * cm, 4.5 * cm, 8 * cm], repeatRows=1))
     if report["truncated"]:
         story.append(Paragraph("The certificate list was cut; the totals cover the whole period.", styles["Italic"]))
@@ -171,6 +183,9 @@ def cmd_report_retirements(args: argparse.Namespace) -> int:
                 got = {}
             start = min((c.start_block for c in got.values()), default=0)
             for r in report["retirements"]:
+                if int(r["batch_id"]) >> 96:  # an existing market's certificate: `verify` rebuilds ours only
+                    commands[(name, int(r["certificate_id"]))] = "not a carbonledger certificate: verify it with its market"
+                    continue
                 if r["chain"] == name and got:
                     commands[(name, int(r["certificate_id"]))] = verify_command(
                         int(r["certificate_id"]), {n: str(c.address) for n, c in got.items()}, start)

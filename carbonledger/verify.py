@@ -461,26 +461,35 @@ def verify_payment(reader: ChainReader, reference: str, *, from_block: int, fina
 
 
 def render(report: Report, console: Any = None) -> None:
-    """The report as text for people (rich)."""
+    """The report as text for people (rich). Everything taken from the chain (beneficiaries, reasons, references:
+    anyone can write them) is escaped and printed on one line, so it can neither break the output nor forge a line
+    of it (a beneficiary "x\\n[green]VERIFIED[/]")."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
+
+    def safe(v: Any) -> str:
+        return escape(" ".join(str(v).split()))  # markup escaped, newlines and other control whitespace folded
 
     console = console or Console(width=None if sys.stdout.isatty() else 200)  # piped: no 80-column cut
     mark = "[green]VERIFIED[/]" if report.ok else "[red]NOT VERIFIED[/]"
-    console.print(f"{mark} {report.subject} on chain {report.chain} (head {report.head})")
+    console.print(f"{mark} {safe(report.subject)} on chain {safe(report.chain)} (head {report.head})")
     for c in report.checks:
-        console.print(f"  {'[green]ok[/]  ' if c.ok else '[red]FAIL[/]'} {c.name}: {c.detail}", highlight=False)
+        ok = "[green]ok[/]  " if c.ok else "[red]FAIL[/]"
+        console.print(f"  {ok} {safe(c.name)}: {safe(c.detail)}", highlight=False)
     if report.facts:
-        console.print("  " + ", ".join(f"{k}={v}" for k, v in report.facts.items() if k != "batch"), highlight=False)
+        console.print("  " + safe(", ".join(f"{k}={v}" for k, v in report.facts.items() if k != "batch")), highlight=False)
     if report.events:
         t = Table("block", "depth", "kind", "amount", "from", "to", "tx", "log", "detail", box=None, pad_edge=False)
         for col in t.columns:
             col.overflow = "fold"
         for m in report.events:
             detail = m.verification_hash or m.payment_ref or m.beneficiary or ""
-            t.add_row(str(m.block_number), str(m.depth), m.kind + ("" if m.canonical is not False else " (orphaned)"),
-                      str(m.amount), _short(m.from_addr), _short(m.to_addr), _short(m.tx_hash), str(m.log_index),
-                      str(detail)[:80])
+            cells = (str(m.block_number), str(m.depth), m.kind + ("" if m.canonical is not False else " (orphaned)"),
+                     str(m.amount), _short(m.from_addr), _short(m.to_addr), _short(m.tx_hash), str(m.log_index),
+                     str(detail)[:80])
+            t.add_row(*(Text(" ".join(c.split())) for c in cells))  # Text: never read as markup
         console.print(t)
 
 

@@ -24,6 +24,34 @@ _MISSING: Any = object()
 _KIND = EVENTS["ledger_entry"].columns.index("kind")
 _TX = {t: lay.columns.index("tx_hash") for t, lay in EVENTS.items()}
 
+# What Postgres refuses at COPY, which would stop the chain at that block for good: a NUL in text, a number
+# outside its column's type. Chain data is hostile (anyone may retire with a NUL in the beneficiary; an external
+# token may emit 2**256 - 1 again and again), so handlers' values are checked here and refused as the event's
+# indexing error. The envelope (chain, hashes, block fields) comes checked from the reader and is not re-checked.
+_ENVELOPE = {"chain", "tx_hash", "log_index", "block_number", "block_hash", "block_timestamp", "valid_from",
+             "valid_to"}
+_LIMITS = {"int8": 2**63, "int4": 2**31, "numeric": 10**78}
+
+
+def _checks(columns: tuple[str, ...], types: tuple[str, ...]) -> tuple[tuple[int, str, str], ...]:
+    return tuple((i, c, t) for i, (c, t) in enumerate(zip(columns, types)) if c not in _ENVELOPE
+                 and (t == "text" or t in _LIMITS))
+
+
+_EVENT_CHECKS = {t: _checks(lay.columns, lay.types) for t, lay in EVENTS.items()}
+_STATE_CHECKS = {t: {c: k for _, c, k in _checks(lay.columns, lay.types)} for t, lay in VERSIONED.items()}
+
+
+def _check(table: str, column: str, kind: str, v: Any) -> None:
+    """ValueError when Postgres would refuse `v` in `table.column` (text: no NUL; numbers: within the type)."""
+    if v is None:
+        return
+    if kind == "text":
+        if type(v) is str and "\x00" in v:
+            raise ValueError(f"{table}.{column}: text with a NUL character ({v[:80]!r})")
+    elif type(v) is int and not -_LIMITS[kind] <= v < _LIMITS[kind]:
+        raise ValueError(f"{table}.{column}: {str(v)[:40]}{'…' if len(str(v)) > 40 else ''} is out of range for {kind}")
+
 
 class StateCache:
     """The committed current version of versioned entities of one chain: table -> key -> state (None = absent).
@@ -192,6 +220,14 @@ class Context:
 
     def put(self, table: str, key: Key, row: Row) -> None:
         """New state of an entity as of the current block (a fresh dict: versions keep references)."""
+        checks = _STATE_CHECKS[table]
+        for column, v in row.items():
+            kind = checks.get(column)
+            if kind is not None:
+                _check(table, column, kind, v)
+        for v in key:
+            if type(v) is int and not 0 <= v < 10**78:
+                raise ValueError(f"{table}: key {str(v)[:40]} is out of range")
         ov = self.overlay[table]
         hist = self.versions[table].setdefault(key, [])
         j = self._journal
@@ -212,6 +248,8 @@ class Context:
         cols.update(chain=self.chain, tx_hash=ev.tx_hash, log_index=ev.log_index, block_number=ev.block_number,
                     block_hash=ev.block_hash, block_timestamp=ev.block_timestamp)
         row = [cols[c] for c in EVENTS[table].columns]
+        for i, column, kind in _EVENT_CHECKS[table]:
+            _check(table, column, kind, row[i])
         self.rows[table].append(row)
         self._by_tx.setdefault((table, ev.tx_hash), []).append(row)
         if self._journal is not None:
@@ -228,6 +266,8 @@ class Context:
     def amend(self, table: str, row: list[Any], column: str, value: Any) -> None:
         """Change one column of a row buffered in this Context (journalled: undone if the handler fails)."""
         at = EVENTS[table].columns.index(column)
+        if column not in _ENVELOPE:
+            _check(table, column, EVENTS[table].types[at], value)
         if self._journal is not None:
             self._journal.append(("set", row, at, row[at]))
         row[at] = value
@@ -261,6 +301,7 @@ class Context:
     def error(self, bad: UndecodableLog | ChainEvent, message: str) -> None:
         """Record an indexing error naming the block, tx and log index of `bad`. A second error at the same
         position (one native event can map onto two neutral events) joins the first: one row per position."""
+        message = message.replace("\x00", "\\x00")  # the error names hostile text: never carry its NUL into Postgres
         key = (bad.tx_hash, bad.log_index)
         row = self._errors.get(key)
         if row is not None:

@@ -7,6 +7,8 @@ indexed chain:
 - its bid is indexed and a later bid on the same auction is too (outbid), or the auction is over without it
   winning (settled to another bid, or unsold): release;
 - the auction is settled and its trade carries this payment's reference (the bid won): capture.
+Only what the chain has finalized counts (bids, trades and the auction's state at the indexer's finalized block):
+a cancelled hold cannot be restored, so a reorg must not be able to turn a released loser into the winner.
 Otherwise it waits. The decision is stored (`oracle_payment.hold`) only after Stripe accepted the capture or the
 cancellation; a failed call is tried again next round, and Stripe answering that the PaymentIntent is already in
 that state counts as done, so a crash between the call and the update repeats nothing harmful.
@@ -20,17 +22,20 @@ from typing import Any
 log = logging.getLogger("carbonledger.oracle.holds")
 
 _UNDECIDED = """
+WITH fin AS (SELECT finalized_number AS n FROM indexer_cursor WHERE chain = %(chain)s)
 SELECT p.payment_id, p.payment_ref, p.status,
-       (SELECT b.block_number FROM auction_bid b WHERE b.chain = p.chain AND b.auction_id = p.target_id
-          AND b.payment_ref = p.payment_ref) AS bid_block,
-       EXISTS (SELECT 1 FROM auction_bid b, auction_bid mine WHERE mine.chain = p.chain AND mine.auction_id = p.target_id
-          AND mine.payment_ref = p.payment_ref AND b.chain = p.chain AND b.auction_id = p.target_id
+       (SELECT b.block_number FROM auction_bid b, fin WHERE b.chain = p.chain AND b.auction_id = p.target_id
+          AND b.payment_ref = p.payment_ref AND b.block_number <= fin.n) AS bid_block,
+       EXISTS (SELECT 1 FROM auction_bid b, auction_bid mine, fin WHERE mine.chain = p.chain
+          AND mine.auction_id = p.target_id AND mine.payment_ref = p.payment_ref AND b.chain = p.chain
+          AND b.auction_id = p.target_id AND b.block_number <= fin.n
           AND (b.block_number, b.log_index) > (mine.block_number, mine.log_index)) AS outbid,
-       a.status AS auction_status,
-       EXISTS (SELECT 1 FROM trade t WHERE t.chain = p.chain AND t.auction_id = p.target_id
-          AND t.payment_ref = p.payment_ref) AS won
-FROM oracle_payment p LEFT JOIN auction a ON a.chain = p.chain AND a.auction_id = p.target_id AND a.valid_to IS NULL
-WHERE p.provider = 'stripe' AND p.contract = 'Auction' AND p.hold IS NULL AND p.chain = %s
+       (SELECT a.status FROM auction a, fin WHERE a.chain = p.chain AND a.auction_id = p.target_id
+          AND a.valid_from <= fin.n AND (a.valid_to IS NULL OR a.valid_to > fin.n)) AS auction_status,
+       EXISTS (SELECT 1 FROM trade t, fin WHERE t.chain = p.chain AND t.auction_id = p.target_id
+          AND t.payment_ref = p.payment_ref AND t.block_number <= fin.n) AS won
+FROM oracle_payment p
+WHERE p.provider = 'stripe' AND p.contract = 'Auction' AND p.hold IS NULL AND p.chain = %(chain)s
 ORDER BY p.created_at LIMIT 200"""
 
 
@@ -54,7 +59,7 @@ def settle_holds(pool: Any, chain: str, settings: Any) -> dict[str, int]:
     from oracle.ingress.stripe_webhook import client
 
     with pool.connection() as conn:
-        rows = conn.execute(_UNDECIDED, (chain,)).fetchall()
+        rows = conn.execute(_UNDECIDED, {"chain": chain}).fetchall()
     done = {"captured": 0, "released": 0, "failed": 0}
     todo = [(r[0], decide(r[2], r[3], r[4], r[5], r[6])) for r in rows]
     todo = [(pi, what) for pi, what in todo if what is not None]

@@ -27,13 +27,21 @@ def settle_ended_auctions(pool: Any, chain: str, stuck_after_s: float) -> tuple[
                            " (SELECT block_number FROM indexer_cursor WHERE chain = %s)", (chain, chain)).fetchone()[0]
         if head is None:
             return 0, 0
-        rows = cur.execute("SELECT auction_id, end_time FROM auction WHERE chain = %s AND valid_to IS NULL"
-                           " AND status = 'active' AND end_time <= %s ORDER BY end_time LIMIT 500",
-                           (chain, head)).fetchall()
+        # Auctions whose settle is already queued, in flight or done are not fetched again: a backlog of those (or
+        # of stuck ones) must not crowd newly ended auctions out of the batch.
+        rows = cur.execute("SELECT a.auction_id, a.end_time, i.status FROM auction a LEFT JOIN oracle_intent i"
+                           " ON i.idempotency_key = 'auction:' || a.chain || ':' || a.auction_id::text"
+                           " WHERE a.chain = %s AND a.valid_to IS NULL AND a.status = 'active' AND a.end_time <= %s"
+                           " AND (i.status IS NULL OR a.end_time < %s - %s) ORDER BY i.status NULLS FIRST, a.end_time"
+                           " LIMIT 500", (chain, head, head, stuck_after_s)).fetchall()
         queued, stuck = 0, []
-        for auction_id, end_time in rows:
+        for auction_id, end_time, status in rows:
             key = f"auction:{chain}:{int(auction_id)}"
-            _, status, created = insert_intent(cur, chain, Intent(key, "keeper", "Auction", "settle", [int(auction_id)]))
+            if status is None:
+                _, status, created = insert_intent(cur, chain, Intent(key, "keeper", "Auction", "settle",
+                                                                      [int(auction_id)]))
+            else:
+                created = False
             queued += created
             if head - end_time > stuck_after_s:
                 stuck.append((int(auction_id), status))

@@ -284,6 +284,12 @@ def evaluate(cur: Any, chain: str, provider: str, event_id: str, claim: Claim, s
 def settle_in(cur: Any, chain: str, event: Event, claim: Claim | None, settings: Any) -> Outcome:
     """Record `event` and decide its claim, inside the caller's transaction. A redelivered event gets its recorded
     outcome back (re-evaluated first while it is pending: the indexer may have caught up)."""
+    if event.flag == "hold_captured" and cur.execute(
+            "SELECT 1 FROM oracle_payment WHERE provider = %s AND payment_id = %s AND hold = 'captured'",
+            (event.provider, event.payment_ref)).fetchone():
+        # Our own capture of a winning bid's hold: Stripe now says `succeeded`. That is the bid paid, not a bid
+        # sent as a payment: recorded, nothing to refund.
+        event = Event(event.provider, event.event_id, event.type, {**event.summary, "problem": None}, event.payment_ref)
     if insert_event(cur, event, None, status="pending" if claim else None, claim=claim.to_json() if claim else None):
         if claim is None:
             status = "flagged" if event.flag else "recorded"

@@ -41,6 +41,8 @@ def external_batch_id(token: str, token_id: int = 0) -> int:
     """The batch id of credits held as `token_id` of contract `token` (ERC-20: token id 0)."""
     if not 0 <= token_id < 1 << TOKEN_ID_BITS:
         raise ValueError(f"token id {token_id} of {token} does not fit in {TOKEN_ID_BITS} bits")
+    if int(token, 16) == 0:  # would be carbonledger's own batch `token_id`
+        raise ValueError("the zero address is not a token")
     return int(token, 16) << TOKEN_ID_BITS | token_id
 
 

@@ -44,6 +44,7 @@ contract Auction is AccessControl, PullOnlyReceiver, ReentrancyGuard {
     error EmptyPaymentRef();
     error PaymentRefUsed(string paymentRef);
     error NothingToWithdraw(address account);
+    error NoUnclaimedLot(uint256 auctionId, address caller);
     error EthTransferFailed(address to, uint256 amount);
 
     event AuctionCreated(
@@ -71,6 +72,10 @@ contract Auction is AccessControl, PullOnlyReceiver, ReentrancyGuard {
         string paymentRef
     );
     event Withdrawn(address indexed account, uint256 amount);
+    /// @notice The winner could not receive the lot at settlement (a contract that refuses ERC-1155 tokens): it is
+    ///         kept here for the winner to claim to an address of its choice (`claimLot`).
+    event LotUnclaimed(uint256 indexed auctionId, address indexed winner);
+    event LotClaimed(uint256 indexed auctionId, address indexed winner, address to);
     event ExtensionWindowSet(uint64 extensionWindow);
 
     IERC1155 public immutable credit;
@@ -79,6 +84,7 @@ contract Auction is AccessControl, PullOnlyReceiver, ReentrancyGuard {
     mapping(uint256 auctionId => Lot) public lots;
     mapping(uint256 auctionId => string) public winningPaymentRef;
     mapping(address account => uint256) public pendingReturns;
+    mapping(uint256 auctionId => address winner) public unclaimedLots;
     mapping(bytes32 refHash => bool) private _usedRefs;
 
     constructor(address admin, address credit_, uint64 extensionWindow_) {
@@ -153,8 +159,24 @@ contract Auction is AccessControl, PullOnlyReceiver, ReentrancyGuard {
             return;
         }
         if (!l.offchainBid) pendingReturns[l.seller] += l.highestPricePerUnit * l.amount;
-        credit.safeTransferFrom(address(this), winner, l.batchId, l.amount, "");
+        // A winner that refuses the tokens must not hold the settlement (and the seller's proceeds) hostage.
+        try credit.safeTransferFrom(address(this), winner, l.batchId, l.amount, "") {}
+        catch {
+            unclaimedLots[auctionId] = winner;
+            emit LotUnclaimed(auctionId, winner);
+        }
+        // After the delivery: the indexer names the transfer before it by this event (an auction settlement).
         emit AuctionSettled(auctionId, winner, l.seller, l.batchId, l.amount, l.highestPricePerUnit, ref);
+    }
+
+    /// @notice A winner whose lot could not be delivered at settlement takes it, to `to`.
+    function claimLot(uint256 auctionId, address to) external nonReentrant {
+        if (unclaimedLots[auctionId] != msg.sender) revert NoUnclaimedLot(auctionId, msg.sender);
+        if (to == address(0)) revert ZeroAddress();
+        Lot storage l = lots[auctionId];
+        delete unclaimedLots[auctionId];
+        credit.safeTransferFrom(address(this), to, l.batchId, l.amount, "");
+        emit LotClaimed(auctionId, msg.sender, to);
     }
 
     /// @notice Pays out what the caller is owed: outbid native bids, and sellers' proceeds.

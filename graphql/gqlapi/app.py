@@ -185,7 +185,8 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
     api = settings.api
     hub = Hub(api.live_listen_url or database_url, queue_size=api.live_queue, max_subscribers=api.live_max_subscriptions,
               per_client=api.live_per_client) if api.live else None
-    live = Live(hub, db, max_replay=api.live_max_replay, trusted_proxies=proxy_networks(api.trusted_proxies)) \
+    live = Live(hub, db, max_replay=api.live_max_replay, trusted_proxies=proxy_networks(api.trusted_proxies),
+                authenticated=api.live_token is not None) \
         if hub is not None else None
     token = api.live_token.get_secret_value() if api.live_token is not None else None
 

@@ -189,6 +189,9 @@ class Hub:
                   on_close: Callable[[LiveClosed], Any] | None = None, types: frozenset[str] | None = None) -> Subscriber:
         """A new subscriber to the notices of `chains` and `types` (None: all); LimitReached over the per-client or
         per-process limit."""
+        if self._task is not None and not self.connected.is_set():
+            # Notices committed now would never reach it (nothing listens): refuse rather than open a silent gap.
+            raise LimitReached("the server is reconnecting to its database listener; resume with `since` shortly")
         if len(self.subscribers) >= self.max_subscribers:
             raise LimitReached(f"this server has {self.max_subscribers} live subscriptions, its limit; retry later")
         if self.by_client.get(client, 0) >= self.per_client:

@@ -62,6 +62,17 @@ def settled(ev: ChainEvent, ctx: Context) -> None:
     bump(ctx, a["seller"], a["batchId"], "listed", -a["amount"])
 
 
+@handler("Auction:LotUnclaimed")
+def lot_unclaimed(ev: ChainEvent, ctx: Context) -> None:
+    """The winner refused the lot at settlement: it stays in the contract (no transfer, so no holding moves) until
+    the winner claims it; the settlement and its trade stand."""
+
+
+@handler("Auction:LotClaimed")
+def lot_claimed(ev: ChainEvent, ctx: Context) -> None:
+    """The winner took an unclaimed lot: the transfer out of the contract (a ledger transfer) moves the holding."""
+
+
 @handler("Auction:Withdrawn")
 def withdrawn(ev: ChainEvent, ctx: Context) -> None:
     """A payout in native currency (an outbid bid, a seller's proceeds): no credit state changes."""

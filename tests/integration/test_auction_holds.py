@@ -51,6 +51,12 @@ def test_fiat_bids_are_holds_captured_when_they_win_and_released_otherwise(rig, 
         assert r.status_code == 200, r.text
         return pi["id"], r.json()
 
+    def holds():
+        """A holds round once what happened is final (the rig indexes with finality depth 8)."""
+        anvil.mine(9)
+        rig.index()
+        return settle_holds(rig.pool, "local", rig.settings)
+
     def status(pi_id: str) -> str:
         return localstripe.client().v1.payment_intents.retrieve(pi_id).status
 
@@ -65,25 +71,33 @@ def test_fiat_bids_are_holds_captured_when_they_win_and_released_otherwise(rig, 
     assert au.functions.lots(1).call()[6] == alice  # highestBidder: the fiat bid is on chain
     tx(au.functions.bid(1, RESERVE + INC), bob, (RESERVE + INC) * LOT)  # bob outbids alice with ETH
     rig.index()
-    assert settle_holds(rig.pool, "local", rig.settings) == {"captured": 0, "released": 3, "failed": 0}
+    # The refused bids' holds go at once; alice's waits until her being outbid is final (a cancelled hold cannot be
+    # restored if a reorg changed the outcome).
+    assert settle_holds(rig.pool, "local", rig.settings) == {"captured": 0, "released": 2, "failed": 0}
+    assert holds() == {"captured": 0, "released": 1, "failed": 0}
     assert [status(p) for p in (a_pi, low_pi, short_pi)] == ["canceled"] * 3
 
     c_pi, c = bid(carol, RESERVE + 2 * INC, (RESERVE + 2 * INC) * LOT)
     assert c["outcome"] == "accepted", c
     rig.drain()
     rig.index()
-    assert settle_holds(rig.pool, "local", rig.settings) == {"captured": 0, "released": 0, "failed": 0}  # leading
+    assert holds() == {"captured": 0, "released": 0, "failed": 0}  # leading
     anvil.rpc("evm_setNextBlockTimestamp", [end + 1])
     anvil.rpc("anvil_mine", ["0x1"])
     rig.index()
     assert settle_ended_auctions(rig.pool, "local", stuck_after_s=3600)[0] == 1
     rig.drain()
-    rig.index()
-    assert settle_holds(rig.pool, "local", rig.settings) == {"captured": 1, "released": 0, "failed": 0}
+    assert holds() == {"captured": 1, "released": 0, "failed": 0}
     assert status(c_pi) == "succeeded" and cc.functions.balanceOf(carol, rig.world.batch_id).call() == LOT
     assert au.functions.pendingReturns(bob).call() == (RESERVE + INC) * LOT  # bob's ETH waits for his withdraw
     assert au.functions.pendingReturns(seller).call() == 0  # carol paid in fiat: the seller is paid off chain
-    assert settle_holds(rig.pool, "local", rig.settings) == {"captured": 0, "released": 0, "failed": 0}  # once
+    assert holds() == {"captured": 0, "released": 0, "failed": 0}  # once
+    # Stripe then tells of the captured PaymentIntent (`succeeded`): the winner's payment, recorded, no refund flag.
+    meta = {"auction_id": "1", "bidder": carol, "price_per_unit": str(RESERVE + 2 * INC)}
+    paid = payment_event(c_pi, meta, amount=(RESERVE + 2 * INC) * LOT, event_id="evt_captured_winner")
+    paid["data"]["object"] = localstripe.client().v1.payment_intents.retrieve(c_pi).to_dict()
+    r = asyncio.run(rig.post_event(paid)).json()
+    assert r["outcome"] == "recorded" and r["flag"] is None, r
 
 
 def _problem(rig, reply):

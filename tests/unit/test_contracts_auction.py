@@ -189,3 +189,26 @@ def test_a_bidder_refusing_payment_cannot_block_being_outbid(env):
     with reverts("EthTransferFailed"):
         env.evil.functions.withdraw().transact({"from": env.alice})
     assert env.au.functions.pendingReturns(env.evil.address).call() == RESERVE * LOT  # still owed
+
+
+def test_a_winner_refusing_the_lot_cannot_block_the_settlement(env):
+    """A winner that cannot receive ERC-1155 tokens (here the credit token contract itself, bid for by the oracle)
+    does not keep the auction open: settle goes through, the seller is paid, the lot waits to be claimed."""
+    a = create(env)
+    aid = a["auctionId"]
+    send(env.au.functions.bidOffchain(aid, env.cc.address, RESERVE, "pi_refuser"), env.oracle)
+    send(env.au.functions.bid(aid, RESERVE + INC), env.bob, (RESERVE + INC) * LOT)
+    send(env.evil.functions.setMode(0, 0, True), env.alice)  # a contract winner that also refuses ETH
+    send(env.evil.functions.bid(aid, RESERVE + 2 * INC), env.alice, (RESERVE + 2 * INC) * LOT)
+    b = create(env)
+    send(env.au.functions.bidOffchain(b["auctionId"], env.cc.address, RESERVE, "pi_refuser_2"), env.oracle)
+    travel(env, b["endTime"])
+    r = send(env.au.functions.settle(b["auctionId"]), env.carol)
+    assert events(env.au, r, "LotUnclaimed") == [{"auctionId": b["auctionId"], "winner": env.cc.address}]
+    assert events(env.au, r, "AuctionSettled")[0]["winner"] == env.cc.address
+    assert env.au.functions.isSettled(b["auctionId"]).call() and bal(env, env.au.address) == 2 * LOT
+    with reverts("NoUnclaimedLot"):
+        env.au.functions.claimLot(b["auctionId"], env.carol).transact({"from": env.carol})
+    # The other auction's winner (evil, which accepts ERC-1155 but not ETH) receives its lot normally.
+    send(env.au.functions.settle(aid), env.carol)
+    assert bal(env, env.evil.address) == LOT and env.au.functions.unclaimedLots(aid).call() == ZERO

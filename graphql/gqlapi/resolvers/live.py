@@ -94,8 +94,12 @@ AUCTIONS = Stream(
 class Live:
     """What the subscriptions need from the process: the hub, the database pool and the limits."""
 
-    def __init__(self, hub: Any, db: Any, *, max_replay: int = 10_000, trusted_proxies: Any = ()) -> None:
+    def __init__(self, hub: Any, db: Any, *, max_replay: int = 10_000, trusted_proxies: Any = (),
+                 authenticated: bool = False) -> None:
         self.hub, self.db, self.max_replay, self.proxies = hub, db, max_replay, trusted_proxies
+        # Every subscriber presented api.live_token: an intent's transaction may be shown (as the oracle shows it
+        # to the intent's owners); without a token, anyone may subscribe, so only its status.
+        self.authenticated = authenticated
 
     async def read(self, *queries: tuple[str, Any]) -> list[list[dict[str, Any]]]:
         """Run queries in one read-only snapshot (a fresh one per call)."""
@@ -314,11 +318,11 @@ async def intent_status_changed(info: strawberry.Info, key: str) -> AsyncGenerat
             "SELECT idempotency_key AS key, chain, status, tx_hash AS tx, block_number AS block FROM oracle_intent "
             "WHERE idempotency_key = %(lo)s AND %(chain)s::text IS NULL LIMIT %(limit)s", {"chain": None, "lo": key})
         for r in rows:
-            yield IntentStatusChanged.from_row(r)
+            yield IntentStatusChanged.from_row(r, live.authenticated)
         while True:
             n = await sub.get()
             if n["t"] == "intent" and n.get("key") == key and not snap.saw(n["xid"]):
-                yield IntentStatusChanged.from_row(n)
+                yield IntentStatusChanged.from_row(n, live.authenticated)
     except LiveClosed:
         return
     finally:

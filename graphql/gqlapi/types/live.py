@@ -153,13 +153,16 @@ class IntentStatusChanged:
     key: str
     chain: str
     status: str
-    tx_hash: str | None
-    block_number: int | None = strawberry.field(description="The block the write was mined in, once confirmed.")
+    tx_hash: str | None = strawberry.field(description="The write's transaction; only to subscribers that presented "
+                                           "api.live_token (otherwise null: anyone may ask about any key).")
+    block_number: int | None = strawberry.field(description="The block the write was mined in, once confirmed; only "
+                                                "to subscribers that presented api.live_token.")
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> "IntentStatusChanged":
-        return cls(key=row["key"], chain=row["chain"], status=row["status"], tx_hash=row.get("tx"),
-                   block_number=row.get("block"))
+    def from_row(cls, row: dict[str, Any], detailed: bool = False) -> "IntentStatusChanged":
+        """`detailed`: the subscriber authenticated (api.live_token), so the transaction is shown too."""
+        return cls(key=row["key"], chain=row["chain"], status=row["status"],
+                   tx_hash=row.get("tx") if detailed else None, block_number=row.get("block") if detailed else None)
 
 
 BlockMessage = Annotated[BlockIndexed | Retracted, strawberry.union("BlockMessage")]
