@@ -177,8 +177,12 @@ class AptosWriter(ChainWriter):
         return rows[0]
 
     def fees(self, request: TxRequest, nonce: int) -> dict[str, int]:
-        """max_gas from a simulation (with a margin), gas_unit_price from the node's estimate, an expiration."""
-        sim = self.simulate(request, nonce)
+        """max_gas from a simulation (with a margin), gas_unit_price from the node's estimate, an expiration.
+
+        The simulation runs at the account's committed sequence number, not at `nonce`: a queued write's number is
+        ahead of the chain, and a node's prologue refuses it (SEQUENCE_NUMBER_TOO_NEW, no gas figure), which would
+        leave the write the minimum gas and an out-of-gas abort."""
+        sim = self.simulate(request)
         used = int(sim.get("gas_used") or 0)
         return {"max_gas": max(self.min_gas, min(self.max_gas, int(used * self.gas_margin) + 1)),
                 "gas_unit_price": self.gas_unit_price(), "expiration": int(time.time()) + self.expiration_s}

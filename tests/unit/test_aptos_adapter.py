@@ -237,3 +237,20 @@ def test_addresses_with_leading_zeros_everywhere(aptos):
         assert [e.key for e in r.events(0, r.tip())] == ["IoTAnchor:Anchored"]
     finally:
         node.stop()
+
+
+def test_gas_is_simulated_at_the_committed_sequence_number(aptos):
+    """A write queued behind others gets its gas from a simulation at the account's committed sequence number (a
+    real node refuses one from the future), and is signed with its own number."""
+    w = aptos
+    admin = w.writer["admin"]
+    w.node.auto_commit = False
+    committed = admin.next_nonce()
+    asked = []
+    real = admin.simulate
+    admin.simulate = lambda req, nonce=None: asked.append(nonce) or real(req, nonce)
+    req = TxRequest("aptos", "carbon_credit", "create_batch", ("P", 2020, "M", "R", "S", "0x" + "cd" * 32))
+    fees = admin.fees(req, committed + 3)
+    assert asked == [None]  # simulated at the committed number, not at committed + 3
+    assert admin.raw_transaction(req, committed + 3, fees).sequence_number == committed + 3
+
