@@ -16,6 +16,17 @@ def rpc_client(settings: Any) -> tuple[Any, str]:
     return RpcClient(url, timeout_s=min(settings.request_timeout_s, 5.0), retries=0), shown
 
 
+def expect_chain_id(name: str, settings: Any, shown: str, got: int) -> int:
+    """`got` when the config names no chain id or the same one; else the one-line error naming both keys to fix."""
+    from core.preflight import OperatorError
+
+    if settings.chain_id is not None and got != settings.chain_id:
+        raise OperatorError(f"chain {name}: the node at {shown} is chain id {got}, the config expects "
+                            f"{settings.chain_id}", f"point chains.{name}.rpc_url at the right node, or fix "
+                            f"chains.{name}.chain_id")
+    return got
+
+
 def check_rpc(chain: str, settings: Any) -> int:
     """The chain's node answers and is the configured network (evm: eth_chainId, matching `chain_id` when configured;
     substrate: its genesis hash; aptos: GET /v1, matching `chain_id`); returns the chain id (0 on substrate)."""

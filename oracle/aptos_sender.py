@@ -27,12 +27,12 @@ import time
 from chains.base import TxRequest, TxState
 from chains.evm.writer import Fees
 from oracle import payments
-from oracle.sender import Attempt, InFlight, Sender
+from oracle.sender import Attempt, InFlight, RemembersAttempts, Sender
 
 log = logging.getLogger("carbonledger.oracle.sender")
 
 
-class AptosSender(Sender):
+class AptosSender(RemembersAttempts, Sender):
     """`Sender` over a `chains.aptos.writer.AptosWriter`."""
 
     def _market_fees(self) -> Fees:
@@ -54,11 +54,6 @@ class AptosSender(Sender):
             checks.append((0, err))
         return done, checks
 
-    def _broadcast(self, flights: list[InFlight]) -> None:
-        for f in flights:  # after a takeover the writer learns each attempt's expiration from its persisted row
-            for a in f.attempts:
-                self.writer.remember(a.tx_hash, a.gas)
-        super()._broadcast(flights)
 
     def _track(self) -> bool:
         if not self.inflight:

@@ -398,3 +398,17 @@ class Sender:
                                 " updated_at = now() WHERE id = %s AND status = 'signed'", [(i,) for _, i in sent])
             if errors:
                 cur.executemany("UPDATE oracle_attempt SET broadcast_error = %s WHERE tx_hash = %s", errors)
+
+
+class RemembersAttempts:
+    """For senders whose writer must know each persisted attempt's validity window before it broadcasts (Aptos: its
+    expiration; Substrate: its era's birth block, both kept in the attempt's `gas` column), e.g. after a takeover."""
+
+    writer: Any
+
+    def _broadcast(self, flights: list[InFlight]) -> None:
+        for f in flights:
+            for a in f.attempts:
+                self.writer.remember(a.tx_hash, a.gas)
+        super()._broadcast(flights)  # type: ignore[misc]
+

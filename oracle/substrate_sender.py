@@ -24,12 +24,12 @@ import time
 
 from chains.base import TxRequest, TxState
 from chains.evm.writer import Fees
-from oracle.sender import Attempt, InFlight, Sender
+from oracle.sender import Attempt, InFlight, RemembersAttempts, Sender
 
 log = logging.getLogger("carbonledger.oracle.sender")
 
 
-class SubstrateSender(Sender):
+class SubstrateSender(RemembersAttempts, Sender):
     """`Sender` over a `chains.substrate.writer.SubstrateWriter`."""
 
     def _market_fees(self) -> Fees:
@@ -49,11 +49,6 @@ class SubstrateSender(Sender):
                 done.append(anchored)
         return done, [(0, None if d else self.writer.precheck(r)) for r, d in zip(reqs, done)]
 
-    def _broadcast(self, flights: list[InFlight]) -> None:
-        for f in flights:  # after a takeover the writer learns each attempt's era from its persisted row
-            for a in f.attempts:
-                self.writer.remember(a.tx_hash, a.gas)
-        super()._broadcast(flights)
 
     def _track(self) -> bool:
         if not self.inflight:

@@ -84,6 +84,7 @@ class AptosReader(ChainReader):
     @classmethod
     def check_node(cls, name: str, settings: Any) -> int:
         """GET /v1 answers, with the configured chain id; returns it."""
+        from chains.preflight import expect_chain_id
         from core.config import redact_url
         from core.preflight import OperatorError, first_line
 
@@ -99,11 +100,7 @@ class AptosReader(ChainReader):
                                 f"start the node, or fix chains.{name}.rpc_url") from None
         finally:
             client.close()
-        if settings.chain_id is not None and got != settings.chain_id:
-            raise OperatorError(f"chain {name}: the node at {shown} is chain id {got}, the config expects "
-                                f"{settings.chain_id}", f"point chains.{name}.rpc_url at the right node, or fix "
-                                f"chains.{name}.chain_id")
-        return got
+        return expect_chain_id(name, settings, shown, got)
 
     # ------------------------------------------------------------------ the ledger
 

@@ -73,7 +73,7 @@ class EvmReader(ChainReader):
     @classmethod
     def check_node(cls, name: str, settings: Any) -> int:
         """The node answers eth_chainId, matching `chain_id` when configured; returns the chain id."""
-        from chains.preflight import rpc_client
+        from chains.preflight import expect_chain_id, rpc_client
         from core.preflight import OperatorError, first_line
 
         client, shown = rpc_client(settings)
@@ -84,11 +84,7 @@ class EvmReader(ChainReader):
                                 f"start the node, or fix chains.{name}.rpc_url") from None
         finally:
             client.close()
-        if settings.chain_id is not None and got != settings.chain_id:
-            raise OperatorError(f"chain {name}: the node at {shown} is chain id {got}, the config expects "
-                                f"{settings.chain_id}", f"point chains.{name}.rpc_url at the right node, or fix "
-                                f"chains.{name}.chain_id")
-        return got
+        return expect_chain_id(name, settings, shown, got)
 
     def chain_id(self) -> int:
         return int(self.rpc.call("eth_chainId"), 16)
