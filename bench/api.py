@@ -115,34 +115,88 @@ def load(url: str, events: int, seed: int) -> dict:
                 ld.add("listing", chain=CHAIN, listing_id=lid, seller=holders[(b + k) % n_holders], batch_id=b,
                        price_per_unit=10**15 * (5 + k), amount_listed=1000, amount_remaining=1000 - 100 * k, amount_sold=100 * k,
                        status="active", created_block=1, created_tx=txh(lid), valid_from=1, valid_to=None)
-        cert = 0
-        for i in range(events):
+        # Ledger events: ~45% belong to custody chains that end in a retirement (mint -> 1-3 transfers -> listing ->
+        # sale -> retirement: 5-7 hops, one block or more apart, as the indexer writes them: a ledger entry per
+        # ERC-1155 movement at log i and its companion row at log i+1, the listing's versions closed by its sale);
+        # the rest is background traffic in the same batches (mints, transfers, sales on the standing listings).
+        cert, chains, chain_listing, hops = 0, [], 10**6, []
+        in_flight = min(2000, max(40, events // 500))  # custody chains under way at once
+        i = 0
+        while i < events:
             block, log = i // PER_BLOCK + 1, (i % PER_BLOCK) * 2
             tx = txh(10**6 + i)
-            b = rnd.randint(1, n_batches)
             base = dict(chain=CHAIN, tx_hash=tx, block_number=block, block_hash=txh(block), block_timestamp=ts(block))
             r = rnd.random()
-            if r < 0.05 or i < n_batches:
-                b = b if i >= n_batches else i + 1
+            if i >= n_batches and r < 0.45:
+                if len(chains) < in_flight and (not chains or rnd.random() < 0.2):
+                    c = {"batch": rnd.randint(1, n_batches), "amount": rnd.randint(1, 50), "steps": ["mint"]
+                         + ["transfer"] * rnd.randint(1, 3) + ["list", "sale", "burn"], "at": 0, "last": 0,
+                         "holder": holders[rnd.randrange(n_holders)]}
+                    chains.append(c)
+                else:
+                    c = rnd.choice(chains) if rnd.random() < 0.5 else chains[0]
+                    if c["last"] >= block:  # one step per block per chain (a listing version per block)
+                        c = None
+                if c is not None:
+                    i += 1
+                    step, b, amt = c["steps"][c["at"]], c["batch"], c["amount"]
+                    c["at"] += 1
+                    c["last"] = block
+                    holder = c["holder"]
+                    if step == "mint":
+                        frm, to, kind = ZERO, holder, "mint"
+                        ld.add("mint_event", **base, log_index=log + 1, to_addr=to, batch_id=b, amount=amt, verification_hash=txh(b + 7))
+                    elif step == "transfer":
+                        frm, to, kind = holder, holders[rnd.randrange(n_holders)], "transfer"
+                        c["holder"] = to
+                    elif step == "list":
+                        frm, to, kind = holder, MARKET, "list"
+                        chain_listing += 1
+                        c["listing"], c["listed_at"], c["price"] = chain_listing, block, 10**15 * rnd.randint(4, 9)
+                        c["list_tx"] = tx
+                    elif step == "sale":
+                        frm, to, kind = MARKET, holders[rnd.randrange(n_holders)], "sale"
+                        lid, price = c["listing"], c["price"]
+                        ld.add("trade", **base, log_index=log + 1, listing_id=lid, buyer=to, seller=holder, batch_id=b, amount=amt,
+                               price_per_unit=price, payment_ref=f"pi_{i}" if rnd.random() < 0.3 else None)
+                        common = dict(chain=CHAIN, listing_id=lid, seller=holder, batch_id=b, price_per_unit=price,
+                                      amount_listed=amt, created_block=c["listed_at"], created_tx=c["list_tx"])
+                        ld.add("listing", **common, amount_remaining=amt, amount_sold=0, status="active",
+                               valid_from=c["listed_at"], valid_to=block)
+                        ld.add("listing", **common, amount_remaining=0, amount_sold=amt, status="sold_out",
+                               valid_from=block, valid_to=None)
+                        c["holder"] = to
+                    else:
+                        frm, to, kind = holder, ZERO, "burn"
+                        cert += 1
+                        certs.append((cert, b))
+                        hops.append(len(c["steps"]))
+                        ld.add("retirement", **base, log_index=log + 1, certificate_id=cert, holder=frm, batch_id=b, amount=amt,
+                               beneficiary=f"Company {cert % 500}", reason="offset")
+                        chains.remove(c)
+                    ld.add("ledger_entry", **base, log_index=log, seq=0, batch_id=b, operator=frm if kind != "mint" else to,
+                           from_addr=frm, to_addr=to, amount=amt, kind=kind)
+                    if len(ld.rows.get("ledger_entry", ())) >= 50_000:
+                        ld.flush()
+                    continue
+            i += 1
+            b = rnd.randint(1, n_batches)
+            r = rnd.random()
+            amount = rnd.randint(1, 1000)
+            if r < 0.08 or i <= n_batches:
+                b = b if i > n_batches else i
                 to, kind, frm = holders[rnd.randrange(n_holders)], "mint", ZERO
-                ld.add("mint_event", **base, log_index=log + 1, to_addr=to, batch_id=b, amount=10**6, verification_hash=txh(b + 7))
-            elif r < 0.10:
+                ld.add("mint_event", **base, log_index=log + 1, to_addr=to, batch_id=b, amount=amount, verification_hash=txh(b + 7))
+            elif r < 0.18:  # a sale on one of the batch's standing listings (their sellers' credits were escrowed at block 1)
+                k = rnd.randrange(3)
                 frm, to, kind = MARKET, holders[rnd.randrange(n_holders)], "sale"
-                ld.add("trade", **base, log_index=log + 1, listing_id=b * 10 + rnd.randrange(3), buyer=to,
-                       seller=holders[rnd.randrange(n_holders)], batch_id=b, amount=rnd.randint(1, 100),
-                       price_per_unit=10**15 * rnd.randint(4, 9), payment_ref=f"pi_{i}" if rnd.random() < 0.3 else None)
-            elif r < 0.15:
-                frm, to, kind = holders[rnd.randrange(n_holders)], ZERO, "burn"
-                cert += 1
-                certs.append((cert, b))
-                ld.add("retirement", **base, log_index=log + 1, certificate_id=cert, holder=frm, batch_id=b, amount=rnd.randint(1, 50),
-                       beneficiary=f"Company {cert % 500}", reason="offset")
-            elif r < 0.18:
-                frm, to, kind = holders[rnd.randrange(n_holders)], MARKET, "list"
+                ld.add("trade", **base, log_index=log + 1, listing_id=b * 10 + k, buyer=to, seller=holders[(b + k) % n_holders],
+                       batch_id=b, amount=amount, price_per_unit=10**15 * rnd.randint(4, 9),
+                       payment_ref=f"pi_{i}" if rnd.random() < 0.3 else None)
             else:
                 frm, to, kind = holders[rnd.randrange(n_holders)], holders[rnd.randrange(n_holders)], "transfer"
             ld.add("ledger_entry", **base, log_index=log, seq=0, batch_id=b, operator=frm if frm != ZERO else to,
-                   from_addr=frm, to_addr=to, amount=rnd.randint(1, 1000), kind=kind)
+                   from_addr=frm, to_addr=to, amount=amount, kind=kind)
             if len(ld.rows.get("ledger_entry", ())) >= 50_000:
                 ld.flush()
         # Holdings: every holder a few batches; the whale 100, each with one closed earlier version.
@@ -163,7 +217,37 @@ def load(url: str, events: int, seed: int) -> dict:
         conn.commit()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
-    return {"batches": n_batches, "holders": n_holders, "certs": certs, "blocks": blocks}
+    return {"batches": n_batches, "holders": n_holders, "certs": certs, "blocks": blocks, "hops": hops}
+
+
+def custody_hops(url: str, cert_ids: list[int]) -> list[int]:
+    """Provenance length (hops, retirement included) of each certificate, by the API's own custody query."""
+    import psycopg as pg
+
+    async def run() -> list[int]:
+        async with await pg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
+            class Db:
+                async def fetch(self, sql, params=None):
+                    return await (await conn.execute(sql, params)).fetchall()
+
+            rows = await certificate_provenance(Db(), [(CHAIN, c) for c in cert_ids], None)
+        n: dict[int, int] = {}
+        for r in rows:
+            n[int(r["_cert"])] = n.get(int(r["_cert"]), 0) + 1
+        return [n.get(c, 0) for c in cert_ids]
+
+    return asyncio.run(run())
+
+
+def bench_certs(info: dict) -> list[int]:
+    """The certificates the bench asks for (the same 200 on every side and run)."""
+    rnd = random.Random(5)
+    return [c for c, _ in rnd.sample(info["certs"], min(200, len(info["certs"])))]
+
+
+def hop_summary(hops: list[int]) -> str:
+    return (f"hops min {min(hops)}, median {statistics.median(hops):g}, max {max(hops)}; "
+            f"{sum(h >= 5 for h in hops) / len(hops):.0%} with >= 5") if hops else "none"
 
 
 def cpu_s(pids: list[int]) -> float:
@@ -243,7 +327,8 @@ class Side:
 async def measure(api_url: str, db_url: str, info: dict, requests: int, concurrency: int, pid: int) -> dict[str, dict]:
     rnd = random.Random(5)
     # Certificates of a spread of batches; marketStats of batches with trades.
-    cert_ids = [c for c, _ in rnd.sample(info["certs"], min(200, len(info["certs"])))]
+    cert_ids = bench_certs(info)
+    rnd.sample(info["certs"], min(200, len(info["certs"])))  # keeps the batches drawn below as they were
     batches = [rnd.randint(1, info["batches"]) for _ in range(200)]
     cases = {
         "portfolio": (PORTFOLIO_Q, lambda i: {"o": WHALE}),
@@ -348,6 +433,8 @@ def main() -> int:
         load_s = time.perf_counter() - t
         print(f"loaded {args.events:,} ledger events ({info['batches']} batches, {info['holders']} holders, "
               f"{len(info['certs'])} certificates) in {load_s:.1f} s")
+        hops = custody_hops(url, bench_certs(info))
+        print(f"custody chains of the {len(hops)} certificates asked for: {hop_summary(hops)}")
         port = free_port()
         env = {**os.environ, "CARBONLEDGER_DATABASE_URL": url, "CARBONLEDGER_CONFIG": os.devnull,
                "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "graphql")])}
@@ -378,7 +465,7 @@ def main() -> int:
     print(f"\n{'query':14s} {'side':4s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>8s}")
     kv = [f"events={args.events}", f"concurrency={args.concurrency}", f"workers={args.workers}", f"requests={args.requests}",
           f"cores={os.cpu_count()}", f"load_s={load_s:.1f}",
-          f"loadavg={os.getloadavg()[0]:.1f}"]
+          f"loadavg={os.getloadavg()[0]:.1f}", f"cert_hops_median={statistics.median(hops):g}"]
     for name, r in res.items():
         for side in ("api", "sql"):
             m = r[side]
