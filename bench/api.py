@@ -4,7 +4,9 @@
 Loads synthetic but indexer-shaped rows through the indexer's bulk path (binary COPY with the layouts of
 indexer/tables.py) into a fresh database: ledger entries (mints, transfers, listings, sales, burns) with their
 mint/trade/retirement rows, current and historical versions of batches, holdings and listings, and one owner
-("the whale") holding 100 batches. Then it serves the API with uvicorn (--workers processes) in a subprocess and,
+("the whale") holding 100 batches. Every certificate ends a custody chain (mint -> 1-3 transfers -> listing ->
+sale -> retirement, one step per block, amid background traffic in the same batches), so its provenance has at
+least 5 hops; the run prints the lengths of the certificates it asks for. Then it serves the API with uvicorn (--workers processes) in a subprocess and,
 with lean keep-alive HTTP clients (bench/common.HttpClient) at --concurrency, measures p50/p99 and requests/s of
 `portfolio` (the whale), `certificate` with `provenance`, and `marketStats`; in the same run, alternating with the
 API in rounds, it times the equivalent raw SQL (the resolvers' own queries over a psycopg async pool at the same
