@@ -396,6 +396,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve_api(url: str, workers: int) -> tuple[subprocess.Popen, str]:
+    """Start the API (uvicorn, `workers` processes) on `url`'s database; (process, base URL) once it answers."""
+    port = free_port()
+    env = {**os.environ, "CARBONLEDGER_DATABASE_URL": url, "CARBONLEDGER_CONFIG": os.devnull,
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "graphql")])}
+    env.pop("CARBONLEDGER_CHAINS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "gqlapi.app:app_from_env", "--host", "127.0.0.1",
+                             "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+                            env=env, cwd=str(ROOT))
+    api_url = f"http://127.0.0.1:{port}"
+    wait_http(proc, api_url + "/health", "the API server")
+    return proc, api_url
+
+
+def wait_http(proc: subprocess.Popen, url: str, what: str, timeout: float = 60) -> None:
+    """Wait until `url` answers 200 (generous deadline: the machine is shared); fail if the process exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.terminate()
+            raise SystemExit(f"{what} did not start")
+        time.sleep(0.2)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=1_000_000, help="ledger events to load (default 1,000,000)")
@@ -437,24 +466,7 @@ def main() -> int:
               f"{len(info['certs'])} certificates) in {load_s:.1f} s")
         hops = custody_hops(url, bench_certs(info))
         print(f"custody chains of the {len(hops)} certificates asked for: {hop_summary(hops)}")
-        port = free_port()
-        env = {**os.environ, "CARBONLEDGER_DATABASE_URL": url, "CARBONLEDGER_CONFIG": os.devnull,
-               "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "graphql")])}
-        env.pop("CARBONLEDGER_CHAINS", None)
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "gqlapi.app:app_from_env", "--host", "127.0.0.1",
-                                 "--port", str(port), "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
-                                env=env, cwd=str(ROOT))
-        api_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(api_url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit("the API server did not start")
-            time.sleep(0.2)
+        proc, api_url = serve_api(url, args.workers)
         res = asyncio.run(measure(api_url, url, info, args.requests, args.concurrency, proc.pid))
     finally:
         if proc is not None:
