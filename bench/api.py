@@ -264,6 +264,16 @@ def cpu_s(pids: list[int]) -> float:
     return total
 
 
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    return {p: cpu_s([p]) for p in pids}
+
+
+def cpu_since(before: dict[int, float], pids: list[int]) -> float:
+    """CPU seconds `pids` spent since `before` was sampled (a process born since counts whole). A process that
+    exited in between is left out rather than subtracted (Postgres backends come and go): never negative."""
+    return sum(max(0.0, cpu_s([p]) - before.get(p, 0.0)) for p in pids)
+
+
 def postgres_pids() -> list[int]:
     """Every postgres process on this host (the bench's own server when it runs locally; empty otherwise)."""
     out = []
@@ -313,10 +323,10 @@ class Side:
 
     async def run(self, fn, args: list, concurrency: int) -> None:
         c0 = cpu_s(server_pids(self.server_pid)) if self.server_pid else 0.0
-        k0, p0 = time.process_time(), cpu_s(postgres_pids())
+        k0, p0 = time.process_time(), cpu_by_pid(postgres_pids())
         self.wall += await drive(fn, args, concurrency, self.lat)
         self.cpu["client"] += time.process_time() - k0
-        self.cpu["pg"] += cpu_s(postgres_pids()) - p0
+        self.cpu["pg"] += cpu_since(p0, postgres_pids())
         if self.server_pid:
             self.cpu["server"] += cpu_s(server_pids(self.server_pid)) - c0
 

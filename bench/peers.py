@@ -225,13 +225,13 @@ class TreeSide(Side):
     """bench.api.Side counting the CPU of a whole process tree."""
 
     async def run(self, fn, args, concurrency):
-        from bench.api import cpu_s, postgres_pids
+        from bench.api import cpu_by_pid, cpu_since, cpu_s, postgres_pids
 
         c0 = cpu_s(proc_tree(self.server_pid))
-        k0, p0 = time.process_time(), cpu_s(postgres_pids())
+        k0, p0 = time.process_time(), cpu_by_pid(postgres_pids())
         self.wall += await drive(fn, args, concurrency, self.lat)
         self.cpu["client"] += time.process_time() - k0
-        self.cpu["pg"] += cpu_s(postgres_pids()) - p0
+        self.cpu["pg"] += cpu_since(p0, postgres_pids())
         self.cpu["server"] += cpu_s(proc_tree(self.server_pid)) - c0
 
 
