@@ -49,7 +49,7 @@ from psycopg_pool import AsyncConnectionPool  # noqa: E402
 
 from gqlapi.resolvers.market import stats_sql  # noqa: E402
 from gqlapi.resolvers.portfolio import portfolio_sql  # noqa: E402
-from gqlapi.resolvers.provenance_sql import certificate_provenance  # noqa: E402
+from gqlapi.resolvers.provenance_sql import certificate_bundle_sql, certificate_provenance  # noqa: E402
 from indexer.tables import EVENTS, VERSIONED  # noqa: E402
 from store.engine import libpq_url  # noqa: E402
 
@@ -348,15 +348,9 @@ async def measure(api_url: str, db_url: str, info: dict, requests: int, concurre
         "market_stats": (STATS_Q, lambda i: {"b": str(batches[i % len(batches)])}),
     }
     pool = AsyncConnectionPool(libpq_url(db_url), min_size=concurrency, max_size=concurrency, open=False,
-                               kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 2})
+                               kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 2,
+                                       "options": "-c plan_cache_mode=force_generic_plan"})  # as the API plans
     await pool.open(wait=True)
-
-    class PoolDb:  # what the resolvers' SQL helpers expect
-        def __init__(self, conn):
-            self.conn = conn
-
-        async def fetch(self, sql, params=None):
-            return await (await self.conn.execute(sql, params)).fetchall()
 
     async def raw(name: str, i: int) -> None:
         async with pool.connection() as conn:
@@ -365,11 +359,10 @@ async def measure(api_url: str, db_url: str, info: dict, requests: int, concurre
                 rows = await (await conn.execute(sql, p)).fetchall()
                 assert len(rows) == 100
             elif name == "certificate":
-                cid = cert_ids[i % len(cert_ids)]
-                r = await (await conn.execute("SELECT * FROM retirement WHERE certificate_id = %s AND chain = %s", (cid, CHAIN))).fetchall()
-                await (await conn.execute("SELECT * FROM credit_batch WHERE chain = %s AND batch_id = %s AND valid_to IS NULL",
-                                          (CHAIN, r[0]["batch_id"]))).fetchall()
-                await certificate_provenance(PoolDb(conn), [(CHAIN, cid)], None)
+                cid = cert_ids[i % len(cert_ids)]  # the resolver's one statement: retirement, batch, custody chain
+                sql = certificate_bundle_sql("r.certificate_id = %s AND r.chain = %s", "b.valid_to IS NULL", True)
+                rows = await (await conn.execute(sql, (cid, CHAIN))).fetchall()
+                assert len(rows) == 1 and rows[0]["_provenance"]
             else:
                 sql, p = stats_sql(CHAIN, batches[i % len(batches)], None, 86400, None)
                 await (await conn.execute(sql, p)).fetchall()
