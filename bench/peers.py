@@ -176,10 +176,19 @@ def reshape_peer(name: str, data: dict) -> dict:
     return data
 
 
+def peer_versions() -> dict[str, str]:
+    node = shutil.which("node")
+    out = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip() if node else "none"
+    pkg = POSTGRAPHILE.parent / "package.json"
+    return {"node": out, "postgraphile": orjson.loads(pkg.read_bytes())["version"] if pkg.exists() else "none"}
+
+
 def serve_peer(url: str, workers: int) -> tuple[subprocess.Popen, str]:
     node = shutil.which("node")
     if node is None or not POSTGRAPHILE.exists():
         raise SystemExit("PostGraphile is not installed: run `npm install` (Node >= 18 on PATH)")
+    versions = peer_versions()
+    print(f"PostGraphile {versions['postgraphile']} on Node {versions['node']}")
     port = free_port()
     cmd = [node, str(POSTGRAPHILE), "--connection", url, "--schema", "peer", "--host", "127.0.0.1", "--port", str(port),
            "--simple-collections", "only", "--disable-query-log", "--disable-default-mutations",
@@ -370,7 +379,8 @@ def main() -> int:
     print(f"\n{'query':13s} {'clients':>7s} {'side':12s} {'req/s':>7s} {'p50 ms':>7s} {'p99 ms':>7s} {'srv CPU ms/req':>14s} "
           f"{'pg CPU ms/req':>13s}")
     kv = [f"events={args.events}", f"requests={args.requests}", f"workers={args.workers}", f"cores={os.cpu_count()}",
-          f"cert_hops_median={sorted(hops)[len(hops) // 2] if hops else 0}"]
+          f"cert_hops_median={sorted(hops)[len(hops) // 2] if hops else 0}",
+          "peer=postgraphile-{postgraphile} node={node}".format(**peer_versions())]
     worst = None
     for (q, conc), r in res.items():
         for side, label in (("api", "carbonledger"), ("peer", "PostGraphile")):
