@@ -22,6 +22,8 @@ Invariants kept here (DESIGN.md 1-3):
   that ran ahead are dropped and reloaded from the database, whose cursor never left its rows. Backfill writes use
   `synchronous_commit = off` (writer.commit, durable=False): they cover finalized blocks, so a commit lost to a
   server crash is fetched and written again, identically, from the older cursor.
+- Cold backfill (indexer.indexes): on a database without event rows the event tables' secondary indexes are
+  dropped at load and built when the loop first reaches the head; `caught_up()` is false until they exist.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import psycopg
 from core.preflight import OperatorError
 from chains.base import Block, ChainEvent, ChainReader, ReorgTooDeep, UndecodableLog
 from chains.rpc import RpcError
-from indexer import writer
+from indexer import indexes, writer
 from indexer.context import Context, StateCache
 from indexer.registry import load_handlers
 from store.engine import libpq_url
@@ -81,7 +83,7 @@ class ChainSync:
                  start_block: int, finality_depth: int, target_events: int = 10_000, max_span: int = 2000,
                  prefetch: bool = True, cache_limit: int = 1_000_000, shrink_grace_s: float = 10.0,
                  follow_finalized: bool = False, labels: Mapping[int, Mapping[str, Any]] | None = None,
-                 pipeline: bool = True) -> None:
+                 pipeline: bool = True, defer_indexes: bool = True) -> None:
         self.chain = chain
         self.labels = dict(labels or {})  # external batch id -> configured registry details (chains.evm.markets)
         self.reader = reader
@@ -113,6 +115,8 @@ class ChainSync:
         self.wconn: psycopg.Connection | None = None
         self._inflight: tuple[Future, Context, Block] | None = None
         self._stale = False  # a pipelined write failed: cache and cursor ran ahead; reload before the next step
+        self.defer_indexes = defer_indexes
+        self._deferred = False  # event-table indexes are missing (indexer.indexes): build them once caught up
         self.cache.quiesce = self._quiesce
         self._short: tuple[str, float] | None = None  # (node head hash, since) while the node lacks our cursor block
         self._lag_logged = 0.0
@@ -136,6 +140,9 @@ class ChainSync:
                     f"this database holds chain {self.chain} with genesis {held[:18]}…; the node has genesis "
                     f"{self.genesis[:18]}…", f"`carbonledger reset --chain {self.chain}`, or use another database")
             self.cache.load(self.conn, self.chain)
+        if self.defer_indexes and indexes.cold(self.conn):
+            indexes.drop(self.conn)
+        self._deferred = bool(indexes.missing(self.conn))
         self.cursor = (cur[0], cur[1]) if cur else (self.start_block - 1, None)
         self.finalized_number = cur[2] if cur else -1
         self.stats.block = self.cursor[0]
@@ -216,7 +223,8 @@ class ChainSync:
         self.stats.head, self.stats.finalized = head.number, self._fin
 
     def caught_up(self) -> bool:
-        return self._inflight is None and self._head is not None and self.cursor[0] >= self._head.number
+        return (self._inflight is None and not self._deferred and self._head is not None
+                and self.cursor[0] >= self._head.number)
 
     def step(self) -> bool:
         """Do one unit of work; False when there was nothing to do (caught up, or the node lags)."""
@@ -239,6 +247,12 @@ class ChainSync:
         self.stats.mode = "follow"
         self._drop_prefetch()
         self._drain()
+        if self._deferred:
+            assert self.conn is not None
+            self.stats.waiting = "building the event tables' secondary indexes after a cold backfill"
+            indexes.build(self.conn, self.chain)
+            self._deferred = False
+            self.stats.waiting = None
         if self._head.number > n:
             return self._follow(n + 1)
         return self._check_stale()

@@ -408,3 +408,60 @@ def _col(db_url: str, table: str, column: str) -> int:
     with psycopg.connect(libpq_url(db_url)) as c:
         cur = c.execute(f"SELECT * FROM {table} LIMIT 0")
         return [d.name for d in cur.description].index(column)
+
+
+def _missing(db_url: str) -> list[str]:
+    from indexer import indexes
+
+    with psycopg.connect(libpq_url(db_url)) as c:
+        return indexes.missing(c)
+
+
+def test_a_cold_backfill_builds_the_event_indexes_after_catching_up(db_url):
+    """First run on an empty database: the event tables' secondary indexes are gone while it backfills and all
+    back (as the models define them) before it reports caught up; unique indexes never leave."""
+    from indexer import indexes
+
+    node = ScriptedNode(200)
+    s = _sync(node, db_url, target_events=8, max_span=4)
+    assert sorted(_missing(db_url)) == sorted(indexes.DEFERRABLE)
+    with psycopg.connect(libpq_url(db_url)) as c:
+        uniques = c.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'uq_%'").fetchone()[0]
+    for _ in range(5):
+        s.step()
+    assert not s.caught_up() and _missing(db_url)
+    _run(s)
+    assert s.caught_up() and _missing(db_url) == [] and _tradable(db_url) == 200
+    with psycopg.connect(libpq_url(db_url)) as c:
+        assert c.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'uq_%'").fetchone()[0] == uniques
+    s.close()
+    # A later start on the same (no longer empty) database leaves the indexes alone.
+    again = _sync(node, db_url)
+    assert _missing(db_url) == []
+    again.close()
+
+
+def test_indexes_a_crash_left_missing_are_built_by_the_next_start(db_url):
+    """The catalog is the state: a run killed mid-backfill leaves the indexes dropped; the next start, on a
+    database that now holds rows, still builds them once it has caught up."""
+    node = ScriptedNode(120)
+    s = _sync(node, db_url, target_events=8, max_span=4)
+    for _ in range(6):
+        s.step()
+    s.flush()
+    s.conn.close()  # "killed": no catch-up, indexes still missing, rows committed
+    s.wconn.close()
+    assert _missing(db_url) and _tradable(db_url) > 0
+    s2 = _sync(node, db_url, target_events=8, max_span=4)
+    _run(s2)
+    assert _missing(db_url) == [] and _tradable(db_url) == 120
+    s2.close()
+
+
+def test_defer_indexes_off_keeps_them(db_url):
+    node = ScriptedNode(60)
+    s = _sync(node, db_url, target_events=8, max_span=4, defer_indexes=False)
+    assert _missing(db_url) == []
+    _run(s)
+    assert _missing(db_url) == [] and _tradable(db_url) == 60
+    s.close()
