@@ -42,3 +42,26 @@ def head_revision() -> str:
     from store.migrate import alembic_config
 
     return str(ScriptDirectory.from_config(alembic_config("postgresql://unused")).get_current_head())
+
+
+def replica_problem(url: str) -> str | None:
+    """What is wrong with a read replica (`database.read_url`), in one line without its password, or None. Not a
+    start-up refusal: the API reads the primary while no replica is healthy."""
+    import psycopg
+
+    from core.config import redact_url
+    from store.engine import libpq_url
+
+    try:
+        check_database(url)
+    except OperatorError as err:
+        return f"read replica: {err.what}"
+    shown = redact_url(url)
+    try:
+        with psycopg.connect(libpq_url(url), connect_timeout=5, autocommit=True) as conn:
+            standby = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]  # type: ignore[index]
+    except psycopg.Error as exc:
+        return f"read replica {shown}: {scrub_password(first_line(exc), url)}"
+    if not standby:
+        return f"read replica {shown} is not a standby (pg_is_in_recovery() is false): the API will not read it"
+    return None

@@ -18,7 +18,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from core.database import resolve_database_url
     from core.logs import setup_logging
     from core.preflight import check_port, ensure
-    from store.preflight import check_database
+    from store.preflight import check_database, replica_problem
     from gqlapi.app import create_app
 
     settings = load_settings(args.config)
@@ -28,6 +28,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     db_url = resolve_database_url(settings)
     ensure([("database", lambda: check_database(db_url)), ("port", lambda: check_port(host, port, "api.port"))],
            wait=args.wait)
+    for url in settings.database.read_urls:  # named, never fatal: reads fall back to the primary
+        problem = replica_problem(url)
+        if problem is not None:
+            log.warning("read replica not usable; reads go to the healthy replicas or the primary meanwhile",
+                        extra={"check": "database.read_url", "error": problem, "fix": "check database.read_url"})
     if args.workers > 1:
         import os
 

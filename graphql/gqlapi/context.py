@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gqlapi.db import Database, Session
 from gqlapi.loaders import Loaders
+
+if TYPE_CHECKING:
+    from gqlapi.replicas import Router
 
 
 @dataclass
@@ -37,7 +40,7 @@ class Context:
         self.loaders = Loaders(self.db)
 
     @classmethod
-    def create(cls, db: Database, limits: Limits, request: Any = None, response: Any = None, *,
+    def create(cls, db: Database | Router, limits: Limits, request: Any = None, response: Any = None, *,
                single: bool = False, contracts: dict[str, dict[str, Any]] | None = None,
                live: Any = None) -> "Context":
         """`single`: the request is expected to run one statement (see gqlapi.db.Session); `contracts`: the

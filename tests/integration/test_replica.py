@@ -1,0 +1,190 @@
+"""Reads on a real Postgres streaming replica (database.read_url): a private primary and a hot standby made with
+pg_basebackup (tests.pgcluster), the real indexer on anvil writing the primary, the API reading the standby.
+
+What must hold: answers equal the primary's; `_meta` reports what the replica replayed and the data agrees with it
+(replay paused: the older block, and the primary's answers as of that block); a replica over its lag bound, or
+stopped, is skipped (the primary answers, /ready and /metrics say why) and used again once it is back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import psycopg
+import pytest
+from web3 import Web3
+
+from gqlapi.testing import ApiClient
+from tests.pgcluster import Cluster, pg_bin
+
+pytestmark = pytest.mark.anvil
+CHAIN = "dev"
+
+DOC = """query($b: BlockInput) {
+  _meta(chain: "dev") { block { number hash } }
+  certificates(first: 100, block: $b) { nodes { id amount holder blockNumber } }
+  marketStats(window: ALL, chain: "dev", block: $b) { volume }
+  %s
+}"""
+
+
+@pytest.fixture(scope="module")
+def env():
+    from core.anvil import Anvil, anvil_binary
+    from store.migrate import upgrade
+    from tests.integration.scenario import deploy, run_scenario, settings_for
+
+    bindir = pg_bin()
+    if bindir is None:
+        pytest.skip("Postgres server binaries (initdb, pg_ctl, pg_basebackup) not found: apt-get install postgresql "
+                    "or set CARBONLEDGER_PG_BIN")
+    if anvil_binary() is None:
+        pytest.fail("anvil missing: run `npm ci`")
+    cluster = Cluster(bindir).start()
+    apis: list[ApiClient] = []
+    try:
+        with psycopg.connect(cluster.primary_url, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE carbonledger")
+        primary, replica = cluster.url(cluster.primary_port, "carbonledger"), cluster.url(cluster.replica_port, "carbonledger")
+        upgrade(primary)
+        with Anvil() as node:
+            w3 = Web3(Web3.HTTPProvider(node.url))
+            dep = deploy(w3)
+            run_scenario(w3, dep, actions=25, seed=5)
+            settings = settings_for(node.url, dep, primary, finality_depth=32)
+            e = {"cluster": cluster, "w3": w3, "dep": dep, "settings": settings, "primary": primary, "replica": replica}
+            index(e)
+            wait_replayed(e)
+            e["on_primary"] = ApiClient(primary)
+            e["api"] = ApiClient(primary, read_url=[replica], replica_check_s=0.2, replica_max_lag_s=60)
+            apis += [e["on_primary"], e["api"]]
+            owners = sorted({a.lower() for a in w3.eth.accounts[:7]})
+            e["doc"] = DOC % "\n".join(f'p{i}: portfolio(owner: "{o}", chain: "dev", block: $b) '
+                                       "{ holdings { batchId tradable listed retired } }" for i, o in enumerate(owners))
+            yield e
+    finally:
+        for api in apis:
+            api.close()
+        cluster.close()
+
+
+def index(e) -> int:
+    """Index the chain up to its head on the primary; the primary's cursor."""
+    from indexer.runner import run_once
+
+    assert run_once(e["settings"], db_url=e["primary"]) == 0
+    return cursor(e["primary"])
+
+
+def cursor(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute("SELECT block_number FROM indexer_cursor WHERE chain = %s", (CHAIN,)).fetchone()[0]
+
+
+def wait_replayed(e, timeout: float = 60) -> int:
+    """Wait until the replica's cursor equals the primary's."""
+    want, deadline = cursor(e["primary"]), time.monotonic() + timeout
+    while (got := cursor(e["replica"])) != want:
+        assert time.monotonic() < deadline, f"replica at block {got}, primary at {want}\n{e['cluster'].log()}"
+        time.sleep(0.1)
+    return want
+
+
+def wait_for(api: ApiClient, cond, what: str, timeout: float = 60) -> None:
+    """Run the API's loop (its replica monitor runs meanwhile) until `cond()`."""
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        api.loop.run_until_complete(asyncio.sleep(0.1))
+
+
+def answer(api: ApiClient, doc: str, block: int | None = None) -> tuple[int, dict]:
+    """(the `_meta` block, the data without `_meta`)."""
+    d = api.q(doc, {"b": None if block is None else {"number": block}})
+    return d.pop("_meta")[0]["block"]["number"], d
+
+
+def replica_status(api: ApiClient) -> dict:
+    r = api.get("/ready")
+    (status,) = r.json()["replicas"].values()
+    return status
+
+
+def test_reads_come_from_the_replica_and_equal_the_primary(env):
+    api, router = env["api"], env["api"].db
+    (rep,) = router.replicas
+    assert rep.name == f"127.0.0.1:{env['cluster'].replica_port}/carbonledger" and rep.healthy, rep.status()
+    on_replica, on_primary = rep.db.statements, router.primary.statements
+    head = cursor(env["primary"])
+    got = answer(api, env["doc"])
+    assert got == answer(env["on_primary"], env["doc"]) and got[0] == head
+    assert any(p["holdings"] for k, p in got[1].items() if k.startswith("p")) and got[1]["certificates"]["nodes"]
+    assert rep.db.statements > on_replica and router.primary.statements == on_primary  # all of it read the replica
+    status = replica_status(api)
+    assert status["healthy"] is True and status["lag_s"] is not None
+    metrics = api.get("/metrics").text
+    assert f'api_replica_healthy{{replica="{rep.name}"}} 1.0' in metrics and "postgres@" not in metrics
+
+
+def test_meta_reports_what_the_replica_replayed(env):
+    from tests.integration.scenario import run_scenario
+
+    api, replica = env["api"], env["replica"]
+    (rep,) = api.db.replicas
+    with psycopg.connect(replica, autocommit=True) as conn:
+        conn.execute("SELECT pg_wal_replay_pause()")
+        wait_until = time.monotonic() + 30
+        while conn.execute("SELECT pg_get_wal_replay_pause_state()").fetchone()[0] != "paused":
+            assert time.monotonic() < wait_until
+            time.sleep(0.05)
+        try:
+            old = cursor(replica)
+            run_scenario(env["w3"], env["dep"], actions=15, seed=6)
+            new = index(env)
+            assert new > old
+            block, data = answer(api, env["doc"])
+            assert block == old  # the replayed block, not the primary's
+            assert data == answer(env["on_primary"], env["doc"], old)[1]  # ... and the data is as of it
+            assert answer(env["on_primary"], env["doc"]) != (block, data)
+            assert answer(env["on_primary"], env["doc"])[1] != data  # (the new blocks changed what DOC shows)
+            assert rep.healthy  # paused for less than replica_max_lag_s (60 s)
+
+            # Over the lag bound (judged from WAL positions), the replica is skipped: the primary answers.
+            api.db.max_lag_s = 0.5
+            wait_for(api, lambda: not rep.healthy, "the paused replica to count as lagging")
+            status = replica_status(api)
+            assert "replay lag" in status["reason"] and status["lag_s"] > 0.5 and status["lag_bytes"] > 0
+            assert answer(api, env["doc"]) == answer(env["on_primary"], env["doc"])
+        finally:
+            api.db.max_lag_s = 60
+            conn.execute("SELECT pg_wal_replay_resume()")
+    wait_replayed(env)
+    wait_for(api, lambda: rep.healthy, "the replica to catch up and be used again")
+    before = rep.db.statements
+    assert answer(api, env["doc"]) == answer(env["on_primary"], env["doc"])
+    assert answer(api, env["doc"])[0] == new and rep.db.statements > before
+
+
+def test_a_stopped_replica_is_skipped_and_used_again_when_back(env):
+    api, cluster = env["api"], env["cluster"]
+    (rep,) = api.db.replicas
+    expected = answer(env["on_primary"], env["doc"])
+    assert answer(api, env["doc"]) == expected  # the pool now holds open connections to the replica
+    cluster.stop_replica()
+    try:
+        # Before the monitor notices: the request's first query finds its connections dead and the server gone,
+        # marks the replica down and reads the primary (nothing had been read yet).
+        primary_before = api.db.primary.statements
+        assert answer(api, env["doc"]) == expected
+        assert api.db.primary.statements > primary_before and not rep.healthy
+        r = api.get("/ready")  # (its `database` flag comes from the served app's lifespan, not run here)
+        status = r.json()["replicas"][rep.name]
+        assert status["healthy"] is False and "unreachable" in status["reason"]
+        assert "postgres@" not in r.text
+        assert f'api_replica_healthy{{replica="{rep.name}"}} 0.0' in api.get("/metrics").text
+        wait_for(api, lambda: "unreachable" in replica_status(api)["reason"], "the monitor to see it down")
+    finally:
+        cluster.start_replica()
+    wait_for(api, lambda: rep.healthy, "the restarted replica to be used again")
+    before = rep.db.statements
+    assert answer(api, env["doc"]) == expected and rep.db.statements > before
