@@ -379,7 +379,7 @@ class Served:
 
 class LiveServer:
     """The API app under a real uvicorn on a free port, in a thread of this process (tests reach into
-    `app.state.hub`); `api` sets ApiSettings such as live_queue."""
+    `app.state.hub`); `api` sets ApiSettings such as live_queue, and read_url, replica_max_lag_s, replica_check_s."""
 
     def __init__(self, url: str, **api: Any) -> None:
         import socket
@@ -391,7 +391,8 @@ class LiveServer:
         from core.config import ApiSettings, DatabaseSettings, Settings
         from gqlapi.app import create_app
 
-        settings = Settings(api=ApiSettings(**api), database=DatabaseSettings(url=url))
+        db = {k: api.pop(k) for k in ("read_url", "replica_max_lag_s", "replica_check_s") if k in api}
+        settings = Settings(api=ApiSettings(**api), database=DatabaseSettings(url=url, **db))
         self.app = create_app(settings, url, pool_size=4)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

@@ -188,3 +188,93 @@ def test_a_stopped_replica_is_skipped_and_used_again_when_back(env):
     wait_for(api, lambda: rep.healthy, "the restarted replica to be used again")
     before = rep.db.statements
     assert answer(api, env["doc"]) == expected and rep.db.statements > before
+
+
+BLOCKS_Q = "subscription { blocks(chain: \"dev\") { __typename ... on BlockIndexed { block { number } _meta { block { number } } } } }"
+
+
+def _paused(url: str):
+    """A context: WAL replay paused on the replica at `url` (resumed on exit)."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def ctx():
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("SELECT pg_wal_replay_pause()")
+            deadline = time.monotonic() + 30
+            while conn.execute("SELECT pg_get_wal_replay_pause_state()").fetchone()[0] != "paused":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_wal_replay_resume()")
+    return ctx()
+
+
+@pytest.mark.parametrize("max_lag_s", [60.0, 1.0])
+def test_live_messages_wait_for_the_replica_or_read_the_primary(env, max_lag_s):
+    """The hub listens on the primary; a block message's `_meta` is read where it is sent from only once that server
+    replayed the block: with replay paused, it waits (60 s bound: until replay resumes) or, past the bound (1 s),
+    reads the primary. Either way no message shows a `_meta` older than its block."""
+    from gqlapi.testing import LiveServer, WsClient
+    from tests.integration.scenario import run_scenario
+
+    wait_replayed(env)
+    server = LiveServer(env["primary"], read_url=env["replica"], replica_max_lag_s=max_lag_s, replica_check_s=0.2)
+    try:
+        async def main():
+            c = await WsClient(server.ws_url).start()
+            await c.subscribe("b", BLOCKS_Q)
+            deadline = time.monotonic() + 30
+            while len(server.hub.subscribers) != 1:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            with _paused(env["replica"]):
+                await asyncio.to_thread(run_scenario, env["w3"], env["dep"], 3, 7)
+                head = await asyncio.to_thread(index, env)
+                got = [await c.next("b")] if max_lag_s < 60 else []
+                if max_lag_s >= 60:  # nothing is sent while the replica has not replayed it
+                    with pytest.raises(asyncio.TimeoutError):
+                        await c.next("b", timeout=1.5)
+            while not got or got[-1]["blocks"]["block"]["number"] < head:
+                got.append(await c.next("b"))
+            await c.close()
+            return head, got
+
+        head, got = asyncio.run(main())
+        for m in got:
+            b = m["blocks"]
+            assert b["__typename"] == "BlockIndexed" and b["_meta"]["block"]["number"] >= b["block"]["number"], got
+        assert got[-1]["blocks"]["block"]["number"] == head
+    finally:
+        server.close()
+        wait_replayed(env)
+
+
+def test_live_history_is_read_on_the_primary(env):
+    """Blocks indexed before a subscription with `since` are no live notice of it: its history must see them, which a
+    replica that has not replayed them would not (a silent gap), so history reads the primary."""
+    from gqlapi.testing import LiveServer, WsClient
+    from tests.integration.scenario import run_scenario
+
+    wait_replayed(env)
+    server = LiveServer(env["primary"], read_url=env["replica"], replica_max_lag_s=60, replica_check_s=0.2)
+    try:
+        async def main():
+            with _paused(env["replica"]):
+                since = cursor(env["replica"])
+                await asyncio.to_thread(run_scenario, env["w3"], env["dep"], 2, 8)
+                head = await asyncio.to_thread(index, env)
+                c = await WsClient(server.ws_url).start()
+                await c.subscribe("b", "subscription($s: SinceInput) { blocks(chain: \"dev\", since: $s) { "
+                                  "... on BlockIndexed { block { number } } } }", {"s": {"number": since}})
+                got = [await c.next("b") for _ in range(head - since)]
+            await c.close()
+            return since, head, got
+
+        since, head, got = asyncio.run(main())
+        assert head > since and [m["blocks"]["block"]["number"] for m in got] == list(range(since + 1, head + 1))
+    finally:
+        server.close()
+        wait_replayed(env)
