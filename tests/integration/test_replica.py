@@ -278,3 +278,48 @@ def test_live_history_is_read_on_the_primary(env):
     finally:
         server.close()
         wait_replayed(env)
+
+
+def test_start_up_checks_name_a_bad_read_url_and_serve_from_the_primary(env):
+    """A standby is refused where writes go (indexer, oracle, migrate); `serve` names a bad read_url without its
+    password but starts (reads fall back), and /ready lists each replica by host:port/db."""
+    import httpx
+
+    from core.preflight import OperatorError
+    from gqlapi.testing import Served
+    from store.preflight import check_database, replica_problem
+    from tests.pgcluster import free_port
+
+    with pytest.raises(OperatorError, match="read-only standby") as err:
+        check_database(env["replica"], writable=True)
+    assert "database.url" in err.value.fix
+    check_database(env["primary"], writable=True)
+    assert replica_problem(env["replica"]) is None
+    assert "not a standby" in (replica_problem(env["primary"]) or "")
+    dead_port = free_port()
+    bad = f"postgresql://reader:s3cret-pw@127.0.0.1:{dead_port}/carbonledger"
+    problem = replica_problem(bad) or ""
+    assert f"127.0.0.1:{dead_port}" in problem and "s3cret" not in problem
+
+    served = Served(env["primary"], CARBONLEDGER_DATABASE_READ_URL=f'["{env["replica"]}", "{bad}"]',
+                    CARBONLEDGER_DATABASE_REPLICA_CHECK_S="0.2")
+    try:
+        served.wait_ready()
+        deadline = time.monotonic() + 30
+        while True:
+            r = httpx.get(served.base + "/ready", timeout=5).json()
+            reps = r["replicas"]
+            if reps[f"127.0.0.1:{env['cluster'].replica_port}/carbonledger"]["healthy"]:
+                break
+            assert time.monotonic() < deadline, r
+            time.sleep(0.1)
+        assert r["ready"] is True and reps[f"127.0.0.1:{dead_port}/carbonledger"]["healthy"] is False
+        body = httpx.post(served.base + "/graphql", json={"query": '{ _meta(chain: "dev") { block { number } } }'},
+                          timeout=10).json()
+        assert body["data"]["_meta"][0]["block"]["number"] == cursor(env["replica"])
+        text = httpx.get(served.base + "/metrics", timeout=5).text + str(r)
+        assert "s3cret" not in text and "reader" not in text
+        out = served.output()
+        assert "read replica not usable" in out and f"127.0.0.1:{dead_port}" in out and "s3cret" not in out, out
+    finally:
+        served.close()
