@@ -274,10 +274,11 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
 
     def ready() -> tuple[bool, dict]:
         detail: dict[str, Any] = {"database": state["db"]}
-        if db.replicas:  # informative: with none healthy, reads fall back to the primary
-            detail["replicas"] = db.status()
         if hub is not None:  # informative: queries are served without the listener; subscriptions wait for it
             detail["live_listener"] = hub.connected.is_set()
+        if db.replicas:  # queries are served while the primary or a healthy replica answers
+            detail["replicas"] = db.status()
+            return state["db"] or db.any_healthy(), detail
         return state["db"], detail
 
     routes = [Route("/graphql", graphql_app, methods=["GET", "POST"]), WebSocketRoute("/graphql", view)]

@@ -7,7 +7,7 @@ that snapshot, so it reports the block the replica has replayed, never more than
 Health, checked every `database.replica_check_s` on a connection of its own per replica: a replica is healthy when
 it answers, is in recovery (a standby), and its replay lag is within `database.replica_max_lag_s`. Lag is judged
 by WAL position, not `pg_last_xact_replay_timestamp()` (which grows without bound on an idle primary): the monitor
-samples the primary's `pg_current_wal_lsn()` with the time it read it; a replica whose `pg_last_wal_replay_lsn()`
+samples the primary's `pg_current_wal_flush_lsn()` (only flushed WAL is streamed) with the time it read it; a replica whose `pg_last_wal_replay_lsn()`
 is behind is late by at least the age of the oldest sample it has not replayed. When the primary cannot be asked,
 a replica that answers is judged by reachability alone. A request whose first query cannot connect to its replica
 marks that replica down and moves to the next choice (nothing was read yet); one that already read from it fails
@@ -101,6 +101,7 @@ class Router:
         self._primary_conn: psycopg.AsyncConnection | None = None
         self._task: asyncio.Task | None = None
         self.primary_reads = 0  # sessions given the primary while replicas are configured (metrics)
+        self.checks = 0  # health rounds done
 
     @property
     def statements(self) -> int:
@@ -152,7 +153,7 @@ class Router:
             if self._primary_conn is None or self._primary_conn.broken:
                 self._primary_conn = await self._connect(self.primary.conninfo)
             row = await (await self._primary_conn.execute(
-                "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END")).fetchone()
+                "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn()::text END")).fetchone()
             return _lsn(row[0]) if row else None
         except Exception:  # noqa: BLE001 - the primary's own health is /ready's `database`
             if self._primary_conn is not None:
@@ -168,6 +169,7 @@ class Router:
         if lsn is not None and (not self._samples or self._samples[-1][1] != lsn):
             self._samples.append((now, lsn))
         await asyncio.gather(*(self._check(r, lsn is not None) for r in self.replicas))
+        self.checks += 1
 
     def _lag(self, replayed: int) -> tuple[float, int]:
         """(seconds, bytes) a replica that replayed up to `replayed` is behind the latest primary sample."""
@@ -242,6 +244,9 @@ class Router:
     async def ping(self) -> bool:
         """The primary answers (replicas are reported apart: reads fall back to the primary)."""
         return await self.primary.ping()
+
+    def any_healthy(self) -> bool:
+        return any(r.healthy for r in self.replicas)
 
 
 class RoutedSession(Session):

@@ -323,3 +323,25 @@ def test_start_up_checks_name_a_bad_read_url_and_serve_from_the_primary(env):
         assert "read replica not usable" in out and f"127.0.0.1:{dead_port}" in out and "s3cret" not in out, out
     finally:
         served.close()
+
+
+def test_reads_go_on_from_the_replica_while_the_primary_is_down(env):
+    """With the primary gone the replica's lag cannot be judged: a replica that answers is used (reads survive a
+    primary outage), and /ready stays true."""
+    api, cluster = env["api"], env["cluster"]
+    (rep,) = api.db.replicas
+    wait_replayed(env)
+    expected = answer(env["on_primary"], env["doc"])
+    cluster.stop_server(cluster.primary_dir)
+    try:
+        rounds = api.db.checks
+        wait_for(api, lambda: api.db.checks >= rounds + 3, "three health rounds without the primary")
+        assert rep.healthy and rep.lag_s is None  # unknown, not judged
+        before = rep.db.statements
+        assert answer(api, env["doc"]) == expected and rep.db.statements > before
+        r = api.get("/ready")
+        assert r.status_code == 200 and r.json()["ready"] is True, r.text
+    finally:
+        cluster.start_server(cluster.primary_dir)
+        cluster.wait_answers(cluster.primary_url)
+    wait_for(api, lambda: rep.healthy and rep.lag_s is not None, "the lag to be judged again")
