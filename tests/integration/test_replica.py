@@ -8,6 +8,8 @@ stopped, is skipped (the primary answers, /ready and /metrics say why) and used 
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 import time
 
 import psycopg
@@ -38,6 +40,12 @@ def env():
     if bindir is None:
         pytest.skip("Postgres server binaries (initdb, pg_ctl, pg_basebackup) not found: apt-get install postgresql "
                     "or set CARBONLEDGER_PG_BIN")
+    if os.geteuid() == 0:
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no `postgres` user to run the test servers as (Postgres "
+                        "refuses root)")
     if anvil_binary() is None:
         pytest.fail("anvil missing: run `npm ci`")
     cluster = Cluster(bindir).start()
