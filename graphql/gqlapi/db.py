@@ -295,6 +295,9 @@ class Session:
                 f"the query took longer than the statement timeout ({self.db.statement_timeout_ms} ms); "
                 "ask for fewer items or a narrower range", STATEMENT_TIMEOUT,
             ) from None
+        except psycopg.errors.SerializationFailure:  # only a hot standby raises it on read-only snapshots
+            raise UserError("the read replica cancelled this query to replay the primary's changes (a conflict with "
+                            "recovery); retry", SERVICE_BUSY) from None
 
     async def close(self) -> None:
         """End the snapshot and give the connection back (idempotent; a renewal runs in the background).

@@ -12,6 +12,8 @@ is behind is late by at least the age of the oldest sample it has not replayed. 
 a replica that answers is judged by reachability alone. A request whose first query cannot connect to its replica
 marks that replica down and moves to the next choice (nothing was read yet); one that already read from it fails
 as on the primary. Choice: the healthy replica with the fewest connections in use, round robin among equals.
+A standby may cancel a query whose snapshot blocks its replay (conflict with recovery, after
+max_standby_streaming_delay): answered as SERVICE_BUSY, to retry (gqlapi.db).
 """
 
 from __future__ import annotations

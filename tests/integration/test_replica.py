@@ -353,3 +353,61 @@ def test_reads_go_on_from_the_replica_while_the_primary_is_down(env):
         cluster.start_server(cluster.primary_dir)
         cluster.wait_answers(cluster.primary_url)
     wait_for(api, lambda: rep.healthy and rep.lag_s is not None, "the lag to be judged again")
+
+
+def test_a_conflict_with_recovery_is_a_coded_retryable_error(env):
+    """A standby cancels a query that holds up its replay (here: at once, max_standby_streaming_delay = 0, while the
+    primary truncates a table the query reads): the request gets SERVICE_BUSY, and the connection serves again."""
+    from gqlapi.errors import UserError
+
+    api, primary, replica = env["api"], env["primary"], env["replica"]
+    with psycopg.connect(primary, autocommit=True) as conn:
+        conn.execute("CREATE TABLE scratch (x int)")
+        conn.execute("INSERT INTO scratch VALUES (1)")
+    wait_replayed_table = time.monotonic() + 60
+    with psycopg.connect(replica, autocommit=True) as conn:
+        while conn.execute("SELECT to_regclass('scratch')").fetchone()[0] is None:
+            assert time.monotonic() < wait_replayed_table
+            time.sleep(0.05)
+        conn.execute("ALTER SYSTEM SET max_standby_streaming_delay = 0")
+        conn.execute("SELECT pg_reload_conf()")
+    try:
+        async def main():
+            s = api.db.session()
+            assert s.db is api.db.replicas[0].db
+            try:
+                await s.fetch("SELECT 1 FROM scratch")  # the snapshot now holds a lock on scratch
+                _truncate_when_running(primary, replica)
+                with pytest.raises(UserError, match="conflict with recovery") as err:
+                    await s.fetch("SELECT pg_sleep(30) FROM scratch")
+                return err.value
+            finally:
+                await s.close()
+
+        err = api.loop.run_until_complete(main())
+        assert err.extensions["code"] == "SERVICE_BUSY"
+        assert answer(api, env["doc"]) == answer(env["on_primary"], env["doc"])
+    finally:
+        with psycopg.connect(replica, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM RESET max_standby_streaming_delay")
+            conn.execute("SELECT pg_reload_conf()")
+        with psycopg.connect(primary, autocommit=True) as conn:
+            conn.execute("DROP TABLE scratch")
+
+
+def _truncate_when_running(primary: str, replica: str) -> None:
+    """From a thread: once the replica runs the test's pg_sleep query, TRUNCATE scratch on the primary."""
+    import threading
+
+    def go() -> None:
+        deadline = time.monotonic() + 60
+        with psycopg.connect(replica, autocommit=True) as conn:
+            while not conn.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND "
+                                   "query LIKE 'SELECT pg_sleep(30)%%'").fetchone()[0]:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.02)
+        with psycopg.connect(primary, autocommit=True) as conn:
+            conn.execute("TRUNCATE scratch")
+
+    threading.Thread(target=go, daemon=True).start()
