@@ -225,7 +225,8 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
     view = View(schema, graphql_ide="graphiql" if settings.api.graphiql else None, allow_queries_via_get=True,
                 subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
                 max_subscriptions_per_connection=api.live_per_connection)
-    endpoint = GraphQLEndpoint(schema, view, lambda single: Context.create(db, limits, single=single, contracts=contracts),
+    endpoint = GraphQLEndpoint(schema, view, lambda single, primary=False: Context.create(
+                                   db, limits, single=single, contracts=contracts, primary=primary),
                                max_body_bytes=settings.api.max_body_bytes)
     graphql_app = _TimedGraphQL(endpoint, metrics, db, _Gate(settings.api))
 

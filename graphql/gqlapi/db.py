@@ -238,6 +238,8 @@ class Session:
     """One request's view of the database: a lazily borrowed connection in a read-only snapshot, or, for a
     `single`-statement request, one statement outside a transaction."""
 
+    on_replica = False  # gqlapi.replicas.RoutedSession: whether it reads a replica
+
     def __init__(self, db: Database, single: bool = False, deadline: float | None = None, budget_ms: int = 0) -> None:
         self.db = db
         self.single = single

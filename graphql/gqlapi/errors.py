@@ -48,6 +48,10 @@ class UserError(Exception):
         self.extensions = {"code": code}
 
 
+class ReplicaBehind(UserError):
+    """A `block` argument above what the read replica has replayed (gqlapi.endpoint re-asks the primary)."""
+
+
 class RequestTimeout(UserError):
     """The request's execution ran past `api.request_timeout_ms`."""
 

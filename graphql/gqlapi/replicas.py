@@ -13,7 +13,8 @@ a replica that answers is judged by reachability alone. A request whose first qu
 marks that replica down and moves to the next choice (nothing was read yet); one that already read from it fails
 as on the primary. Choice: the healthy replica with the fewest connections in use, round robin among equals.
 A standby may cancel a query whose snapshot blocks its replay (conflict with recovery, after
-max_standby_streaming_delay): answered as SERVICE_BUSY, to retry (gqlapi.db).
+max_standby_streaming_delay): answered as SERVICE_BUSY, to retry (gqlapi.db). A `block` argument above what the
+replica replayed (a client pinning the block it last saw) is re-asked on the primary (gqlapi.endpoint).
 """
 
 from __future__ import annotations
@@ -258,6 +259,10 @@ class RoutedSession(Session):
     def __init__(self, router: Router, db: Database, single: bool, deadline: float | None, budget_ms: int) -> None:
         super().__init__(db, single, deadline, budget_ms)
         self.router = router
+
+    @property
+    def on_replica(self) -> bool:  # type: ignore[override]
+        return self.db is not self.router.primary
 
     async def _acquire(self) -> psycopg.AsyncConnection:
         tried: list[Database] = []

@@ -156,6 +156,10 @@ def test_meta_reports_what_the_replica_replayed(env):
             assert answer(env["on_primary"], env["doc"]) != (block, data)
             assert answer(env["on_primary"], env["doc"])[1] != data  # (the new blocks changed what DOC shows)
             assert rep.healthy  # paused for less than replica_max_lag_s (60 s)
+            # A client that pins a block the replica has not replayed (the one it last saw) is answered by the primary.
+            on_primary = api.db.primary.statements
+            assert answer(api, env["doc"], new) == answer(env["on_primary"], env["doc"], new)
+            assert api.db.primary.statements > on_primary
 
             # Over the lag bound (judged from WAL positions), the replica is skipped: the primary answers.
             api.db.max_lag_s = 0.5
