@@ -5,16 +5,19 @@ for its whole life, so all its statements read one snapshot on one server; `_met
 that snapshot, so it reports the block the replica has replayed, never more than the data shows.
 
 Health, checked every `database.replica_check_s` on a connection of its own per replica: a replica is healthy when
-it answers, is in recovery (a standby), and its replay lag is within `database.replica_max_lag_s`. Lag is judged
-by WAL position, not `pg_last_xact_replay_timestamp()` (which grows without bound on an idle primary): the monitor
-samples the primary's `pg_current_wal_flush_lsn()` (only flushed WAL is streamed) with the time it read it; a replica whose `pg_last_wal_replay_lsn()`
-is behind is late by at least the age of the oldest sample it has not replayed. When the primary cannot be asked,
-a replica that answers is judged by reachability alone. A request whose first query cannot connect to its replica
-marks that replica down and moves to the next choice (nothing was read yet); one that already read from it fails
-as on the primary. Choice: the healthy replica with the fewest connections in use, round robin among equals.
-A standby may cancel a query whose snapshot blocks its replay (conflict with recovery, after
-max_standby_streaming_delay): answered as SERVICE_BUSY, to retry (gqlapi.db). A `block` argument above what the
-replica replayed (a client pinning the block it last saw) is re-asked on the primary (gqlapi.endpoint).
+it answers, is in recovery (a standby), and its replay lag is within `database.replica_max_lag_s`. Lag is judged by
+WAL position, not `pg_last_xact_replay_timestamp()` (which grows without bound on an idle primary): the monitor
+samples the primary's `pg_current_wal_flush_lsn()` (only flushed WAL is streamed) with the time it read it; a replica
+whose `pg_last_wal_replay_lsn()` is behind is late by at least the age of the oldest sample it has not replayed.
+When the primary cannot be asked, a replica that answers is judged by reachability alone (reads survive a primary
+outage).
+
+Choice: the healthy replica with the fewest connections in use, round robin among equals. A request whose first
+query cannot connect to its replica marks that replica down and moves to the next choice (nothing was read yet);
+one that already read from it fails as on the primary. A standby may cancel a query whose snapshot holds up its
+replay (conflict with recovery, after max_standby_streaming_delay): answered as SERVICE_BUSY, to retry
+(gqlapi.db). A `block` argument above what the replica replayed (a client pinning the block it last saw) is
+re-asked on the primary (gqlapi.endpoint).
 """
 
 from __future__ import annotations
