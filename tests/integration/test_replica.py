@@ -336,6 +336,15 @@ def test_start_up_checks_name_a_bad_read_url_and_serve_from_the_primary(env):
     finally:
         served.close()
 
+    # The old way (database.url = a replica) still serves queries, and says why live updates would stay silent.
+    served = Served(env["replica"])
+    try:
+        served.wait_ready()
+        out = served.output()
+        assert "live updates need the primary" in out and "read-only standby" in out, out
+    finally:
+        served.close()
+
 
 def test_reads_go_on_from_the_replica_while_the_primary_is_down(env):
     """With the primary gone the replica's lag cannot be judged: a replica that answers is used (reads survive a
