@@ -38,7 +38,7 @@ from psycopg.adapt import Loader
 from psycopg.rows import dict_row
 
 from gqlapi.convert import bad_text
-from gqlapi.errors import SERVICE_BUSY, STATEMENT_TIMEOUT, RequestTimeout, UserError
+from gqlapi.errors import SERVICE_BUSY, STATEMENT_TIMEOUT, ReplicaConflict, RequestTimeout, UserError
 from store.engine import libpq_url
 
 log = logging.getLogger("gqlapi.db")
@@ -298,8 +298,7 @@ class Session:
                 "ask for fewer items or a narrower range", STATEMENT_TIMEOUT,
             ) from None
         except psycopg.errors.SerializationFailure:  # only a hot standby raises it on read-only snapshots
-            raise UserError("the read replica cancelled this query to replay the primary's changes (a conflict with "
-                            "recovery); retry", SERVICE_BUSY) from None
+            raise ReplicaConflict from None
 
     async def close(self) -> None:
         """End the snapshot and give the connection back (idempotent; a renewal runs in the background).

@@ -28,7 +28,7 @@ from strawberry.utils.await_maybe import await_maybe
 
 from gqlapi.costs import variable_errors
 from gqlapi.db import NeedsSnapshot
-from gqlapi.errors import PAYLOAD_TOO_LARGE, ReplicaBehind, should_mask
+from gqlapi.errors import PAYLOAD_TOO_LARGE, ReplicaBehind, ReplicaConflict, should_mask
 from gqlapi.guard import Admitted
 
 _HEADERS = [(b"content-type", b"application/json")]
@@ -171,7 +171,8 @@ class GraphQLEndpoint:
         A document seen to run one statement is run without a snapshot transaction; if a request of it then asks
         for a second statement (data-dependent nesting), that attempt is dropped unseen and the request re-run
         with a snapshot, which the document keeps from then on. A request that named a block its read replica has
-        not replayed yet is re-run on the primary."""
+        not replayed yet, or that the replica cancelled (conflict with recovery), is re-run on the primary: nothing
+        of the first attempt was sent."""
         single = prepared.single is True
         result, statements = await self._execute(prepared, variables, single)
         if single and result.errors and any(isinstance(e.original_error, NeedsSnapshot) for e in result.errors):
@@ -179,7 +180,7 @@ class GraphQLEndpoint:
             result, statements = await self._execute(prepared, variables, False)
         elif prepared.single is None:
             prepared.single = statements <= 1
-        if result.errors and any(isinstance(e.original_error, ReplicaBehind) for e in result.errors):
+        if result.errors and any(isinstance(e.original_error, (ReplicaBehind, ReplicaConflict)) for e in result.errors):
             result, statements = await self._execute(prepared, variables, prepared.single is True, primary=True)
         out: dict[str, Any] = {"data": result.data}
         if result.errors:

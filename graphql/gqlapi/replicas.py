@@ -15,9 +15,9 @@ outage).
 Choice: the healthy replica with the fewest connections in use, round robin among equals. A request whose first
 query cannot connect to its replica marks that replica down and moves to the next choice (nothing was read yet);
 one that already read from it fails as on the primary. A standby may cancel a query whose snapshot holds up its
-replay (conflict with recovery, after max_standby_streaming_delay): answered as SERVICE_BUSY, to retry
-(gqlapi.db). A `block` argument above what the replica replayed (a client pinning the block it last saw) is
-re-asked on the primary (gqlapi.endpoint).
+replay (conflict with recovery, after max_standby_streaming_delay): POST /graphql re-asks the primary
+(gqlapi.endpoint), elsewhere it is SERVICE_BUSY, to retry. A `block` argument above what the replica replayed (a
+client pinning the block it last saw) is re-asked on the primary the same way.
 """
 
 from __future__ import annotations

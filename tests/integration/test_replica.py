@@ -370,8 +370,9 @@ def test_reads_go_on_from_the_replica_while_the_primary_is_down(env):
 
 def test_a_conflict_with_recovery_is_a_coded_retryable_error(env):
     """A standby cancels a query that holds up its replay (here: at once, max_standby_streaming_delay = 0, while the
-    primary truncates a table the query reads): the request gets SERVICE_BUSY, and the connection serves again."""
-    from gqlapi.errors import UserError
+    primary truncates a table the query reads): the session raises ReplicaConflict (SERVICE_BUSY; POST /graphql
+    re-runs such a request on the primary, as for a block the replica has not replayed), and the pool serves again."""
+    from gqlapi.errors import ReplicaConflict
 
     api, primary, replica = env["api"], env["primary"], env["replica"]
     with psycopg.connect(primary, autocommit=True) as conn:
@@ -391,7 +392,7 @@ def test_a_conflict_with_recovery_is_a_coded_retryable_error(env):
             try:
                 await s.fetch("SELECT 1 FROM scratch")  # the snapshot now holds a lock on scratch
                 _truncate_when_running(primary, replica)
-                with pytest.raises(UserError, match="conflict with recovery") as err:
+                with pytest.raises(ReplicaConflict, match="conflict with recovery") as err:
                     await s.fetch("SELECT pg_sleep(30) FROM scratch")
                 return err.value
             finally:
