@@ -87,7 +87,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from store.migrate import current, upgrade
 
     url = resolve_database_url(_settings(args))
-    check_database(url, migrated=False)
+    check_database(url, migrated=False, writable=True)
     upgrade(url)
     print(f"database at revision {current(url)}")
     return 0
@@ -113,6 +113,9 @@ def cmd_config(args: argparse.Namespace) -> int:
     dumped = s.model_dump(mode="json")  # SecretStr fields dump as ********; a database URL may hold a password
     if dumped["database"]["url"]:
         dumped["database"]["url"] = redact_url(dumped["database"]["url"])
+    dumped["database"]["read_url"] = [redact_url(u) for u in s.database.read_urls]
+    if dumped["api"].get("live_listen_url"):
+        dumped["api"]["live_listen_url"] = redact_url(dumped["api"]["live_listen_url"])
     for chain in dumped["chains"].values():  # provider URLs carry API keys in their paths
         for key in ("rpc_url", "ws_url"):
             if chain.get(key):

@@ -35,6 +35,7 @@ from gqlapi.db import Database
 from gqlapi.endpoint import GraphQLEndpoint
 from gqlapi.errors import INTERNAL, RATE_LIMITED
 from gqlapi.live import Hub
+from gqlapi.replicas import Router
 from gqlapi.resolvers.live import Live
 from gqlapi.schema import make_schema
 from gqlapi.sse import sse_route
@@ -86,7 +87,7 @@ class _Gate:
 class _TimedGraphQL:
     """ASGI wrapper that records latency and status of every /graphql request, after its client's rate limit."""
 
-    def __init__(self, app: Any, metrics: _Metrics, db: Database, gate: _Gate) -> None:
+    def __init__(self, app: Any, metrics: _Metrics, db: Router, gate: _Gate) -> None:
         self.app, self.metrics, self.db, self.gate = app, metrics, db, gate
         self._by_status: dict[int, Any] = {}
 
@@ -174,9 +175,12 @@ def configured_contracts(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def create_app(settings: Settings, database_url: str, *, pool_size: int | None = None) -> Starlette:
-    """Build the API app for `database_url` with the limits in `settings.api`."""
-    db = Database(database_url, settings.database.statement_timeout_ms, max_size=pool_size or settings.api.pool_size,
-                  generic_plans=settings.api.generic_plans)
+    """Build the API app for `database_url` (the primary; reads on `database.read_url` replicas when set, see
+    gqlapi.replicas) with the limits in `settings.api`."""
+    primary = Database(database_url, settings.database.statement_timeout_ms,
+                       max_size=pool_size or settings.api.pool_size, generic_plans=settings.api.generic_plans)
+    db = Router(primary, settings.database.read_urls, max_lag_s=settings.database.replica_max_lag_s,
+                check_s=settings.database.replica_check_s, generic_plans=settings.api.generic_plans)
     limits = Limits(max_page_size=settings.api.max_page_size, default_page_size=min(100, settings.api.max_page_size),
                     request_timeout_ms=settings.api.request_timeout_ms)
     metrics = _Metrics()
@@ -186,7 +190,7 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
     hub = Hub(api.live_listen_url or database_url, queue_size=api.live_queue, max_subscribers=api.live_max_subscriptions,
               per_client=api.live_per_client) if api.live else None
     live = Live(hub, db, max_replay=api.live_max_replay, trusted_proxies=proxy_networks(api.trusted_proxies),
-                authenticated=api.live_token is not None) \
+                authenticated=api.live_token is not None, replica_wait_s=settings.database.replica_max_lag_s) \
         if hub is not None else None
     token = api.live_token.get_secret_value() if api.live_token is not None else None
 
@@ -221,7 +225,8 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
     view = View(schema, graphql_ide="graphiql" if settings.api.graphiql else None, allow_queries_via_get=True,
                 subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
                 max_subscriptions_per_connection=api.live_per_connection)
-    endpoint = GraphQLEndpoint(schema, view, lambda single: Context.create(db, limits, single=single, contracts=contracts),
+    endpoint = GraphQLEndpoint(schema, view, lambda single, primary=False: Context.create(
+                                   db, limits, single=single, contracts=contracts, primary=primary),
                                max_body_bytes=settings.api.max_body_bytes)
     graphql_app = _TimedGraphQL(endpoint, metrics, db, _Gate(settings.api))
 
@@ -257,10 +262,24 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
         Gauge("api_live_notices", "Live notices received since start", registry=metrics.registry) \
             .set_function(lambda: hub.notices)
 
+    if db.replicas:
+        healthy = Gauge("api_replica_healthy", "1 when the read replica is used (reachable, a standby, lag within "
+                        "database.replica_max_lag_s)", ["replica"], registry=metrics.registry)
+        lag = Gauge("api_replica_lag_seconds", "Replay lag of the read replica at its last check (-1: unknown)",
+                    ["replica"], registry=metrics.registry)
+        for r in db.replicas:
+            healthy.labels(r.name).set_function(lambda r=r: 1 if r.healthy else 0)
+            lag.labels(r.name).set_function(lambda r=r: -1 if r.lag_s is None else r.lag_s)
+        Gauge("api_primary_read_sessions", "Request sessions read on the primary although replicas are configured "
+              "(none healthy)", registry=metrics.registry).set_function(lambda: db.primary_reads)
+
     def ready() -> tuple[bool, dict]:
-        detail = {"database": state["db"]}
+        detail: dict[str, Any] = {"database": state["db"]}
         if hub is not None:  # informative: queries are served without the listener; subscriptions wait for it
             detail["live_listener"] = hub.connected.is_set()
+        if db.replicas:  # queries are served while the primary or a healthy replica answers
+            detail["replicas"] = db.status()
+            return state["db"] or db.any_healthy(), detail
         return state["db"], detail
 
     routes = [Route("/graphql", graphql_app, methods=["GET", "POST"]), WebSocketRoute("/graphql", view)]
