@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import gc
 import hmac
 import json
@@ -25,6 +26,7 @@ from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 
 from core.config import ApiSettings, Settings
 from core.ratelimit import ClientLimit, client_from_scope, in_networks, proxy_networks
@@ -195,10 +197,19 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
     token = api.live_token.get_secret_value() if api.live_token is not None else None
 
     class View(GraphQL):
+        graphql_transport_ws_handler_class = _PerOperation
+
         async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
             ctx = Context.create(db, limits, request, response, contracts=contracts, live=live)
             if request.scope.get("type") == "websocket":
-                ctx.deadline = None  # one context serves the connection's every message: no request time budget
+                ctx.deadline = None  # a connection's operations are not one request: no request time budget
+
+                def operation() -> Context:  # _PerOperation: a context of its own for each operation
+                    op = Context.create(db, limits, request, response, contracts=contracts, live=live)
+                    op.deadline, op.connection_params, op.fork = None, ctx.connection_params, operation
+                    return op
+
+                ctx.fork = operation
             return ctx
 
         async def on_ws_connect(self, context: Any) -> Any:  # type: ignore[override]
@@ -299,6 +310,34 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
     app.state.graphql = endpoint
     app.graphql_post = graphql_app
     return app
+
+
+_OPERATION: contextvars.ContextVar[Context | None] = contextvars.ContextVar("gqlapi_ws_operation", default=None)
+
+
+class _PerOperation(BaseGraphQLTransportWSHandler):
+    """graphql-transport-ws with one database snapshot and one set of DataLoaders per operation. Strawberry hands
+    the connection's one context to every operation: CloseSession would end its snapshot with the first operation
+    (every later query on the connection failed with "the request has ended"), and its DataLoaders would cache
+    answers for the connection's lifetime. Each operation runs in its own task; there `context` is that
+    operation's (`fork()` of the connection's), elsewhere the connection's (connection_init writes its params)."""
+
+    @property  # type: ignore[override]
+    def context(self) -> Any:
+        op = _OPERATION.get()
+        return op if op is not None else self._connection
+
+    @context.setter
+    def context(self, value: Any) -> None:
+        self._connection = value
+
+    async def run_operation(self, operation: Any) -> None:  # type: ignore[override]
+        fork = getattr(self._connection, "fork", None)
+        token = _OPERATION.set(fork() if fork is not None else None)  # this task's own (a task copies the vars)
+        try:
+            await super().run_operation(operation)
+        finally:
+            _OPERATION.reset(token)
 
 
 def _live_context(ctx: Context) -> Context:

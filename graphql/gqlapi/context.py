@@ -35,6 +35,7 @@ class Context:
     connection_params: Any = None  # graphql-transport-ws connection_init payload
     live_closed: Any = None  # gqlapi.live.LiveClosed: why the server ended this live operation
     contracts: dict[str, dict[str, Any]] = field(default_factory=dict)  # chain -> contracts and start block (config)
+    fork: Any = None  # a WebSocket connection's: makes the context of one of its operations (gqlapi.app._PerOperation)
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.db)
