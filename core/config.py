@@ -330,6 +330,9 @@ class OracleSettings(_Strict):
     reconcile_lookback_s: int = Field(3 * 86400, ge=60, description="How far back reconciliation lists succeeded PaymentIntents.")
     stuck_after_s: float = Field(600.0, gt=0, description="A sent tx older than this is reported as stuck.")
     stripe_livemode: bool = Field(False, description="Act only on Stripe PaymentIntents with this livemode (false: test-mode payments; a mismatch is flagged).")
+    fiat_bid_max_hold_s: int = Field(6 * 86400, ge=60, description="A fiat bid (a card hold) is refused, flagged "
+                                     "`hold_would_lapse`, on an auction ending later than this: card authorisations "
+                                     "lapse after about 7 days, and a lapsed winning hold can never be captured.")
     fiat_rates: dict[str, FiatRate] = Field(default_factory=dict, description="Lowercase ISO currency -> its rate against on-chain prices; a payment in a currency not listed is flagged, never written.")
     payment_recheck_s: float = Field(5.0, gt=0, description="How often payments whose listing/order is not indexed yet are evaluated again.")
     auction_keeper_s: float = Field(15.0, gt=0, description="How often the keeper settles ended auctions (Auction.settle, once each) and reports those ended longer than stuck_after_s ago and still open.")
