@@ -95,17 +95,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     """Validate the config and print it (secrets hidden)."""
-    from chains.evm.deploy import resolved_contracts
-    from chains.evm.markets import resolved_markets
-    from chains.substrate.accounts import check_settings
+    from chains.base import load_family
 
     s = _settings(args)
-    for chain, c in s.chains.items():  # what the daemons would refuse, refused here too
-        if c.family == "substrate":
-            check_settings(c, chain)
-        else:
-            resolved_contracts(c, chain)
-            resolved_markets(c, chain)
+    for chain, c in s.chains.items():  # what the daemons would refuse, refused here too (no node asked)
+        load_family(c.family).reader.check_settings(chain, c)
     import json
 
     from core.config import redact_url
