@@ -6,7 +6,9 @@ deploys the protocol and indexes it, makes N PaymentIntents on localstripe, runs
 subprocess and posts their N webhooks from `--concurrency` threads (the oracle re-fetches each PaymentIntent
 from localstripe).
 Reports confirmed writes/s (first webhook sent -> last intent confirmed), webhook->broadcast latency p50/p99
-(from the outbox's own timestamps: intent committed -> first broadcast) and the webhook HTTP round trip p50.
+(from the outbox's own timestamps: intent committed -> first broadcast) and the webhook HTTP round trip p50; then,
+on the same anvil, the chain's own limit for the same writes from the same key (pre-signed, `chain_limit`) and the
+oracle's ratio to it.
 
     python bench/oracle.py --events 2000
 Last line: RESULT key=value ...
@@ -98,11 +100,49 @@ def main() -> int:
             lat = [float(x) * 1000 for x in lat]
             print(f"webhooks sent in {t_sent:.2f}s; all confirmed after {t_done:.2f}s; {attempts} attempts; "
                   f"{len(sold)} Marketplace logs (incl. Listed)")
-            print(f"RESULT events={args.events} rate={args.rate:g} confirmed_per_s={args.events / t_done:.1f} "
+            limit = chain_limit(anvil.url, world, args.events)
+            ours = args.events / t_done
+            print(f"chain limit: {args.events} pre-signed settleOffchain writes from the oracle's key, sent in batches of "
+                  f"10 and confirmed at {limit:.1f}/s; the oracle reached {ours:.1f}/s ({ours / limit:.2f} of it)")
+            print(f"RESULT events={args.events} rate={args.rate:g} confirmed_per_s={ours:.1f} "
+                  f"chain_limit_per_s={limit:.1f} ratio_to_chain_limit={ours / limit:.3f} "
                   f"outbox_confirmed_per_s={args.events / float(spread):.1f} webhook_to_broadcast_p50_ms={pct(lat, 50):.1f} "
                   f"webhook_to_broadcast_p99_ms={pct(lat, 99):.1f} webhook_rtt_p50_ms={pct(rtt, 50) * 1000:.1f} "
                   f"webhook_rtt_p99_ms={pct(rtt, 99) * 1000:.1f} ingress_per_s={args.events / t_sent:.1f}")
     return 0
+
+
+def chain_limit(url: str, world: object, n: int) -> float:
+    """The chain's own limit for the oracle's writes, measured on the same anvil after the oracle's run: the same
+    call (Marketplace.settleOffchain, one credit, a fresh payment reference each) from the same key, signed before
+    the clock starts, broadcast as fast as the node takes them (JSON-RPC batches of 10, as the oracle's sender does)
+    and timed until the last is mined (confirmed writes/s). Nothing checks, persists or re-fetches anything here:
+    what the oracle adds over this is its price for exactly-once."""
+    from chains.base import TxRequest
+    from chains.evm.rpc import RpcClient
+    from chains.evm.writer import EvmWriter
+    from core.secrets import PrivateKey
+    from oracle.testing import ORACLE_KEY
+
+    contracts = {name: c.address for name, c in world.deployment.contracts.items()}  # type: ignore[attr-defined]
+    writer = EvmWriter("bench", RpcClient(url, timeout_s=60, retries=1), 31337, PrivateKey(ORACLE_KEY), contracts)
+    buyer = world.w3.eth.accounts[3]  # type: ignore[attr-defined]
+    reqs = [TxRequest("bench", "Marketplace", "settleOffchain", (world.listing_id, buyer, 1, f"chain-limit-{i}"))  # type: ignore[attr-defined]
+            for i in range(n)]
+    (gas, err), = writer.estimate_many(reqs[:1])
+    assert err is None, err
+    fees = writer.fees()
+    me = writer.address()
+    start = int(writer.rpc.call("eth_getTransactionCount", [me, "pending"]), 16)
+    raws = [writer.sign(r, start + i, {"gas": int(gas * 1.2) + 10_000, "max_fee": fees.max_fee * 4,
+                                       "priority_fee": fees.priority_fee})[1] for i, r in enumerate(reqs)]
+    t0 = time.perf_counter()
+    sent = writer.broadcast_many(raws)
+    bad = [x for x in sent if not isinstance(x, str)]
+    assert not bad, bad[:3]
+    while int(writer.rpc.call("eth_getTransactionCount", [me, "latest"]), 16) < start + n:
+        time.sleep(0.01)
+    return n / (time.perf_counter() - t0)
 
 
 if __name__ == "__main__":

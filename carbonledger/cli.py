@@ -87,7 +87,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from store.migrate import current, upgrade
 
     url = resolve_database_url(_settings(args))
-    check_database(url, migrated=False)
+    check_database(url, migrated=False, writable=True)
     upgrade(url)
     print(f"database at revision {current(url)}")
     return 0
@@ -95,17 +95,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_config(args: argparse.Namespace) -> int:
     """Validate the config and print it (secrets hidden)."""
-    from chains.evm.deploy import resolved_contracts
-    from chains.evm.markets import resolved_markets
-    from chains.substrate.accounts import check_settings
+    from chains.base import load_family
 
     s = _settings(args)
-    for chain, c in s.chains.items():  # what the daemons would refuse, refused here too
-        if c.family == "substrate":
-            check_settings(c, chain)
-        else:
-            resolved_contracts(c, chain)
-            resolved_markets(c, chain)
+    for chain, c in s.chains.items():  # what the daemons would refuse, refused here too (no node asked)
+        load_family(c.family).reader.check_settings(chain, c)
     import json
 
     from core.config import redact_url
@@ -113,6 +107,9 @@ def cmd_config(args: argparse.Namespace) -> int:
     dumped = s.model_dump(mode="json")  # SecretStr fields dump as ********; a database URL may hold a password
     if dumped["database"]["url"]:
         dumped["database"]["url"] = redact_url(dumped["database"]["url"])
+    dumped["database"]["read_url"] = [redact_url(u) for u in s.database.read_urls]
+    if dumped["api"].get("live_listen_url"):
+        dumped["api"]["live_listen_url"] = redact_url(dumped["api"]["live_listen_url"])
     for chain in dumped["chains"].values():  # provider URLs carry API keys in their paths
         for key in ("rpc_url", "ws_url"):
             if chain.get(key):

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from core.config import ChainSettings, ContractSettings, FiatRate, Settings, SubstrateAsset
+from core.config import ChainSettings, ContractSettings, FiatRate, MarketBatch, MarketSettings, Settings, SubstrateAsset
 
 BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
 
@@ -47,6 +47,11 @@ def reference_markdown() -> str:
     rows += _rows(ContractSettings, "chains.<name>.contracts.<Contract>.")
     at = next(i for i, r in enumerate(rows) if r[0] == "chains.<name>.assets") + 1
     rows[at:at] = _rows(SubstrateAsset, "chains.<name>.assets.<id>.")
+    # Lists and maps of models: one row per field of an item (`markets[]`, its `batches.<token id>`).
+    at = next(i for i, r in enumerate(rows) if r[0] == "chains.<name>.markets") + 1
+    market = _rows(MarketSettings, "chains.<name>.markets[].")
+    market += _rows(MarketBatch, "chains.<name>.markets[].batches.<token id>.")
+    rows[at:at] = market
     lines = ["| key | default | meaning |", "|---|---|---|"]
     lines += [f"| `{k}` | {d} | {m} |" for k, d, m in rows]
     return "\n".join(lines)

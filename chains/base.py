@@ -152,6 +152,11 @@ class ChainReader(abc.ABC):
         core.preflight.OperatorError. Every registered family implements it (register_family checks)."""
         raise NotImplementedError
 
+    @classmethod
+    def check_settings(cls, name: str, settings: Any) -> None:
+        """What the family's reader would refuse in chain `name`'s settings, found without a node (ConfigError naming
+        the key): `carbonledger config` and `open` run it. Nothing by default."""
+
     @abc.abstractmethod
     def chain_id(self) -> int:
         """The network's numeric id as the config names it (EVM: chain id; Substrate: the runtime's SS58 prefix).

@@ -45,16 +45,52 @@ class DatabaseSettings(_Strict):
     )
     embedded_dir: Path = Field(Path(".carbonledger/pgdata"), description="Data folder of the embedded Postgres.")
     statement_timeout_ms: int = Field(5000, ge=100, description="Statement timeout for API queries.")
+    defer_indexes: bool = Field(True, description="An indexer starting on a database with no event rows drops the "
+                                "event tables' non-unique indexes and builds them once it has caught up (a cold "
+                                "backfill ~2x faster; API queries on those tables scan until then).")
+    # `list[str] | str`: a single URL in the environment is read as itself (a list must be JSON there).
+    read_url: list[str] | str = Field(
+        default_factory=list, repr=False, description="Postgres streaming replica(s) the API reads from: one URL, or "
+        "a list (TOML array; JSON array in the environment). Each request reads one replica (one snapshot); with "
+        "none healthy, the primary (`url`). Empty: the API reads the primary.")
+    replica_max_lag_s: float = Field(10.0, gt=0, description="A replica further behind the primary than this "
+                                     "(WAL it has not replayed, judged by LSN, so an idle primary is no lag) is "
+                                     "skipped until it catches up.")
+    replica_check_s: float = Field(2.0, gt=0, description="How often the API checks each replica's health and lag "
+                                   "(an unreachable one is retried at this pace).")
 
     @field_validator("url")
     @classmethod
     def _postgres_url(cls, v: str | None) -> str | None:
         if v in (None, ""):
             return None
-        scheme = v.split("://", 1)[0] if "://" in v else ""
-        if scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
-            raise ValueError(f"database url must start with postgresql:// (got scheme {scheme or 'none'!r})")
-        return v
+        return _check_postgres_url(v, "database url")
+
+    @field_validator("read_url", mode="before")
+    @classmethod
+    def _read_urls(cls, v: Any) -> Any:
+        if v is None or v == "":
+            return []
+        if isinstance(v, str):
+            v = [v]
+        if isinstance(v, (list, tuple)):
+            for i, u in enumerate(v):
+                if isinstance(u, str):
+                    _check_postgres_url(u, f"database read_url #{i + 1}")
+        return list(v) if isinstance(v, tuple) else v
+
+    @property
+    def read_urls(self) -> list[str]:
+        """read_url as a list (always one after validation)."""
+        return [self.read_url] if isinstance(self.read_url, str) else list(self.read_url)
+
+
+def _check_postgres_url(v: str, what: str) -> str:
+    """`v` when it is a postgresql:// URL; the error names only its scheme (a URL may carry a password)."""
+    scheme = v.split("://", 1)[0] if "://" in v else ""
+    if scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+        raise ValueError(f"{what} must start with postgresql:// (got scheme {scheme or 'none'!r})")
+    return v
 
 
 class ContractSettings(_Strict):
@@ -294,6 +330,9 @@ class OracleSettings(_Strict):
     reconcile_lookback_s: int = Field(3 * 86400, ge=60, description="How far back reconciliation lists succeeded PaymentIntents.")
     stuck_after_s: float = Field(600.0, gt=0, description="A sent tx older than this is reported as stuck.")
     stripe_livemode: bool = Field(False, description="Act only on Stripe PaymentIntents with this livemode (false: test-mode payments; a mismatch is flagged).")
+    fiat_bid_max_hold_s: int = Field(6 * 86400, ge=60, description="A fiat bid (a card hold) is refused, flagged "
+                                     "`hold_would_lapse`, on an auction ending later than this: card authorisations "
+                                     "lapse after about 7 days, and a lapsed winning hold can never be captured.")
     fiat_rates: dict[str, FiatRate] = Field(default_factory=dict, description="Lowercase ISO currency -> its rate against on-chain prices; a payment in a currency not listed is flagged, never written.")
     payment_recheck_s: float = Field(5.0, gt=0, description="How often payments whose listing/order is not indexed yet are evaluated again.")
     auction_keeper_s: float = Field(15.0, gt=0, description="How often the keeper settles ended auctions (Auction.settle, once each) and reports those ended longer than stuck_after_s ago and still open.")
@@ -419,9 +458,10 @@ class ApiSettings(_Strict):
     live_max_replay: int = Field(10_000, ge=1, description="Most messages a subscription resuming with `since` is "
                                  "sent from history; more is refused (resume from a later block).")
     live_max_message_bytes: int = Field(65_536, ge=1024, description="Largest WebSocket message a client may send.")
-    live_listen_url: str | None = Field(None, repr=False, description="Postgres URL of the live listener: the "
-                                        "primary (a read replica cannot LISTEN; the API's reads may use one, and wait "
-                                        "for it to replay each notice's transaction). Unset: the database URL.")
+    live_listen_url: str | None = Field(None, repr=False, description="Postgres URL of the live listener, on "
+                                        "the primary (NOTIFY is not replicated; nor does LISTEN pass a transaction-mode "
+                                        "pooler). Unset: database.url. Reads on database.read_url replicas wait for "
+                                        "each notice's transaction to be replayed.")
     live_token: SecretStr | None = Field(None, description="When set, live clients must present it: "
                                    "graphql-transport-ws `connection_init` payload {\"token\": ...}, SSE header "
                                    "`Authorization: Bearer ...` (else 4403 / 401). Unset: open, like queries.")
@@ -500,7 +540,7 @@ def redact_url(url: str, *, path: bool = False) -> str:
 
 ENV_PREFIX = "CARBONLEDGER_"
 # Variables of ours that are not settings (read elsewhere): never reported as typos.
-OTHER_ENV = {"CONFIG", "SIGNER_KEY", "SIGNER_PASSPHRASE", "DEPLOYER_KEY", "FIXTURES", "TEST_DATABASE_URL"}
+OTHER_ENV = {"CONFIG", "SIGNER_KEY", "SIGNER_PASSPHRASE", "DEPLOYER_KEY", "FIXTURES", "TEST_DATABASE_URL", "PG_BIN"}
 
 
 def _env_names() -> dict[str, str]:

@@ -31,7 +31,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     # Until the loop runs, SIGTERM raises StopRequested (core.shutdown): a stop during start-up (slow
     # imports, RPC checks, database) unwinds at once and the command exits 0.
     db_url = resolve_database_url(settings)
-    ensure([("database", lambda: check_database(db_url)),
+    ensure([("database", lambda: check_database(db_url, writable=True)),
             *[(f"chain {n}", lambda n=n, c=c: check_rpc(n, c)) for n, c in settings.chains.items()],
             *([("ops port", lambda: check_port(host, port, "indexer.port"))] if port > 0 else [])], wait=args.wait)
     idx = Indexer(settings, db_url=db_url, stop=stop)

@@ -38,8 +38,13 @@ def _checks(columns: tuple[str, ...], types: tuple[str, ...]) -> tuple[tuple[int
                  and (t == "text" or t in _LIMITS))
 
 
-_EVENT_CHECKS = {t: _checks(lay.columns, lay.types) for t, lay in EVENTS.items()}
-_STATE_CHECKS = {t: {c: k for _, c, k in _checks(lay.columns, lay.types)} for t, lay in VERSIONED.items()}
+# (index, column, kind, bound) per event table and (column, kind, bound) per entity table, bound None for text:
+# insert() and put() run for every row and state change of a backfill, so they test inline and call _check (which
+# words the refusal) only for a value that fails.
+_EVENT_CHECKS = {t: tuple((i, c, k, _LIMITS.get(k)) for i, c, k in _checks(lay.columns, lay.types))
+                 for t, lay in EVENTS.items()}
+_STATE_CHECKS = {t: tuple((c, k, _LIMITS.get(k)) for _, c, k in _checks(lay.columns, lay.types))
+                 for t, lay in VERSIONED.items()}
 
 
 def _check(table: str, column: str, kind: str, v: Any) -> None:
@@ -72,6 +77,7 @@ class StateCache:
         self.since: dict[str, dict[Key, int]] = {t: {} for t in VERSIONED}
         self.conn: Any = None
         self.chain = ""
+        self.quiesce: Any = lambda: None  # set by the sync loop: waits for a write in flight before a committed read
 
     def load(self, conn: Any, chain: str) -> None:
         """Forget everything; read every current row (valid_to IS NULL) of tables small enough to hold."""
@@ -100,6 +106,7 @@ class StateCache:
             return t[key]
         if self.complete[table]:
             return None
+        self.quiesce()
         lay = VERSIONED[table]
         rec = self.conn.execute(
             f"SELECT {', '.join(lay.key + lay.data)}, valid_from FROM {table} WHERE chain = %s AND "
@@ -220,10 +227,12 @@ class Context:
 
     def put(self, table: str, key: Key, row: Row) -> None:
         """New state of an entity as of the current block (a fresh dict: versions keep references)."""
-        checks = _STATE_CHECKS[table]
-        for column, v in row.items():
-            kind = checks.get(column)
-            if kind is not None:
+        for column, kind, bound in _STATE_CHECKS[table]:
+            v = row.get(column)
+            if bound is None:
+                if type(v) is str and "\x00" in v:
+                    _check(table, column, kind, v)
+            elif type(v) is int and not -bound <= v < bound:
                 _check(table, column, kind, v)
         for v in key:
             if type(v) is int and not 0 <= v < 10**78:
@@ -248,8 +257,13 @@ class Context:
         cols.update(chain=self.chain, tx_hash=ev.tx_hash, log_index=ev.log_index, block_number=ev.block_number,
                     block_hash=ev.block_hash, block_timestamp=ev.block_timestamp)
         row = [cols[c] for c in EVENTS[table].columns]
-        for i, column, kind in _EVENT_CHECKS[table]:
-            _check(table, column, kind, row[i])
+        for i, column, kind, bound in _EVENT_CHECKS[table]:
+            v = row[i]
+            if bound is None:
+                if type(v) is str and "\x00" in v:
+                    _check(table, column, kind, v)
+            elif type(v) is int and not -bound <= v < bound:
+                _check(table, column, kind, v)
         self.rows[table].append(row)
         self._by_tx.setdefault((table, ev.tx_hash), []).append(row)
         if self._journal is not None:
@@ -279,6 +293,7 @@ class Context:
         if any(r[at] == value for r in self.rows[table]):
             return True
         conn = self.cache.conn
+        self.cache.quiesce()
         return conn is not None and conn.execute(
             f"SELECT 1 FROM {table} WHERE chain = %s AND {column} = %s LIMIT 1", (self.chain, value)).fetchone() is not None
 

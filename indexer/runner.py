@@ -48,7 +48,8 @@ def build_syncs(settings: Settings, db_url: str | None = None, **kw: object) -> 
             labels = batch_labels(cs)
         out.append(ChainSync(name, reader, url, addresses=addresses, start_block=start, labels=labels,
                              finality_depth=cs.finality_depth, max_span=cs.max_block_range,
-                             shrink_grace_s=cs.shrink_grace_s, follow_finalized=cs.following == "finalized", **kw))
+                             shrink_grace_s=cs.shrink_grace_s, follow_finalized=cs.following == "finalized",
+                             defer_indexes=settings.database.defer_indexes, **kw))
     return out
 
 

@@ -14,14 +14,25 @@ Invariants kept here (DESIGN.md 1-3):
   "no block" at the cursor height while its head stays the same block for `shrink_grace_s` (or while its head is
   already final) has a shortened chain: unwind to the newest block it still has. A node whose head is below our
   finalized block is never followed down: it is lagging or the wrong node, and we wait (logging why).
+- Pipelined backfill: a range's write (COPY, version closes, cursor; `writer.commit`, one transaction as always)
+  runs on a second connection in a write thread while the main thread applies the next range, so Postgres and the
+  handlers work at the same time. The next range is applied against the cache with the previous one merged in, and
+  handed over only after the previous write committed; a read of committed state during a handler (a lazily cached
+  entity) first waits for the write in flight. If a write fails (fenced, database down), the cache and the cursor
+  that ran ahead are dropped and reloaded from the database, whose cursor never left its rows. Backfill writes use
+  `synchronous_commit = off` (writer.commit, durable=False): they cover finalized blocks, so a commit lost to a
+  server crash is fetched and written again, identically, from the older cursor.
+- Cold backfill (indexer.indexes): on a database without event rows the event tables' secondary indexes are
+  dropped at load and built when the loop first reaches the head; `caught_up()` is false until they exist.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +41,7 @@ import psycopg
 from core.preflight import OperatorError
 from chains.base import Block, ChainEvent, ChainReader, ReorgTooDeep, UndecodableLog
 from chains.rpc import RpcError
-from indexer import writer
+from indexer import indexes, writer
 from indexer.context import Context, StateCache
 from indexer.registry import load_handlers
 from store.engine import libpq_url
@@ -71,7 +82,8 @@ class ChainSync:
     def __init__(self, chain: str, reader: ChainReader, db_url: str, *, addresses: Mapping[str, str],
                  start_block: int, finality_depth: int, target_events: int = 10_000, max_span: int = 2000,
                  prefetch: bool = True, cache_limit: int = 1_000_000, shrink_grace_s: float = 10.0,
-                 follow_finalized: bool = False, labels: Mapping[int, Mapping[str, Any]] | None = None) -> None:
+                 follow_finalized: bool = False, labels: Mapping[int, Mapping[str, Any]] | None = None,
+                 pipeline: bool = True, defer_indexes: bool = True) -> None:
         self.chain = chain
         self.labels = dict(labels or {})  # external batch id -> configured registry details (chains.evm.markets)
         self.reader = reader
@@ -96,6 +108,16 @@ class ChainSync:
         self._head_at = 0.0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"fetch-{chain}") if prefetch else None
         self._next: tuple[int, int, Future] | None = None
+        # Pipelined backfill (module docstring): a range's write runs on its own connection and thread while the next
+        # range is applied. At most one write is in flight; `cursor` is where that write leaves the cursor, `stats`
+        # follow what has committed.
+        self._wpool = ThreadPoolExecutor(1, thread_name_prefix=f"write-{chain}") if pipeline else None
+        self.wconn: psycopg.Connection | None = None
+        self._inflight: tuple[Future, Context, Block] | None = None
+        self._stale = False  # a pipelined write failed: cache and cursor ran ahead; reload before the next step
+        self.defer_indexes = defer_indexes
+        self._deferred = False  # event-table indexes are missing (indexer.indexes): build them once caught up
+        self.cache.quiesce = self._quiesce
         self._short: tuple[str, float] | None = None  # (node head hash, since) while the node lacks our cursor block
         self._lag_logged = 0.0
 
@@ -103,8 +125,11 @@ class ChainSync:
 
     def load(self) -> None:
         """(Re)read the cursor and the state cache; call on start, after a lost race and after a reorg."""
+        self._settle()
         if self.conn is None or self.conn.closed or self.conn.broken:
             self.conn = psycopg.connect(self.db_url, autocommit=True)
+        if self._wpool is not None and (self.wconn is None or self.wconn.closed or self.wconn.broken):
+            self.wconn = psycopg.connect(self.db_url, autocommit=True)
         genesis = self.reader.block(0)
         self.genesis = genesis.hash if genesis is not None else None
         with self.conn.transaction():
@@ -115,17 +140,68 @@ class ChainSync:
                     f"this database holds chain {self.chain} with genesis {held[:18]}…; the node has genesis "
                     f"{self.genesis[:18]}…", f"`carbonledger reset --chain {self.chain}`, or use another database")
             self.cache.load(self.conn, self.chain)
+        if self.defer_indexes and indexes.cold(self.conn):
+            indexes.drop(self.conn)
+        self._deferred = bool(indexes.missing(self.conn))
         self.cursor = (cur[0], cur[1]) if cur else (self.start_block - 1, None)
         self.finalized_number = cur[2] if cur else -1
         self.stats.block = self.cursor[0]
         self._drop_prefetch()
 
     def close(self) -> None:
+        """Stop: the write in flight (if any) ends first, committed or not; then the connections close."""
         self._drop_prefetch()
+        self._settle()
         if self._pool:
             self._pool.shutdown(wait=False, cancel_futures=True)
-        if self.conn is not None:
-            self.conn.close()
+        if self._wpool:
+            self._wpool.shutdown(wait=True)
+        for conn in (self.conn, self.wconn):
+            if conn is not None:
+                conn.close()
+
+    # ------------------------------------------------------------------ the write in flight
+
+    def _quiesce(self) -> None:
+        """Wait until no write is in flight, without raising (its failure is raised by the next _drain): for reads of
+        committed state during a handler (a lazily cached entity), which must see the previous range."""
+        if self._inflight is not None:
+            wait([self._inflight[0]])
+
+    def _settle(self) -> None:
+        """Drain, logging instead of raising (closing, reloading: the database's cursor is the truth then)."""
+        try:
+            self._drain()
+        except Exception as exc:  # noqa: BLE001 - reported; whatever did not commit is fetched again
+            log.warning("a pipelined write did not commit; continuing from the database's cursor",
+                        extra={"chain": self.chain, "error": f"{type(exc).__name__}: {str(exc)[:200]}"})
+
+    def _drain(self) -> None:
+        """Wait for the write in flight; account it when it committed. When it failed, the cache and the cursor ran
+        ahead of the database: forget them (reloaded before the next step) and raise its error."""
+        if self._inflight is None:
+            return
+        fut, ctx, end = self._inflight
+        try:
+            fut.result()
+        except writer.Fenced:
+            self._inflight = None
+            self._fenced()
+        except BaseException:
+            self._inflight = None
+            self._stale = True
+            raise
+        self._inflight = None
+        self._account(ctx, end)
+
+    def flush(self) -> None:
+        """Wait until what this loop handed over has committed (raises what a failed write raised)."""
+        self._drain()
+
+    def _account(self, ctx: Context, end: Block) -> None:
+        s = self.stats
+        s.blocks += end.number - s.block
+        s.block, s.events = end.number, s.events + ctx.events
 
     def _drop_prefetch(self) -> None:
         if self._next is not None:
@@ -147,11 +223,17 @@ class ChainSync:
         self.stats.head, self.stats.finalized = head.number, self._fin
 
     def caught_up(self) -> bool:
-        return self._head is not None and self.cursor[0] >= self._head.number
+        return (self._inflight is None and not self._deferred and self._head is not None
+                and self.cursor[0] >= self._head.number)
 
     def step(self) -> bool:
         """Do one unit of work; False when there was nothing to do (caught up, or the node lags)."""
         self.stats.last_step = time.monotonic()
+        if self._stale:
+            self._stale = False
+            self.load()
+        if self._inflight is not None and self._inflight[0].done():
+            self._drain()  # surfaces a failed write at once
         if self._head is None or self.cursor[0] >= self._head.number or time.monotonic() - self._head_at > 2.0:
             self._refresh_head()
         n = self.cursor[0]
@@ -164,6 +246,13 @@ class ChainSync:
             return True
         self.stats.mode = "follow"
         self._drop_prefetch()
+        self._drain()
+        if self._deferred:
+            assert self.conn is not None
+            self.stats.waiting = "building the event tables' secondary indexes after a cold backfill"
+            indexes.build(self.conn, self.chain)
+            self._deferred = False
+            self.stats.waiting = None
         if self._head.number > n:
             return self._follow(n + 1)
         return self._check_stale()
@@ -201,7 +290,7 @@ class ChainSync:
         ctx = self._context()
         self._apply(ctx, events)
         del events  # the rows are in ctx now; do not hold both through the COPY
-        self._commit(ctx, first, end)
+        self._commit(ctx, first, end, pipelined=True)
 
     def _continues(self, first: Block) -> bool:
         """Continuity (module docstring): does `first` grow out of the block under the cursor? If not, undo the
@@ -297,30 +386,44 @@ class ChainSync:
                 ctx.error(ev, f"handler {ev.key}: {type(exc).__name__}: {exc}")
             ctx.events += 1
 
-    def _commit(self, ctx: Context, first: Block, end: Block) -> None:
-        """Write ctx and move the cursor to `end`; `first` is the first new block (the writer checks continuity)."""
+    def _commit(self, ctx: Context, first: Block, end: Block, *, pipelined: bool = False) -> None:
+        """Write ctx and move the cursor to `end`; `first` is the first new block (the writer checks continuity).
+        A pipelined commit (backfill) is handed to the write thread once the previous one has committed."""
         assert self.conn is not None
         fin = max(self._fin, self.finalized_number)
-        try:
-            writer.commit(self.conn, ctx, self.cursor, end, fin, keep_from=fin - self.depth, first=first,
-                          genesis=self.genesis)
-        except writer.Fenced as exc:
-            log.warning("cursor moved under us; reloading" if type(exc) is writer.Fenced else
-                        "blocks do not continue the cursor; reloading", extra={"chain": self.chain, "error": str(exc)})
-            self.load()
-            raise
+        self._drain()
+        kw = dict(keep_from=fin - self.depth, first=first, genesis=self.genesis)
+        if pipelined and self._wpool is not None and self.wconn is not None:
+            closes = writer.plan_closes(ctx)  # from the cache before ctx: the write closes what ctx supersedes
+            fut = self._wpool.submit(writer.commit, self.wconn, ctx, self.cursor, end, fin, closes=closes,
+                                     durable=False, **kw)
+            self._inflight = (fut, ctx, end)
+        else:
+            try:
+                writer.commit(self.conn, ctx, self.cursor, end, fin, **kw)
+            except writer.Fenced:
+                self._fenced()
+            self._account(ctx, end)
         ctx.commit_to_cache()
-        s = self.stats
-        s.blocks += end.number - self.cursor[0]
-        s.block, s.events = end.number, s.events + ctx.events
         self.cursor = (end.number, end.hash)
         self.finalized_number = fin
+
+    def _fenced(self) -> None:
+        """In an `except writer.Fenced`: reload cursor and cache from the database, then re-raise."""
+        exc = sys.exc_info()[1]
+        log.warning("cursor moved under us; reloading" if type(exc) is writer.Fenced else
+                    "blocks do not continue the cursor; reloading", extra={"chain": self.chain, "error": str(exc)})
+        self._stale = True  # until the reload below succeeds
+        self.load()
+        self._stale = False
+        raise exc
 
     # ------------------------------------------------------------------ reorgs
 
     def _reorg(self, why: str) -> None:
         assert self.conn is not None
         self._drop_prefetch()
+        self._drain()  # the database's cursor must be ours before looking for the ancestor
         rows = self.conn.execute("SELECT number, hash FROM indexed_block WHERE chain = %s AND number <= %s "
                                  "ORDER BY number DESC", (self.chain, self.cursor[0])).fetchall()
         ancestor = None

@@ -81,14 +81,19 @@ def _copy(conn: psycopg.Connection, lay: Any, rows: list) -> None:
             cp.write_row(r)
 
 
-def _versions(ctx: Context, conn: psycopg.Connection) -> None:
+Closes = dict[str, tuple[list[tuple[Key, int, int]], list[tuple[Key, int]]]]
+
+
+def plan_closes(ctx: Context) -> Closes:
+    """Which committed current versions ctx's new versions close, per table: (exact, search). Exact: (key, first new
+    block, valid_from of the version to close), known from the cache, closed by primary key (cost independent of the
+    entity's history); search: (key, first new block) for lazily-cached misses. An entity the cache knows to be new
+    has nothing to close. Computed from the cache as it was before ctx, so call it before ctx.commit_to_cache()
+    (a pipelined commit merges ctx into the cache before its write ends)."""
+    out: Closes = {}
     for name, changes in ctx.versions.items():
         if not changes:
             continue
-        lay = VERSIONED[name]
-        # Close the committed current version of every touched entity at its first new block. Where the cache
-        # knows that version's valid_from, close it by primary key (cost independent of the entity's history);
-        # an entity the cache knows to be new has nothing to close; only lazily-cached misses search.
         exact: list[tuple[Key, int, int]] = []
         search: list[tuple[Key, int]] = []
         for key, hist in changes.items():
@@ -97,6 +102,16 @@ def _versions(ctx: Context, conn: psycopg.Connection) -> None:
                 search.append((key, hist[0][0]))
             elif since is not None:
                 exact.append((key, hist[0][0], since))
+        out[name] = (exact, search)
+    return out
+
+
+def _versions(ctx: Context, conn: psycopg.Connection, closes: Closes) -> None:
+    for name, changes in ctx.versions.items():
+        if not changes:
+            continue
+        lay = VERSIONED[name]
+        exact, search = closes[name]
         casts = ["numeric" if lay.types[lay.columns.index(c)] == "numeric" else "text" for c in lay.key]
         match = " AND ".join(f"t.{c} = u.{c}::{cast}" for c, cast in zip(lay.key, casts))
         unnest = ", ".join("%s::text[]" for _ in lay.key) + ", %s::int8[]"
@@ -128,11 +143,17 @@ def _versions(ctx: Context, conn: psycopg.Connection) -> None:
 
 
 def commit(conn: psycopg.Connection, ctx: Context, expected: tuple[int, str | None], cursor: Block,
-           finalized: int, keep_from: int, *, first: Block, genesis: str | None = None) -> None:
+           finalized: int, keep_from: int, *, first: Block, genesis: str | None = None, closes: Closes | None = None,
+           durable: bool = True) -> None:
     """Write ctx and move the cursor from `expected` to `cursor`, atomically; `first` is the first new block.
     Raises Fenced on a lost race, Discontinuity unless `first` is the block right after the cursor, its parent is the
-    cursor's block and `cursor` is not below it."""
+    cursor's block and `cursor` is not below it. `closes` is plan_closes(ctx) when the caller merged ctx into the
+    cache already. `durable=False` lets Postgres acknowledge the commit before its WAL reaches disk
+    (synchronous_commit off, this transaction only): a backfill range may use it, because a commit lost to a server
+    crash loses its cursor with its rows, and the indexer fetches that range again from the older cursor."""
     with conn.transaction():
+        if not durable:
+            conn.execute("SET LOCAL synchronous_commit = off")
         _fence(conn, ctx.chain, expected)
         if first.number != expected[0] + 1 or cursor.number < first.number or (
                 expected[1] is not None and first.parent_hash != expected[1]):
@@ -140,7 +161,7 @@ def commit(conn: psycopg.Connection, ctx: Context, expected: tuple[int, str | No
                                 f"do not continue the cursor {str(expected[1])[:10]} at {expected[0]}")
         for name in EVENT_TABLES:
             _copy(conn, EVENTS[name], ctx.rows[name])
-        _versions(ctx, conn)
+        _versions(ctx, conn, plan_closes(ctx) if closes is None else closes)
         blocks = {b.number: b for b in ctx.blocks}
         blocks[cursor.number] = cursor
         with conn.cursor() as cur:

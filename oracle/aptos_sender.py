@@ -48,7 +48,7 @@ class AptosSender(RemembersAttempts, Sender):
         for r in reqs:
             on_chain = self.writer.already_done(r)
             err = None if on_chain else self.writer.precheck(r)
-            if err is not None and any(f" {name}(" in err for name in self.writer.iface.already_done):
+            if self._repeat(err):
                 on_chain, err = True, None  # the package refuses it as a repeat: the chain has it
             done.append(on_chain)
             checks.append((0, err))
@@ -81,23 +81,13 @@ class AptosSender(RemembersAttempts, Sender):
             self._finalize(ready)
         return busy or bool(ready)
 
+    def _repeat(self, err: str | None) -> bool:
+        return err is not None and any(f" {name}(" in err for name in self.writer.iface.already_done)
+
     def _finalize(self, ready: list[InFlight]) -> None:
-        rows = [(f, f.receipt["status"]) for f in ready]  # type: ignore[index]
-        with self.pool.connection() as conn, conn.transaction():
-            cur = conn.cursor()
-            for f, st in rows:
-                ok = st.state is TxState.MINED
-                cur.execute(
-                    "UPDATE oracle_intent SET status = %s, tx_hash = %s, block_number = %s, block_hash = %s, error = %s,"
-                    " confirmed_at = now(), updated_at = now() WHERE id = %s",
-                    ("confirmed" if ok else "failed", st.tx_hash, st.block_number, st.block_hash, st.error, f.intent_id))
-            flagged = payments.writes_failed(cur, [f.intent_id for f, st in rows if st.state is not TxState.MINED])
-        for f, st in rows:
-            self.inflight.pop(f.nonce, None)
-            if st.state is not TxState.MINED:
-                log.warning("transaction aborted", extra={"intent": f.key, "error": st.error})
-        for provider, event_id, out in flagged:
-            payments.report(provider, event_id, out)
+        sts = [(f, f.receipt["status"]) for f in ready]  # type: ignore[index]
+        self._record([(f, st.state is TxState.MINED, st.error, st.tx_hash, st.block_number, st.block_hash)
+                      for f, st in sts])
 
     def _retry_and_bump(self) -> bool:
         """Submit again what the node refused or may not have; sign again, same number, what expired unseen."""

@@ -29,7 +29,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("no chains configured: the oracle needs [chains.<name>] with rpc_url and contracts")
     chain = s.oracle.chain or next(iter(s.chains))
     url = resolve_database_url(s)
-    ensure([("database", lambda: check_database(url)), (f"chain {chain}", lambda: check_rpc(chain, s.chains[chain])),
+    ensure([("database", lambda: check_database(url, writable=True)), (f"chain {chain}", lambda: check_rpc(chain, s.chains[chain])),
             ("port", lambda: check_port(s.oracle.host, s.oracle.port, "oracle.port"))], wait=args.wait)
     return Oracle(s, url).run()
 

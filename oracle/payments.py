@@ -11,9 +11,9 @@ transaction (the outbox rule), decides one of:
   is written; `recheck_pending()` (scheduled every `oracle.payment_recheck_s`, and any redelivery) evaluates it
   again, and flags it `target_not_indexed` after `oracle.payment_pending_max_age_s`. Never written unchecked.
 - **flagged**: recorded with a `flag` for a human (refund due, or a look): `amount_mismatch`, `currency_mismatch`,
-  `double_paid`, `target_unavailable`, `conflicting_receipt`, `target_not_indexed`, `bid_too_low` (and, decided
-  before the gate, Stripe's `payment_not_succeeded`, `livemode_mismatch`, `payment_not_found`, `invalid_metadata`,
-  `hold_captured`).
+  `double_paid`, `target_unavailable`, `conflicting_receipt`, `target_not_indexed`, `bid_too_low`,
+  `hold_would_lapse` (and, decided before the gate, Stripe's `payment_not_succeeded`, `livemode_mismatch`,
+  `payment_not_found`, `invalid_metadata`, `hold_captured`).
 
 An auction bid (metadata `auction_id`, `bidder`, `price_per_unit`) is a payment hold, not a payment: accepted when the
 indexed auction is open (by the chain's clock), the bid reaches its minimum (the reserve, or the highest bid, counting
@@ -173,8 +173,10 @@ def _lock_target(cur: Any, chain: str, t: Target) -> None:
                     (f"carbonledger:oracle:{kind}:{chain}:{t.target_id}",))
 
 
-def check(claim: Claim, row: tuple, rates: dict[str, Any]) -> tuple[str | None, str | None, int | None]:
-    """(flag, problem, price in wei) of a claim against the indexed target `row`; flag None = it pays for it."""
+def check(claim: Claim, row: tuple, rates: dict[str, Any], hold_max_s: int = 2**62
+          ) -> tuple[str | None, str | None, int | None]:
+    """(flag, problem, price in wei) of a claim against the indexed target `row`; flag None = it pays for it.
+    `hold_max_s`: the longest an auction may still run for a card hold to back a bid on it."""
     rate = rates.get(claim.currency)
     if rate is None:
         return "currency_mismatch", f"no oracle.fiat_rates entry for {claim.currency!r}", None
@@ -191,6 +193,11 @@ def check(claim: Claim, row: tuple, rates: dict[str, Any]) -> tuple[str | None, 
             return "target_unavailable", f"the auction is {status if status != 'active' else 'over'}: release the hold", None
         if int(t.units or 0) < minimum:
             return "bid_too_low", f"bid {t.units} per credit, the auction needs at least {minimum}: release the hold", None
+        if head is not None and int(end) - int(head) > hold_max_s:
+            # A card authorisation lapses (about 7 days online); a hold that lapsed before the auction ends could
+            # win and never be captured. (An anti-sniping extension adds minutes, inside the margin.)
+            return ("hold_would_lapse", f"the auction ends in {(int(end) - int(head)) // 3600} h, later than a card "
+                    f"hold lasts (oracle.fiat_bid_max_hold_s = {hold_max_s} s): release the hold", None)
         price = int(t.units or 0) * int(lot)
     elif t.contract == "Escrow":
         amount, status, ref = row
@@ -254,7 +261,7 @@ def evaluate(cur: Any, chain: str, provider: str, event_id: str, claim: Claim, s
             return Outcome("pending")
         flag, problem, price = "target_not_indexed", "the listing/order was never indexed", None
     else:
-        flag, problem, price = check(claim, row, settings.fiat_rates)
+        flag, problem, price = check(claim, row, settings.fiat_rates, settings.fiat_bid_max_hold_s)
     t = claim.target
     cols = (claim.provider, claim.payment_id, claim.payment_ref, chain, t.contract, t.target_id, claim.amount,
             claim.currency, price, t.units, event_id)
@@ -389,7 +396,7 @@ def quote(pool: Any, chain: str, target: Target, amount: int, currency: str, dec
         raise BadRequest(409, "double_paid", "the order already has an accepted off-chain payment")
     if row is None:
         raise BadRequest(409, "target_not_indexed", "the listing/order is not indexed yet: retry shortly")
-    flag, problem, _ = check(claim, row, settings.fiat_rates)
+    flag, problem, _ = check(claim, row, settings.fiat_rates, settings.fiat_bid_max_hold_s)
     if flag is not None:
         raise BadRequest(422 if flag in ("amount_mismatch", "currency_mismatch") else 409, flag, str(problem))
 

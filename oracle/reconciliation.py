@@ -1,8 +1,8 @@
 """Scheduled jobs (apscheduler): IoT anchoring, Stripe and M-Pesa reconciliation, pending payments, stuck-tx watch,
 the auction keeper (oracle.keeper).
 
-Reconciliation closes the gap a lost webhook leaves: every recently succeeded PaymentIntent Stripe's API lists is
-assessed and settled exactly as a webhook's re-fetched PaymentIntent is (provider "stripe-recon"), so a payment
+Reconciliation closes the gap a lost webhook leaves: every recently succeeded PaymentIntent (or authorised hold, an
+auction's fiat bid) Stripe's API lists is assessed and settled exactly as a webhook's re-fetched PaymentIntent is (provider "stripe-recon"), so a payment
 already decided is found by its PaymentIntent id and one that is not is decided now, through the same checks.
 Pending M-Pesa pushes are asked about; only the callback carries the receipt number, so a paid push without one is
 flagged `paid_no_callback` for a person rather than guessed at. Payments waiting for their listing/order to be
@@ -22,8 +22,14 @@ from oracle.ingress import stripe_webhook
 log = logging.getLogger("carbonledger.oracle.reconcile")
 
 
+# What a lost webhook would have said, by PaymentIntent status: a payment taken, or a hold authorised (an auction's
+# fiat bid: capture_method=manual, captured only if the bid wins).
+_DECIDABLE = {"succeeded": "payment_intent.succeeded", "requires_capture": stripe_webhook.HOLD_EVENT}
+
+
 def reconcile_stripe(pool: Any, chain: str, settings: Any, now: float | None = None) -> int:
-    """Decide succeeded PaymentIntents no webhook brought; returns how many got a new write intent."""
+    """Decide succeeded PaymentIntents and authorised holds no webhook brought; returns how many got a new write
+    intent."""
     import stripe
 
     if settings.stripe_api_key is None:
@@ -37,10 +43,11 @@ def reconcile_stripe(pool: Any, chain: str, settings: Any, now: float | None = N
         page = client.v1.payment_intents.list(params={"limit": 100})
     for pi in page.auto_paging_iter():
         obj = pi.to_dict()
-        if obj.get("status") != "succeeded" or not isinstance(obj.get("created"), int) or obj["created"] < since \
+        status = obj.get("status")
+        if status not in _DECIDABLE or not isinstance(obj.get("created"), int) or obj["created"] < since \
                 or not isinstance(obj.get("id"), str) or len(obj["id"]) > 255:
             continue
-        hint = outbox.Event("stripe-recon", f"recon:{obj['id']}", "payment_intent.succeeded", {}, obj["id"])
+        hint = outbox.Event("stripe-recon", f"recon:{obj['id']}", _DECIDABLE[status], {}, obj["id"])
         event, claim = stripe_webhook.assess(hint, obj, settings)
         if claim is None and event.flag is None:
             continue  # pays for nothing on chain

@@ -212,22 +212,45 @@ class Sender:
             rows.append((f, ok, err))
         if not rows:
             return
+        self._record([(f, ok, err, f.receipt["transactionHash"], int(f.receipt["blockNumber"], 16),  # type: ignore[index]
+                       f.receipt["blockHash"]) for f, ok, err in rows])  # type: ignore[index]
+
+    # ---- outcomes (every family) ----------------------------------------------------------------------
+    def _record(self, rows: list[tuple[InFlight, bool, str | None, str, int, str]]) -> None:
+        """Commit the outcome of final writes (flight, succeeded, error, tx hash, block number, block hash) with the
+        payments a failure leaves to refund; then forget the flights and report."""
+        outcomes = [(f, self._outcome(ok, err), err, *where) for f, ok, err, *where in rows]
         with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor()
-            cur.execute("SET LOCAL synchronous_commit TO off")  # lost on a crash? recovery finds the receipt again
-            for f, ok, err in rows:
-                cur.execute(
-                    "UPDATE oracle_intent SET status = %s, tx_hash = %s, block_number = %s, block_hash = %s, error = %s,"
-                    " confirmed_at = now(), updated_at = now() WHERE id = %s",
-                    ("confirmed" if ok else "failed", f.receipt["transactionHash"], int(f.receipt["blockNumber"], 16),
-                     f.receipt["blockHash"], err, f.intent_id))
-            flagged = payments.writes_failed(cur, [f.intent_id for f, ok, _ in rows if not ok])  # refund due
-        for f, ok, err in rows:
+            cur.execute("SET LOCAL synchronous_commit TO off")  # lost on a crash? recovery finds the inclusion again
+            cur.executemany(
+                "UPDATE oracle_intent SET status = %s, already_on_chain = %s, tx_hash = %s, block_number = %s,"
+                " block_hash = %s, error = %s, confirmed_at = now(), updated_at = now() WHERE id = %s",
+                [(st, repeat, h, n, bh, err, f.intent_id) for f, (st, repeat), err, h, n, bh in outcomes])
+            flagged = payments.writes_failed(cur, [f.intent_id for f, o, *_ in outcomes if o[0] == "failed"])
+        for f, (status, repeat), err, *_ in outcomes:
             self.inflight.pop(f.nonce, None)
-            if not ok:
-                log.warning("write reverted", extra={"intent": f.key, "error": err})
+            if status == "failed":
+                log.warning("write refused by the chain", extra={"intent": f.key, "error": err})
+            elif repeat:
+                log.info("write refused as already done: the chain has it", extra={"intent": f.key, "error": err})
         for provider, event_id, out in flagged:
             payments.report(provider, event_id, out)
+
+    def _repeat(self, err: str | None) -> bool:
+        """Does this refusal say the chain has the write already (the contract's duplicate guard: a payment
+        reference used, an order settled, a root anchored, a verification used)?"""
+        return err is not None and err.split("(", 1)[0] in ALREADY_DONE
+
+    def _outcome(self, ok: bool, err: str | None) -> tuple[str, bool]:
+        """(status, already_on_chain) of a mined or reverted write. A revert by the duplicate guard is the write
+        done, not failed: an earlier attempt of this intent (a transaction we lost track of, a requeue after its nonce
+        was taken) or the same reference written before. Flagging it failed would ask a refund for a payment whose
+        write is on chain, exactly once."""
+        if ok:
+            return "confirmed", False
+        return ("confirmed", True) if self._repeat(err) else ("failed", False)
+
 
     def _requeue(self, f: InFlight, mined: int) -> None:
         log.warning("nonce consumed by another transaction; intent back to pending",
@@ -298,7 +321,7 @@ class Sender:
                     done.append((f"already on chain ({DONE_VIEWS[(req.contract, req.function)][0]})", iid))
                     continue
                 if err is not None:
-                    (done if err.split("(", 1)[0] in ALREADY_DONE else failed).append((err, iid))
+                    (done if self._repeat(err) else failed).append((err, iid))
                     continue
                 h, raw, gas = self._sign_new(req, nonce, gas, market)
                 f = InFlight(iid, key, req, nonce, [Attempt(h, raw, market, gas, time.monotonic())])

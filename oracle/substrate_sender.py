@@ -87,20 +87,9 @@ class SubstrateSender(RemembersAttempts, Sender):
                 f.receipt, f.rebroadcast_at = None, 0.0
                 continue
             rows.append((f, st))
-        if not rows:
-            return
-        with self.pool.connection() as conn, conn.transaction():
-            cur = conn.cursor()
-            for f, st in rows:
-                ok = st.state is TxState.MINED
-                cur.execute(
-                    "UPDATE oracle_intent SET status = %s, tx_hash = %s, block_number = %s, block_hash = %s, error = %s,"
-                    " confirmed_at = now(), updated_at = now() WHERE id = %s",
-                    ("confirmed" if ok else "failed", st.tx_hash, st.block_number, st.block_hash, st.error, f.intent_id))
-        for f, st in rows:
-            self.inflight.pop(f.nonce, None)
-            if st.state is not TxState.MINED:
-                log.warning("extrinsic failed", extra={"intent": f.key, "error": st.error})
+        if rows:
+            self._record([(f, st.state is TxState.MINED, st.error, st.tx_hash, st.block_number, st.block_hash)
+                          for f, st in rows])
 
     def _retry_and_bump(self) -> bool:
         """Resend what the node refused or may not have; sign again, same nonce, what can no longer be included."""

@@ -56,6 +56,9 @@ class ReportFilter:
     def __post_init__(self) -> None:
         if (self.beneficiary is None) == (self.holder is None):
             raise ValueError("pass exactly one of beneficiary or holder")
+        for name, v in (("from", self.since), ("to", self.until)):
+            if not 0 <= v <= 2**62:
+                raise ValueError(f"{name} {str(v)[:30]} is not unix seconds between 0 and 2**62")
         if self.since >= self.until:
             raise ValueError(f"the period is empty: from {self.since} is not before to {self.until}")
         h = self.holder

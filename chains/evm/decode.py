@@ -245,13 +245,12 @@ class LogDecoder:
             return None  # an event of this address that the ABI does not list: not one we follow
         # The envelope, straight-line on the hot path (this runs for every log of a backfill).
         raw_n, raw_i = log.get("blockNumber"), log.get("logIndex")
-        try:
-            number = int(raw_n, 16) if type(raw_n) is str and 2 < len(raw_n) <= 18 and raw_n[:2] == "0x" \
-                and raw_n.isascii() and raw_n.isalnum() else quantity(raw_n)
-            index = int(raw_i, 16) if type(raw_i) is str and 2 < len(raw_i) <= 18 and raw_i[:2] == "0x" \
-                and raw_i.isascii() and raw_i.isalnum() else quantity(raw_i)
-        except ValueError:  # letters above f
-            number = index = None
+        number = _QUANTITIES.get(raw_n, -1) if type(raw_n) is str else -1  # the memo inline: seen strings
+        if number == -1:
+            number = quantity(raw_n)
+        index = _QUANTITIES.get(raw_i, -1) if type(raw_i) is str else -1
+        if index == -1:
+            index = quantity(raw_i)
         block_hash, tx_hash = _hash(log.get("blockHash")), _hash(log.get("transactionHash"))
         if number is None or index is None or block_hash is None or tx_hash is None or dec is None:
             number, block_hash, tx_hash, index, problem = _envelope(log)
@@ -308,15 +307,28 @@ def _broken(chain: str, contract: str, log: Mapping[str, Any], number: int | Non
     return UndecodableLog(chain, contract, block, block_hash or "", tx_hash, index, f"malformed log: {problem}"[:500])
 
 
+# Quantities repeat across the logs of a range (each block's number and timestamp on every one of its logs, log
+# indexes in every block): a memo of string -> value parses each distinct string once. Bounded; a race between
+# threads at worst parses a string twice.
+_QUANTITIES: dict[str, int | None] = {}
+
+
 def quantity(v: Any) -> int | None:
     """A JSON-RPC quantity (0x-hex up to 64 bits, or a JSON integer) as int; None when it is anything else."""
     if type(v) is str:
+        q = _QUANTITIES.get(v, -1)
+        if q != -1:
+            return q
+        q = None
         if 2 < len(v) <= 18 and v[:2] == "0x" and _alnum(v):
             try:
-                return int(v, 16)
+                q = int(v, 16)
             except ValueError:
-                return None
-        return None
+                pass
+        if len(_QUANTITIES) >= 100_000:
+            _QUANTITIES.clear()
+        _QUANTITIES[v] = q
+        return q
     if type(v) is int and 0 <= v < 1 << 64:
         return v
     return None

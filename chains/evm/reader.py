@@ -57,18 +57,26 @@ class EvmReader(ChainReader):
         """The reader, the deployed contracts' addresses and the earliest deploy block; the node's chain id must
         match `chain_id` when configured."""
         from chains.evm.deploy import resolved_contracts
+        from chains.evm.markets import resolved_markets
         from core.config import ConfigError, redact_url
 
-        contracts = resolved_contracts(cs, name)
+        cls.check_settings(name, cs)
+        contracts, markets = resolved_contracts(cs, name), resolved_markets(cs, name)
         reader = cls.from_settings(name, cs)
         if cs.chain_id is not None and (got := reader.chain_id()) != cs.chain_id:
             raise ConfigError(f"chains.{name}.chain_id: node at {redact_url(str(cs.rpc_url), path=True)} reports "
                               f"chain id {got}, config expects {cs.chain_id}")
-        from chains.evm.markets import resolved_markets
-
-        markets = resolved_markets(cs, name)
         start = min([c.start_block for c in contracts.values()] + [m[2] for m in markets], default=0)
         return OpenedReader(reader, {n: c.address for n, c in contracts.items()}, start)
+
+    @classmethod
+    def check_settings(cls, name: str, settings: Any) -> None:
+        """Contract addresses (config or deployment file) and existing-market entries resolve."""
+        from chains.evm.deploy import resolved_contracts
+        from chains.evm.markets import resolved_markets
+
+        resolved_contracts(settings, name)
+        resolved_markets(settings, name)
 
     @classmethod
     def check_node(cls, name: str, settings: Any) -> int:

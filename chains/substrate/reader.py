@@ -79,15 +79,21 @@ class SubstrateReader(ChainReader):
     @classmethod
     def open(cls, name: str, cs: Any) -> OpenedReader:
         """The reader and the start block; the runtime's SS58 prefix must match `ss58_format` when configured."""
-        from chains.substrate.accounts import check_settings
         from core.config import ConfigError, redact_url
 
-        check_settings(cs, name)
+        cls.check_settings(name, cs)
         reader = cls.from_settings(name, cs)
         if cs.ss58_format is not None and (got := reader.chain_id()) != cs.ss58_format:
             raise ConfigError(f"chains.{name}.ss58_format: node at {redact_url(str(cs.rpc_url), path=True)} runs a "
                               f"runtime with SS58 prefix {got}, config expects {cs.ss58_format}")
         return OpenedReader(reader, {}, cs.start_block)
+
+    @classmethod
+    def check_settings(cls, name: str, settings: Any) -> None:
+        """The accounts the settings name (retirement_account, anchor_senders) parse."""
+        from chains.substrate.accounts import check_settings
+
+        check_settings(settings, name)
 
     @classmethod
     def check_node(cls, name: str, settings: Any) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import gc
 import hmac
 import json
@@ -25,6 +26,7 @@ from starlette.routing import Route, WebSocketRoute
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 
 from core.config import ApiSettings, Settings
 from core.ratelimit import ClientLimit, client_from_scope, in_networks, proxy_networks
@@ -35,6 +37,7 @@ from gqlapi.db import Database
 from gqlapi.endpoint import GraphQLEndpoint
 from gqlapi.errors import INTERNAL, RATE_LIMITED
 from gqlapi.live import Hub
+from gqlapi.replicas import Router
 from gqlapi.resolvers.live import Live
 from gqlapi.schema import make_schema
 from gqlapi.sse import sse_route
@@ -86,7 +89,7 @@ class _Gate:
 class _TimedGraphQL:
     """ASGI wrapper that records latency and status of every /graphql request, after its client's rate limit."""
 
-    def __init__(self, app: Any, metrics: _Metrics, db: Database, gate: _Gate) -> None:
+    def __init__(self, app: Any, metrics: _Metrics, db: Router, gate: _Gate) -> None:
         self.app, self.metrics, self.db, self.gate = app, metrics, db, gate
         self._by_status: dict[int, Any] = {}
 
@@ -174,9 +177,12 @@ def configured_contracts(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def create_app(settings: Settings, database_url: str, *, pool_size: int | None = None) -> Starlette:
-    """Build the API app for `database_url` with the limits in `settings.api`."""
-    db = Database(database_url, settings.database.statement_timeout_ms, max_size=pool_size or settings.api.pool_size,
-                  generic_plans=settings.api.generic_plans)
+    """Build the API app for `database_url` (the primary; reads on `database.read_url` replicas when set, see
+    gqlapi.replicas) with the limits in `settings.api`."""
+    primary = Database(database_url, settings.database.statement_timeout_ms,
+                       max_size=pool_size or settings.api.pool_size, generic_plans=settings.api.generic_plans)
+    db = Router(primary, settings.database.read_urls, max_lag_s=settings.database.replica_max_lag_s,
+                check_s=settings.database.replica_check_s, generic_plans=settings.api.generic_plans)
     limits = Limits(max_page_size=settings.api.max_page_size, default_page_size=min(100, settings.api.max_page_size),
                     request_timeout_ms=settings.api.request_timeout_ms)
     metrics = _Metrics()
@@ -186,15 +192,24 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
     hub = Hub(api.live_listen_url or database_url, queue_size=api.live_queue, max_subscribers=api.live_max_subscriptions,
               per_client=api.live_per_client) if api.live else None
     live = Live(hub, db, max_replay=api.live_max_replay, trusted_proxies=proxy_networks(api.trusted_proxies),
-                authenticated=api.live_token is not None) \
+                authenticated=api.live_token is not None, replica_wait_s=settings.database.replica_max_lag_s) \
         if hub is not None else None
     token = api.live_token.get_secret_value() if api.live_token is not None else None
 
     class View(GraphQL):
+        graphql_transport_ws_handler_class = _PerOperation
+
         async def get_context(self, request: Any, response: Any) -> Context:  # type: ignore[override]
             ctx = Context.create(db, limits, request, response, contracts=contracts, live=live)
             if request.scope.get("type") == "websocket":
-                ctx.deadline = None  # one context serves the connection's every message: no request time budget
+                ctx.deadline = None  # a connection's operations are not one request: no request time budget
+
+                def operation() -> Context:  # _PerOperation: a context of its own for each operation
+                    op = Context.create(db, limits, request, response, contracts=contracts, live=live)
+                    op.deadline, op.connection_params, op.fork = None, ctx.connection_params, operation
+                    return op
+
+                ctx.fork = operation
             return ctx
 
         async def on_ws_connect(self, context: Any) -> Any:  # type: ignore[override]
@@ -221,7 +236,8 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
     view = View(schema, graphql_ide="graphiql" if settings.api.graphiql else None, allow_queries_via_get=True,
                 subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
                 max_subscriptions_per_connection=api.live_per_connection)
-    endpoint = GraphQLEndpoint(schema, view, lambda single: Context.create(db, limits, single=single, contracts=contracts),
+    endpoint = GraphQLEndpoint(schema, view, lambda single, primary=False: Context.create(
+                                   db, limits, single=single, contracts=contracts, primary=primary),
                                max_body_bytes=settings.api.max_body_bytes)
     graphql_app = _TimedGraphQL(endpoint, metrics, db, _Gate(settings.api))
 
@@ -257,10 +273,24 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
         Gauge("api_live_notices", "Live notices received since start", registry=metrics.registry) \
             .set_function(lambda: hub.notices)
 
+    if db.replicas:
+        healthy = Gauge("api_replica_healthy", "1 when the read replica is used (reachable, a standby, lag within "
+                        "database.replica_max_lag_s)", ["replica"], registry=metrics.registry)
+        lag = Gauge("api_replica_lag_seconds", "Replay lag of the read replica at its last check (-1: unknown)",
+                    ["replica"], registry=metrics.registry)
+        for r in db.replicas:
+            healthy.labels(r.name).set_function(lambda r=r: 1 if r.healthy else 0)
+            lag.labels(r.name).set_function(lambda r=r: -1 if r.lag_s is None else r.lag_s)
+        Gauge("api_primary_read_sessions", "Request sessions read on the primary although replicas are configured "
+              "(none healthy)", registry=metrics.registry).set_function(lambda: db.primary_reads)
+
     def ready() -> tuple[bool, dict]:
-        detail = {"database": state["db"]}
+        detail: dict[str, Any] = {"database": state["db"]}
         if hub is not None:  # informative: queries are served without the listener; subscriptions wait for it
             detail["live_listener"] = hub.connected.is_set()
+        if db.replicas:  # queries are served while the primary or a healthy replica answers
+            detail["replicas"] = db.status()
+            return state["db"] or db.any_healthy(), detail
         return state["db"], detail
 
     routes = [Route("/graphql", graphql_app, methods=["GET", "POST"]), WebSocketRoute("/graphql", view)]
@@ -280,6 +310,34 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
     app.state.graphql = endpoint
     app.graphql_post = graphql_app
     return app
+
+
+_OPERATION: contextvars.ContextVar[Context | None] = contextvars.ContextVar("gqlapi_ws_operation", default=None)
+
+
+class _PerOperation(BaseGraphQLTransportWSHandler):
+    """graphql-transport-ws with one database snapshot and one set of DataLoaders per operation. Strawberry hands
+    the connection's one context to every operation: CloseSession would end its snapshot with the first operation
+    (every later query on the connection failed with "the request has ended"), and its DataLoaders would cache
+    answers for the connection's lifetime. Each operation runs in its own task; there `context` is that
+    operation's (`fork()` of the connection's), elsewhere the connection's (connection_init writes its params)."""
+
+    @property  # type: ignore[override]
+    def context(self) -> Any:
+        op = _OPERATION.get()
+        return op if op is not None else self._connection
+
+    @context.setter
+    def context(self, value: Any) -> None:
+        self._connection = value
+
+    async def run_operation(self, operation: Any) -> None:  # type: ignore[override]
+        fork = getattr(self._connection, "fork", None)
+        token = _OPERATION.set(fork() if fork is not None else None)  # this task's own (a task copies the vars)
+        try:
+            await super().run_operation(operation)
+        finally:
+            _OPERATION.reset(token)
 
 
 def _live_context(ctx: Context) -> Context:

@@ -17,8 +17,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from core.config import load_settings
     from core.database import resolve_database_url
     from core.logs import setup_logging
-    from core.preflight import check_port, ensure
-    from store.preflight import check_database
+    from core.preflight import OperatorError, check_port, ensure
+    from store.preflight import check_database, replica_problem
     from gqlapi.app import create_app
 
     settings = load_settings(args.config)
@@ -28,6 +28,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     db_url = resolve_database_url(settings)
     ensure([("database", lambda: check_database(db_url)), ("port", lambda: check_port(host, port, "api.port"))],
            wait=args.wait)
+    if settings.api.live and not settings.api.live_listen_url:
+        try:  # a standby answers queries but never delivers a notice: live updates would stay silent
+            check_database(db_url, writable=True)
+        except OperatorError as err:
+            log.warning("live updates need the primary", extra={"check": "database.url", "error": err.what,
+                        "fix": "set database.url (or api.live_listen_url) to the primary; replicas go in "
+                               "database.read_url"})
+    for url in settings.database.read_urls:  # named, never fatal: reads fall back to the primary
+        problem = replica_problem(url)
+        if problem is not None:
+            log.warning("read replica not usable; reads go to the healthy replicas or the primary meanwhile",
+                        extra={"check": "database.read_url", "error": problem, "fix": "check database.read_url"})
     if args.workers > 1:
         import os
 

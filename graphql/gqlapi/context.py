@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gqlapi.db import Database, Session
 from gqlapi.loaders import Loaders
+
+if TYPE_CHECKING:
+    from gqlapi.replicas import Router
 
 
 @dataclass
@@ -32,17 +35,21 @@ class Context:
     connection_params: Any = None  # graphql-transport-ws connection_init payload
     live_closed: Any = None  # gqlapi.live.LiveClosed: why the server ended this live operation
     contracts: dict[str, dict[str, Any]] = field(default_factory=dict)  # chain -> contracts and start block (config)
+    fork: Any = None  # a WebSocket connection's: makes the context of one of its operations (gqlapi.app._PerOperation)
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.db)
 
     @classmethod
-    def create(cls, db: Database, limits: Limits, request: Any = None, response: Any = None, *,
+    def create(cls, db: Database | Router, limits: Limits, request: Any = None, response: Any = None, *,
                single: bool = False, contracts: dict[str, dict[str, Any]] | None = None,
-               live: Any = None) -> "Context":
+               live: Any = None, primary: bool = False) -> "Context":
         """`single`: the request is expected to run one statement (see gqlapi.db.Session); `contracts`: the
         configured protocol contracts per chain (what a third party needs to check an answer on chain); `live`: the
-        live-subscription service (gqlapi.resolvers.live.Live), when served."""
+        live-subscription service (gqlapi.resolvers.live.Live), when served; `primary`: read the primary, not a
+        replica (gqlapi.replicas)."""
         deadline = time.monotonic() + limits.request_timeout_ms / 1000
-        return cls(db=db.session(single, deadline, limits.request_timeout_ms), limits=limits, request=request,
+        session = db.session(single, deadline, limits.request_timeout_ms, primary=True) if primary else \
+            db.session(single, deadline, limits.request_timeout_ms)
+        return cls(db=session, limits=limits, request=request,
                    response=response, deadline=deadline, contracts=contracts or {}, live=live)

@@ -38,7 +38,7 @@ from psycopg.adapt import Loader
 from psycopg.rows import dict_row
 
 from gqlapi.convert import bad_text
-from gqlapi.errors import SERVICE_BUSY, STATEMENT_TIMEOUT, RequestTimeout, UserError
+from gqlapi.errors import SERVICE_BUSY, STATEMENT_TIMEOUT, ReplicaConflict, RequestTimeout, UserError
 from store.engine import libpq_url
 
 log = logging.getLogger("gqlapi.db")
@@ -238,6 +238,8 @@ class Session:
     """One request's view of the database: a lazily borrowed connection in a read-only snapshot, or, for a
     `single`-statement request, one statement outside a transaction."""
 
+    on_replica = False  # gqlapi.replicas.RoutedSession: whether it reads a replica
+
     def __init__(self, db: Database, single: bool = False, deadline: float | None = None, budget_ms: int = 0) -> None:
         self.db = db
         self.single = single
@@ -295,6 +297,8 @@ class Session:
                 f"the query took longer than the statement timeout ({self.db.statement_timeout_ms} ms); "
                 "ask for fewer items or a narrower range", STATEMENT_TIMEOUT,
             ) from None
+        except psycopg.errors.SerializationFailure:  # only a hot standby raises it on read-only snapshots
+            raise ReplicaConflict from None
 
     async def close(self) -> None:
         """End the snapshot and give the connection back (idempotent; a renewal runs in the background).

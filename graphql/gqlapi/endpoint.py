@@ -28,7 +28,7 @@ from strawberry.utils.await_maybe import await_maybe
 
 from gqlapi.costs import variable_errors
 from gqlapi.db import NeedsSnapshot
-from gqlapi.errors import PAYLOAD_TOO_LARGE, should_mask
+from gqlapi.errors import PAYLOAD_TOO_LARGE, ReplicaBehind, ReplicaConflict, should_mask
 from gqlapi.guard import Admitted
 
 _HEADERS = [(b"content-type", b"application/json")]
@@ -59,8 +59,9 @@ class Prepared:
 class GraphQLEndpoint:
     """ASGI app for /graphql: prepared queries executed here, everything else by `fallback` (strawberry's view).
 
-    `make_context(single)` returns the per-request Context (`single`: see Prepared); its `db` session is closed
-    after execution, as the schema's CloseSession extension does on the strawberry path."""
+    `make_context(single, primary)` returns the per-request Context (`single`: see Prepared; `primary`: read the
+    primary, not a replica); its `db` session is closed after execution, as the schema's CloseSession extension does
+    on the strawberry path."""
 
     def __init__(self, schema: Any, fallback: Any, make_context: Any, *, max_body_bytes: int, cache_size: int = 512) -> None:
         self.schema, self.fallback, self.make_context = schema, fallback, make_context
@@ -169,7 +170,9 @@ class GraphQLEndpoint:
 
         A document seen to run one statement is run without a snapshot transaction; if a request of it then asks
         for a second statement (data-dependent nesting), that attempt is dropped unseen and the request re-run
-        with a snapshot, which the document keeps from then on."""
+        with a snapshot, which the document keeps from then on. A request that named a block its read replica has
+        not replayed yet, or that the replica cancelled (conflict with recovery), is re-run on the primary: nothing
+        of the first attempt was sent."""
         single = prepared.single is True
         result, statements = await self._execute(prepared, variables, single)
         if single and result.errors and any(isinstance(e.original_error, NeedsSnapshot) for e in result.errors):
@@ -177,13 +180,16 @@ class GraphQLEndpoint:
             result, statements = await self._execute(prepared, variables, False)
         elif prepared.single is None:
             prepared.single = statements <= 1
+        if result.errors and any(isinstance(e.original_error, (ReplicaBehind, ReplicaConflict)) for e in result.errors):
+            result, statements = await self._execute(prepared, variables, prepared.single is True, primary=True)
         out: dict[str, Any] = {"data": result.data}
         if result.errors:
             out["errors"] = [_masked(e).formatted for e in result.errors]
         return orjson.dumps(out)
 
-    async def _execute(self, prepared: Prepared, variables: dict[str, Any] | None, single: bool) -> tuple[Any, int]:
-        context = self.make_context(single)
+    async def _execute(self, prepared: Prepared, variables: dict[str, Any] | None, single: bool,
+                       primary: bool = False) -> tuple[Any, int]:
+        context = self.make_context(single, primary) if primary else self.make_context(single)
         try:
             result = await await_maybe(execute(
                 self.schema._schema, prepared.document, None, context, variables, prepared.operation_name,

@@ -48,6 +48,18 @@ class UserError(Exception):
         self.extensions = {"code": code}
 
 
+class ReplicaBehind(UserError):
+    """A `block` argument above what the read replica has replayed (gqlapi.endpoint re-asks the primary)."""
+
+
+class ReplicaConflict(UserError):
+    """A hot standby cancelled the query to replay the primary's changes (gqlapi.endpoint re-asks the primary)."""
+
+    def __init__(self) -> None:
+        super().__init__("the read replica cancelled this query to replay the primary's changes (a conflict with "
+                         "recovery); retry", SERVICE_BUSY)
+
+
 class RequestTimeout(UserError):
     """The request's execution ran past `api.request_timeout_ms`."""
 

@@ -279,7 +279,9 @@ class World:
 
 
 class ApiClient:
-    """The real ASGI app driven in-process by httpx (no sockets), with a private event loop for sync tests."""
+    """The real ASGI app driven in-process by httpx (no sockets), with a private event loop for sync tests
+    (background tasks, such as the replica monitor, run while the loop does). `api`: ApiSettings fields, plus
+    statement_timeout_ms, read_url, replica_max_lag_s and replica_check_s of DatabaseSettings."""
 
     def __init__(self, url: str, **api: Any) -> None:
         import asyncio
@@ -290,7 +292,8 @@ class ApiClient:
         from gqlapi.app import create_app
 
         timeout = api.pop("statement_timeout_ms", 5000)
-        settings = Settings(api=ApiSettings(**api), database=DatabaseSettings(url=url, statement_timeout_ms=timeout))
+        db = {k: api.pop(k) for k in ("read_url", "replica_max_lag_s", "replica_check_s") if k in api}
+        settings = Settings(api=ApiSettings(**api), database=DatabaseSettings(url=url, statement_timeout_ms=timeout, **db))
         self.app = create_app(settings, url, pool_size=4)
         self.db = self.app.state.db
         self.loop = asyncio.new_event_loop()
@@ -376,7 +379,7 @@ class Served:
 
 class LiveServer:
     """The API app under a real uvicorn on a free port, in a thread of this process (tests reach into
-    `app.state.hub`); `api` sets ApiSettings such as live_queue."""
+    `app.state.hub`); `api` sets ApiSettings such as live_queue, and read_url, replica_max_lag_s, replica_check_s."""
 
     def __init__(self, url: str, **api: Any) -> None:
         import socket
@@ -388,7 +391,8 @@ class LiveServer:
         from core.config import ApiSettings, DatabaseSettings, Settings
         from gqlapi.app import create_app
 
-        settings = Settings(api=ApiSettings(**api), database=DatabaseSettings(url=url))
+        db = {k: api.pop(k) for k in ("read_url", "replica_max_lag_s", "replica_check_s") if k in api}
+        settings = Settings(api=ApiSettings(**api), database=DatabaseSettings(url=url, **db))
         self.app = create_app(settings, url, pool_size=4)
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

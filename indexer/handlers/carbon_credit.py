@@ -30,6 +30,7 @@ def _move(ctx: Context, ev: ChainEvent, seq: int, batch_id: int, value: int) -> 
     a = ev.args
     src, dst = a["from"], a["to"]
     escrows = (ctx.addresses.get("Marketplace"), ctx.addresses.get("Auction"))  # they hold credits for sellers
+    pending = False
     if src == ZERO:
         kind = "mint"
     elif dst == ZERO:
@@ -37,12 +38,13 @@ def _move(ctx: Context, ev: ChainEvent, seq: int, batch_id: int, value: int) -> 
     elif dst in escrows:
         kind = "list"
     elif src in escrows:
-        kind = LEDGER_KINDS_PENDING  # Sold, AuctionSettled or Cancelled later in the same tx: sale | auction_settled | unlist
+        # Sold, AuctionSettled or Cancelled later in the same tx decides: sale | auction_settled | unlist
+        kind, pending = LEDGER_KINDS_PENDING, True
     else:
-        kind = "transfer"
+        kind = "transfer"  # a plain transfer is final (never relabelled by a sale later in its tx)
     row = ctx.insert("ledger_entry", ev, seq=seq, batch_id=batch_id, operator=a["operator"], from_addr=src,
                      to_addr=dst, amount=value, kind=kind)
-    if kind == LEDGER_KINDS_PENDING:
+    if pending:
         ctx.mark_pending(ev, row)
     if src != ZERO and src not in escrows:
         bump(ctx, src, batch_id, "tradable", -value)

@@ -172,7 +172,7 @@ def test_single_statement_documents_skip_the_transaction_until_they_need_one(set
     assert endpoint.prepared[(folio, None)].single is True
 
     async def kinds() -> list[bool]:
-        return [c.info.transaction_status == 0 for c in api.db._idle]
+        return [c.info.transaction_status == 0 for c in api.db.primary._idle]
 
     api.loop.run_until_complete(__import__("asyncio").sleep(0.05))
     assert any(api.loop.run_until_complete(kinds()))  # a connection waits outside a transaction for such requests
@@ -193,7 +193,7 @@ def test_body_cap_applies_to_every_post_and_sessions_refuse_work_after_close(set
         with pytest.raises(Exception, match="the request has ended"):
             await s.fetch("SELECT 2")
         await __import__("asyncio").sleep(0.05)
-        return api.db._size, len(api.db._idle)
+        return api.db.primary._size, len(api.db.primary._idle)
 
     size, idle = api.loop.run_until_complete(after_close())
     assert size == idle  # nothing is held by the closed session

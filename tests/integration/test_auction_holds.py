@@ -104,3 +104,56 @@ def _problem(rig, reply):
     with rig.pool.connection() as c:
         return reply, c.execute("SELECT flag, summary FROM oracle_provider_event WHERE event_id = %s",
                                 (reply["event"],)).fetchone()
+
+
+def test_a_hold_whose_webhook_was_lost_is_found_by_reconciliation(db_url, anvil, localstripe):
+    """Stripe's amount_capturable_updated never arrived: reconciliation lists the hold (requires_capture, not
+    succeeded) and decides it through the same gate, once; the bid lands on chain."""
+    from oracle.reconciliation import reconcile_stripe
+
+    rig = Rig(db_url, anvil, stripe=localstripe, reconcile_lookback_s=600)
+    try:
+        w3, au, alice = rig.world.w3, _auction(rig, 3600), rig.world.w3.eth.accounts[4]
+        meta = {"auction_id": "1", "bidder": alice, "price_per_unit": str(RESERVE)}
+        pi = localstripe.payment_intent(meta, RESERVE * LOT, "usd", hold=True)
+        assert pi["status"] == "requires_capture"
+        assert reconcile_stripe(rig.pool, "local", rig.settings) == 1
+        assert reconcile_stripe(rig.pool, "local", rig.settings) == 0  # decided once
+        rig.drain()
+        assert rig.status(f"stripe:{pi['id']}") == "confirmed"
+        assert au.functions.lots(1).call()[6] == alice  # highestBidder: the fiat bid is on chain
+        assert localstripe.client().v1.payment_intents.retrieve(pi["id"]).status == "requires_capture"  # held, not taken
+    finally:
+        rig.close()
+
+
+def _auction(rig: Rig, ends_in_s: int):
+    """Auction 1 of LOT credits from accounts[3], ending `ends_in_s` after the chain's time; indexed."""
+    w3, dep, admin = rig.world.w3, rig.world.deployment, rig.world.admin
+    cc, au = dep.contract(w3, "CarbonCredit"), dep.contract(w3, "Auction")
+    seller = w3.eth.accounts[3]
+    for call, sender in ((cc.functions.mint(seller, rig.world.batch_id, LOT, b"\x55" * 32), admin),
+                         (cc.functions.setApprovalForAll(au.address, True), seller),
+                         (au.functions.create(rig.world.batch_id, LOT, RESERVE, INC,
+                                              w3.eth.get_block("latest").timestamp + ends_in_s), seller)):
+        assert w3.eth.wait_for_transaction_receipt(call.transact({"from": sender}), timeout=120)["status"] == 1
+    rig.index()
+    return au
+
+
+def test_a_card_hold_is_no_bid_on_an_auction_that_outlasts_it(rig, anvil, localstripe):
+    """Card authorisations lapse after about 7 days: a hold bid on an auction ending later than
+    oracle.fiat_bid_max_hold_s (6 days) is flagged hold_would_lapse, never written, and its hold released."""
+    au, alice = _auction(rig, 8 * 86400), rig.world.w3.eth.accounts[4]
+    meta = {"auction_id": "1", "bidder": alice, "price_per_unit": str(RESERVE)}
+    pi = localstripe.payment_intent(meta, RESERVE * LOT, "usd", hold=True)
+    event = payment_event(pi["id"], meta, amount=RESERVE * LOT)
+    event["type"], event["data"]["object"] = HOLD_EVENT, pi
+    r = asyncio.run(rig.post_event(event))
+    assert r.status_code == 200 and r.json()["flag"] == "hold_would_lapse", r.text
+    assert "later than a card hold lasts" in str(_problem(rig, r.json()))
+    rig.drain()
+    assert rig.status(f"stripe:{pi['id']}") is None  # no write
+    assert settle_holds(rig.pool, "local", rig.settings)["released"] == 1
+    assert localstripe.client().v1.payment_intents.retrieve(pi["id"]).status == "canceled"
+    assert au.functions.lots(1).call()[6] == "0x" + "0" * 40  # no bidder on chain

@@ -252,6 +252,7 @@ def test_logs_the_node_should_not_have_answered_are_a_node_fault(db_url, fault):
         return out
 
     node.events = events
+    s.flush()  # the last good range's write is committed before we look
     before = _tradable(db_url)
     with pytest.raises(RpcError):
         for _ in range(50):
@@ -279,4 +280,188 @@ def test_two_protocol_events_at_one_position_are_not_a_duplicate(db_url):
     s = _sync(node, db_url)
     _run(s)
     assert s.cursor == (20, node.blocks[20].hash) and s.stats.reorgs == 0
+    s.close()
+
+
+def _table(db_url: str, table: str, order: str) -> list[tuple]:
+    with psycopg.connect(libpq_url(db_url)) as c:
+        return c.execute(f"SELECT * FROM {table} WHERE chain = 'fake' ORDER BY {order}").fetchall()
+
+
+def _state(db_url: str) -> dict[str, list[tuple]]:
+    """Everything the fake chain produced, minus the bookkeeping timestamps."""
+    return {"holding": _table(db_url, "holding", "owner, batch_id, valid_from"),
+            "ledger": [r for r in _table(db_url, "ledger_entry", "block_number, log_index")],
+            "cursor": [r[:3] for r in _table(db_url, "indexer_cursor", "chain")]}
+
+
+@pytest.mark.parametrize("cache_limit", [1_000_000, 0], ids=["cached", "lazy"])
+def test_pipelined_backfill_writes_on_its_own_thread_and_matches_a_serial_run(db_url, pg_factory, cache_limit,
+                                                                               monkeypatch):
+    """Backfill writes run on the write thread while the next range is applied (at most one in flight), and
+    the result is the serial run's, row for row, whether the state cache is complete or lazy (a lazy miss first
+    waits for the write in flight)."""
+    import threading
+    import time
+
+    from indexer import writer
+
+    real, threads, overlap = writer.commit, [], []
+    applied = threading.Condition()
+    contexts: list = []  # the Context of each range, in the order the main thread applied them
+
+    def spy(conn, ctx, expected, cursor, *a, **kw):
+        threads.append(threading.current_thread().name)
+        if threading.current_thread().name.startswith("write-") and cursor.number < 225:
+            # Hold this range's write until the main thread is applying the range after it: it only gets there
+            # if it did not wait for this write (a range ending below 225 always has a backfill range after it).
+            with applied:
+                at = next(i for i, c in enumerate(contexts) if c is ctx)
+                overlap.append(applied.wait_for(lambda: len(contexts) > at + 1, timeout=60))
+        return real(conn, ctx, expected, cursor, *a, **kw)
+
+    monkeypatch.setattr(writer, "commit", spy)
+    node = ScriptedNode(240)
+    s = _sync(node, db_url, target_events=8, max_span=4, cache_limit=cache_limit)
+    inner = s._apply
+
+    def counting(ctx, events):
+        with applied:
+            contexts.append(ctx)
+            applied.notify_all()
+        return inner(ctx, events)
+
+    s._apply = counting
+    t0 = time.monotonic()
+    _run(s)
+    assert s.cursor[0] == 240 and s.stats.block == 240 and _tradable(db_url) == 240
+    backfill = [t for t in threads if t.startswith("write-")]
+    assert len(backfill) >= 40 and len(overlap) >= 30 and all(overlap), (overlap, time.monotonic() - t0)
+    s.close()
+
+    serial_url = pg_factory.fresh()
+    try:
+        serial = _sync(node, serial_url, target_events=8, max_span=4, cache_limit=cache_limit, pipeline=False)
+        _run(serial)
+        serial.close()
+        assert _state(db_url) == _state(serial_url)
+    finally:
+        pg_factory.drop(serial_url)
+
+
+def test_a_failed_pipelined_write_is_dropped_and_redone_from_the_database_cursor(db_url, monkeypatch):
+    """The cache and the cursor run one range ahead of the database while a write is in flight: when that write
+    fails, both are reloaded from the database (whose cursor never left its rows) and the range is done again."""
+    from indexer import writer
+
+    real, calls = writer.commit, []
+
+    def flaky(*a, **kw):
+        calls.append(1)
+        if len(calls) in (5, 9):
+            raise psycopg.OperationalError("injected: server closed the connection")
+        return real(*a, **kw)
+
+    monkeypatch.setattr(writer, "commit", flaky)
+    node = ScriptedNode(120)
+    s = _sync(node, db_url, target_events=8, max_span=4)
+    failures = 0
+    for _ in range(500):
+        try:
+            if not s.step():
+                break
+        except psycopg.OperationalError:
+            failures += 1
+    assert failures == 2 and s.cursor[0] == 120
+    assert _tradable(db_url) == 120  # nothing counted twice, nothing lost
+    holdings = _table(db_url, "holding", "valid_from")
+    blocks = [int(r[_col(db_url, "holding", "valid_from")]) for r in holdings]
+    assert blocks == sorted(set(blocks)) and blocks[-1] == 120  # one version per block, no duplicate
+    s.close()
+
+
+def test_a_pipelined_write_fenced_by_another_writer_reloads(db_url):
+    """Another process moves the cursor while our write is in flight: the write is fenced, nothing of it lands,
+    and the loop continues from the database's cursor."""
+    node = ScriptedNode(120)
+    s = _sync(node, db_url, target_events=8, max_span=4)
+    for _ in range(4):
+        s.step()
+    s._quiesce()
+    with psycopg.connect(libpq_url(db_url), autocommit=True) as c:  # "another indexer" wrote a block meanwhile
+        c.execute("UPDATE indexer_cursor SET block_hash = '0xother' WHERE chain = 'fake'")
+        s.step()  # hands the next range over; its write is fenced
+        s._quiesce()
+        with pytest.raises(Exception) as info:
+            for _ in range(3):
+                s.step()
+        assert "cursor" in str(info.value)
+        assert s.cursor[1] == "0xother"  # reloaded from the database, not the range we ran ahead with
+        c.execute("UPDATE indexer_cursor SET block_hash = %s WHERE chain = 'fake'", (node.blocks[s.cursor[0]].hash,))
+    s.load()
+    _run(s)
+    assert s.cursor[0] == 120 and _tradable(db_url) == 120
+    s.close()
+
+
+def _col(db_url: str, table: str, column: str) -> int:
+    with psycopg.connect(libpq_url(db_url)) as c:
+        cur = c.execute(f"SELECT * FROM {table} LIMIT 0")
+        return [d.name for d in cur.description].index(column)
+
+
+def _missing(db_url: str) -> list[str]:
+    from indexer import indexes
+
+    with psycopg.connect(libpq_url(db_url)) as c:
+        return indexes.missing(c)
+
+
+def test_a_cold_backfill_builds_the_event_indexes_after_catching_up(db_url):
+    """First run on an empty database: the event tables' secondary indexes are gone while it backfills and all
+    back (as the models define them) before it reports caught up; unique indexes never leave."""
+    from indexer import indexes
+
+    node = ScriptedNode(200)
+    s = _sync(node, db_url, target_events=8, max_span=4)
+    assert sorted(_missing(db_url)) == sorted(indexes.DEFERRABLE)
+    with psycopg.connect(libpq_url(db_url)) as c:
+        uniques = c.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'uq_%'").fetchone()[0]
+    for _ in range(5):
+        s.step()
+    assert not s.caught_up() and _missing(db_url)
+    _run(s)
+    assert s.caught_up() and _missing(db_url) == [] and _tradable(db_url) == 200
+    with psycopg.connect(libpq_url(db_url)) as c:
+        assert c.execute("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'uq_%'").fetchone()[0] == uniques
+    s.close()
+    # A later start on the same (no longer empty) database leaves the indexes alone.
+    again = _sync(node, db_url)
+    assert _missing(db_url) == []
+    again.close()
+
+
+def test_indexes_a_crash_left_missing_are_built_by_the_next_start(db_url):
+    """The catalog is the state: a run killed mid-backfill leaves the indexes dropped; the next start, on a
+    database that now holds rows, still builds them once it has caught up."""
+    node = ScriptedNode(120)
+    s = _sync(node, db_url, target_events=8, max_span=4)
+    for _ in range(6):
+        s.step()
+    s.flush()
+    s.conn.close()  # "killed": no catch-up, indexes still missing, rows committed
+    s.wconn.close()
+    assert _missing(db_url) and _tradable(db_url) > 0
+    s2 = _sync(node, db_url, target_events=8, max_span=4)
+    _run(s2)
+    assert _missing(db_url) == [] and _tradable(db_url) == 120
+    s2.close()
+
+
+def test_defer_indexes_off_keeps_them(db_url):
+    node = ScriptedNode(60)
+    s = _sync(node, db_url, target_events=8, max_span=4, defer_indexes=False)
+    assert _missing(db_url) == []
+    _run(s)
+    assert _missing(db_url) == [] and _tradable(db_url) == 60
     s.close()

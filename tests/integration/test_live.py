@@ -637,3 +637,43 @@ def test_no_subscription_opens_while_the_listener_is_reconnecting(db_url):
         conn.close()
     assert "reconnecting to its database listener" in str(refused), refused
     assert ok == {"intentStatusChanged": {"key": "k1", "status": "pending"}}
+
+
+def test_queries_on_one_websocket_each_read_a_fresh_snapshot(db_url):
+    """A WebSocket connection is not one request: each of its operations reads its own snapshot with its own
+    DataLoaders, so a second query on the connection is answered (not "the request has ended") and sees what was
+    committed between the two, while a subscription on the same connection carries on."""
+    server = LiveServer(db_url)
+    meta = "{ _meta { chain block { number } } }"
+
+    def cursor(n: int) -> None:
+        with psycopg.connect(libpq_url(db_url), autocommit=True) as c:
+            c.execute("INSERT INTO indexer_cursor (chain, block_number, block_hash, finalized_number) "
+                      "VALUES ('ws', %s, %s, 0) ON CONFLICT (chain) DO UPDATE SET block_number = EXCLUDED.block_number, "
+                      "block_hash = EXCLUDED.block_hash", (n, "0x" + f"{n:064x}"))
+
+    async def main():
+        c = await WsClient(server.ws_url).start()
+        await c.subscribe("live", BLOCKS_Q)  # stays open across the queries below
+        cursor(7)
+        await c.subscribe("q1", meta)
+        first = await c.next("q1")
+        cursor(9)
+        await c.subscribe("q2", meta)
+        second = await c.next("q2")
+        await c.subscribe("q3", meta)  # and once more, with nothing changed
+        third = await c.next("q3")
+        assert "live" not in {k for k, q in c.inbox.items() if not q.empty()}  # no message, no error on it
+        await c.close()
+        return first, second, third
+
+    try:
+        first, second, third = asyncio.run(main())
+    finally:
+        server.close()
+
+    def block(m):
+        assert "_meta" in m, m  # data, not an error message
+        return [x["block"]["number"] for x in m["_meta"] if x["chain"] == "ws"]
+
+    assert block(first) == [7] and block(second) == [9] and block(third) == [9]

@@ -179,3 +179,36 @@ async def test_one_nonce_owner_and_fencing(rig):
             break
     assert rig.status(f"stripe:{pi}") == "confirmed"
     other.lease.release()
+
+
+async def test_a_write_the_duplicate_guard_reverts_at_mining_is_done_not_failed(rig):
+    """The pre-check passed, then the same payment reference was written first (another attempt of this intent
+    that we lost track of, a requeue after its nonce was taken): the chain reverts ours with PaymentRefUsed. That
+    write is on chain once: the intent is confirmed (already on chain), and no refund is asked for the payment."""
+    w = rig.world
+    mk = w.contract("Marketplace")
+    other = w.w3.eth.accounts[6]
+    role = mk.functions.ORACLE_ROLE().call()
+    w.w3.eth.wait_for_transaction_receipt(mk.functions.grantRole(role, other).transact({"from": w.admin}))
+    meta = {"listing_id": str(w.listing_id), "buyer": w.w3.eth.accounts[3], "amount": "2"}
+    rig.anvil.rpc("evm_setAutomine", [False])
+    try:
+        pi, r = await rig.pay(meta)
+        assert r.status_code == 200 and r.json()["outcome"] == "accepted", r.text
+        rig.sender.run_once()  # pre-checked (reference unused), signed and sent: waiting in the pool
+        assert rig.status(f"stripe:{pi}") in ("signed", "sent")
+        tip = 50 * 10**9  # the same reference, paying far more priority: ordered before ours in the next block
+        mk.functions.settleOffchain(w.listing_id, w.w3.eth.accounts[3], 2, pi).transact(
+            {"from": other, "maxPriorityFeePerGas": tip, "maxFeePerGas": 4 * tip})
+        rig.anvil.rpc("evm_mine", [])
+    finally:
+        rig.anvil.rpc("evm_setAutomine", [True])
+    rig.drain()
+    view = await rig.intent(f"stripe:{pi}")
+    assert view["status"] == "confirmed" and view["already_on_chain"], view
+    assert view["error"].startswith("PaymentRefUsed(") and view["block_number"]
+    receipt = w.w3.eth.get_transaction_receipt(view["tx_hash"])
+    assert receipt["status"] == 0  # our transaction did revert: the chain's one write is the other one
+    assert [s["paymentRef"] for s in count_events(w.w3, mk, "Sold")] == [pi]
+    with __import__("psycopg").connect(rig.url) as c:
+        assert c.execute("SELECT status FROM oracle_payment WHERE payment_id = %s", (pi,)).fetchone()[0] == "accepted"

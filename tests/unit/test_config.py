@@ -223,3 +223,29 @@ def test_mpesa_callback_url_must_reach_the_callback_route(tmp_path):
     assert ok.oracle.mpesa_callback_secret.get_secret_value() == "cb-s3cr3t-a"
     derived = load_settings(write(tmp_path, GOOD + "\n[oracle]\n" + url.format(path="webhooks/mpesa/cb-s3cr3t-c")))
     assert derived.oracle.mpesa_callback_secret.get_secret_value() == "cb-s3cr3t-c"
+
+
+def test_read_url_is_one_url_or_a_list_and_its_passwords_stay_hidden(tmp_path, capsys, monkeypatch):
+    """database.read_url: a URL or a list (a JSON array in the environment); a bad one is named by its position and
+    scheme only; `carbonledger config` shows it (and api.live_listen_url) without passwords."""
+    from carbonledger.cli import main
+
+    one = "postgresql://reader:r3ad-pw@replica-1:5432/cl"
+    monkeypatch.setenv("CARBONLEDGER_DATABASE_READ_URL", one)
+    assert load_settings().database.read_urls == [one]
+    monkeypatch.setenv("CARBONLEDGER_DATABASE_READ_URL", json.dumps([one, "postgresql://replica-2/cl"]))
+    s = load_settings()
+    assert s.database.read_urls == [one, "postgresql://replica-2/cl"] and "r3ad-pw" not in repr(s)
+    monkeypatch.setenv("CARBONLEDGER_DATABASE_READ_URL", json.dumps([one, "mysql://x:my-pw@h/db"]))
+    with pytest.raises(ConfigError) as err:
+        load_settings()
+    assert "read_url #2 must start with postgresql://" in str(err.value) and "my-pw" not in str(err.value)
+    monkeypatch.delenv("CARBONLEDGER_DATABASE_READ_URL")
+
+    text = GOOD + f'\n[api]\nlive_listen_url = "postgresql://app:l1sten-pw@primary/cl"\n'
+    text = text.replace("[database]\n", f'[database]\nread_url = ["{one}"]\n')
+    assert main(["--config", str(write(tmp_path, text)), "config"]) == 0
+    out = capsys.readouterr().out
+    assert "r3ad-pw" not in out and "l1sten-pw" not in out
+    dumped = json.loads(out)
+    assert dumped["database"]["read_url"] == ["postgresql://reader:***@replica-1:5432/cl"]

@@ -69,6 +69,21 @@ def test_list_sell_cancel_moves_tradable_to_listed_and_names_ledger_kinds(ctx):
     assert [b for b, _ in ctx.versions["holding"][(ALICE, 1)]] == [2, 3, 4, 5]
 
 
+def test_a_plain_transfer_before_a_sale_in_one_tx_stays_a_transfer(ctx):
+    """Only movements out of the marketplace wait for the Sold/Cancelled of their tx to name them; a wallet-to-wallet
+    transfer earlier in the same transaction (a contract wallet that pays a friend, then buys) is a transfer."""
+    apply(ctx, [
+        ts(2, "0x02", 0, ZERO, ALICE, 1, 100),
+        ts(3, "0x03", 0, ALICE, MARKET, 1, 40),
+        ev("Marketplace", "Listed", 3, "0x03", 1, listingId=1, seller=ALICE, batchId=1, amount=40, pricePerUnit=5),
+        ts(4, "0x04", 0, ALICE, BOB, 1, 7),
+        ts(4, "0x04", 1, MARKET, BOB, 1, 15),
+        ev("Marketplace", "Sold", 4, "0x04", 2, listingId=1, buyer=BOB, seller=ALICE, batchId=1, amount=15,
+           pricePerUnit=5, paymentRef="pi_1"),
+    ])
+    assert [r[KIND] for r in ctx.rows["ledger_entry"]] == ["mint", "list", "transfer", "sale"]
+
+
 def test_several_changes_in_one_block_make_one_version(ctx):
     apply(ctx, [ts(7, "0x07", i, ZERO, ALICE, 3, 1) for i in range(5)])
     assert ctx.versions["holding"][(ALICE, 3)] == [(7, {"tradable": 5, "listed": 0, "retired": 0})]

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import strawberry
 
-from gqlapi.errors import UserError
+from gqlapi.errors import ReplicaBehind, UserError
 from gqlapi.sql import Order, asof, chain_is, decode_cursor, encode_cursor, page_size, upto
 from gqlapi.types.block import BlockInput
 from gqlapi.types.pagination import Connection, Edge, PageInfo
@@ -31,6 +31,9 @@ async def as_of(info: Any, block: BlockInput | None, chain: str | None = None) -
         ctx.heads = {r["chain"]: int(r["block_number"]) for r in rows}
     heads = {c: n for c, n in ctx.heads.items() if chain is None or c == chain}
     if heads and block.number > max(heads.values()):
+        if ctx.db.on_replica:  # the primary may have it: the endpoint re-asks there
+            raise ReplicaBehind(f"block {block.number} is not replayed on this read replica yet (its latest: "
+                                f"{max(heads.values())})")
         raise UserError(f"block {block.number} is not indexed yet (latest indexed block: {max(heads.values())})")
     return block.number
 

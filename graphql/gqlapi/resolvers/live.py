@@ -9,6 +9,12 @@ Every stream follows one recipe (gqlapi.live explains the notices):
 A block notice is turned into rows by one query per stream and notice shared by all subscribers (`Hub.shared`), then
 each subscriber keeps the rows its filter matches. A reorg notice becomes `Retracted` for a subscriber that was sent
 something in the undone blocks (always, on `blocks`).
+
+Read replicas (gqlapi.replicas): the hub listens on the primary (NOTIFY is not replicated). A notice's rows are read
+on a replica only in a snapshot that saw the notice's transaction (`after`: waits while the replica replays it, at
+most database.replica_max_lag_s, then reads the primary), so no message is sent before its data is readable where
+it is read. History (step 2) is read on the primary: its snapshot must see every commit whose notice came before
+the subscription, which a lagging replica's might not (that would be a silent gap).
 """
 
 from __future__ import annotations
@@ -95,15 +101,16 @@ class Live:
     """What the subscriptions need from the process: the hub, the database pool and the limits."""
 
     def __init__(self, hub: Any, db: Any, *, max_replay: int = 10_000, trusted_proxies: Any = (),
-                 authenticated: bool = False) -> None:
+                 authenticated: bool = False, replica_wait_s: float = 10.0) -> None:
         self.hub, self.db, self.max_replay, self.proxies = hub, db, max_replay, trusted_proxies
+        self.replica_wait_s = replica_wait_s
         # Every subscriber presented api.live_token: an intent's transaction may be shown (as the oracle shows it
         # to the intent's owners); without a token, anyone may subscribe, so only its status.
         self.authenticated = authenticated
 
-    async def read(self, *queries: tuple[str, Any]) -> list[list[dict[str, Any]]]:
-        """Run queries in one read-only snapshot (a fresh one per call)."""
-        s = self.db.session()
+    async def read(self, *queries: tuple[str, Any], primary: bool = False) -> list[list[dict[str, Any]]]:
+        """Run queries in one read-only snapshot (a fresh one per call; on a replica unless `primary`)."""
+        s = self.db.session(primary=True) if primary else self.db.session()
         try:
             return [await s.fetch(sql, params) for sql, params in queries]
         finally:
@@ -116,11 +123,13 @@ class Live:
 
     async def after(self, xid: int, sql: str, params: Any) -> list[dict[str, Any]]:
         """Rows of `sql` in a snapshot that sees transaction `xid`. On the primary the first try does (a notice is
-        delivered after its commit); a read replica may not have replayed it yet, so wait for it (bounded)."""
+        delivered after its commit); a read replica may not have replayed it yet, so wait for it, at most
+        `replica_wait_s`, then read the primary."""
         delay, waited = 0.005, 0.0
         while True:
-            snap, rows = await self.read(("SELECT pg_current_snapshot()::text AS s", None), (sql, params))
-            if Snapshot(snap[0]["s"]).saw(xid) or waited > 30:
+            snap, rows = await self.read(("SELECT pg_current_snapshot()::text AS s", None), (sql, params),
+                                         primary=waited > self.replica_wait_s)
+            if Snapshot(snap[0]["s"]).saw(xid) or waited > self.replica_wait_s + 30:  # (as before replicas: bounded)
                 return rows
             await asyncio.sleep(delay)
             waited += delay
@@ -133,7 +142,8 @@ class Live:
         params = {**params, "limit": self.max_replay + 1}
         check = [("SELECT hash FROM indexed_block WHERE number = %(lo)s AND (%(chain)s::text IS NULL OR "
                   "chain = %(chain)s)", params)] if since_hash is not None else []
-        snap, *held, rows = await self.read(("SELECT pg_current_snapshot()::text AS s", None), *check, (sql, params))
+        snap, *held, rows = await self.read(("SELECT pg_current_snapshot()::text AS s", None), *check, (sql, params),
+                                            primary=True)
         if held and held[0] and since_hash not in {r["hash"] for r in held[0]}:
             raise UserError(f"block {params['lo']} with hash {since_hash[:12]}… is no longer on the indexed chain (a reorg "
                             "replaced it): resume from an earlier block", "SINCE_REORGED")

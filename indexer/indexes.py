@@ -1,0 +1,75 @@
+"""Cold backfill: the event tables' secondary indexes are built once after catching up, not row by row.
+
+Postgres maintains every index of a table on each COPY row; ledger_entry has five besides its primary key, and a
+binary COPY into it runs ~2.7x faster without them (measured: 37-41k vs 106-111k rows/s on the 2-core box). A
+sort-based CREATE INDEX over the finished table costs far less than that maintenance. So an indexer that starts on a
+database with no event rows at all (its first run, or after `reset` of the only chain) drops the non-unique
+secondary indexes of the event tables, backfills, and builds them again (`CREATE INDEX IF NOT EXISTS`, the
+definitions of store.models) before it reports caught up. Unique indexes and primary keys stay: they guard
+invariants (one certificate id, one payment reference, one anchor root) and the idempotence of replays.
+
+Crash-safe without any state of its own: the catalog is the state. Whenever a sync loads and finds a deferrable
+index missing, it builds the missing ones once it has caught up, whoever dropped them. Until then API queries on
+those tables scan rather than seek (slow on a big table, never wrong): the indexer is not ready anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import psycopg
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateIndex
+
+from store import models
+
+log = logging.getLogger("carbonledger.indexer")
+
+_TABLES = [m.__table__ for m in [*models.EVENT_TABLES, models.IndexingError]]
+DEFERRABLE = {ix.name: ix for t in _TABLES for ix in sorted(t.indexes, key=lambda i: i.name) if not ix.unique}
+
+
+def missing(conn: psycopg.Connection) -> list[str]:
+    """Deferrable indexes absent from the database (dropped by a cold backfill that has not finished)."""
+    have = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+                                       "AND indexname = ANY(%s)", (list(DEFERRABLE),))}
+    return [n for n in DEFERRABLE if n not in have]
+
+
+def cold(conn: psycopg.Connection) -> bool:
+    """No event rows of any chain: nothing would be slower without the indexes but the backfill about to start."""
+    return not any(conn.execute(f"SELECT EXISTS (SELECT 1 FROM {t.name})").fetchone()[0] for t in _TABLES)
+
+
+def drop(conn: psycopg.Connection) -> bool:
+    """Drop the deferrable indexes in one transaction; False (nothing dropped) if a reader's lock is in the way
+    or rows arrived meanwhile (another chain's indexer)."""
+    try:
+        with conn.transaction():
+            conn.execute("SET LOCAL lock_timeout = '2s'")
+            for t in _TABLES:  # locks first, then look again: a writer may have committed rows since cold()
+                conn.execute(f"LOCK TABLE {t.name} IN SHARE ROW EXCLUSIVE MODE")
+            if not cold(conn):
+                return False
+            for name in DEFERRABLE:
+                conn.execute(f"DROP INDEX IF EXISTS {name}")
+    except psycopg.errors.LockNotAvailable:
+        log.info("event tables busy; backfilling with their indexes in place")
+        return False
+    log.info("cold backfill: secondary indexes of the event tables are built after catching up",
+             extra={"indexes": len(DEFERRABLE)})
+    return True
+
+
+def build(conn: psycopg.Connection, chain: str) -> None:
+    """Create what `missing` names, one statement each (a crash between them leaves the rest missing, built by
+    the next start)."""
+    names = missing(conn)
+    t0 = time.monotonic()
+    for name in names:
+        ddl = str(CreateIndex(DEFERRABLE[name], if_not_exists=True).compile(dialect=postgresql.dialect()))
+        conn.execute(ddl)
+    if names:
+        log.info("secondary indexes built", extra={"chain": chain, "indexes": len(names),
+                                                   "seconds": round(time.monotonic() - t0, 2)})
