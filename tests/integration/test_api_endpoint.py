@@ -132,10 +132,11 @@ def _connection_outside_a_transaction_waits(api: ApiClient) -> None:
     only connections inside a snapshot waiting, it would take one of those and may run several statements there,
     correctly but without showing the re-run; which kind waits depends on background renewals' timing)."""
     async def go() -> None:
-        conn = await api.db.acquire(in_transaction=False)
-        api.db.release(conn, in_transaction=False)
-        while api.db._renewing:
-            await __import__("asyncio").gather(*api.db._renewing)
+        pool = api.db.primary
+        conn = await pool.acquire(in_transaction=False)
+        pool.release(conn, in_transaction=False)
+        while pool._renewing:
+            await __import__("asyncio").gather(*pool._renewing)
 
     api.loop.run_until_complete(go())
 
