@@ -9,7 +9,7 @@ import strawberry
 from gqlapi.convert import address_arg, uint_arg
 from gqlapi.errors import UserError
 from gqlapi.resolvers.common import ConnectionSpec, Query, as_of, connection_resolver
-from gqlapi.scalars import BigInt
+from gqlapi.scalars import BigInt, Timestamp
 from gqlapi.sql import chain_is, upto
 from gqlapi.types.block import BlockInput
 from gqlapi.types.certificate import Certificate
@@ -24,8 +24,8 @@ class CertificateFilter:
     beneficiary: str | None = None
     batch_id: BigInt | None = None
     project_id: str | None = None
-    since: int | None = strawberry.field(default=None, description="Block timestamp ≥ (unix seconds).")
-    until: int | None = strawberry.field(default=None, description="Block timestamp < (unix seconds).")
+    since: Timestamp | None = strawberry.field(default=None, description="Block timestamp ≥ (unix seconds).")
+    until: Timestamp | None = strawberry.field(default=None, description="Block timestamp < (unix seconds).")
 
 
 @strawberry.enum
