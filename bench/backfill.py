@@ -89,13 +89,16 @@ def raw_copy(url: str, rows: int) -> float:
     lay = EVENTS["ledger_entry"]
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE TABLE bench_copy (LIKE ledger_entry INCLUDING ALL)")
-        row = ["bench", "0x" + "ab" * 32, 0, 0, 7, "0x" + "11" * 20, "0x" + "22" * 20, "0x" + "33" * 20, 1, "transfer",
-               1, "0x" + "cd" * 32, 1_700_000_000]
+        cols = dict(chain="bench", tx_hash="0x" + "ab" * 32, log_index=0, seq=0, batch_id=7, operator="0x" + "11" * 20,
+                    from_addr="0x" + "22" * 20, to_addr="0x" + "33" * 20, amount=1, kind="transfer", block_number=1,
+                    block_hash="0x" + "cd" * 32, block_timestamp=1_700_000_000, tx_index=0)
+        row = [cols[c] for c in lay.columns]
+        at = lay.columns.index("log_index")
         t0 = time.perf_counter()
         with conn.transaction(), conn.cursor().copy(lay.copy_sql.replace("ledger_entry", "bench_copy")) as cp:
             cp.set_types(list(lay.types))
             for i in range(rows):
-                row[2] = i
+                row[at] = i
                 cp.write_row(row)
         dt = time.perf_counter() - t0
         conn.execute("DROP TABLE bench_copy")

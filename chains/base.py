@@ -37,7 +37,8 @@ class ChainEvent:
       extrinsic order, so (block, event index) orders like (block, extrinsic index, event index)); tx_hash is the
       extrinsic hash (blake2_256 of its SCALE bytes) or, for an event outside any extrinsic (block initialisation
       or finalisation), the block hash; tx_index is the extrinsic index ("block-index" identifies it on explorers).
-    A family that does not supply tx_index leaves it None (EVM today).
+    - EVM: tx_index is the log's transactionIndex. A family without one leaves it None (Aptos: the version is the
+      transaction). Event rows keep it (`tx_index`), provenance shows it.
     """
 
     chain: str

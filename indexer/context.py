@@ -28,8 +28,8 @@ _TX = {t: lay.columns.index("tx_hash") for t, lay in EVENTS.items()}
 # outside its column's type. Chain data is hostile (anyone may retire with a NUL in the beneficiary; an external
 # token may emit 2**256 - 1 again and again), so handlers' values are checked here and refused as the event's
 # indexing error. The envelope (chain, hashes, block fields) comes checked from the reader and is not re-checked.
-_ENVELOPE = {"chain", "tx_hash", "log_index", "block_number", "block_hash", "block_timestamp", "valid_from",
-             "valid_to"}
+_ENVELOPE = {"chain", "tx_hash", "log_index", "block_number", "block_hash", "block_timestamp", "tx_index",
+             "valid_from", "valid_to"}
 _LIMITS = {"int8": 2**63, "int4": 2**31, "numeric": 10**78}
 
 
@@ -255,7 +255,7 @@ class Context:
     def insert(self, table: str, ev: ChainEvent, **cols: Any) -> list[Any]:
         """Append an event row keyed by the event's (chain, tx_hash, log_index)."""
         cols.update(chain=self.chain, tx_hash=ev.tx_hash, log_index=ev.log_index, block_number=ev.block_number,
-                    block_hash=ev.block_hash, block_timestamp=ev.block_timestamp)
+                    block_hash=ev.block_hash, block_timestamp=ev.block_timestamp, tx_index=ev.tx_index)
         row = [cols[c] for c in EVENTS[table].columns]
         for i, column, kind, bound in _EVENT_CHECKS[table]:
             v = row[i]

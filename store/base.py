@@ -33,6 +33,9 @@ class EventRow:
     block_number: Mapped[int64] = mapped_column(index=True)
     block_hash: Mapped[hexstr]
     block_timestamp: Mapped[int64]
+    # The transaction's index in its block (EVM transactionIndex, Substrate extrinsic index: "block-index" on
+    # explorers); null where the family has none (Aptos: the version is the transaction) or for older rows.
+    tx_index: Mapped[int | None] = mapped_column(nullable=True)
 
 
 class Versioned:

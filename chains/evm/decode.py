@@ -262,8 +262,14 @@ class LogDecoder:
         except Exception as exc:  # noqa: BLE001 - any decode failure becomes an indexing error row
             return UndecodableLog(self.chain, contract, number, block_hash, tx_hash, index,
                                   f"{dec.name}: {type(exc).__name__}: {exc}"[:500])
+        raw_t = log.get("transactionIndex")  # where the transaction sits in its block (provenance shows it)
+        tx_index = _QUANTITIES.get(raw_t, -1) if type(raw_t) is str else -1
+        if tx_index == -1:
+            tx_index = quantity(raw_t)
+        if tx_index is not None and tx_index >= 1 << 31:  # no block holds that many: a node's nonsense, not stored
+            tx_index = None
         return ChainEvent(self.chain, contract, dec.name, args, number, block_hash, timestamp, tx_hash, index,
-                          address.lower())
+                          address.lower(), tx_index)
 
 
 _CHECKED: dict[str, str] = {}  # raw hash -> lowercase, for hashes already checked (logs share block and tx hashes)

@@ -30,10 +30,26 @@ def filled(cls: type[T], values: dict[str, Any]) -> T:
 
 
 def iso(ts: int | None) -> str | None:
-    """unix seconds -> ISO-8601 UTC ('2026-11-22T21:00:00Z')."""
+    """unix seconds -> ISO-8601 UTC ('2026-11-22T21:00:00Z'); past year 9999 (datetime's end: chain users write
+    any u64) in ISO 8601's expanded form with a sign ('+036812-02-20T00:36:16Z')."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if -62135596800 <= ts < 253402300800:  # years 1..9999
+        return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    y, m, d, hh, mm, ss = civil(ts)
+    return f"{'+' if y >= 0 else '-'}{abs(y):06d}-{m:02d}-{d:02d}T{hh:02d}:{mm:02d}:{ss:02d}Z"
+
+
+def civil(ts: int) -> tuple[int, int, int, int, int, int]:
+    """unix seconds -> proleptic Gregorian UTC (year, month, day, hour, minute, second) for any integer: the
+    era-based civil_from_days algorithm (H. Hinnant, "chrono-Compatible Low-Level Date Algorithms")."""
+    days, rem = divmod(int(ts), 86400)
+    era, doe = divmod(days + 719468, 146097)
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d, m = doy - (153 * mp + 2) // 5 + 1, mp + 3 if mp < 10 else mp - 9
+    return yoe + era * 400 + (m <= 2), m, d, rem // 3600, rem % 3600 // 60, rem % 60
 
 
 def percent(change: int, ref: int) -> str:

@@ -1,4 +1,6 @@
-"""Custom scalars: uint256 amounts and ids travel as decimal strings (they do not fit a GraphQL Int)."""
+"""Custom scalars: uint256 amounts and ids travel as decimal strings (they do not fit a GraphQL Int); times as
+64-bit unix seconds (a GraphQL Int is 32-bit: it ends in January 2038, and an auction's end or an anchor's window
+is whatever a chain user wrote, so one far-future value would make a whole list unanswerable)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,23 @@ def _parse_bigint(value: object) -> int:
 
 
 BigInt = NewType("BigInt", int)
+Timestamp = NewType("Timestamp", int)
+_TIME_MAX = 2**63
+
+
+def _parse_timestamp(value: object) -> int:
+    v: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        v = value
+    elif isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        v = int(value)
+    if v is None or not 0 <= v < _TIME_MAX:
+        raise UserError(f"Timestamp: expected unix seconds, an integer from 0 to 2**63 - 1, got {str(value)[:40]!r}")
+    return v
+
+
+def _serialize_timestamp(value: object) -> int:
+    return int(value)  # type: ignore[call-overload]  # a JSON number: exact in every client up to 2**53
 
 SCALARS = {
     BigInt: strawberry.scalar(
@@ -31,5 +50,12 @@ SCALARS = {
         description="An integer of any size (uint256 amounts, ids, prices in base units), as a decimal string.",
         serialize=str,
         parse_value=_parse_bigint,
-    )
+    ),
+    Timestamp: strawberry.scalar(
+        name="Timestamp",
+        description="Unix seconds as a JSON number; 64-bit (a GraphQL Int ends in 2038). Inputs take a number or a "
+                    "decimal string.",
+        serialize=_serialize_timestamp,
+        parse_value=_parse_timestamp,
+    ),
 }

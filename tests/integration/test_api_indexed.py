@@ -135,7 +135,7 @@ def test_market_stats_candles_and_meta(env):
     assert s["openListings"] == len(active)
     assert (s["floor"] and int(s["floor"])) == (min(v[2] for v in active) if active else None)
     head = w3.eth.get_block("latest")
-    candles = api.q('query($b: BigInt!, $f: Int, $t: Int) { candles(batchId: $b, chain: "dev", interval: DAY, from: $f, to: $t) { volume trades } }',
+    candles = api.q('query($b: BigInt!, $f: Timestamp, $t: Timestamp) { candles(batchId: $b, chain: "dev", interval: DAY, from: $f, to: $t) { volume trades } }',
                     {"b": str(batch), "f": head.timestamp - 86400 * 30, "t": head.timestamp + 1})["candles"]
     assert sum(int(x["volume"]) for x in candles) == sum(t[6] for t in trades)
     meta = api.q("{ _meta { chain block { number hash } hasIndexingErrors } }")["_meta"]
@@ -147,8 +147,10 @@ def test_certificate_provenance_is_a_custody_chain(env):
     ledger_txs = {t[0] for t in gt.ledger}
     for cert in gt.retirements[:8]:
         c = api.q('query($id: BigInt!) { certificate(id: $id, chain: "dev") { holder provenance { kind txHash blockNumber logIndex '
-                  'fromAddress toAddress certificateId } } }', {"id": str(cert[0])})["certificate"]
+                  'txIndex fromAddress toAddress certificateId } } }', {"id": str(cert[0])})["certificate"]
         ev = c["provenance"]
+        for e in ev:  # block, transaction index and log index: where an explorer shows the step
+            assert e["txIndex"] == env["w3"].eth.get_transaction_receipt(e["txHash"])["transactionIndex"], e
         assert ev[0]["kind"] == "MINT" and ev[-1]["kind"] == "RETIREMENT" and int(ev[-1]["certificateId"]) == cert[0]
         assert [(e["blockNumber"], e["logIndex"]) for e in ev] == sorted((e["blockNumber"], e["logIndex"]) for e in ev)
         assert all(e["txHash"] in ledger_txs for e in ev)

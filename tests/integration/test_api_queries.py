@@ -269,3 +269,29 @@ def test_every_operation_file_runs(api):
         assert value, (path.name, data)
         if isinstance(value, dict) and "edges" in value:
             assert value["edges"], path.name
+
+
+def test_times_past_2038_are_answered_not_a_broken_list(pg_factory):
+    """Unix times are 64-bit (Timestamp): a GraphQL Int ends in January 2038, and an anchor's window (or an auction's
+    end) is whatever a chain user wrote; one far-future value once made the whole list unanswerable."""
+    url = pg_factory.fresh()
+    w = World(url)
+    try:
+        far = 2**40  # the year 36812
+        w.anchor(1, h("root", 1), 4, 1000, 1999, 90)
+        w.anchor(2, h("root", 2), 4, far - 10, far, 90)
+        w.close()
+        api = ApiClient(url)
+        try:
+            got = api.q("{ iotAnchors(first: 10) { nodes { anchorId windowStart windowEnd } } }")
+            assert sorted((int(n["anchorId"]), n["windowEnd"]) for n in got["iotAnchors"]["nodes"]) == [(1, 1999), (2, far)]
+            later = api.q("query($t: Timestamp) { iotAnchors(first: 10, where: {windowFrom: $t}) { nodes { anchorId } } }",
+                          {"t": str(far - 1)})
+            assert [int(n["anchorId"]) for n in later["iotAnchors"]["nodes"]] == [2]
+            bad = api.post("query($t: Timestamp) { iotAnchors(where: {windowFrom: $t}) { nodes { anchorId } } }",
+                           {"t": -1}).json()
+            assert "Timestamp: expected unix seconds" in bad["errors"][0]["message"]
+        finally:
+            api.close()
+    finally:
+        pg_factory.drop(url)

@@ -97,6 +97,14 @@ def _same_answers_from_the_api(db_url: str, world: World, truth: Any) -> None:
             assert all(h["batch"]["projectId"] == MAPPED[int(h["batchId"])][0] for h in d["holdings"])
             assert sorted((c["beneficiary"], c["reason"], int(c["amount"])) for c in d["certificates"]) == \
                 sorted((ben, rea, a) for o, _, a, ben, rea in truth.retirements if o == key)
+        # Provenance carries block, extrinsic and event index: the extrinsic at (block, txIndex) is the one hashed.
+        certs = api.q('{ certificates(first: 20, where: {chain: "ah"}) { nodes { txHash blockNumber txIndex logIndex } } }')
+        from hashlib import blake2b
+
+        for c in certs["certificates"]["nodes"]:
+            block = world.si.get_block(block_number=c["blockNumber"])
+            raw = block["extrinsics"][c["txIndex"]].data.data
+            assert "0x" + blake2b(bytes(raw), digest_size=32).hexdigest() == c["txHash"], c
     finally:
         api.close()
 

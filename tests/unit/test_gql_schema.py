@@ -135,3 +135,18 @@ def test_percent_is_exact_and_rounds_half_to_even(change, ref, expected):
     from gqlapi.convert import percent
 
     assert percent(change, ref) == expected
+
+
+def test_iso_times_past_year_9999_use_the_expanded_form_and_agree_with_datetime_before():
+    import random
+    from datetime import datetime, timezone
+
+    from gqlapi.convert import civil, iso
+
+    assert iso(253402300799) == "9999-12-31T23:59:59Z" and iso(253402300800) == "+010000-01-01T00:00:00Z"
+    assert iso(2**40) == "+036812-02-20T00:36:16Z"
+    rnd = random.Random(7)
+    for t in [0, -1, 951782400, 4107542400, -62135596800, 253402300799] + \
+            [rnd.randrange(-62135596800, 253402300800) for _ in range(2000)]:
+        dt = datetime.fromtimestamp(t, tz=timezone.utc)
+        assert civil(t) == (dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second), t

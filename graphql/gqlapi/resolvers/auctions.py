@@ -10,7 +10,7 @@ from gqlapi.convert import address_arg, uint_arg
 from gqlapi.errors import UserError
 from gqlapi.resolvers.certificates import PROJECT
 from gqlapi.resolvers.common import ConnectionSpec, Query, as_of, connection_resolver
-from gqlapi.scalars import BigInt
+from gqlapi.scalars import BigInt, Timestamp
 from gqlapi.sql import asof, chain_is
 from gqlapi.types.auction import Auction
 from gqlapi.types.block import BlockInput
@@ -25,8 +25,8 @@ class AuctionFilter:
     seller: str | None = None
     winner: str | None = None
     status: str | None = strawberry.field(default=None, description="active | settled | unsold")
-    ends_before: int | None = strawberry.field(default=None, description="endsAt < (unix seconds).")
-    ends_after: int | None = strawberry.field(default=None, description="endsAt ≥ (unix seconds).")
+    ends_before: Timestamp | None = strawberry.field(default=None, description="endsAt < (unix seconds).")
+    ends_after: Timestamp | None = strawberry.field(default=None, description="endsAt ≥ (unix seconds).")
 
 
 @strawberry.enum

@@ -10,8 +10,8 @@ from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
 from gqlapi.convert import address_arg, uint_arg
 from gqlapi.errors import UserError
 from gqlapi.resolvers.common import ConnectionSpec, Query, as_of, connection_resolver
-from gqlapi.scalars import BigInt
 from gqlapi.resolvers.provenance_sql import certificate_bundle_sql
+from gqlapi.scalars import BigInt, Timestamp
 from gqlapi.sql import asof, chain_is, upto
 from gqlapi.types.block import BlockInput
 from gqlapi.types.certificate import Certificate
@@ -26,8 +26,8 @@ class CertificateFilter:
     beneficiary: str | None = None
     batch_id: BigInt | None = None
     project_id: str | None = None
-    since: int | None = strawberry.field(default=None, description="Block timestamp ≥ (unix seconds).")
-    until: int | None = strawberry.field(default=None, description="Block timestamp < (unix seconds).")
+    since: Timestamp | None = strawberry.field(default=None, description="Block timestamp ≥ (unix seconds).")
+    until: Timestamp | None = strawberry.field(default=None, description="Block timestamp < (unix seconds).")
 
 
 @strawberry.enum

@@ -8,6 +8,7 @@ import strawberry
 
 from gqlapi.convert import address_arg, hash_arg
 from gqlapi.resolvers.common import ConnectionSpec, Query, connection_resolver
+from gqlapi.scalars import Timestamp
 from gqlapi.types.iot_anchor import IotAnchor
 from gqlapi.types.qr_payment import QrPayment
 from gqlapi.types.settlement import Settlement
@@ -31,8 +32,8 @@ class QrPaymentFilter:
     chain: str | None = None
     payer: str | None = None
     order_hash: str | None = None
-    since: int | None = None
-    until: int | None = None
+    since: Timestamp | None = strawberry.field(default=None, description="Block timestamp ≥ (unix seconds).")
+    until: Timestamp | None = strawberry.field(default=None, description="Block timestamp < (unix seconds).")
 
 
 @strawberry.input(description="Settlement filters.")
@@ -40,16 +41,16 @@ class SettlementFilter:
     chain: str | None = None
     beneficiary: str | None = None
     order_data_hash: str | None = None
-    since: int | None = None
-    until: int | None = None
+    since: Timestamp | None = strawberry.field(default=None, description="Block timestamp ≥ (unix seconds).")
+    until: Timestamp | None = strawberry.field(default=None, description="Block timestamp < (unix seconds).")
 
 
 @strawberry.input(description="IoT anchor filters.")
 class IotAnchorFilter:
     chain: str | None = None
     root: str | None = None
-    window_from: int | None = strawberry.field(default=None, description="Anchors whose window ends at or after.")
-    window_to: int | None = strawberry.field(default=None, description="Anchors whose window starts before.")
+    window_from: Timestamp | None = strawberry.field(default=None, description="Anchors whose window ends at or after.")
+    window_to: Timestamp | None = strawberry.field(default=None, description="Anchors whose window starts before.")
     min_quality: int | None = None
 
 

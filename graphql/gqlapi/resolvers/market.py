@@ -10,7 +10,7 @@ from gqlapi.convert import uint_arg
 from gqlapi.errors import UserError
 from gqlapi.resolvers.common import as_of
 from gqlapi.sql import INDEXED_CHAINS
-from gqlapi.scalars import BigInt
+from gqlapi.scalars import BigInt, Timestamp
 from gqlapi.types.block import BlockInput
 from gqlapi.types.candle import Candle, CandleInterval
 from gqlapi.types.market_stats import MarketStats, StatsWindow
@@ -90,8 +90,8 @@ async def candles(
     info: strawberry.Info,
     batch_id: BigInt,
     interval: CandleInterval = CandleInterval.HOUR,
-    from_: Annotated[int | None, strawberry.argument(name="from", description="Unix seconds (default: 100 intervals before `to`).")] = None,
-    to: Annotated[int | None, strawberry.argument(description="Unix seconds, exclusive (default: now / the as-of block).")] = None,
+    from_: Annotated[Timestamp | None, strawberry.argument(name="from", description="Unix seconds (default: 100 intervals before `to`).")] = None,
+    to: Annotated[Timestamp | None, strawberry.argument(description="Unix seconds, exclusive (default: now / the as-of block).")] = None,
     chain: str | None = None,
     block: BlockInput | None = None,
 ) -> list[Candle]:

@@ -64,7 +64,7 @@ _OUTGOING = """
 
 _OUTPUT = """
 SELECT p.ord, st.chain AS _chain, st.cert AS _cert, p.chain, p.tx_hash, p.log_index, p.seq, p.block_number,
-       p.block_hash, p.block_timestamp, p.kind, p.batch_id, p.amount, COALESCE(t.seller, p.from_addr) AS from_addr,
+       p.block_hash, p.block_timestamp, p.tx_index, p.kind, p.batch_id, p.amount, COALESCE(t.seller, p.from_addr) AS from_addr,
        p.to_addr, m.verification_hash, COALESCE(t.listing_id, lst.listing_id) AS listing_id, t.auction_id,
        COALESCE(t.price_per_unit, lst.price_per_unit) AS price_per_unit, t.payment_ref,
        NULL::numeric AS certificate_id, NULL AS beneficiary, NULL AS reason,
@@ -80,7 +80,7 @@ LEFT JOIN LATERAL (SELECT l.listing_id, l.price_per_unit FROM listing l WHERE p.
 WHERE p.kind <> 'burn'
 UNION ALL
 SELECT st.ord, st.chain, st.cert, r.chain, r.tx_hash, r.log_index, 0, r.block_number, r.block_hash,
-       r.block_timestamp, 'retirement', r.batch_id, r.amount, r.holder, NULL, NULL, NULL, NULL, NULL, NULL,
+       r.block_timestamp, r.tx_index, 'retirement', r.batch_id, r.amount, r.holder, NULL, NULL, NULL, NULL, NULL, NULL,
        r.certificate_id, r.beneficiary, r.reason, NULL, NULL, NULL
 FROM starts st JOIN retirement r ON r.chain = st.chain AND r.batch_id = st.batch_id AND {retired}
 """

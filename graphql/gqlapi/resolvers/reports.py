@@ -8,7 +8,7 @@ import strawberry
 
 from gqlapi.convert import address_arg
 from gqlapi.errors import UserError
-from gqlapi.scalars import BigInt
+from gqlapi.scalars import BigInt, Timestamp
 from gqlapi.types.certificate import Certificate
 from store.reports import MONTHS_SQL, ROWS_SQL, TOTALS_SQL, ReportFilter, totals
 
@@ -48,9 +48,9 @@ async def retirement_report(
     info: strawberry.Info,
     beneficiary: str | None = None,
     holder: str | None = None,
-    from_: Annotated[BigInt | None, strawberry.argument(name="from", description="Unix seconds, inclusive (default: "
-                                                        "the beginning). BigInt: times past 2038 do not fit an Int.")] = None,
-    to: Annotated[BigInt | None, strawberry.argument(description="Unix seconds, exclusive (default: no end).")] = None,
+    from_: Annotated[Timestamp | None, strawberry.argument(name="from", description="Unix seconds, inclusive "
+                                                           "(default: the beginning).")] = None,
+    to: Annotated[Timestamp | None, strawberry.argument(description="Unix seconds, exclusive (default: no end).")] = None,
     chain: str | None = None,
     first: Annotated[int | None, strawberry.argument(description="Most certificates to list (default and max: the max page size).")] = None,
 ) -> RetirementReport:

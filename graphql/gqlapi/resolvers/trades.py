@@ -9,7 +9,7 @@ import strawberry
 from gqlapi.convert import address_arg, uint_arg
 from gqlapi.resolvers.certificates import PROJECT
 from gqlapi.resolvers.common import ConnectionSpec, Query, connection_resolver
-from gqlapi.scalars import BigInt
+from gqlapi.scalars import BigInt, Timestamp
 from gqlapi.types.trade import Trade
 
 
@@ -25,8 +25,8 @@ class TradeFilter:
     participant: str | None = strawberry.field(default=None, description="Buyer or seller.")
     offchain: bool | None = strawberry.field(default=None, description="Only fiat-settled (true) or on-chain (false).")
     payment_ref: str | None = None
-    since: int | None = strawberry.field(default=None, description="Block timestamp ≥ (unix seconds).")
-    until: int | None = strawberry.field(default=None, description="Block timestamp < (unix seconds).")
+    since: Timestamp | None = strawberry.field(default=None, description="Block timestamp ≥ (unix seconds).")
+    until: Timestamp | None = strawberry.field(default=None, description="Block timestamp < (unix seconds).")
 
 
 @strawberry.enum

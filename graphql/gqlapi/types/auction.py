@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import strawberry
 
 from gqlapi.convert import checksum
-from gqlapi.scalars import BigInt
+from gqlapi.scalars import BigInt, Timestamp
 from gqlapi.sql import upto
 from gqlapi.types.credit_batch import CreditBatch, load_batch
 from gqlapi.types.event import Event, event_fields
@@ -19,7 +19,7 @@ class AuctionBid(Event):
     auction_id: BigInt
     bidder: str
     price_per_unit: BigInt
-    ends_at: int = strawberry.field(description="The auction's end after this bid, unix seconds (later than before "
+    ends_at: Timestamp = strawberry.field(description="The auction's end after this bid, unix seconds (later than before "
                                     "when the bid came in the anti-sniping window).")
     payment_ref: str | None
 
@@ -40,7 +40,7 @@ class Auction:
     amount: BigInt
     reserve_price_per_unit: BigInt
     min_increment_per_unit: BigInt
-    ends_at: int = strawberry.field(description="Unix seconds; a late bid moves it (anti-sniping).")
+    ends_at: Timestamp = strawberry.field(description="Unix seconds; a late bid moves it (anti-sniping).")
     status: str
     bid_count: int
     winner: str | None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from gqlapi.convert import iso
+from gqlapi.scalars import Timestamp
 
 
 @strawberry.input(description="Answer as of this block: state valid at it, events at or below it.")
@@ -16,7 +17,7 @@ class BlockInput:
 class BlockInfo:
     number: int
     hash: str | None
-    timestamp: int | None = strawberry.field(description="Unix seconds.")
+    timestamp: Timestamp | None = strawberry.field(description="Unix seconds.")
     time: str | None = strawberry.field(description="ISO-8601 UTC.")
 
     @classmethod

@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 
 from gqlapi.convert import iso
-from gqlapi.scalars import BigInt
+from gqlapi.scalars import BigInt, Timestamp
 
 
 @strawberry.enum(description="Candle width.")
@@ -23,7 +23,7 @@ class CandleInterval(Enum):
 
 @strawberry.type(description="Open, high, low, close and volume of one interval (only intervals with trades).")
 class Candle:
-    start: int = strawberry.field(description="Interval start, unix seconds (aligned to the interval).")
+    start: Timestamp = strawberry.field(description="Interval start, unix seconds (aligned to the interval).")
     open: BigInt
     high: BigInt
     low: BigInt

@@ -7,6 +7,7 @@ from typing import Any
 import strawberry
 
 from gqlapi.convert import iso
+from gqlapi.scalars import Timestamp
 
 
 @strawberry.interface(description="Something that happened in one log of one transaction.")
@@ -16,7 +17,9 @@ class Event:
     log_index: int
     block_number: int
     block_hash: str
-    timestamp: int = strawberry.field(description="Block timestamp, unix seconds.")
+    tx_index: int | None = strawberry.field(description="The transaction's index in its block (EVM transaction "
+                                            "index, Substrate extrinsic index); null where the chain has none.")
+    timestamp: Timestamp = strawberry.field(description="Block timestamp, unix seconds.")
     time: str = strawberry.field(description="Block timestamp, ISO-8601 UTC.")
 
 
@@ -28,6 +31,7 @@ def event_fields(row: dict[str, Any]) -> dict[str, Any]:
         "log_index": row["log_index"],
         "block_number": row["block_number"],
         "block_hash": row["block_hash"],
+        "tx_index": row.get("tx_index"),
         "timestamp": row["block_timestamp"],
         "time": iso(row["block_timestamp"]),
     }

@@ -7,7 +7,7 @@ from typing import Any
 import strawberry
 
 from gqlapi.convert import iso
-from gqlapi.scalars import BigInt
+from gqlapi.scalars import BigInt, Timestamp
 from gqlapi.types.event import Event, event_fields
 
 
@@ -16,8 +16,8 @@ class IotAnchor(Event):
     anchor_id: BigInt
     root: str
     leaf_count: int
-    window_start: int = strawberry.field(description="Unix seconds.")
-    window_end: int = strawberry.field(description="Unix seconds.")
+    window_start: Timestamp = strawberry.field(description="Unix seconds.")
+    window_end: Timestamp = strawberry.field(description="Unix seconds.")
     quality_score: int
     window_start_time: str = strawberry.field(description="windowStart, ISO-8601 UTC.")
     window_end_time: str = strawberry.field(description="windowEnd, ISO-8601 UTC.")

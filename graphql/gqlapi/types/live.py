@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import strawberry
 
 from gqlapi.convert import checksum
-from gqlapi.scalars import BigInt
+from gqlapi.scalars import BigInt, Timestamp
 from gqlapi.types.meta import ChainMeta
 
 
@@ -136,7 +136,7 @@ class AuctionChanged:
     highest_bidder: str | None
     highest_price_per_unit: BigInt | None
     bid_count: int
-    ends_at: int
+    ends_at: Timestamp
     winner: str | None
 
     @classmethod

@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 
 from gqlapi.convert import iso, percent
-from gqlapi.scalars import BigInt
+from gqlapi.scalars import BigInt, Timestamp
 
 
 @strawberry.enum(description="Look-back window of marketStats, ending at the as-of block's time (or now).")
@@ -27,8 +27,8 @@ class MarketStats:
     batch_id: BigInt | None
     project_id: str | None
     window: StatsWindow
-    start: int = strawberry.field(description="Window start, unix seconds (0 for ALL).")
-    end: int = strawberry.field(description="Window end, unix seconds.")
+    start: Timestamp = strawberry.field(description="Window start, unix seconds (0 for ALL).")
+    end: Timestamp = strawberry.field(description="Window end, unix seconds.")
     volume: BigInt = strawberry.field(description="Units traded in the window.")
     quote_volume: BigInt = strawberry.field(description="Σ amount × price in the window.")
     trade_count: int

@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 
 from gqlapi.convert import checksum
-from gqlapi.scalars import BigInt
+from gqlapi.scalars import BigInt, Timestamp
 from gqlapi.types.event import Event, event_fields
 
 
@@ -42,7 +42,7 @@ class ProvenanceEvent(Event):
     reason: str | None
     requested_by: str | None = strawberry.field(description="Mint: the verifier who requested it (oracle record).")
     approved_by: str | None = strawberry.field(description="Mint: the verifier who approved it, never the requester.")
-    approved_at: int | None = strawberry.field(description="Mint: when it was approved, unix seconds.")
+    approved_at: Timestamp | None = strawberry.field(description="Mint: when it was approved, unix seconds.")
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> "ProvenanceEvent":
