@@ -167,6 +167,8 @@ class Indexer:
                 return
 
     def close(self) -> None:
+        for w in self.watchers:
+            w.close()
         for sync in self.syncs:
             sync.close()
         for lease in self.leases.values():

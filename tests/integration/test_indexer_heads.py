@@ -34,3 +34,18 @@ def test_new_heads_wake_the_indexer(anvil, db_url):
         assert run.idx.watchers[0].heads >= 3
     finally:
         assert run.stop() == 0
+
+
+def test_an_indexer_run_that_ends_takes_its_head_watcher_with_it(anvil, db_url):
+    """run_once (or any run ended by its `until`) leaves no head-watcher thread behind logging into the void."""
+    import threading
+
+    from indexer.runner import Indexer
+
+    w3 = Web3(Web3.HTTPProvider(anvil.url))
+    dep = deploy(w3)
+    settings = settings_for(anvil.url, dep, db_url, finality_depth=0, ws_url=anvil.url.replace("http://", "ws://"))
+    idx = Indexer(settings, db_url=db_url)
+    assert idx.run(until=lambda i: all(s.stats.leader and s.caught_up() for s in i.syncs)) == 0
+    assert not idx.stop.is_set()  # ended by `until`, not by a stop
+    assert not [t for t in threading.enumerate() if t.name.startswith("heads-")]
