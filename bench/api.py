@@ -4,7 +4,9 @@
 Loads synthetic but indexer-shaped rows through the indexer's bulk path (binary COPY with the layouts of
 indexer/tables.py) into a fresh database: ledger entries (mints, transfers, listings, sales, burns) with their
 mint/trade/retirement rows, current and historical versions of batches, holdings and listings, and one owner
-("the whale") holding 100 batches. Then it serves the API with uvicorn (--workers processes) in a subprocess and,
+("the whale") holding 100 batches. Every certificate ends a custody chain (mint -> 1-3 transfers -> listing ->
+sale -> retirement, one step per block, amid background traffic in the same batches), so its provenance has at
+least 5 hops; the run prints the lengths of the certificates it asks for. Then it serves the API with uvicorn (--workers processes) in a subprocess and,
 with lean keep-alive HTTP clients (bench/common.HttpClient) at --concurrency, measures p50/p99 and requests/s of
 `portfolio` (the whale), `certificate` with `provenance`, and `marketStats`; in the same run, alternating with the
 API in rounds, it times the equivalent raw SQL (the resolvers' own queries over a psycopg async pool at the same
@@ -47,7 +49,7 @@ from psycopg_pool import AsyncConnectionPool  # noqa: E402
 
 from gqlapi.resolvers.market import stats_sql  # noqa: E402
 from gqlapi.resolvers.portfolio import portfolio_sql  # noqa: E402
-from gqlapi.resolvers.provenance_sql import certificate_provenance  # noqa: E402
+from gqlapi.resolvers.provenance_sql import certificate_bundle_sql, certificate_provenance  # noqa: E402
 from indexer.tables import EVENTS, VERSIONED  # noqa: E402
 from store.engine import libpq_url  # noqa: E402
 
@@ -115,34 +117,88 @@ def load(url: str, events: int, seed: int) -> dict:
                 ld.add("listing", chain=CHAIN, listing_id=lid, seller=holders[(b + k) % n_holders], batch_id=b,
                        price_per_unit=10**15 * (5 + k), amount_listed=1000, amount_remaining=1000 - 100 * k, amount_sold=100 * k,
                        status="active", created_block=1, created_tx=txh(lid), valid_from=1, valid_to=None)
-        cert = 0
-        for i in range(events):
+        # Ledger events: ~45% belong to custody chains that end in a retirement (mint -> 1-3 transfers -> listing ->
+        # sale -> retirement: 5-7 hops, one block or more apart, as the indexer writes them: a ledger entry per
+        # ERC-1155 movement at log i and its companion row at log i+1, the listing's versions closed by its sale);
+        # the rest is background traffic in the same batches (mints, transfers, sales on the standing listings).
+        cert, chains, chain_listing, hops = 0, [], 10**6, []
+        in_flight = min(2000, max(40, events // 500))  # custody chains under way at once
+        i = 0
+        while i < events:
             block, log = i // PER_BLOCK + 1, (i % PER_BLOCK) * 2
             tx = txh(10**6 + i)
-            b = rnd.randint(1, n_batches)
             base = dict(chain=CHAIN, tx_hash=tx, block_number=block, block_hash=txh(block), block_timestamp=ts(block))
             r = rnd.random()
-            if r < 0.05 or i < n_batches:
-                b = b if i >= n_batches else i + 1
+            if i >= n_batches and r < 0.45:
+                if len(chains) < in_flight and (not chains or rnd.random() < 0.2):
+                    c = {"batch": rnd.randint(1, n_batches), "amount": rnd.randint(1, 50), "steps": ["mint"]
+                         + ["transfer"] * rnd.randint(1, 3) + ["list", "sale", "burn"], "at": 0, "last": 0,
+                         "holder": holders[rnd.randrange(n_holders)]}
+                    chains.append(c)
+                else:
+                    c = rnd.choice(chains) if rnd.random() < 0.5 else chains[0]
+                    if c["last"] >= block:  # one step per block per chain (a listing version per block)
+                        c = None
+                if c is not None:
+                    i += 1
+                    step, b, amt = c["steps"][c["at"]], c["batch"], c["amount"]
+                    c["at"] += 1
+                    c["last"] = block
+                    holder = c["holder"]
+                    if step == "mint":
+                        frm, to, kind = ZERO, holder, "mint"
+                        ld.add("mint_event", **base, log_index=log + 1, to_addr=to, batch_id=b, amount=amt, verification_hash=txh(b + 7))
+                    elif step == "transfer":
+                        frm, to, kind = holder, holders[rnd.randrange(n_holders)], "transfer"
+                        c["holder"] = to
+                    elif step == "list":
+                        frm, to, kind = holder, MARKET, "list"
+                        chain_listing += 1
+                        c["listing"], c["listed_at"], c["price"] = chain_listing, block, 10**15 * rnd.randint(4, 9)
+                        c["list_tx"] = tx
+                    elif step == "sale":
+                        frm, to, kind = MARKET, holders[rnd.randrange(n_holders)], "sale"
+                        lid, price = c["listing"], c["price"]
+                        ld.add("trade", **base, log_index=log + 1, listing_id=lid, buyer=to, seller=holder, batch_id=b, amount=amt,
+                               price_per_unit=price, payment_ref=f"pi_{i}" if rnd.random() < 0.3 else None)
+                        common = dict(chain=CHAIN, listing_id=lid, seller=holder, batch_id=b, price_per_unit=price,
+                                      amount_listed=amt, created_block=c["listed_at"], created_tx=c["list_tx"])
+                        ld.add("listing", **common, amount_remaining=amt, amount_sold=0, status="active",
+                               valid_from=c["listed_at"], valid_to=block)
+                        ld.add("listing", **common, amount_remaining=0, amount_sold=amt, status="sold_out",
+                               valid_from=block, valid_to=None)
+                        c["holder"] = to
+                    else:
+                        frm, to, kind = holder, ZERO, "burn"
+                        cert += 1
+                        certs.append((cert, b))
+                        hops.append(len(c["steps"]))
+                        ld.add("retirement", **base, log_index=log + 1, certificate_id=cert, holder=frm, batch_id=b, amount=amt,
+                               beneficiary=f"Company {cert % 500}", reason="offset")
+                        chains.remove(c)
+                    ld.add("ledger_entry", **base, log_index=log, seq=0, batch_id=b, operator=frm if kind != "mint" else to,
+                           from_addr=frm, to_addr=to, amount=amt, kind=kind)
+                    if len(ld.rows.get("ledger_entry", ())) >= 50_000:
+                        ld.flush()
+                    continue
+            i += 1
+            b = rnd.randint(1, n_batches)
+            r = rnd.random()
+            amount = rnd.randint(1, 1000)
+            if r < 0.08 or i <= n_batches:
+                b = b if i > n_batches else i
                 to, kind, frm = holders[rnd.randrange(n_holders)], "mint", ZERO
-                ld.add("mint_event", **base, log_index=log + 1, to_addr=to, batch_id=b, amount=10**6, verification_hash=txh(b + 7))
-            elif r < 0.10:
+                ld.add("mint_event", **base, log_index=log + 1, to_addr=to, batch_id=b, amount=amount, verification_hash=txh(b + 7))
+            elif r < 0.18:  # a sale on one of the batch's standing listings (their sellers' credits were escrowed at block 1)
+                k = rnd.randrange(3)
                 frm, to, kind = MARKET, holders[rnd.randrange(n_holders)], "sale"
-                ld.add("trade", **base, log_index=log + 1, listing_id=b * 10 + rnd.randrange(3), buyer=to,
-                       seller=holders[rnd.randrange(n_holders)], batch_id=b, amount=rnd.randint(1, 100),
-                       price_per_unit=10**15 * rnd.randint(4, 9), payment_ref=f"pi_{i}" if rnd.random() < 0.3 else None)
-            elif r < 0.15:
-                frm, to, kind = holders[rnd.randrange(n_holders)], ZERO, "burn"
-                cert += 1
-                certs.append((cert, b))
-                ld.add("retirement", **base, log_index=log + 1, certificate_id=cert, holder=frm, batch_id=b, amount=rnd.randint(1, 50),
-                       beneficiary=f"Company {cert % 500}", reason="offset")
-            elif r < 0.18:
-                frm, to, kind = holders[rnd.randrange(n_holders)], MARKET, "list"
+                ld.add("trade", **base, log_index=log + 1, listing_id=b * 10 + k, buyer=to, seller=holders[(b + k) % n_holders],
+                       batch_id=b, amount=amount, price_per_unit=10**15 * rnd.randint(4, 9),
+                       payment_ref=f"pi_{i}" if rnd.random() < 0.3 else None)
             else:
                 frm, to, kind = holders[rnd.randrange(n_holders)], holders[rnd.randrange(n_holders)], "transfer"
             ld.add("ledger_entry", **base, log_index=log, seq=0, batch_id=b, operator=frm if frm != ZERO else to,
-                   from_addr=frm, to_addr=to, amount=rnd.randint(1, 1000), kind=kind)
+                   from_addr=frm, to_addr=to, amount=amount, kind=kind)
             if len(ld.rows.get("ledger_entry", ())) >= 50_000:
                 ld.flush()
         # Holdings: every holder a few batches; the whale 100, each with one closed earlier version.
@@ -163,7 +219,37 @@ def load(url: str, events: int, seed: int) -> dict:
         conn.commit()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE")
-    return {"batches": n_batches, "holders": n_holders, "certs": certs, "blocks": blocks}
+    return {"batches": n_batches, "holders": n_holders, "certs": certs, "blocks": blocks, "hops": hops}
+
+
+def custody_hops(url: str, cert_ids: list[int]) -> list[int]:
+    """Provenance length (hops, retirement included) of each certificate, by the API's own custody query."""
+    import psycopg as pg
+
+    async def run() -> list[int]:
+        async with await pg.AsyncConnection.connect(url, autocommit=True, row_factory=dict_row) as conn:
+            class Db:
+                async def fetch(self, sql, params=None):
+                    return await (await conn.execute(sql, params)).fetchall()
+
+            rows = await certificate_provenance(Db(), [(CHAIN, c) for c in cert_ids], None)
+        n: dict[int, int] = {}
+        for r in rows:
+            n[int(r["_cert"])] = n.get(int(r["_cert"]), 0) + 1
+        return [n.get(c, 0) for c in cert_ids]
+
+    return asyncio.run(run())
+
+
+def bench_certs(info: dict) -> list[int]:
+    """The certificates the bench asks for (the same 200 on every side and run)."""
+    rnd = random.Random(5)
+    return [c for c, _ in rnd.sample(info["certs"], min(200, len(info["certs"])))]
+
+
+def hop_summary(hops: list[int]) -> str:
+    return (f"hops min {min(hops)}, median {statistics.median(hops):g}, max {max(hops)}; "
+            f"{sum(h >= 5 for h in hops) / len(hops):.0%} with >= 5") if hops else "none"
 
 
 def cpu_s(pids: list[int]) -> float:
@@ -176,6 +262,16 @@ def cpu_s(pids: list[int]) -> float:
         except (OSError, IndexError, ValueError):
             pass
     return total
+
+
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    return {p: cpu_s([p]) for p in pids}
+
+
+def cpu_since(before: dict[int, float], pids: list[int]) -> float:
+    """CPU seconds `pids` spent since `before` was sampled (a process born since counts whole). A process that
+    exited in between is left out rather than subtracted (Postgres backends come and go): never negative."""
+    return sum(max(0.0, cpu_s([p]) - before.get(p, 0.0)) for p in pids)
 
 
 def postgres_pids() -> list[int]:
@@ -227,10 +323,10 @@ class Side:
 
     async def run(self, fn, args: list, concurrency: int) -> None:
         c0 = cpu_s(server_pids(self.server_pid)) if self.server_pid else 0.0
-        k0, p0 = time.process_time(), cpu_s(postgres_pids())
+        k0, p0 = time.process_time(), cpu_by_pid(postgres_pids())
         self.wall += await drive(fn, args, concurrency, self.lat)
         self.cpu["client"] += time.process_time() - k0
-        self.cpu["pg"] += cpu_s(postgres_pids()) - p0
+        self.cpu["pg"] += cpu_since(p0, postgres_pids())
         if self.server_pid:
             self.cpu["server"] += cpu_s(server_pids(self.server_pid)) - c0
 
@@ -243,7 +339,8 @@ class Side:
 async def measure(api_url: str, db_url: str, info: dict, requests: int, concurrency: int, pid: int) -> dict[str, dict]:
     rnd = random.Random(5)
     # Certificates of a spread of batches; marketStats of batches with trades.
-    cert_ids = [c for c, _ in rnd.sample(info["certs"], min(200, len(info["certs"])))]
+    cert_ids = bench_certs(info)
+    rnd.sample(info["certs"], min(200, len(info["certs"])))  # keeps the batches drawn below as they were
     batches = [rnd.randint(1, info["batches"]) for _ in range(200)]
     cases = {
         "portfolio": (PORTFOLIO_Q, lambda i: {"o": WHALE}),
@@ -251,15 +348,9 @@ async def measure(api_url: str, db_url: str, info: dict, requests: int, concurre
         "market_stats": (STATS_Q, lambda i: {"b": str(batches[i % len(batches)])}),
     }
     pool = AsyncConnectionPool(libpq_url(db_url), min_size=concurrency, max_size=concurrency, open=False,
-                               kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 2})
+                               kwargs={"autocommit": True, "row_factory": dict_row, "prepare_threshold": 2,
+                                       "options": "-c plan_cache_mode=force_generic_plan"})  # as the API plans
     await pool.open(wait=True)
-
-    class PoolDb:  # what the resolvers' SQL helpers expect
-        def __init__(self, conn):
-            self.conn = conn
-
-        async def fetch(self, sql, params=None):
-            return await (await self.conn.execute(sql, params)).fetchall()
 
     async def raw(name: str, i: int) -> None:
         async with pool.connection() as conn:
@@ -268,11 +359,10 @@ async def measure(api_url: str, db_url: str, info: dict, requests: int, concurre
                 rows = await (await conn.execute(sql, p)).fetchall()
                 assert len(rows) == 100
             elif name == "certificate":
-                cid = cert_ids[i % len(cert_ids)]
-                r = await (await conn.execute("SELECT * FROM retirement WHERE certificate_id = %s AND chain = %s", (cid, CHAIN))).fetchall()
-                await (await conn.execute("SELECT * FROM credit_batch WHERE chain = %s AND batch_id = %s AND valid_to IS NULL",
-                                          (CHAIN, r[0]["batch_id"]))).fetchall()
-                await certificate_provenance(PoolDb(conn), [(CHAIN, cid)], None)
+                cid = cert_ids[i % len(cert_ids)]  # the resolver's one statement: retirement, batch, custody chain
+                sql = certificate_bundle_sql("r.certificate_id = %s AND r.chain = %s", "b.valid_to IS NULL", True)
+                rows = await (await conn.execute(sql, (cid, CHAIN))).fetchall()
+                assert len(rows) == 1 and rows[0]["_provenance"]
             else:
                 sql, p = stats_sql(CHAIN, batches[i % len(batches)], None, 86400, None)
                 await (await conn.execute(sql, p)).fetchall()
@@ -307,6 +397,35 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def serve_api(url: str, workers: int) -> tuple[subprocess.Popen, str]:
+    """Start the API (uvicorn, `workers` processes) on `url`'s database; (process, base URL) once it answers."""
+    port = free_port()
+    env = {**os.environ, "CARBONLEDGER_DATABASE_URL": url, "CARBONLEDGER_CONFIG": os.devnull,
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "graphql")])}
+    env.pop("CARBONLEDGER_CHAINS", None)
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "gqlapi.app:app_from_env", "--host", "127.0.0.1",
+                             "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
+                            env=env, cwd=str(ROOT))
+    api_url = f"http://127.0.0.1:{port}"
+    wait_http(proc, api_url + "/health", "the API server")
+    return proc, api_url
+
+
+def wait_http(proc: subprocess.Popen, url: str, what: str, timeout: float = 60) -> None:
+    """Wait until `url` answers 200 (generous deadline: the machine is shared); fail if the process exits."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.terminate()
+            raise SystemExit(f"{what} did not start")
+        time.sleep(0.2)
 
 
 def main() -> int:
@@ -348,24 +467,9 @@ def main() -> int:
         load_s = time.perf_counter() - t
         print(f"loaded {args.events:,} ledger events ({info['batches']} batches, {info['holders']} holders, "
               f"{len(info['certs'])} certificates) in {load_s:.1f} s")
-        port = free_port()
-        env = {**os.environ, "CARBONLEDGER_DATABASE_URL": url, "CARBONLEDGER_CONFIG": os.devnull,
-               "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "graphql")])}
-        env.pop("CARBONLEDGER_CHAINS", None)
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "gqlapi.app:app_from_env", "--host", "127.0.0.1",
-                                 "--port", str(port), "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
-                                env=env, cwd=str(ROOT))
-        api_url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(api_url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit("the API server did not start")
-            time.sleep(0.2)
+        hops = custody_hops(url, bench_certs(info))
+        print(f"custody chains of the {len(hops)} certificates asked for: {hop_summary(hops)}")
+        proc, api_url = serve_api(url, args.workers)
         res = asyncio.run(measure(api_url, url, info, args.requests, args.concurrency, proc.pid))
     finally:
         if proc is not None:
@@ -378,7 +482,7 @@ def main() -> int:
     print(f"\n{'query':14s} {'side':4s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>8s}")
     kv = [f"events={args.events}", f"concurrency={args.concurrency}", f"workers={args.workers}", f"requests={args.requests}",
           f"cores={os.cpu_count()}", f"load_s={load_s:.1f}",
-          f"loadavg={os.getloadavg()[0]:.1f}"]
+          f"loadavg={os.getloadavg()[0]:.1f}", f"cert_hops_median={statistics.median(hops):g}"]
     for name, r in res.items():
         for side in ("api", "sql"):
             m = r[side]

@@ -105,6 +105,33 @@ def test_certificate_with_provenance_is_the_custody_chain(api, world):
     assert api.q('{ certificate(id: "99") { id } }')["certificate"] is None
 
 
+CERT_FIELDS = ("id holder amount serialRange batch { serialNumber projectId totalMinted } provenance { kind txHash blockNumber "
+               "logIndex timestamp time fromAddress toAddress amount verificationHash paymentRef listingId auctionId "
+               "pricePerUnit certificateId beneficiary reason requestedBy approvedBy approvedAt }")
+
+
+def test_certificate_with_batch_and_provenance_is_one_statement_answering_as_the_loaders_do(api, world):
+    before = api.db.statements
+    one = api.q('{ certificate(id: "1") { %s } }' % CERT_FIELDS)["certificate"]
+    assert api.db.statements - before == 1
+    assert [e["kind"] for e in one["provenance"]] == ["MINT", "TRANSFER", "LIST", "SALE", "RETIREMENT"]
+    # The same certificate through the DataLoaders (a page of certificates: one batched query per relation).
+    page = api.q('{ certificates(first: 50) { nodes { %s } } }' % CERT_FIELDS)["certificates"]["nodes"]
+    assert [n for n in page if n["id"] == "1"] == [one]
+    # Fragments and inline fragments are looked through; an alias, a skipped field and the root provenance agree.
+    frag = ('query($no: Boolean!) { certificate(id: "1") { ...F ... on Certificate { p2: provenance { kind } } '
+            'b2: batch @skip(if: $no) { projectId } } } fragment F on Certificate { %s }' % CERT_FIELDS)
+    d = api.q(frag, {"no": True})["certificate"]
+    assert {k: v for k, v in d.items() if k != "p2"} == one and [e["kind"] for e in d["p2"]] == [e["kind"] for e in one["provenance"]]
+    root = api.q('{ provenance(certificateId: "1") { certificate { id } events { kind amount txHash } } }')["provenance"]
+    assert [(e["kind"], e["amount"], e["txHash"]) for e in root["events"]] == [(e["kind"], e["amount"], e["txHash"]) for e in one["provenance"]]
+    # Time travel: at the retirement block the same; before it, no certificate.
+    at = world.marks["retire"]
+    assert api.q('{ certificate(id: "1", block: {number: %d}) { %s } }' % (at, CERT_FIELDS))["certificate"] == one
+    assert api.q('{ certificate(id: "1", block: {number: %d}) { id provenance { kind } } }' % (at - 1))["certificate"] is None
+    assert api.q('{ provenance(certificateId: "1", block: {number: %d}) { events { kind } } }' % (at - 1))["provenance"] is None
+
+
 def test_provenance_of_batch_and_owner(api):
     q = 'query($o: String) { provenance(batchId: "7", owner: $o) { chain batch { projectId } truncated events { kind blockNumber logIndex } } }'
     allp = api.q(q, {"o": None})["provenance"]

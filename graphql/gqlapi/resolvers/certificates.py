@@ -5,12 +5,14 @@ from __future__ import annotations
 from enum import Enum
 
 import strawberry
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
 
 from gqlapi.convert import address_arg, uint_arg
 from gqlapi.errors import UserError
 from gqlapi.resolvers.common import ConnectionSpec, Query, as_of, connection_resolver
+from gqlapi.resolvers.provenance_sql import certificate_bundle_sql
 from gqlapi.scalars import BigInt, Timestamp
-from gqlapi.sql import chain_is, upto
+from gqlapi.sql import asof, chain_is, upto
 from gqlapi.types.block import BlockInput
 from gqlapi.types.certificate import Certificate
 
@@ -55,15 +57,57 @@ certificates = connection_resolver(ConnectionSpec(
     description="Retirement certificates, newest first by default."), "certificates", __name__)
 
 
+def _subfields(info: strawberry.Info) -> set[str]:
+    """Names of the fields selected directly under this field (through fragments; directives not evaluated, so
+    a skipped field may be fetched for nothing, never missed)."""
+    raw = info._raw_info
+    names: set[str] = set()
+    todo = [n.selection_set for n in raw.field_nodes]
+    while todo:
+        sel = todo.pop()
+        if sel is None:
+            continue
+        for node in sel.selections:
+            if isinstance(node, FieldNode):
+                names.add(node.name.value)
+            elif isinstance(node, InlineFragmentNode):
+                todo.append(node.selection_set)
+            elif isinstance(node, FragmentSpreadNode):
+                frag = raw.fragments.get(node.name.value)
+                todo.append(frag.selection_set if frag is not None else None)
+    return names
+
+
+async def fetch_certificate(info: strawberry.Info, id: BigInt, chain: str | None, at: int | None, *,
+                            provenance: bool = False, batch: bool = False) -> tuple[Certificate | None, list | None]:
+    """The certificate and, in the same statement, its custody rows (returned) and its batch (primed into the
+    request's batch loader) when asked; see provenance_sql.certificate_bundle_sql."""
+    q = Query("").add("r.certificate_id = %s", uint_arg(id, "id"))
+    q.add(chain_is("r", chain, q.params))
+    q.where.append(upto("r", at, q.params))
+    batch_cond = asof("b", at, q.params) if batch else None
+    if not provenance and batch_cond is None:
+        rows = await info.context.db.fetch(f"SELECT r.* FROM retirement r WHERE {q.sql_where()} LIMIT 2", q.params)
+    else:
+        rows = await info.context.db.fetch(certificate_bundle_sql(q.sql_where(), batch_cond, provenance), q.params)
+    if len(rows) > 1:
+        raise UserError(f"certificate {id} exists on several chains; pass `chain`")
+    if not rows:
+        return None, None
+    cert = Certificate.from_row(rows[0], at)
+    if batch:
+        info.context.loaders.batch.prime((cert.chain, cert.batch_id, at), rows[0]["_batch"])
+    return cert, (rows[0]["_provenance"] or []) if provenance else None
+
+
 async def certificate(
     info: strawberry.Info, id: BigInt, chain: str | None = None, block: BlockInput | None = None
 ) -> Certificate | None:
     """One certificate by its on-chain id (pass `chain` when several chains are indexed)."""
     at = await as_of(info, block, chain)
-    q = Query("SELECT r.* FROM retirement r").add("r.certificate_id = %s", uint_arg(id, "id"))
-    q.add(chain_is("r", chain, q.params))
-    q.where.append(upto("r", at, q.params))
-    rows = await info.context.db.fetch(f"{q.select} WHERE {q.sql_where()} LIMIT 2", q.params)
-    if len(rows) > 1:
-        raise UserError(f"certificate {id} exists on several chains; pass `chain`")
-    return Certificate.from_row(rows[0], at) if rows else None
+    wanted = _subfields(info)
+    provenance = "provenance" in wanted
+    cert, rows = await fetch_certificate(info, id, chain, at, provenance=provenance, batch="batch" in wanted)
+    if provenance and cert is not None:
+        info.context.loaders.provenance.prime((cert.chain, cert.id, at), rows)
+    return cert

@@ -8,9 +8,9 @@ import strawberry
 
 from gqlapi.convert import address_arg, checksum, uint_arg
 from gqlapi.errors import UserError
-from gqlapi.resolvers.certificates import certificate
+from gqlapi.resolvers.certificates import fetch_certificate
 from gqlapi.resolvers.common import as_of
-from gqlapi.resolvers.provenance_sql import batch_provenance, certificate_provenance, owner_provenance
+from gqlapi.resolvers.provenance_sql import batch_provenance, owner_provenance
 from gqlapi.scalars import BigInt
 from gqlapi.sql import INDEXED_CHAINS, page_size
 from gqlapi.types.block import BlockInput
@@ -43,10 +43,9 @@ async def provenance(
     if certificate_id is not None:
         if who is not None:
             raise UserError("provenance: `owner` applies to batchId only (a certificate has its holder)")
-        cert = await certificate(info, certificate_id, chain, block)
+        cert, rows = await fetch_certificate(info, certificate_id, chain, await as_of(info, block, chain), provenance=True)
         if cert is None:
             return None
-        rows = await certificate_provenance(info.context.db, [(cert.chain, cert.id)], cert.block)
         events = [ProvenanceEvent.from_row(r) for r in rows]
         return Provenance(chain=cert.chain, batch_id=cert.batch_id, certificate=cert, owner=cert.holder,
                           events=events[:limit], truncated=len(events) > limit, block=cert.block)

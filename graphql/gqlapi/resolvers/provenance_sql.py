@@ -83,8 +83,8 @@ SELECT st.ord, st.chain, st.cert, r.chain, r.tx_hash, r.log_index, 0, r.block_nu
        r.block_timestamp, r.tx_index, 'retirement', r.batch_id, r.amount, r.holder, NULL, NULL, NULL, NULL, NULL, NULL,
        r.certificate_id, r.beneficiary, r.reason, NULL, NULL, NULL
 FROM starts st JOIN retirement r ON r.chain = st.chain AND r.batch_id = st.batch_id AND {retired}
-ORDER BY ord, block_number, log_index, seq
 """
+_ORDER = "ORDER BY ord, block_number, log_index, seq\n"
 
 _MAX = 9223372036854775807
 
@@ -98,8 +98,30 @@ async def certificate_provenance(db: Any, keys: list[tuple[str, int]], block: in
         "JOIN retirement r ON r.chain = k.chain AND r.certificate_id = k.cert WHERE r.block_number <= %s)"
     )
     sql = (f"WITH RECURSIVE {starts}, {_TRACE}, {_PICKED.format(outgoing='')}"
-           + _OUTPUT.format(retired="r.certificate_id = st.cert"))
+           + _OUTPUT.format(retired="r.certificate_id = st.cert") + _ORDER)
     return await db.fetch(sql, params)
+
+
+def certificate_bundle_sql(where: str, batch_cond: str | None, provenance: bool) -> str:
+    """One statement for a certificate and what its document asks with it: the retirement rows matching `where`
+    (alias r, at most 2: the caller refuses an id found on several chains), each with its batch as JSON
+    (`_batch`, the batch loader's row, when `batch_cond` says which version) and its custody rows as a JSON array
+    (`_provenance`, certificate_provenance's rows in its order). One statement sees one snapshot, so the request
+    needs no transaction (gqlapi.db) and makes one round trip instead of three."""
+    cols = ["c.*"]
+    ctes = [f"cert AS MATERIALIZED (SELECT r.*, row_number() OVER ()::bigint AS _ord FROM "
+            f"(SELECT r.* FROM retirement r WHERE {where} LIMIT 2) r)"]
+    if provenance:
+        ctes.append("starts AS (SELECT r._ord AS ord, r.chain, r.certificate_id AS cert, r.batch_id, "
+                    "r.holder, r.block_number AS b, r.log_index AS l, 0::bigint AS s FROM cert r)")
+        ctes += [_TRACE.strip(), _PICKED.format(outgoing="").strip(),
+                 "prov AS (" + _OUTPUT.format(retired="r.certificate_id = st.cert") + ")"]
+        cols.append("(SELECT json_agg(p ORDER BY p.block_number, p.log_index, p.seq) FROM prov p WHERE p.ord = c._ord) "
+                    "AS _provenance")
+    if batch_cond is not None:
+        cols.append(f"(SELECT row_to_json(b) FROM credit_batch b WHERE b.chain = c.chain AND b.batch_id = c.batch_id "
+                    f"AND {batch_cond} LIMIT 1) AS _batch")
+    return f"WITH RECURSIVE {', '.join(ctes)} SELECT {', '.join(cols)} FROM cert c"
 
 
 async def owner_provenance(db: Any, chain: str, batch_id: int, owner: str, block: int | None, limit: int) -> list[dict[str, Any]]:
@@ -110,7 +132,7 @@ async def owner_provenance(db: Any, chain: str, batch_id: int, owner: str, block
         "%s::text AS holder, %s::bigint AS b, 2147483647::bigint AS l, 0::bigint AS s)"
     )
     sql = (f"WITH RECURSIVE {starts}, {_TRACE}, {_PICKED.format(outgoing=_OUTGOING)}"
-           + _OUTPUT.format(retired="r.holder = st.holder AND r.block_number <= st.b") + " LIMIT %s")
+           + _OUTPUT.format(retired="r.holder = st.holder AND r.block_number <= st.b") + _ORDER + "LIMIT %s")
     return await db.fetch(sql, [chain, batch_id, owner, cut, limit])
 
 
@@ -120,5 +142,5 @@ async def batch_provenance(db: Any, chain: str, batch_id: int, block: int | None
     starts = "starts AS (SELECT 1::bigint AS ord, %s::text AS chain, NULL::numeric AS cert, %s::numeric AS batch_id, %s::bigint AS b)"
     picked = ("picked AS (SELECT 1::bigint AS ord, e.* FROM ledger_entry e JOIN starts st ON e.chain = st.chain "
               "AND e.batch_id = st.batch_id AND e.block_number <= st.b)")
-    sql = f"WITH {starts}, {picked}" + _OUTPUT.format(retired="r.block_number <= st.b") + " LIMIT %s"
+    sql = f"WITH {starts}, {picked}" + _OUTPUT.format(retired="r.block_number <= st.b") + _ORDER + "LIMIT %s"
     return await db.fetch(sql, [chain, batch_id, cut, limit])
