@@ -5,7 +5,7 @@ is whatever a chain user wrote, so one far-future value would make a whole list 
 from __future__ import annotations
 
 import re
-from typing import NewType
+from typing import Any, NewType
 
 import strawberry
 
@@ -27,22 +27,29 @@ def _parse_bigint(value: object) -> int:
 
 BigInt = NewType("BigInt", int)
 Timestamp = NewType("Timestamp", int)
-_TIME_MAX = 2**63
+BlockNumber = NewType("BlockNumber", int)
+_INT64_END = 2**63
 
 
-def _parse_timestamp(value: object) -> int:
-    v: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        v = value
-    elif isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
-        v = int(value)
-    if v is None or not 0 <= v < _TIME_MAX:
-        raise UserError(f"Timestamp: expected unix seconds, an integer from 0 to 2**63 - 1, got {str(value)[:40]!r}")
-    return v
+def _int64(name: str, what: str) -> Any:
+    """A parser of 0..2**63 - 1 from a JSON number or a decimal string, refusing anything else by `name`."""
+
+    def parse(value: object) -> int:
+        v: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            v = value
+        elif isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+            v = int(value)
+        if v is None or not 0 <= v < _INT64_END:
+            raise UserError(f"{name}: expected {what}, an integer from 0 to 2**63 - 1, got {str(value)[:40]!r}")
+        return v
+
+    return parse
 
 
-def _serialize_timestamp(value: object) -> int:
+def _serialize_int64(value: object) -> int:
     return int(value)  # type: ignore[call-overload]  # a JSON number: exact in every client up to 2**53
+
 
 SCALARS = {
     BigInt: strawberry.scalar(
@@ -55,7 +62,14 @@ SCALARS = {
         name="Timestamp",
         description="Unix seconds as a JSON number; 64-bit (a GraphQL Int ends in 2038). Inputs take a number or a "
                     "decimal string.",
-        serialize=_serialize_timestamp,
-        parse_value=_parse_timestamp,
+        serialize=_serialize_int64,
+        parse_value=_int64("Timestamp", "unix seconds"),
+    ),
+    BlockNumber: strawberry.scalar(
+        name="BlockNumber",
+        description="A block number as a JSON number, 64-bit: an Aptos chain's blocks are its ledger versions, "
+                    "past 2**31 on mainnet, where a GraphQL Int stops.",
+        serialize=_serialize_int64,
+        parse_value=_int64("BlockNumber", "a block number"),
     ),
 }

@@ -271,20 +271,25 @@ def test_every_operation_file_runs(api):
             assert value["edges"], path.name
 
 
-def test_times_past_2038_are_answered_not_a_broken_list(pg_factory):
+def test_times_past_2038_and_block_numbers_past_2_31_are_answered_not_a_broken_list(pg_factory):
     """Unix times are 64-bit (Timestamp): a GraphQL Int ends in January 2038, and an anchor's window (or an auction's
-    end) is whatever a chain user wrote; one far-future value once made the whole list unanswerable."""
+    end) is whatever a chain user wrote; one far-future value once made the whole list unanswerable. Block numbers
+    likewise (BlockNumber): an Aptos chain's blocks are its ledger versions, past 2**31 on mainnet."""
     url = pg_factory.fresh()
     w = World(url)
     try:
         far = 2**40  # the year 36812
+        w.number = 3_000_000_000  # an Aptos mainnet version
         w.anchor(1, h("root", 1), 4, 1000, 1999, 90)
         w.anchor(2, h("root", 2), 4, far - 10, far, 90)
         w.close()
         api = ApiClient(url)
         try:
-            got = api.q("{ iotAnchors(first: 10) { nodes { anchorId windowStart windowEnd } } }")
+            got = api.q("{ iotAnchors(first: 10) { nodes { anchorId windowStart windowEnd blockNumber } } "
+                        "_meta { block { number } finalizedBlock } }")
             assert sorted((int(n["anchorId"]), n["windowEnd"]) for n in got["iotAnchors"]["nodes"]) == [(1, 1999), (2, far)]
+            assert sorted(n["blockNumber"] for n in got["iotAnchors"]["nodes"]) == [3_000_000_001, 3_000_000_002]
+            assert got["_meta"][0]["block"]["number"] == 3_000_000_002
             later = api.q("query($t: Timestamp) { iotAnchors(first: 10, where: {windowFrom: $t}) { nodes { anchorId } } }",
                           {"t": str(far - 1)})
             assert [int(n["anchorId"]) for n in later["iotAnchors"]["nodes"]] == [2]

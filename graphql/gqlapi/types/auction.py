@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import strawberry
 
 from gqlapi.convert import checksum
-from gqlapi.scalars import BigInt, Timestamp
+from gqlapi.scalars import BigInt, BlockNumber, Timestamp
 from gqlapi.sql import upto
 from gqlapi.types.credit_batch import CreditBatch, load_batch
 from gqlapi.types.event import Event, event_fields
@@ -44,9 +44,9 @@ class Auction:
     status: str
     bid_count: int
     winner: str | None
-    created_block: int
+    created_block: BlockNumber
     created_tx: str
-    updated_block: int = strawberry.field(description="Block at which this state began.")
+    updated_block: BlockNumber = strawberry.field(description="Block at which this state began.")
     highest_bidder: strawberry.Private[str | None]
     highest_price: strawberry.Private[int | None]
     block: strawberry.Private[int | None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from gqlapi.convert import iso
-from gqlapi.scalars import Timestamp
+from gqlapi.scalars import BlockNumber, Timestamp
 
 
 @strawberry.input(description="Answer as of this block: state valid at it, events at or below it.")
@@ -15,7 +15,7 @@ class BlockInput:
 
 @strawberry.type(description="An indexed block.")
 class BlockInfo:
-    number: int
+    number: BlockNumber
     hash: str | None
     timestamp: Timestamp | None = strawberry.field(description="Unix seconds.")
     time: str | None = strawberry.field(description="ISO-8601 UTC.")

@@ -7,7 +7,7 @@ from typing import Any
 import strawberry
 
 from gqlapi.convert import checksum
-from gqlapi.scalars import BigInt
+from gqlapi.scalars import BigInt, BlockNumber
 from gqlapi.types.credit_batch import CreditBatch, load_batch
 from gqlapi.types.event import Event, event_fields
 from gqlapi.types.provenance_event import ProvenanceEvent
@@ -20,7 +20,7 @@ class CertificateVerification:
                                             "name it, and for an existing market's certificate).")
     tx_hash: str
     log_index: int
-    block_number: int
+    block_number: BlockNumber
     block_hash: str
     command: str = strawberry.field(description="Checks the certificate and its custody chain with only a node: "
                                     "replace RPC_URL with any node's JSON-RPC URL.")

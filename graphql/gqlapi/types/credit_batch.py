@@ -7,7 +7,7 @@ from typing import Any
 import strawberry
 
 from gqlapi.convert import checksum, filled
-from gqlapi.scalars import BigInt
+from gqlapi.scalars import BigInt, BlockNumber
 from store.serials import parse_range
 
 
@@ -25,7 +25,7 @@ class CreditBatch:
     registry: str
     serial_number: str
     metadata_hash: str
-    created_block: int
+    created_block: BlockNumber
     created_tx: str
     total_minted: BigInt
     total_retired: BigInt

@@ -7,7 +7,7 @@ from typing import Any
 import strawberry
 
 from gqlapi.convert import checksum
-from gqlapi.scalars import BigInt
+from gqlapi.scalars import BigInt, BlockNumber
 from gqlapi.types.order_status_change import OrderStatusChange
 
 
@@ -24,9 +24,9 @@ class EscrowOrder:
     payment_ref: str | None
     tracking_hash: str | None
     refunded_buyer: bool | None
-    created_block: int
+    created_block: BlockNumber
     created_tx: str
-    updated_block: int = strawberry.field(description="Block at which this state began.")
+    updated_block: BlockNumber = strawberry.field(description="Block at which this state began.")
     block: strawberry.Private[int | None]
 
     @strawberry.field(description="Every status change, oldest first.")

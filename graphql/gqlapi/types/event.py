@@ -7,7 +7,7 @@ from typing import Any
 import strawberry
 
 from gqlapi.convert import iso
-from gqlapi.scalars import Timestamp
+from gqlapi.scalars import BlockNumber, Timestamp
 
 
 @strawberry.interface(description="Something that happened in one log of one transaction.")
@@ -15,7 +15,7 @@ class Event:
     chain: str
     tx_hash: str
     log_index: int
-    block_number: int
+    block_number: BlockNumber
     block_hash: str
     tx_index: int | None = strawberry.field(description="The transaction's index in its block (EVM transaction "
                                             "index, Substrate extrinsic index); null where the chain has none.")

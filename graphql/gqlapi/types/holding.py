@@ -7,7 +7,7 @@ from typing import Any
 import strawberry
 
 from gqlapi.convert import checksum, filled
-from gqlapi.scalars import BigInt
+from gqlapi.scalars import BigInt, BlockNumber
 from gqlapi.types.credit_batch import CreditBatch
 
 
@@ -21,7 +21,7 @@ class Holding:
     retired: BigInt
     batch: CreditBatch | None
     last_price: BigInt | None = strawberry.field(description="Price per unit of the batch's last trade (base units).")
-    valid_from: int = strawberry.field(description="Block at which this state began.")
+    valid_from: BlockNumber = strawberry.field(description="Block at which this state began.")
     balance: BigInt = strawberry.field(description="tradable + listed: what the owner still holds.")
     value: BigInt | None = strawberry.field(description="balance × lastPrice (base units); null when the batch never traded.")
 

@@ -7,7 +7,7 @@ from typing import Any
 import strawberry
 
 from gqlapi.convert import checksum
-from gqlapi.scalars import BigInt
+from gqlapi.scalars import BigInt, BlockNumber
 from gqlapi.types.credit_batch import CreditBatch, load_batch
 
 
@@ -22,9 +22,9 @@ class Listing:
     amount_remaining: BigInt
     amount_sold: BigInt
     status: str = strawberry.field(description="active | sold_out | cancelled")
-    created_block: int
+    created_block: BlockNumber
     created_tx: str
-    updated_block: int = strawberry.field(description="Block at which this state began.")
+    updated_block: BlockNumber = strawberry.field(description="Block at which this state began.")
     block: strawberry.Private[int | None]
 
     @strawberry.field

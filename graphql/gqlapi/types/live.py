@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import strawberry
 
 from gqlapi.convert import checksum
-from gqlapi.scalars import BigInt, Timestamp
+from gqlapi.scalars import BigInt, BlockNumber, Timestamp
 from gqlapi.types.meta import ChainMeta
 
 
@@ -22,7 +22,7 @@ class SinceInput:
 @strawberry.type(description="The block a live message is true at.")
 class LiveBlock:
     chain: str
-    number: int
+    number: BlockNumber
     hash: str | None = strawberry.field(description="Null where the message comes from a state version, whose "
                                         "block hash is not kept (portfolio changes).")
 
@@ -35,15 +35,15 @@ def _at(row: dict[str, Any]) -> LiveBlock:
                  "sent for those blocks no longer holds (the new branch's blocks follow as new messages).")
 class Retracted:
     chain: str
-    from_block: int
-    to_block: int
+    from_block: BlockNumber
+    to_block: BlockNumber
     ancestor_hash: str = strawberry.field(description="Hash of block fromBlock - 1, the common ancestor kept.")
 
 
 @strawberry.type(description="A block (or a backfilled range ending at it) was indexed.")
 class BlockIndexed:
     block: LiveBlock
-    from_block: int = strawberry.field(description="First block of the commit (equals block.number when following "
+    from_block: BlockNumber = strawberry.field(description="First block of the commit (equals block.number when following "
                                        "the head; lower for a backfilled range).")
     kinds: list[str] = strawberry.field(description="Tables the commit changed (e.g. order_event, holding).")
     meta: ChainMeta | None = strawberry.field(name="_meta", description="The chain's `_meta` just after this commit.")
@@ -155,7 +155,7 @@ class IntentStatusChanged:
     status: str
     tx_hash: str | None = strawberry.field(description="The write's transaction; only to subscribers that presented "
                                            "api.live_token (otherwise null: anyone may ask about any key).")
-    block_number: int | None = strawberry.field(description="The block the write was mined in, once confirmed; only "
+    block_number: BlockNumber | None = strawberry.field(description="The block the write was mined in, once confirmed; only "
                                                 "to subscribers that presented api.live_token.")
 
     @classmethod

@@ -6,6 +6,7 @@ from typing import Any
 
 import strawberry
 
+from gqlapi.scalars import BlockNumber
 from gqlapi.types.block import BlockInfo
 
 
@@ -13,7 +14,7 @@ from gqlapi.types.block import BlockInfo
 class ChainMeta:
     chain: str
     block: BlockInfo = strawberry.field(description="The last indexed block: what every answer reflects.")
-    finalized_block: int = strawberry.field(description="The highest block treated as final.")
+    finalized_block: BlockNumber = strawberry.field(description="The highest block treated as final.")
     has_indexing_errors: bool
     indexing_errors: int = strawberry.field(description="How many logs could not be decoded or applied.")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from gqlapi.scalars import BigInt
+from gqlapi.scalars import BigInt, BlockNumber
 from gqlapi.types.certificate import Certificate
 from gqlapi.types.holding import Holding
 
@@ -36,7 +36,7 @@ class PortfolioTotals:
 class Portfolio:
     owner: str
     chain: str | None
-    block: int | None = strawberry.field(description="The as-of block, when time-travelling.")
+    block: BlockNumber | None = strawberry.field(description="The as-of block, when time-travelling.")
     holdings: list[Holding]
     totals: PortfolioTotals
     owner_lc: strawberry.Private[str]
