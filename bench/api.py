@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import socket
@@ -36,7 +37,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "graphql")]
@@ -428,6 +431,42 @@ def wait_http(proc: subprocess.Popen, url: str, what: str, timeout: float = 60) 
         time.sleep(0.2)
 
 
+@contextlib.contextmanager
+def bench_database(args: argparse.Namespace, prefix: str, prepare: Any = None) -> Iterator[tuple[str, dict, float]]:
+    """(url, info, seconds spent loading) of a fresh database on CARBONLEDGER_DATABASE_URL's server loaded with
+    `args.events` ledger events (`prepare(url)` runs after loading), or of the one `--reuse` names; dropped at the end
+    unless `--keep` or `--reuse`. bench/api.py and bench/peers.py share it."""
+    import pickle
+
+    from store.migrate import upgrade
+
+    server = libpq_url(os.environ.get("CARBONLEDGER_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    name = args.reuse or f"{prefix}_{uuid.uuid4().hex[:8]}"
+    url = server.rsplit("/", 1)[0] + "/" + name
+    info_file = Path(f"/tmp/{name}.info.pickle")
+    admin = psycopg.connect(server, autocommit=True)
+    t = time.perf_counter()
+    try:
+        if args.reuse:
+            info = pickle.loads(info_file.read_bytes())
+            args.events = info["events"]
+        else:
+            admin.execute(f'CREATE DATABASE "{name}"')
+            upgrade(url)
+            info = load(url, args.events, args.seed)
+            info["events"] = args.events
+            if prepare is not None:
+                prepare(url)
+            if args.keep:
+                info_file.write_bytes(pickle.dumps(info))
+                print(f"kept database {name} (reuse with --reuse {name})")
+        yield url, info, time.perf_counter() - t
+    finally:
+        if not args.keep and not args.reuse:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=1_000_000, help="ledger events to load (default 1,000,000)")
@@ -441,43 +480,19 @@ def main() -> int:
     ap.add_argument("--reuse", metavar="DB", help="measure an existing database kept by --keep (skips loading)")
     args = ap.parse_args()
 
-    server = libpq_url(os.environ.get("CARBONLEDGER_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
-    name = args.reuse or f"bench_api_{uuid.uuid4().hex[:8]}"
-    admin = psycopg.connect(server, autocommit=True)
-    url = server.rsplit("/", 1)[0] + "/" + name
     proc = None
-    info_file = Path(f"/tmp/{name}.info.pickle")
-    try:
-        import pickle
-
-        from store.migrate import upgrade
-
-        t = time.perf_counter()
-        if args.reuse:
-            info = pickle.loads(info_file.read_bytes())
-            args.events = info["events"]
-        else:
-            admin.execute(f'CREATE DATABASE "{name}"')
-            upgrade(url)
-            info = load(url, args.events, args.seed)
-            info["events"] = args.events
-            if args.keep:
-                info_file.write_bytes(pickle.dumps(info))
-                print(f"kept database {name} (reuse with --reuse {name})")
-        load_s = time.perf_counter() - t
+    with bench_database(args, "bench_api") as (url, info, load_s):
         print(f"loaded {args.events:,} ledger events ({info['batches']} batches, {info['holders']} holders, "
               f"{len(info['certs'])} certificates) in {load_s:.1f} s")
         hops = custody_hops(url, bench_certs(info))
         print(f"custody chains of the {len(hops)} certificates asked for: {hop_summary(hops)}")
-        proc, api_url = serve_api(url, args.workers)
-        res = asyncio.run(measure(api_url, url, info, args.requests, args.concurrency, proc.pid))
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(10)
-        if not args.keep and not args.reuse:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        try:
+            proc, api_url = serve_api(url, args.workers)
+            res = asyncio.run(measure(api_url, url, info, args.requests, args.concurrency, proc.pid))
+        finally:
+            if proc is not None:
+                proc.terminate()
+                proc.wait(10)
 
     print(f"\n{'query':14s} {'side':4s} {'p50 ms':>8s} {'p99 ms':>8s} {'req/s':>8s}")
     kv = [f"events={args.events}", f"concurrency={args.concurrency}", f"workers={args.workers}", f"requests={args.requests}",

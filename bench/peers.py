@@ -33,7 +33,6 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,12 +41,11 @@ sys.path[:0] = [str(ROOT), str(ROOT / "graphql")]
 import orjson  # noqa: E402
 import psycopg  # noqa: E402
 
-from bench.api import (CERT_Q, CHAIN, PORTFOLIO_Q, STATS_Q, WHALE, Side, bench_certs, custody_hops, drive,  # noqa: E402
-                       free_port, hop_summary, load, serve_api, wait_http)
+from bench.api import (CERT_Q, CHAIN, PORTFOLIO_Q, STATS_Q, WHALE, Side, bench_certs, bench_database, custody_hops, drive,  # noqa: E402
+                       free_port, hop_summary, serve_api)
 from gqlapi.resolvers.market import stats_sql  # noqa: E402
 from gqlapi.resolvers.portfolio import portfolio_sql  # noqa: E402
 from gqlapi.resolvers.provenance_sql import certificate_provenance  # noqa: E402
-from store.engine import libpq_url  # noqa: E402
 
 ROUNDS = 6
 POSTGRAPHILE = ROOT / "node_modules" / "postgraphile" / "cli.js"
@@ -327,54 +325,32 @@ def main() -> int:
     if args.quick:
         args.events, args.requests = 20_000, 400
 
-    import pickle
+    def peer(url: str) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(peer_schema())
 
-    from store.migrate import upgrade
-
-    server = libpq_url(os.environ.get("CARBONLEDGER_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
-    name = args.reuse or f"bench_peers_{uuid.uuid4().hex[:8]}"
-    url = server.rsplit("/", 1)[0] + "/" + name
-    info_file = Path(f"/tmp/{name}.info.pickle")
-    admin = psycopg.connect(server, autocommit=True)
     procs: list[subprocess.Popen] = []
-    t = time.perf_counter()
-    try:
-        if args.reuse:
-            info = pickle.loads(info_file.read_bytes())
-            args.events = info["events"]
-        else:
-            admin.execute(f'CREATE DATABASE "{name}"')
-            upgrade(url)
-            info = load(url, args.events, args.seed)
-            info["events"] = args.events
-            with psycopg.connect(url, autocommit=True) as conn:
-                conn.execute(peer_schema())
-            if args.keep:
-                info_file.write_bytes(pickle.dumps(info))
-                print(f"kept database {name} (reuse with --reuse {name})")
-        load_s = time.perf_counter() - t
+    with bench_database(args, "bench_peers", peer) as (url, info, load_s):
         print(f"loaded {args.events:,} ledger events ({info['batches']} batches, {len(info['certs'])} certificates) "
               f"in {load_s:.1f} s")
         hops = custody_hops(url, bench_certs(info))
         print(f"custody chains of the {len(hops)} certificates asked for: {hop_summary(hops)}")
-        api_proc, api_url = serve_api(url, args.workers)
-        procs.append(api_proc)
-        peer_proc, peer_url = serve_peer(url, args.workers)
-        procs.append(peer_proc)
-        res = asyncio.run(measure((api_url, api_proc.pid), (peer_url, peer_proc.pid), info, args.requests,
-                                  args.concurrency))
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-        if not args.keep and not args.reuse:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        try:
+            api_proc, api_url = serve_api(url, args.workers)
+            procs.append(api_proc)
+            peer_proc, peer_url = serve_peer(url, args.workers)
+            procs.append(peer_proc)
+            res = asyncio.run(measure((api_url, api_proc.pid), (peer_url, peer_proc.pid), info, args.requests,
+                                      args.concurrency))
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(5)
 
     print(f"\n{'query':13s} {'clients':>7s} {'side':12s} {'req/s':>7s} {'p50 ms':>7s} {'p99 ms':>7s} {'srv CPU ms/req':>14s} "
           f"{'pg CPU ms/req':>13s}")
