@@ -49,10 +49,15 @@ def open_reader(args: argparse.Namespace, need: tuple[str, ...]) -> tuple[Any, d
         contracts[n] = {"address": address, "start_block": 0}
     if args.rpc:
         data["rpc_url"] = args.rpc
+    if args.family:  # a node of another family, named without a config (what Certificate.verification prints)
+        data["family"] = args.family
+    if args.package:
+        data["aptos_package"] = args.package
     try:
         cs = ChainSettings.model_validate({**data, "contracts": contracts})
     except ValueError as exc:
         raise ConfigError(str(exc).splitlines()[-1] if str(exc) else "bad chain settings") from None
+    args.family, args.package = cs.family, cs.aptos_package  # what the printed certificate's command names
     if cs.family == "evm":
         from chains.evm.deploy import resolved_contracts
 
@@ -144,7 +149,7 @@ def cmd_certificate(args: argparse.Namespace) -> int:
                                 auction=addresses.get("Auction"), finality_depth=depth)
     if not any(c.name == "found" and c.ok for c in report.checks):
         raise OperatorError(f"certificate {args.id} is not on the node's chain", "check the id, --rpc and the contracts")
-    out.write_text(render_html(report, addresses, first))
+    out.write_text(render_html(report, addresses, first, family=args.family or "evm", package=args.package))
     print(f"certificate {args.id}: {out} ({'verified' if report.ok else 'NOT verified: see the page'})")
     return 0 if report.ok else 1
 
@@ -154,7 +159,11 @@ def _source_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chain", help="a chain of the config to take the node and contracts from")
     p.add_argument("--contract", action="append", default=[], metavar="NAME=0xADDRESS",
                    help="a protocol contract's address (CarbonCredit, Marketplace, Escrow, IoTAnchor); repeatable")
-    p.add_argument("--from-block", type=int, help="first block to scan (default: the contracts' start block, else 0)")
+    p.add_argument("--family", choices=("evm", "substrate", "aptos"),
+                   help="the node's chain family when no config names it (default: evm)")
+    p.add_argument("--package", metavar="0xADDRESS", help="aptos: the account the protocol's Move package is published at")
+    p.add_argument("--from-block", type=int, help="first block to scan (default: the contracts' start block, else 0; "
+                   "aptos: a version)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

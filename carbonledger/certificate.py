@@ -25,10 +25,11 @@ def _when(ts: int | None) -> str:
     return "" if ts is None else dt.datetime.fromtimestamp(int(ts), dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def render_html(report: Report, addresses: Mapping[str, str], from_block: int) -> str:
+def render_html(report: Report, addresses: Mapping[str, str], from_block: int, *, family: str = "evm",
+                package: str | None = None) -> str:
     f: dict[str, Any] = report.facts
     batch = f.get("batch") or {}
-    cmd = verify_command(f["certificate_id"], addresses, from_block)
+    cmd = verify_command(f["certificate_id"], addresses, from_block, family=family, package=package)
     e = lambda v: escape(str(v if v is not None else ""))  # noqa: E731
     rows = "".join(
         f"<tr><td>{e(m.kind)}</td><td>{e(m.amount)}</td><td class=mono>{e(m.from_addr)}</td>"

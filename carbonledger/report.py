@@ -148,8 +148,8 @@ def cmd_report_retirements(args: argparse.Namespace) -> int:
     """Retirements of a beneficiary or holder in a period, with totals per project and vintage (CSV, JSON, PDF)."""
     import psycopg
 
-    from chains.evm.deploy import resolved_contracts
-    from core.config import ConfigError, load_settings
+    from chains.base import load_family
+    from core.config import load_settings
     from core.database import resolve_database_url
     from core.preflight import OperatorError
     from core.verifycmd import verify_command
@@ -177,18 +177,14 @@ def cmd_report_retirements(args: argparse.Namespace) -> int:
     else:
         commands = {}
         for name, cs in settings.chains.items():
-            try:
-                got = resolved_contracts(cs, name) if cs.family == "evm" else {}
-            except ConfigError:
-                got = {}
-            start = min((c.start_block for c in got.values()), default=0)
+            src = load_family(cs.family).reader.verify_source(name, cs)
             for r in report["retirements"]:
                 if int(r["batch_id"]) >> 96:  # an existing market's certificate: `verify` rebuilds ours only
                     commands[(name, int(r["certificate_id"]))] = "not a carbonledger certificate: verify it with its market"
                     continue
-                if r["chain"] == name and got:
+                if r["chain"] == name and src is not None:
                     commands[(name, int(r["certificate_id"]))] = verify_command(
-                        int(r["certificate_id"]), {n: str(c.address) for n, c in got.items()}, start)
+                        int(r["certificate_id"]), src.contracts, src.start, family=src.family, package=src.package)
         to_pdf(report, Path(args.out), commands)
         print(f"{args.out}: {report['totals']['certificates']} certificate(s), {report['totals']['amount']} tCO2e")
         return 0

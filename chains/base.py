@@ -127,6 +127,18 @@ class Rejected(Exception):
 
 
 @dataclass(frozen=True)
+class VerifySource:
+    """What `carbonledger verify certificate` needs besides a node to rebuild a certificate of this chain, as the
+    API's `Certificate.verification` and the printed certificate write it: the family, the protocol's contract
+    addresses (EVM) or package (Aptos), and the first block or version to scan."""
+
+    family: str
+    contracts: Mapping[str, str]
+    start: int
+    package: str | None = None
+
+
+@dataclass(frozen=True)
 class OpenedReader:
     """A reader built from settings, with what the indexer follows: contract name -> address (the names handlers
     compare against, e.g. the marketplace's escrow) and the first block (or version) to index."""
@@ -152,6 +164,12 @@ class ChainReader(abc.ABC):
         """Start-up check: the node answers and is the configured network; returns its chain id (or 0). Raises
         core.preflight.OperatorError. Every registered family implements it (register_family checks)."""
         raise NotImplementedError
+
+    @classmethod
+    def verify_source(cls, name: str, settings: Any) -> VerifySource | None:
+        """How a third party names this chain's protocol to `carbonledger verify` (offline); None when the family
+        cannot be verified from a command line yet (Substrate: its asset mapping lives in the config)."""
+        return None
 
     @classmethod
     def check_settings(cls, name: str, settings: Any) -> None:

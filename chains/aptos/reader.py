@@ -23,7 +23,8 @@ from typing import Any
 from chains.aptos.client import FullnodeClient, NodeError
 from chains.aptos.mapping import Follow, map_transaction
 from chains.aptos.values import MoveValueError, address
-from chains.base import Block, ChainError, ChainEvent, ChainReader, OpenedReader, UndecodableLog, register_family
+from chains.base import (Block, ChainError, ChainEvent, ChainReader, OpenedReader, UndecodableLog, VerifySource,
+                         register_family)
 from chains.rpc import RpcError, RpcTransportError
 
 log = logging.getLogger("carbonledger.aptos.reader")
@@ -80,6 +81,13 @@ class AptosReader(ChainReader):
             raise ConfigError(f"chains.{name}.start_block: version {cs.start_block} is pruned on the node at {shown} "
                               f"(its oldest is {oldest}); start at or above it, or use an archive node")
         return OpenedReader(reader, {"Marketplace": reader.follow.escrow}, cs.start_block)
+
+    @classmethod
+    def verify_source(cls, name: str, settings: Any) -> VerifySource | None:
+        """The package account names every module; the scan starts at the configured version."""
+        if not settings.aptos_package:
+            return None
+        return VerifySource("aptos", {}, settings.start_block, settings.aptos_package)
 
     @classmethod
     def check_node(cls, name: str, settings: Any) -> int:

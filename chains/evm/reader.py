@@ -11,7 +11,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from chains.base import Block, ChainEvent, ChainReader, OpenedReader, UndecodableLog, register_family
+from chains.base import Block, ChainEvent, ChainReader, OpenedReader, UndecodableLog, VerifySource, register_family
 from chains.evm.decode import LogDecoder, decode_block, decode_logs, quantity
 from chains.rpc import RpcClient, RpcError, RpcTransportError
 
@@ -68,6 +68,19 @@ class EvmReader(ChainReader):
                               f"chain id {got}, config expects {cs.chain_id}")
         start = min([c.start_block for c in contracts.values()] + [m[2] for m in markets], default=0)
         return OpenedReader(reader, {n: c.address for n, c in contracts.items()}, start)
+
+    @classmethod
+    def verify_source(cls, name: str, settings: Any) -> VerifySource | None:
+        """The protocol contracts' addresses and the earliest deploy block (None when they do not resolve here)."""
+        from chains.evm.deploy import resolved_contracts
+        from core.config import ConfigError
+
+        try:
+            got = resolved_contracts(settings, name)
+        except ConfigError:
+            return None
+        return VerifySource("evm", {n: str(c.address) for n, c in got.items()},
+                            min((c.start_block for c in got.values()), default=0))
 
     @classmethod
     def check_settings(cls, name: str, settings: Any) -> None:

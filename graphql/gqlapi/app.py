@@ -159,20 +159,17 @@ def _decode_json(data: str | bytes) -> object:
 
 
 def configured_contracts(settings: Settings) -> dict[str, dict[str, Any]]:
-    """chain -> {"contracts": name -> address, "start": first block} for the config's EVM chains whose addresses
-    resolve (a chain whose deployment file is missing here is left out: the API serves the database either way)."""
-    from chains.evm.deploy import resolved_contracts
-    from core.config import ConfigError
+    """chain -> {"contracts": name -> address, "start": first block, "family", "package"}: how `carbonledger verify`
+    names each configured chain's protocol (its family's `ChainReader.verify_source`); a chain whose addresses do not
+    resolve here is left out (the API serves the database either way)."""
+    from chains.base import load_family
 
     out = {}
     for name, cs in settings.chains.items():
-        if cs.family == "evm":
-            try:
-                got = resolved_contracts(cs, name)
-            except ConfigError:
-                continue
-            out[name] = {"contracts": {n: str(c.address) for n, c in got.items()},
-                         "start": min((c.start_block for c in got.values()), default=0)}
+        src = load_family(cs.family).reader.verify_source(name, cs)
+        if src is not None:
+            out[name] = {"contracts": dict(src.contracts), "start": src.start, "family": src.family,
+                         "package": src.package}
     return out
 
 

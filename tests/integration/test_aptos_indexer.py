@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -170,3 +171,34 @@ def test_pruned_start_is_a_config_error(aptos, db_url):
     w.node.prune(2)
     with pytest.raises(ConfigError, match="start_block: version 0 is pruned"):
         run_once(aptos_settings(w, db_url), db_url=db_url, timeout_s=10)
+
+
+def test_an_aptos_certificate_verifies_from_the_node_alone(aptos, db_url):
+    """The command `Certificate.verification` prints for an Aptos chain (`--family aptos --package 0x…`) rebuilds the
+    certificate from the node alone: run as printed, without a config, it exits 0 and agrees with the database."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from core.verifycmd import verify_command
+    from gqlapi.app import configured_contracts
+
+    w = aptos
+    run_scenario(w, actions=20, seed=5)
+    settings = aptos_settings(w, db_url)
+    assert run_once(settings, db_url=db_url, timeout_s=120) == 0
+    known = configured_contracts(settings)["apt"]
+    assert known["family"] == "aptos" and known["package"] == w.package
+    with psycopg.connect(libpq_url(db_url)) as conn:
+        cert, holder, amount = conn.execute("SELECT certificate_id, holder, amount FROM retirement WHERE chain = 'apt' "
+                                            "ORDER BY block_number LIMIT 1").fetchone()
+    cmd = verify_command(int(cert), known["contracts"], known["start"], family="aptos", package=known["package"])
+    assert f"--family aptos --package {w.package}" in cmd and "--contract" not in cmd
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARBONLEDGER_")}
+    env["CARBONLEDGER_CONFIG"] = os.devnull
+    out = subprocess.run([sys.executable, "-m", "carbonledger.cli", *cmd.replace("RPC_URL", w.url).split()[1:], "--json"],
+                         capture_output=True, text=True, timeout=300, env=env, cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    report = json.loads(out.stdout)
+    assert report["ok"] and int(report["facts"]["amount"]) == int(amount), report

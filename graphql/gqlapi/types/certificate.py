@@ -67,7 +67,8 @@ class Certificate(Event):
         return CertificateVerification(
             chain=self.chain, contract=addresses.get("CarbonCredit"), tx_hash=self.tx_hash, log_index=self.log_index,
             block_number=self.block_number, block_hash=self.block_hash,
-            command=verify_command(self.id, addresses, known.get("start") or 0))
+            command=verify_command(self.id, addresses, known.get("start") or 0, family=known.get("family") or "evm",
+                                   package=known.get("package")))
 
     @classmethod
     def from_row(cls, row: dict[str, Any], block: int | None = None) -> "Certificate":
