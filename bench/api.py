@@ -50,6 +50,7 @@ import psycopg  # noqa: E402
 from psycopg.rows import dict_row  # noqa: E402
 from psycopg_pool import AsyncConnectionPool  # noqa: E402
 
+from bench.common import wait_http  # noqa: E402
 from gqlapi.resolvers.market import stats_sql  # noqa: E402
 from gqlapi.resolvers.portfolio import portfolio_sql  # noqa: E402
 from gqlapi.resolvers.provenance_sql import certificate_bundle_sql, certificate_provenance  # noqa: E402
@@ -416,19 +417,13 @@ def serve_api(url: str, workers: int) -> tuple[subprocess.Popen, str]:
     return proc, api_url
 
 
-def wait_http(proc: subprocess.Popen, url: str, what: str, timeout: float = 60) -> None:
-    """Wait until `url` answers 200 (generous deadline: the machine is shared); fail if the process exits."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.terminate()
-            raise SystemExit(f"{what} did not start")
-        time.sleep(0.2)
+def describe(url: str, info: dict, load_s: float) -> list[int]:
+    """Print what was loaded and the custody-chain lengths of the certificates the bench asks for; return those."""
+    print(f"loaded {info['events']:,} ledger events ({info['batches']} batches, {info['holders']} holders, "
+          f"{len(info['certs'])} certificates) in {load_s:.1f} s")
+    hops = custody_hops(url, bench_certs(info))
+    print(f"custody chains of the {len(hops)} certificates asked for: {hop_summary(hops)}")
+    return hops
 
 
 @contextlib.contextmanager
@@ -482,10 +477,7 @@ def main() -> int:
 
     proc = None
     with bench_database(args, "bench_api") as (url, info, load_s):
-        print(f"loaded {args.events:,} ledger events ({info['batches']} batches, {info['holders']} holders, "
-              f"{len(info['certs'])} certificates) in {load_s:.1f} s")
-        hops = custody_hops(url, bench_certs(info))
-        print(f"custody chains of the {len(hops)} certificates asked for: {hop_summary(hops)}")
+        hops = describe(url, info, load_s)
         try:
             proc, api_url = serve_api(url, args.workers)
             res = asyncio.run(measure(api_url, url, info, args.requests, args.concurrency, proc.pid))

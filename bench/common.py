@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -145,3 +146,23 @@ class _HttpConnection:
         self.answered = False
         self.transport.write(raw)
         return await self.waiter
+
+
+def wait_http(proc: Any, url: str, what: str, timeout: float = 60) -> None:
+    """Wait until `url` answers 200 (generous deadline: the machine is shared); fail, stopping `proc`, if it exits
+    or the deadline passes."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.terminate()
+            raise SystemExit(f"{what} did not start")
+        time.sleep(0.2)

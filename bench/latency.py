@@ -38,21 +38,6 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] if xs else float("nan")
 
 
-def _wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"bench: {what} did not start")
-        time.sleep(0.05)
-
-
 async def _run(api_port: int, rpc: str, escrow: str, buyer: str, seller: str, n: int, rate: float) -> dict:
     import httpx
     from eth_abi import encode
@@ -121,7 +106,7 @@ def main() -> int:
 
     from web3 import Web3
 
-    from bench.common import scratch_database
+    from bench.common import scratch_database, wait_http
     from chains.evm.deploy import deploy_protocol
     from core.anvil import Anvil, free_port
 
@@ -141,8 +126,8 @@ def main() -> int:
         idx = subprocess.Popen([*cmd, "index", "--no-progress"], env=env, stdout=log, stderr=subprocess.STDOUT)
         api = subprocess.Popen([*cmd, "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            _wait_http(f"http://127.0.0.1:{idx_port}/ready", idx, "the indexer")
-            _wait_http(f"http://127.0.0.1:{api_port}/ready", api, "the API")
+            wait_http(idx, f"http://127.0.0.1:{idx_port}/ready", "the indexer")
+            wait_http(api, f"http://127.0.0.1:{api_port}/ready", "the API")
             buyer, seller = w3.eth.accounts[1], w3.eth.accounts[2]
             out = asyncio.run(_run(api_port, anvil.url, dep.contracts["Escrow"].address, buyer, seller, args.events,
                                    args.rate))

@@ -41,8 +41,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "graphql")]
 import orjson  # noqa: E402
 import psycopg  # noqa: E402
 
-from bench.api import (CERT_Q, CHAIN, PORTFOLIO_Q, STATS_Q, WHALE, Side, bench_certs, bench_database, custody_hops, drive,  # noqa: E402
-                       free_port, hop_summary, serve_api)
+from bench.api import (CERT_Q, CHAIN, PORTFOLIO_Q, STATS_Q, WHALE, Side, bench_certs, bench_database, describe,  # noqa: E402
+                       drive, free_port, serve_api)
 from gqlapi.resolvers.market import stats_sql  # noqa: E402
 from gqlapi.resolvers.portfolio import portfolio_sql  # noqa: E402
 from gqlapi.resolvers.provenance_sql import certificate_provenance  # noqa: E402
@@ -331,10 +331,7 @@ def main() -> int:
 
     procs: list[subprocess.Popen] = []
     with bench_database(args, "bench_peers", peer) as (url, info, load_s):
-        print(f"loaded {args.events:,} ledger events ({info['batches']} batches, {len(info['certs'])} certificates) "
-              f"in {load_s:.1f} s")
-        hops = custody_hops(url, bench_certs(info))
-        print(f"custody chains of the {len(hops)} certificates asked for: {hop_summary(hops)}")
+        hops = describe(url, info, load_s)
         try:
             api_proc, api_url = serve_api(url, args.workers)
             procs.append(api_proc)
