@@ -384,29 +384,4 @@ def app_from_env() -> Starlette:
 
     settings = load_settings()
     setup_logging(settings.log_level)  # each worker process logs JSON lines at the configured level
-    _end_with_supervisor()
     return create_app(settings, resolve_database_url(settings))
-
-
-def _end_with_supervisor(poll_s: float = 1.0, grace_s: float = 10.0) -> None:
-    """In a worker of `serve --workers N`: stop when the supervisor process is gone, even SIGKILLed (uvicorn's
-    workers otherwise live on as orphans holding the port, and a restarted API cannot bind it). A graceful SIGTERM to
-    itself first; if that has not ended the worker after `grace_s`, exit."""
-    import multiprocessing
-    import os
-    import signal
-    import threading
-
-    if multiprocessing.parent_process() is None:
-        return
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(poll_s)
-        log.warning("the API's supervisor process is gone; this worker stops", extra={"worker": os.getpid()})
-        os.kill(os.getpid(), signal.SIGTERM)
-        time.sleep(grace_s)
-        os._exit(0)
-
-    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
