@@ -384,4 +384,32 @@ def app_from_env() -> Starlette:
 
     settings = load_settings()
     setup_logging(settings.log_level)  # each worker process logs JSON lines at the configured level
+    _end_with_supervisor()
     return create_app(settings, resolve_database_url(settings))
+
+
+def _end_with_supervisor(grace_s: float = 10.0) -> None:
+    """In a worker of `serve --workers N`: stop when the supervisor process is gone, even SIGKILLed (uvicorn's
+    workers otherwise live on as orphans holding the port, and a restarted API cannot bind it).
+
+    Waits on multiprocessing's parent sentinel (a pipe from the supervisor that reads EOF once it has exited), so a
+    supervisor that died before this worker got here is seen at once; `getppid()` polling missed that case (the
+    worker, still importing, was already reparented). A graceful SIGTERM to itself first; if that has not ended the
+    worker after `grace_s` (open connections), exit."""
+    import multiprocessing
+    import os
+    import signal
+    import threading
+
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()  # returns when the supervisor has exited
+        log.warning("the API's supervisor process is gone; this worker stops", extra={"worker": os.getpid()})
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()

@@ -146,3 +146,49 @@ def test_a_stale_handle_of_a_killed_process_does_not_keep_the_embedded_postgres_
     r = subprocess.run(migrate, cwd=tmp_path, env=env, capture_output=True, timeout=180)
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     assert _wait_dead(tmp_path / "pg"), "the embedded Postgres was left running behind a dead pid"
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(x) for x in out.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+@pytest.mark.parametrize("when", ["starting", "serving"])
+def test_workers_end_with_their_supervisor_even_a_sigkilled_one(db_url, when):
+    """`serve --workers 2` whose supervisor is SIGKILLed (an OOM kill, a hard stop), while its workers are still
+    starting or once they serve: its workers end too instead of living on as orphans that keep the port, so the API
+    can be started again on it."""
+    import socket
+
+    from gqlapi.testing import Served
+
+    api = Served(db_url, "--workers", "2")
+    try:
+        if when == "serving":
+            api.wait_ready(timeout=120)
+        deadline = time.monotonic() + 60
+        workers: list[int] = []
+        while len(workers) < 2 and time.monotonic() < deadline:  # uvicorn's spawn helper may sit in between
+            workers = [c for p in [api.proc.pid, *_children(api.proc.pid)] for c in _children(p)
+                       if "spawn_main" in open(f"/proc/{c}/cmdline").read()]
+            time.sleep(0.1)
+        assert len(workers) == 2, workers
+        api.proc.kill()
+        api.proc.wait(10)
+        deadline = time.monotonic() + 60
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(w) for w in workers), "workers outlived their supervisor"
+        with socket.socket() as s:  # the port is free again
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", int(api.base.rsplit(":", 1)[1])))
+    finally:
+        api.close()
