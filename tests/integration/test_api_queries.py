@@ -296,6 +296,14 @@ def test_times_past_2038_and_block_numbers_past_2_31_are_answered_not_a_broken_l
             bad = api.post("query($t: Timestamp) { iotAnchors(where: {windowFrom: $t}) { nodes { anchorId } } }",
                            {"t": -1}).json()
             assert "Timestamp: expected unix seconds" in bad["errors"][0]["message"]
+            # time travel to a version past 2**31 (a GraphQL Int refused the argument before it reached us)
+            at = api.q("query($n: BlockNumber!) { iotAnchors(first: 10, block: {number: $n}) { nodes { anchorId } } }",
+                       {"n": 3_000_000_001})
+            assert [int(n["anchorId"]) for n in at["iotAnchors"]["nodes"]] == [1]
+            inline = api.q("{ iotAnchors(first: 10, block: {number: 3000000002}) { nodes { anchorId } } }")
+            assert len(inline["iotAnchors"]["nodes"]) == 2
+            bad = api.post("{ iotAnchors(block: {number: -1}) { nodes { anchorId } } }").json()
+            assert "BlockNumber: expected a block number" in bad["errors"][0]["message"]
         finally:
             api.close()
     finally:

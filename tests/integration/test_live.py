@@ -464,7 +464,7 @@ def test_limits_and_bad_arguments_are_clear_errors(db_url):
 
     assert "needs orderId, buyer or seller" in message(out["bad1"])
     assert "owner" in message(out["bad2"])
-    assert "since.number must be ≥ 0" in message(out["bad3"])
+    assert "BlockNumber: expected a block number" in message(out["bad3"])
     assert "2 live subscriptions, the limit per client" in message(out["per_client"])
     assert message(out["per_connection"]) == "Subscription limit reached"
 

@@ -10,7 +10,7 @@ from gqlapi.scalars import BlockNumber, Timestamp
 
 @strawberry.input(description="Answer as of this block: state valid at it, events at or below it.")
 class BlockInput:
-    number: int
+    number: BlockNumber  # 64-bit: an Aptos chain's blocks are ledger versions past 2**31
 
 
 @strawberry.type(description="An indexed block.")

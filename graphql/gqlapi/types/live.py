@@ -15,7 +15,7 @@ from gqlapi.types.meta import ChainMeta
                   "was sent). With `hash` (that block's hash), a block a reorg replaced while the client was away is "
                   "refused (SINCE_REORGED: resume from an earlier block) instead of resumed from silently.")
 class SinceInput:
-    number: int
+    number: BlockNumber
     hash: str | None = None
 
 
