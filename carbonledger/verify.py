@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Sequence
 
 from chains.base import ChainEvent, ChainReader
+from core.preflight import OperatorError
 from store.serials import consumed_range
 
 ZERO = "0x" + "0" * 40
@@ -107,6 +108,10 @@ class Report:
 # --------------------------------------------------------------------------- reading the chain
 
 
+class UnverifiableHistory(OperatorError):
+    """A followed contract emitted a log that does not decode: the history has a hole an auditor cannot vouch for."""
+
+
 def scan(reader: ChainReader, from_block: int, to_block: int, window: int = SCAN_WINDOW) -> Iterable[ChainEvent]:
     """Decoded protocol events in [from_block, to_block], in chain order; an undecodable log of a followed contract
     stops the check (an auditor cannot vouch for a history with a hole in it)."""
@@ -115,8 +120,12 @@ def scan(reader: ChainReader, from_block: int, to_block: int, window: int = SCAN
         end = min(to_block, start + window - 1)
         for ev in reader.events(start, end):
             if not isinstance(ev, ChainEvent):
-                raise ValueError(f"block {ev.block_number}, tx {ev.tx_hash}: a {ev.contract} log cannot be decoded "
-                                 f"({ev.error}); the custody chain cannot be rebuilt past it")
+                raise UnverifiableHistory(
+                    f"block {ev.block_number}, tx {ev.tx_hash}: a {ev.contract} log cannot be decoded "
+                    f"({str(ev.error)[:200]}); the custody chain cannot be rebuilt past it",
+                    "check that --contract names the protocol's own contracts (an address of another contract, or "
+                    "a contract built from other sources, emits logs this ABI does not decode); the indexer records "
+                    "the same log in its indexing_error table")
             yield ev
         start = end + 1
 

@@ -212,6 +212,37 @@ def test_the_printed_certificate_carries_the_facts_and_a_qr_code(world, tmp_path
     assert pdf.returncode != 0 and pdf.stderr.count("\n") == 1 and "HTML" in pdf.stderr
 
 
+def _log_emitter(w3, topic: bytes) -> str:
+    """A contract whose every call emits LOG1(topic) with no data: an event of a followed ABI that cannot decode."""
+    runtime = b"\x7f" + topic + bytes.fromhex("60006000a100")  # PUSH32 topic; PUSH1 0 (size); PUSH1 0 (offset); LOG1; STOP
+    init = bytes.fromhex(f"60{len(runtime):02x}600c600039{'60%02x' % len(runtime)}6000f3") + runtime
+    r = _wait(w3, w3.eth.send_transaction({"from": w3.eth.accounts[0], "data": init}))
+    return r["contractAddress"]
+
+
+def test_an_undecodable_log_of_a_followed_contract_is_one_line_with_the_fix(world, tmp_path):
+    """A followed address that emits a log of the protocol's ABI which does not decode (here: an Auction event
+    topic with no data) stops the check with one line naming the block, the transaction and what to check; it was
+    an "unexpected error" inviting a bug report."""
+    from eth_utils import event_abi_to_log_topic
+
+    abi = json.loads((ROOT / "abis" / "Auction.json").read_text())
+    abi = abi["abi"] if isinstance(abi, dict) else abi
+    event = next(e for e in abi if e["type"] == "event" and any(not i["indexed"] for i in e["inputs"]))
+    emitter = _log_emitter(world.w3, event_abi_to_log_topic(event))
+    tx = _wait(world.w3, world.w3.eth.send_transaction({"from": world.w3.eth.accounts[0], "to": emitter}))
+    assert tx["logs"], "the emitter logged nothing"
+    contracts = [f"--contract={n}={c.address}" for n, c in world.dep.contracts.items() if n != "Auction"]
+    out = _cli("verify", "certificate", str(world.cert), "--rpc", world.anvil.url, *contracts,
+               f"--contract=Auction={emitter}", "--from-block", "0", env=_env())
+    assert out.returncode == 1, out
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert "unexpected error" not in lines[0] and "Traceback" not in out.stderr
+    assert f"block {tx['blockNumber']}" in lines[0] and "cannot be decoded" in lines[0], lines[0]
+    assert "— check that --contract names the protocol's own contracts" in lines[0], lines[0]
+
+
 def test_zz_a_retirement_reorged_out_is_reported_not_canonical(world):
     """Last in the module: a reorg cannot be undone. A new retirement is indexed and served, then its block is
     replaced; the API (whose indexer has not run since) still shows it."""
