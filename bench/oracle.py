@@ -6,9 +6,10 @@ deploys the protocol and indexes it, makes N PaymentIntents on localstripe, runs
 subprocess and posts their N webhooks from `--concurrency` threads (the oracle re-fetches each PaymentIntent
 from localstripe).
 Reports confirmed writes/s (first webhook sent -> last intent confirmed), webhook->broadcast latency p50/p99
-(from the outbox's own timestamps: intent committed -> first broadcast) and the webhook HTTP round trip p50; then,
-on the same anvil, the chain's own limit for the same writes from the same key (pre-signed, `chain_limit`) and the
-oracle's ratio to it.
+(from the outbox's own timestamps: intent committed -> first broadcast) and the webhook HTTP round trip p50. Then
+the sender alone: N more intents put in the outbox while no oracle runs, the oracle started, confirmed writes/s from
+its first broadcast. Each is compared with the chain's own limit for the same writes from the same key (pre-signed,
+`chain_limit`), measured at the same chain position just before (and undone: anvil slows as its chain grows).
 
     python bench/oracle.py --events 2000
 Last line: RESULT key=value ...
@@ -23,6 +24,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -64,6 +66,10 @@ def main() -> int:
             # max_in_flight is set twice (write_config's default, then ours): keep the last one
             text = cfg.read_text().replace("max_in_flight = 64\n", "", 1)
             cfg.write_text(text)
+            # anvil slows as its chain grows (measured: 1,500 such writes on a fresh chain 1,505/s, then 228/s, then
+            # 128/s), so each oracle phase is compared with the chain's limit measured at the same chain position:
+            # measured first, then undone (evm_snapshot / evm_revert), before the oracle's phase runs.
+            limit = undone(anvil.url, lambda: chain_limit(anvil.url, world, args.events, args.in_flight))
             proc = OracleProcess(cfg, port, tmp / "oracle.log").start()
             meta = {"listing_id": str(world.listing_id), "buyer": world.w3.eth.accounts[3], "amount": "1"}
             with ThreadPoolExecutor(4) as ex:  # real PaymentIntents (localstripe): the oracle re-fetches each one
@@ -96,27 +102,79 @@ def main() -> int:
                 attempts = c.execute("SELECT count(*) FROM oracle_attempt").fetchone()[0]
                 spread = c.execute("SELECT extract(epoch FROM max(confirmed_at) - min(created_at)) FROM oracle_intent").fetchone()[0]
             proc.terminate()
+            limit_sender = undone(anvil.url, lambda: chain_limit(anvil.url, world, args.events, args.in_flight))
+            sender = sender_from_full_queue(cfg, port, tmp, db, world, args.events)
             sold = world.w3.eth.get_logs({"address": world.address("Marketplace"), "fromBlock": 0, "toBlock": "latest"})
             lat = [float(x) * 1000 for x in lat]
             print(f"webhooks sent in {t_sent:.2f}s; all confirmed after {t_done:.2f}s; {attempts} attempts; "
                   f"{len(sold)} Marketplace logs (incl. Listed)")
-            limit = chain_limit(anvil.url, world, args.events)
             ours = args.events / t_done
             print(f"chain limit: {args.events} pre-signed settleOffchain writes from the oracle's key, sent in batches of "
-                  f"10 and confirmed at {limit:.1f}/s; the oracle reached {ours:.1f}/s ({ours / limit:.2f} of it)")
+                  f"10, at most {args.in_flight} unconfirmed, and confirmed at {limit:.1f}/s; the oracle reached {ours:.1f}/s ({ours / limit:.2f} of it)")
+            print(f"sender from a full queue: {args.events} intents already in the outbox (inserted as the webhook "
+                  f"path inserts them), confirmed at {sender:.1f}/s from the first broadcast ({sender / limit_sender:.2f} of "
+                  f"the chain limit at that chain position, {limit_sender:.1f}/s)")
             print(f"RESULT events={args.events} rate={args.rate:g} confirmed_per_s={ours:.1f} "
                   f"chain_limit_per_s={limit:.1f} ratio_to_chain_limit={ours / limit:.3f} "
+                  f"sender_confirmed_per_s={sender:.1f} sender_chain_limit_per_s={limit_sender:.1f} "
+                  f"sender_ratio_to_chain_limit={sender / limit_sender:.3f} "
                   f"outbox_confirmed_per_s={args.events / float(spread):.1f} webhook_to_broadcast_p50_ms={pct(lat, 50):.1f} "
                   f"webhook_to_broadcast_p99_ms={pct(lat, 99):.1f} webhook_rtt_p50_ms={pct(rtt, 50) * 1000:.1f} "
                   f"webhook_rtt_p99_ms={pct(rtt, 99) * 1000:.1f} ingress_per_s={args.events / t_sent:.1f}")
     return 0
 
 
-def chain_limit(url: str, world: object, n: int) -> float:
-    """The chain's own limit for the oracle's writes, measured on the same anvil after the oracle's run: the same
+def undone(url: str, measure: Any) -> Any:
+    """`measure()` on the chain as it is, then the chain put back as it was (anvil's evm_snapshot / evm_revert)."""
+    from chains.evm.rpc import RpcClient
+
+    rpc = RpcClient(url, timeout_s=60, retries=1)
+    snap = rpc.call("evm_snapshot", [])
+    try:
+        return measure()
+    finally:
+        assert rpc.call("evm_revert", [snap]) is True, "anvil did not revert to its snapshot"
+
+
+def sender_from_full_queue(cfg: Path, port: int, tmp: Path, db: str, world: object, n: int) -> float:
+    """The sender alone: n settleOffchain intents put in the outbox by `oracle.outbox.insert_intent` (what the
+    webhook path calls once a payment is decided) while no oracle runs, then the oracle started and timed from its
+    first broadcast to its last confirmation (confirmed writes/s). This separates the sender's rate from the webhook
+    path's, which re-fetches every PaymentIntent from localstripe on the same 2 cores."""
+    import psycopg
+
+    from oracle.outbox import Intent, insert_intent
+    from oracle.testing import OracleProcess
+
+    buyer = world.w3.eth.accounts[3]  # type: ignore[attr-defined]
+    with psycopg.connect(db) as c, c.cursor() as cur:
+        chain = cur.execute("SELECT chain FROM oracle_intent LIMIT 1").fetchone()[0]  # the first phase's chain
+        for i in range(n):
+            insert_intent(cur, chain, Intent(f"bench-sender-{i}", "stripe", "Marketplace", "settleOffchain",
+                                             [str(world.listing_id), buyer, "1", f"pi_bench_sender_{i}"]))  # type: ignore[attr-defined]
+    proc = OracleProcess(cfg, port, tmp / "oracle-sender.log").start()
+    try:
+        with psycopg.connect(db, autocommit=True) as c:
+            q = "FROM oracle_intent WHERE idempotency_key LIKE 'bench-sender-%%'"
+            while c.execute(f"SELECT count(*) {q} AND status = 'confirmed'").fetchone()[0] < n:
+                failed = c.execute(f"SELECT count(*) {q} AND status = 'failed'").fetchone()[0]
+                if failed:
+                    raise SystemExit(f"{failed} sender intents failed; see {tmp / 'oracle-sender.log'}")
+                time.sleep(0.05)
+            spread = c.execute(f"SELECT extract(epoch FROM max(confirmed_at) - min(broadcast_at)) {q}").fetchone()[0]
+    finally:
+        proc.terminate()
+    return n / float(spread)
+
+
+def chain_limit(url: str, world: object, n: int, window: int) -> float:
+    """The chain's own limit for the oracle's writes, on the same anvil at the chain position of the oracle phase it is
+    compared with (`undone` puts the chain back afterwards): the same
     call (Marketplace.settleOffchain, one credit, a fresh payment reference each) from the same key, signed before
-    the clock starts, broadcast as fast as the node takes them (JSON-RPC batches of 10, as the oracle's sender does)
-    and timed until the last is mined (confirmed writes/s). Nothing checks, persists or re-fetches anything here:
+    the clock starts, broadcast as fast as the node takes them (JSON-RPC batches of 10) with at most `window`
+    unconfirmed at a time (the oracle's max_in_flight: anvil slows down, to 37/s at 1,500, and grew to 23 GB and was
+    OOM-killed once, when all of them wait in its pool at once) and timed until the last is mined (confirmed
+    writes/s). Nothing checks, persists or re-fetches anything here:
     what the oracle adds over this is its price for exactly-once."""
     from chains.base import TxRequest
     from chains.evm.rpc import RpcClient
@@ -127,21 +185,27 @@ def chain_limit(url: str, world: object, n: int) -> float:
     contracts = {name: c.address for name, c in world.deployment.contracts.items()}  # type: ignore[attr-defined]
     writer = EvmWriter("bench", RpcClient(url, timeout_s=60, retries=1), 31337, PrivateKey(ORACLE_KEY), contracts)
     buyer = world.w3.eth.accounts[3]  # type: ignore[attr-defined]
-    reqs = [TxRequest("bench", "Marketplace", "settleOffchain", (world.listing_id, buyer, 1, f"chain-limit-{i}"))  # type: ignore[attr-defined]
+    me = writer.address()
+    start = int(writer.rpc.call("eth_getTransactionCount", [me, "pending"]), 16)
+    reqs = [TxRequest("bench", "Marketplace", "settleOffchain", (world.listing_id, buyer, 1, f"chain-limit-{start}-{i}"))  # type: ignore[attr-defined]
             for i in range(n)]
     (gas, err), = writer.estimate_many(reqs[:1])
     assert err is None, err
     fees = writer.fees()
-    me = writer.address()
-    start = int(writer.rpc.call("eth_getTransactionCount", [me, "pending"]), 16)
     raws = [writer.sign(r, start + i, {"gas": int(gas * 1.2) + 10_000, "max_fee": fees.max_fee * 4,
                                        "priority_fee": fees.priority_fee})[1] for i, r in enumerate(reqs)]
     t0 = time.perf_counter()
-    sent = writer.broadcast_many(raws)
-    bad = [x for x in sent if not isinstance(x, str)]
-    assert not bad, bad[:3]
-    while int(writer.rpc.call("eth_getTransactionCount", [me, "latest"]), 16) < start + n:
-        time.sleep(0.01)
+    sent, mined = 0, 0
+    while mined < n:
+        if sent < n and sent - mined < window:  # keep at most `window` unconfirmed, as the oracle's sender does
+            batch = raws[sent:min(n, mined + window, sent + 10)]
+            bad = [x for x in writer.broadcast_many(batch) if not isinstance(x, str)]
+            assert not bad, bad[:3]
+            sent += len(batch)
+            continue
+        mined = int(writer.rpc.call("eth_getTransactionCount", [me, "latest"]), 16) - start
+        if sent - mined >= window or sent == n:
+            time.sleep(0.002)
     return n / (time.perf_counter() - t0)
 
 

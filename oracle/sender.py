@@ -84,13 +84,20 @@ class Sender:
         self._recovered = False
         self._fees: tuple[float, Fees] | None = None
         self.last_round = time.monotonic()
+        self._track_due = 0.0  # receipts and retries are looked at no more often than poll_interval_s
 
     # ---- loop -------------------------------------------------------------------------------------------
     def run(self) -> None:
         while not self.stop.is_set():
             busy = False
             try:
-                busy = self.run_once()
+                now = time.monotonic()
+                track = now >= self._track_due
+                if track:
+                    # Paced, so a new intent is not kept waiting behind receipt and retry work (a round did both
+                    # every time: an intent arriving mid-round waited for all of it, ~60 ms p50 at 100 payments/s).
+                    self._track_due = now + self.s.poll_interval_s
+                busy = self.run_once(track)
             except LeaseLost as exc:
                 log.warning("nonce lease lost; pausing sends", extra={"reason": str(exc)})
                 self._drop()
@@ -105,8 +112,9 @@ class Sender:
                 log.exception("sender round crashed; retrying")
                 self.stop.wait(1.0)
             if not busy and not self.stop.is_set():
-                if self.lease.held:
-                    self.lease.wait_notify(NOTIFY_CHANNEL, self.s.poll_interval_s)
+                if self.lease.held:  # a new intent's NOTIFY ends the wait at once; receipts wait for their turn
+                    due = self._track_due - time.monotonic() if self.inflight else self.s.poll_interval_s
+                    self.lease.wait_notify(NOTIFY_CHANNEL, min(self.s.poll_interval_s, max(due, 0.0)))
                 else:
                     self.stop.wait(0.2)
         self._drop()
@@ -116,8 +124,9 @@ class Sender:
         self.inflight.clear()
         self._recovered = False
 
-    def run_once(self) -> bool:
-        """One round; True when it did work (so the loop goes again without waiting)."""
+    def run_once(self, track: bool = True) -> bool:
+        """One round; True when it did work (so the loop goes again without waiting). `track`: also look at
+        receipts, finality and retries (`run` does that at most every poll_interval_s, new intents at once)."""
         self.last_round = time.monotonic()
         if not self.lease.held:
             self._recovered = False
@@ -129,8 +138,9 @@ class Sender:
             self._recovered = True
         self.lease.heartbeat(self.s.lease_heartbeat_s)
         busy = self._fill()  # new work first: it is what webhook->broadcast latency waits for
-        busy |= self._track()
-        busy |= self._retry_and_bump()
+        if track:
+            busy |= self._track()
+            busy |= self._retry_and_bump()
         return busy
 
     @contextmanager
