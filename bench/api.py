@@ -433,8 +433,10 @@ def bench_database(args: argparse.Namespace, prefix: str, prepare: Any = None) -
     unless `--keep` or `--reuse`. bench/api.py and bench/peers.py share it."""
     import pickle
 
+    from bench.common import stop_cleanly
     from store.migrate import upgrade
 
+    stop_cleanly()
     server = libpq_url(os.environ.get("CARBONLEDGER_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
     name = args.reuse or f"{prefix}_{uuid.uuid4().hex[:8]}"
     url = server.rsplit("/", 1)[0] + "/" + name

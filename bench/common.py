@@ -18,6 +18,20 @@ def server_url() -> str:
     return libpq_url(os.environ.get("CARBONLEDGER_DATABASE_URL", DEFAULT_SERVER))
 
 
+def stop_cleanly() -> None:
+    """SIGTERM (and SIGHUP) end a bench like Ctrl-C does: as SystemExit, so its `with` blocks stop anvil, localstripe,
+    the servers under test and drop the scratch database. Python's default for SIGTERM is to die at once, which left
+    an oracle, anvil and localstripe running and the database behind."""
+    import signal
+    import sys
+
+    def stop(signum: int, _frame: Any) -> None:
+        sys.exit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+
+
 @contextmanager
 def scratch_database(prefix: str) -> Iterator[str]:
     """Create `<prefix>_<random>` on the bench server, migrate it, yield its URL; drop it (FORCE) afterwards."""
@@ -25,6 +39,7 @@ def scratch_database(prefix: str) -> Iterator[str]:
 
     from store.migrate import upgrade
 
+    stop_cleanly()
     base = server_url()
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     admin = psycopg.connect(base, autocommit=True)

@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-oracle-"))
     with scratch_database("cl_bench_oracle") as db:
-        with Anvil() as anvil, LocalStripe() as stripe_api:
+        with Anvil() as anvil, LocalStripe() as stripe_api, ExitStack() as stack:
             world = deploy_world(anvil.url, listing_amount=10 * args.events)
             index_once(anvil.url, world.deployment, db)  # every payment is checked against the indexed listing
             world.deployment.write(tmp / "deployment.json")
@@ -70,7 +71,7 @@ def main() -> int:
             # 128/s), so each oracle phase is compared with the chain's limit measured at the same chain position:
             # measured first, then undone (evm_snapshot / evm_revert), before the oracle's phase runs.
             limit = undone(anvil.url, lambda: chain_limit(anvil.url, world, args.events, args.in_flight))
-            proc = OracleProcess(cfg, port, tmp / "oracle.log").start()
+            proc = stack.enter_context(OracleProcess(cfg, port, tmp / "oracle.log").start())  # stopped however we end
             meta = {"listing_id": str(world.listing_id), "buyer": world.w3.eth.accounts[3], "amount": "1"}
             with ThreadPoolExecutor(4) as ex:  # real PaymentIntents (localstripe): the oracle re-fetches each one
                 pis = list(ex.map(lambda _: stripe_api.payment_intent(meta)["id"], range(args.events)))
@@ -152,8 +153,7 @@ def sender_from_full_queue(cfg: Path, port: int, tmp: Path, db: str, world: obje
         for i in range(n):
             insert_intent(cur, chain, Intent(f"bench-sender-{i}", "stripe", "Marketplace", "settleOffchain",
                                              [str(world.listing_id), buyer, "1", f"pi_bench_sender_{i}"]))  # type: ignore[attr-defined]
-    proc = OracleProcess(cfg, port, tmp / "oracle-sender.log").start()
-    try:
+    with OracleProcess(cfg, port, tmp / "oracle-sender.log").start():
         with psycopg.connect(db, autocommit=True) as c:
             q = "FROM oracle_intent WHERE idempotency_key LIKE 'bench-sender-%%'"
             while c.execute(f"SELECT count(*) {q} AND status = 'confirmed'").fetchone()[0] < n:
@@ -162,8 +162,6 @@ def sender_from_full_queue(cfg: Path, port: int, tmp: Path, db: str, world: obje
                     raise SystemExit(f"{failed} sender intents failed; see {tmp / 'oracle-sender.log'}")
                 time.sleep(0.05)
             spread = c.execute(f"SELECT extract(epoch FROM max(confirmed_at) - min(broadcast_at)) {q}").fetchone()[0]
-    finally:
-        proc.terminate()
     return n / float(spread)
 
 

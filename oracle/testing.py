@@ -237,6 +237,15 @@ class OracleProcess:
             return self.proc.wait(timeout)
         return self.proc.returncode if self.proc else 0
 
+    def __enter__(self) -> OracleProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.terminate()
+        except subprocess.TimeoutExpired:
+            self.kill()
+
 
 def wait_until(pred: Any, timeout: float, interval: float = 0.1, what: str = "condition") -> None:
     deadline = time.monotonic() + timeout
