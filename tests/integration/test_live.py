@@ -425,6 +425,40 @@ def test_resume_from_a_block_a_reorg_replaced_is_refused(rig, anvil):
     assert resumed == {"blocks": {"__typename": "BlockIndexed"}}
 
 
+def test_the_replay_limit_counts_the_subscribers_own_messages(anvil, db_url):
+    """api.live_max_replay bounds what one resuming subscription is sent; the rows of other orders, buyers or
+    batches above `since` do not count (they did: a subscriber with two messages to catch up on was refused because
+    others had many). A subscription whose own backlog is over the limit is still refused, saying so."""
+    w3 = Web3(Web3.HTTPProvider(anvil.url))
+    dep = deploy(w3)
+    run = Running(settings_for(anvil.url, dep, db_url, finality_depth=32, poll_interval_s=0.02), db_url)
+    server = LiveServer(db_url, live_per_client=50, live_max_replay=3)
+    try:
+        first, other, seller = w3.eth.accounts[1], w3.eth.accounts[4], w3.eth.accounts[2]
+        _, mine = _order(w3, dep, first, seller)  # OrderCreated + Funded: 2 messages
+        for _ in range(3):
+            _order(w3, dep, other, seller)  # 6 more rows above block 0, none of them order `mine`
+        run.wait_synced(w3)
+
+        async def main():
+            c = await WsClient(server.ws_url).start()
+            await c.subscribe("mine", ORDER_Q, {"id": str(mine), "since": {"number": 0}})
+            got = [await c.next("mine"), await c.next("mine")]
+            await c.subscribe("theirs", ORDER_Q, {"buyer": other, "since": {"number": 0}})
+            refused = await c.next("theirs")
+            await c.close()
+            return got, refused
+
+        got, refused = asyncio.run(main())
+        assert [m["orderStatusChanged"]["event"] for m in got] == ["OrderCreated", "Funded"], got
+        assert {int(m["orderStatusChanged"]["orderId"]) for m in got} == {mine}
+        errors = refused["payload"]["errors"] if refused["type"] == "next" else refused["payload"]
+        assert "more than 3 messages since block 0" in errors[0]["message"], refused
+    finally:
+        server.close()
+        run.stop()
+
+
 def test_limits_and_bad_arguments_are_clear_errors(db_url):
     """Per connection (api.live_per_connection), per client (api.live_per_client), arguments: each refusal is an
     error message on that operation; the connection and the other subscriptions carry on."""

@@ -66,8 +66,11 @@ class Stream:
         return (f"{self.select} WHERE e.chain = %(chain)s AND e.{self.block} BETWEEN %(lo)s AND %(hi)s{same} "
                 f"ORDER BY e.{self.block}, {self.order}")
 
-    def history_sql(self) -> str:
+    def history_sql(self, where: str = "TRUE") -> str:
+        """Rows above block `lo` that match `where` (the subscription's own filter, so the replay limit counts only
+        the messages this subscriber would be sent)."""
         return (f"{self.select} WHERE (%(chain)s::text IS NULL OR e.chain = %(chain)s) AND e.{self.block} > %(lo)s "
+                f"AND ({where}) "
                 f"ORDER BY e.chain, e.{self.block}, {self.order} "
                 "LIMIT %(limit)s")
 
@@ -184,9 +187,23 @@ def _live(info: strawberry.Info) -> Live:
     return live
 
 
+def _filter(**conds: tuple[str, Any]) -> tuple[str, dict[str, Any], Callable[[dict[str, Any]], bool]]:
+    """A subscription's filter, once for both paths: (SQL condition on the stream's row, its parameters, the same
+    test on a row in Python). `conds`: row column -> (SQL expression, wanted value or None for any); numbers compare
+    as ints, addresses as the canonical strings the arguments were turned into."""
+    wanted = {col: v for col, (_, v) in conds.items() if v is not None}
+    sql = " AND ".join(f"{expr} = %(f_{col})s" for col, (expr, v) in conds.items() if v is not None) or "TRUE"
+
+    def keep(r: dict[str, Any]) -> bool:
+        return all((int(r[c]) if isinstance(v, int) else r[c]) == v for c, v in wanted.items())
+
+    return sql, {f"f_{c}": v for c, v in wanted.items()}, keep
+
+
 async def _stream(info: strawberry.Info, stream: Stream, chain: str | None, since: SinceInput | None,
-                  keep: Callable[[dict[str, Any]], bool]) -> AsyncGenerator[Any, None]:
+                  where: tuple[str, dict[str, Any], Callable[[dict[str, Any]], bool]]) -> AsyncGenerator[Any, None]:
     live = _live(info)
+    where_sql, where_params, keep = where
     since_hash = _since(since)
     sub = live.open(info, chain)
     try:
@@ -194,7 +211,8 @@ async def _stream(info: strawberry.Info, stream: Stream, chain: str | None, sinc
         floor = since.number if since is not None else -1  # a resuming client holds messages up to `since`
         snap = None
         if since is not None:
-            snap, rows = await live.history(stream.history_sql(), {"chain": chain, "lo": since.number}, since_hash)
+            snap, rows = await live.history(stream.history_sql(where_sql),
+                                            {"chain": chain, "lo": since.number, **where_params}, since_hash)
             for r in rows:
                 if keep(r):
                     sent[r["chain"]] = max(sent.get(r["chain"], floor), int(r["block_number"]))
@@ -275,10 +293,8 @@ async def order_status_changed(info: strawberry.Info, order_id: BigInt | None = 
     if oid is None and b is None and s is None:
         raise UserError("orderStatusChanged needs orderId, buyer or seller")
 
-    def keep(r: dict[str, Any]) -> bool:
-        return (oid is None or int(r["order_id"]) == oid) and (b is None or r["buyer"] == b) and (s is None or r["seller"] == s)
-
-    async for m in _stream(info, ORDERS, chain, since, keep):
+    where = _filter(order_id=("e.order_id", oid), buyer=("o.buyer", b), seller=("o.seller", s))
+    async for m in _stream(info, ORDERS, chain, since, where):
         yield m
 
 
@@ -286,7 +302,7 @@ async def portfolio_changed(info: strawberry.Info, owner: str, chain: str | None
                             since: SinceInput | None = None) -> AsyncGenerator[PortfolioMessage, None]:
     """Each change of one of `owner`'s holdings: its balances as of the block."""
     o = address_arg(owner, "owner")
-    async for m in _stream(info, HOLDINGS, chain, since, lambda r: r["owner"] == o):
+    async for m in _stream(info, HOLDINGS, chain, since, _filter(owner=("e.owner", o))):
         yield m
 
 
@@ -294,7 +310,7 @@ async def certificate_issued(info: strawberry.Info, holder: str | None = None, c
                              since: SinceInput | None = None) -> AsyncGenerator[CertificateMessage, None]:
     """Retirement certificates as they are issued (of `holder`, or all)."""
     h = address_arg(holder, "holder")
-    async for m in _stream(info, CERTIFICATES, chain, since, lambda r: h is None or r["holder"] == h):
+    async for m in _stream(info, CERTIFICATES, chain, since, _filter(holder=("e.holder", h))):
         yield m
 
 
@@ -302,7 +318,7 @@ async def trade_executed(info: strawberry.Info, batch_id: BigInt | None = None, 
                          since: SinceInput | None = None) -> AsyncGenerator[TradeMessage, None]:
     """Sales as they happen (of credit batch `batchId`, or all)."""
     bid = uint_arg(batch_id, "batchId")
-    async for m in _stream(info, TRADES, chain, since, lambda r: bid is None or int(r["batch_id"]) == bid):
+    async for m in _stream(info, TRADES, chain, since, _filter(batch_id=("e.batch_id", bid))):
         yield m
 
 
@@ -312,8 +328,8 @@ async def auction_changed(info: strawberry.Info, auction_id: BigInt | None = Non
     """Auctions as they change: created, each bid (highest bid, end after it), settled or unsold (of one auction,
     batch or seller, or all)."""
     aid, bid, who = uint_arg(auction_id, "auctionId"), uint_arg(batch_id, "batchId"), address_arg(seller, "seller")
-    async for m in _stream(info, AUCTIONS, chain, since, lambda r: (aid is None or int(r["auction_id"]) == aid)
-                           and (bid is None or int(r["batch_id"]) == bid) and (who is None or r["seller"] == who)):
+    where = _filter(auction_id=("e.auction_id", aid), batch_id=("e.batch_id", bid), seller=("e.seller", who))
+    async for m in _stream(info, AUCTIONS, chain, since, where):
         yield m
 
 
