@@ -121,6 +121,16 @@ class SubstrateAsset(_Strict):
                                "batch's off-chain metadata document.")
 
 
+class InkContract(_Strict):
+    """An ink! contract the substrate reader follows (its `Contracts.ContractEmitted` events)."""
+
+    role: Literal["Escrow"] = Field(..., description="What the contract is to the protocol: `Escrow`, an order "
+                                    "escrow emitting the events of contracts/ink/escrow.json (the same events, fields "
+                                    "in snake_case, as contracts/Escrow.sol).")
+    metadata: str = Field(..., min_length=1, description="Path of the contract's ink! metadata JSON (cargo-contract's "
+                          "`<name>.json`; ink! v3 to v5), relative to the working directory.")
+
+
 class MarketBatch(SubstrateAsset):
     """Registry details of one token id of a market's token contract (they are not in its events)."""
 
@@ -156,7 +166,7 @@ class MarketSettings(_Strict):
 # Keys only some families read; a key set (not its default) on a family that does not read it is an error.
 _FAMILY_KEYS = {
     "evm": ("chain_id", "max_block_range", "deployment", "contracts", "markets"),
-    "substrate": ("start_block", "ss58_format", "assets", "retirement_account", "anchor_senders"),
+    "substrate": ("start_block", "ss58_format", "assets", "retirement_account", "anchor_senders", "ink_contracts"),
     "aptos": ("chain_id", "max_block_range", "start_block", "aptos_package", "fa_batches"),
 }
 
@@ -206,6 +216,9 @@ class ChainSettings(_Strict):
                                            "`cl/retir` (nobody holds its key).")
     anchor_senders: list[str] = Field(default_factory=list, description="substrate: accounts (SS58 or 0x public "
                                       "key) whose `anchor` remarks are IoT anchors (the oracle's).")
+    ink_contracts: dict[str, InkContract] = Field(default_factory=dict, description="substrate: ink! contract "
+                                                  "address (SS58 or 0x public key) -> its role and metadata. Needs "
+                                                  "the contracts pallet in the runtime.")
     aptos_package: str | None = Field(None, pattern=r"^0x[0-9a-fA-F]{1,64}$", description="aptos: the account the "
                                       "Move package (contracts/aptos) is published at.")
     fa_batches: dict[str, int] = Field(default_factory=dict, description="aptos: fungible-asset metadata address -> "

@@ -53,3 +53,6 @@ def check_settings(settings: Any, chain: str) -> None:
                 public_key(v)
             except ValueError as exc:
                 raise ConfigError(f"chains.{chain}.{key}: {exc}") from None
+    from chains.substrate.ink import load_contracts
+
+    load_contracts(settings.ink_contracts, chain)  # addresses parse, metadata files read and declare the role's events

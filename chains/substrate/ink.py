@@ -21,6 +21,20 @@ from scalecodec.base import RuntimeConfigurationObject, ScaleBytes
 from scalecodec.type_registry import load_type_registry_preset
 
 MAX_DATA = 16 * 1024
+MAX_METADATA = 8 * 1024 * 1024
+# The events of each role, by name, with their fields as the protocol's handlers know them (contracts/Escrow.sol's
+# names); an ink! contract declares them in snake_case (contracts/ink/escrow.json).
+ROLE_EVENTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "Escrow": {
+        "OrderCreated": ("orderId", "buyer", "seller", "amount", "metadataHash"),
+        "Funded": ("orderId", "payer", "amount", "paymentRef"),
+        "Shipped": ("orderId", "trackingHash"),
+        "Delivered": ("orderId",),
+        "Disputed": ("orderId", "by", "reason"),
+        "Resolved": ("orderId", "refundedBuyer"),
+        "Cancelled": ("orderId",),
+    },
+}
 
 
 class InkDecoder:
@@ -65,3 +79,66 @@ def _plain(v: Any) -> Any:
     if isinstance(v, str) and v[:2] == "0x":
         return v.lower()
     return v
+
+
+def snake(name: str) -> str:
+    """orderId -> order_id: an ink! field label for a protocol field name."""
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+class FollowedContract:
+    """A followed ink! contract: its role and its decoder."""
+
+    def __init__(self, role: str, decoder: InkDecoder) -> None:
+        self.role, self.decoder = role, decoder
+
+    def protocol_event(self, data: bytes, topics: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
+        """(event, protocol args) of one ContractEmitted payload; None for an event of the contract that is not one
+        of its role's (ownership, upgrades...: not indexed, as on EVM); ValueError for a payload that does not decode
+        or an event of the role whose fields are not the expected ones."""
+        name, args = self.decoder.decode(data, topics)
+        fields = ROLE_EVENTS[self.role].get(name)
+        if fields is None:
+            return None
+        missing = [snake(f) for f in fields if snake(f) not in args]
+        if missing:
+            raise ValueError(f"{self.role} event {name} has no field {', '.join(missing)}")
+        return name, {f: args[snake(f)] for f in fields}
+
+
+def load_contracts(settings: Mapping[str, Any], chain: str) -> dict[str, FollowedContract]:
+    """chains.<chain>.ink_contracts as {0x public key: FollowedContract}; ConfigError naming the key when an address
+    does not parse, a metadata file cannot be read, or it does not declare its role's events."""
+    import json
+    from pathlib import Path
+
+    from chains.substrate.accounts import public_key
+    from core.config import ConfigError
+
+    out: dict[str, FollowedContract] = {}
+    for address, c in settings.items():
+        key = f"chains.{chain}.ink_contracts.{address}"
+        try:
+            pk = public_key(address)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+        path = Path(c.metadata)
+        try:
+            if path.stat().st_size > MAX_METADATA:
+                raise ConfigError(f"{key}.metadata: {path} is larger than {MAX_METADATA // 2**20} MiB")
+            dec = InkDecoder(json.loads(path.read_text()))
+        except ConfigError:
+            raise
+        except OSError as exc:
+            raise ConfigError(f"{key}.metadata: cannot read {path} ({exc.strerror or exc})") from None
+        except Exception as exc:  # noqa: BLE001 - json and substrate-interface raise many types on a bad document
+            raise ConfigError(f"{key}.metadata: {path} is not ink! metadata ({type(exc).__name__}: "
+                              f"{str(exc)[:160]})") from None
+        declared = {e.get("label"): {a.get("label") for a in e.get("args", ())} for e in dec.events}
+        for name, fields in ROLE_EVENTS[c.role].items():
+            want = {snake(f) for f in fields}
+            if name not in declared or not want <= declared[name]:
+                raise ConfigError(f"{key}.metadata: {path} does not declare the {c.role} event {name}"
+                                  f"({', '.join(sorted(want))}); see contracts/ink/escrow.json")
+        out[pk] = FollowedContract(c.role, dec)
+    return out

@@ -61,6 +61,7 @@ class Follow:
     assets: Mapping[int, BatchInfo]
     retirement_account: str  # 0x-hex public key
     anchor_senders: frozenset[str] = field(default_factory=frozenset)  # 0x-hex public keys
+    ink: Mapping[str, Any] = field(default_factory=dict)  # 0x-hex contract account -> ink.FollowedContract
 
 
 def _account(v: Any) -> str:
@@ -83,7 +84,43 @@ def wanted(records: Sequence[Mapping[str, Any]], follow: Follow) -> bool:
             return True
         if mod == "Assets" and name in ASSET_EVENTS:
             return True
+        if follow.ink and _emitted(r, follow) is not None:
+            return True
     return False
+
+
+def _bytes_readings(v: Any) -> list[bytes]:
+    """The bytes a decoded Vec<u8> may stand for: 0x-hex, or the UTF-8 text scalecodec made of them (both, in that
+    order, when text happens to look like hex)."""
+    if not isinstance(v, str):
+        return []
+    out = []
+    if v[:2] == "0x":
+        try:
+            out.append(bytes.fromhex(v[2:]))
+        except ValueError:
+            pass
+    out.append(v.encode())
+    return out
+
+
+def _emitted(r: Mapping[str, Any], follow: Follow) -> tuple[str, Any, list[str]] | None:
+    """(contract, data, topics) of a `Contracts.ContractEmitted` record of a followed ink! contract, else None. The
+    pallet names its fields in newer runtimes ({contract, data}) and not in older ones (a tuple)."""
+    if r.get("module_id") != "Contracts" or r.get("event_id") != "ContractEmitted":
+        return None
+    attrs = r.get("attributes")
+    if isinstance(attrs, dict):
+        contract, data = attrs.get("contract"), attrs.get("data")
+    elif isinstance(attrs, (list, tuple)) and len(attrs) == 2:
+        contract, data = attrs
+    else:
+        return None
+    contract = str(contract).lower()
+    if contract not in follow.ink:
+        return None
+    topics = r.get("topics")
+    return contract, data, [str(t) for t in topics] if isinstance(topics, (list, tuple)) else []
 
 
 def remark_candidates(call: Any) -> list[bytes]:
@@ -174,6 +211,8 @@ def map_block(chain: str, block: Block, records: Sequence[Mapping[str, Any]], ex
             dst = str(attrs.get("to", attrs.get("destination", ""))).lower()
             if attrs.get("asset_id") in follow.assets or dst == follow.retirement_account:
                 ext(phase_ext).followed = True
+        if follow.ink and phase_ext is not None and _emitted(r, follow) is not None:
+            ext(phase_ext).followed = True
     for idx, r in enumerate(records):
         if not (r.get("module_id") == "System" and r.get("event_id") == "Remarked"):
             continue
@@ -266,6 +305,29 @@ def map_block(chain: str, block: Block, records: Sequence[Mapping[str, Any]], ex
                     _retire(event, x, idx, block, operator, owner, asset, amount, holder_signed=False)
         except (KeyError, ValueError) as exc:
             error(idx, tx, "CarbonCredit", f"Assets.{name}: {type(exc).__name__}: {exc}")
+    # Pass 3: events of followed ink! contracts, decoded with each contract's metadata.
+    for idx, r in enumerate(records if follow.ink else ()):
+        hit = _emitted(r, follow)
+        if hit is None:
+            continue
+        contract, data, topics = hit
+        i = r.get("extrinsic_idx") if r.get("phase") == "ApplyExtrinsic" else None
+        x = ext(i) if i is not None else None
+        tx = x.tx_hash if x else block.hash
+        followed = follow.ink[contract]
+        got, problem = None, "data is not bytes"
+        for n, raw in enumerate(_bytes_readings(data)):  # scalecodec gives Vec<u8> as text when it is UTF-8
+            try:
+                got, problem = followed.protocol_event(raw, topics), None
+                break
+            except ValueError as exc:
+                if n == 0:  # the first reading's complaint is the one to report
+                    problem = str(exc)
+        if problem is not None:
+            error(idx, tx, followed.role, f"Contracts.ContractEmitted by {contract[:18]}…: {problem}")
+            continue
+        if got is not None:
+            event(followed.role, got[0], got[1], idx, x, "Contracts")
     out.sort(key=lambda e: e.log_index)  # stable: the two events of one position keep their order
     return out
 
@@ -289,11 +351,13 @@ def _retire(event: Any, x: _Extrinsic | None, idx: int, block: Block, operator: 
                                       "reason": fields["reason"]}, idx, x, "Assets")
 
 
-def follow_from(settings: Any) -> Follow:
+def follow_from(settings: Any, chain: str = "?") -> Follow:
     """What a substrate reader follows, from a chain's settings (`core.config.ChainSettings`)."""
     from chains.substrate.accounts import RETIREMENT_ACCOUNT, public_key
+    from chains.substrate.ink import load_contracts
 
     return Follow({i: BatchInfo(a.project_id, a.vintage, a.methodology, a.registry, a.serial_number,
                                 a.metadata_hash.lower()) for i, a in settings.assets.items()},
                   public_key(settings.retirement_account) if settings.retirement_account else RETIREMENT_ACCOUNT,
-                  frozenset(public_key(a) for a in settings.anchor_senders))
+                  frozenset(public_key(a) for a in settings.anchor_senders),
+                  load_contracts(settings.ink_contracts, chain))

@@ -72,7 +72,7 @@ class SubstrateReader(ChainReader):
     @classmethod
     def from_settings(cls, chain: str, settings: Any) -> SubstrateReader:
         """Build from a `ChainSettings` of family "substrate"."""
-        return cls(chain, str(settings.rpc_url).rstrip("/"), follow_from(settings),
+        return cls(chain, str(settings.rpc_url).rstrip("/"), follow_from(settings, chain),
                    use_finalized_tag=settings.use_finalized_tag, timeout_s=settings.request_timeout_s,
                    retries=settings.retries)
 
@@ -86,6 +86,9 @@ class SubstrateReader(ChainReader):
         if cs.ss58_format is not None and (got := reader.chain_id()) != cs.ss58_format:
             raise ConfigError(f"chains.{name}.ss58_format: node at {redact_url(str(cs.rpc_url), path=True)} runs a "
                               f"runtime with SS58 prefix {got}, config expects {cs.ss58_format}")
+        if cs.ink_contracts and not reader.best_runtime().has_event("Contracts", "ContractEmitted"):
+            raise ConfigError(f"chains.{name}.ink_contracts: the node's runtime has no contracts pallet "
+                              "(Contracts.ContractEmitted), so no ink! contract runs on this chain")
         return OpenedReader(reader, {}, cs.start_block)
 
     @classmethod
@@ -146,11 +149,15 @@ class SubstrateReader(ChainReader):
         return Block(self.chain, _number(header.get("number")), h, _hash(header.get("parentHash"), "parentHash"),
                      _u64_le(values.get(NOW_KEY)) // 1000)
 
-    def chain_id(self) -> int:
-        """The runtime's SS58 prefix (Substrate has no chain id; the genesis hash identifies the chain)."""
+    def best_runtime(self) -> Runtime:
+        """The runtime of the best block (its metadata says which pallets and events the chain has)."""
         h = _hash(self.rpc.call("chain_getBlockHash", []), "best hash")
         (header, values), = self._headers([h], storage=True)
-        return int(self._runtime(h, header, values).constant("System", "SS58Prefix"))
+        return self._runtime(h, header, values)
+
+    def chain_id(self) -> int:
+        """The runtime's SS58 prefix (Substrate has no chain id; the genesis hash identifies the chain)."""
+        return int(self.best_runtime().constant("System", "SS58Prefix"))
 
     def head(self) -> Block:
         h = _hash(self.rpc.call("chain_getBlockHash", []), "best hash")

@@ -222,3 +222,19 @@ def test_pushed_finalized_heads_wake_the_indexer(chopsticks, db_url):
         thread.join(30)
         world.close()
     assert code == [0]
+
+
+def test_ink_contracts_on_a_runtime_without_the_contracts_pallet_are_refused_at_start(chopsticks, db_url):
+    """The reader reads the runtime's metadata before following ink! contracts: Asset Hub has no contracts pallet,
+    so a config naming one is a start-up error naming the key, not a chain followed for events that cannot come."""
+    from chains.substrate.reader import SubstrateReader
+    from core.config import ConfigError
+
+    chop = chopsticks()
+    meta = str(ROOT / "contracts" / "ink" / "escrow.json")
+    s = substrate_settings(chop.url, db_url, "0x" + "01" * 32,
+                           ink_contracts={"0x" + "e5" * 32: {"role": "Escrow", "metadata": meta}})
+    with pytest.raises(ConfigError, match=r"chains\.ah\.ink_contracts: the node's runtime has no contracts pallet"):
+        SubstrateReader.open("ah", s.chains["ah"])
+    opened = SubstrateReader.open("ah", substrate_settings(chop.url, db_url, "0x" + "01" * 32).chains["ah"])
+    assert opened.reader.best_runtime().has_event("Assets", "Transferred")
