@@ -125,7 +125,7 @@ class InkContract(_Strict):
     """An ink! contract the substrate reader follows (its `Contracts.ContractEmitted` events)."""
 
     role: Literal["Escrow"] = Field(..., description="What the contract is to the protocol: `Escrow`, an order "
-                                    "escrow emitting the events of contracts/ink/escrow.json (the same events, fields "
+                                    "escrow emitting the events of contracts/substrate/escrow.json (the same events, fields "
                                     "in snake_case, as contracts/Escrow.sol).")
     metadata: str = Field(..., min_length=1, description="Path of the contract's ink! metadata JSON (cargo-contract's "
                           "`<name>.json`; ink! v3 to v5), relative to the working directory.")

@@ -23,7 +23,7 @@ from scalecodec.type_registry import load_type_registry_preset
 MAX_DATA = 16 * 1024
 MAX_METADATA = 8 * 1024 * 1024
 # The events of each role, by name, with their fields as the protocol's handlers know them (contracts/Escrow.sol's
-# names); an ink! contract declares them in snake_case (contracts/ink/escrow.json).
+# names); an ink! contract declares them in snake_case (contracts/substrate/escrow.json).
 ROLE_EVENTS: dict[str, dict[str, tuple[str, ...]]] = {
     "Escrow": {
         "OrderCreated": ("orderId", "buyer", "seller", "amount", "metadataHash"),
@@ -139,6 +139,6 @@ def load_contracts(settings: Mapping[str, Any], chain: str) -> dict[str, Followe
             want = {snake(f) for f in fields}
             if name not in declared or not want <= declared[name]:
                 raise ConfigError(f"{key}.metadata: {path} does not declare the {c.role} event {name}"
-                                  f"({', '.join(sorted(want))}); see contracts/ink/escrow.json")
+                                  f"({', '.join(sorted(want))}); see contracts/substrate/escrow.json")
         out[pk] = FollowedContract(c.role, dec)
     return out

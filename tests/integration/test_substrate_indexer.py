@@ -231,7 +231,7 @@ def test_ink_contracts_on_a_runtime_without_the_contracts_pallet_are_refused_at_
     from core.config import ConfigError
 
     chop = chopsticks()
-    meta = str(ROOT / "contracts" / "ink" / "escrow.json")
+    meta = str(ROOT / "contracts" / "substrate" / "escrow.json")
     s = substrate_settings(chop.url, db_url, "0x" + "01" * 32,
                            ink_contracts={"0x" + "e5" * 32: {"role": "Escrow", "metadata": meta}})
     with pytest.raises(ConfigError, match=r"chains\.ah\.ink_contracts: the node's runtime has no contracts pallet"):

@@ -52,7 +52,7 @@ def test_bad_payloads_are_value_errors(substrate_fixtures):
 
 # --------------------------------------------------------------------------- followed ink! contracts in the reader
 
-ESCROW_META = Path(__file__).resolve().parents[2] / "contracts" / "ink" / "escrow.json"
+ESCROW_META = Path(__file__).resolve().parents[2] / "contracts" / "substrate" / "escrow.json"
 ESCROW = "0x" + "e5" * 32
 BUYER, SELLER = "0x" + "b1" * 32, "0x" + "5e" * 32
 
