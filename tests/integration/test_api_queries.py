@@ -296,14 +296,19 @@ def test_times_past_2038_and_block_numbers_past_2_31_are_answered_not_a_broken_l
             bad = api.post("query($t: Timestamp) { iotAnchors(where: {windowFrom: $t}) { nodes { anchorId } } }",
                            {"t": -1}).json()
             assert "Timestamp: expected unix seconds" in bad["errors"][0]["message"]
-            # time travel to a version past 2**31 (a GraphQL Int refused the argument before it reached us)
-            at = api.q("query($n: BlockNumber!) { iotAnchors(first: 10, block: {number: $n}) { nodes { anchorId } } }",
+            # time travel to a version past 2**31: `version` (BlockNumber); `number` stays an Int, so clients that
+            # declare `$n: Int!` for it keep working
+            at = api.q("query($n: BlockNumber!) { iotAnchors(first: 10, block: {version: $n}) { nodes { anchorId } } }",
                        {"n": 3_000_000_001})
             assert [int(n["anchorId"]) for n in at["iotAnchors"]["nodes"]] == [1]
-            inline = api.q("{ iotAnchors(first: 10, block: {number: 3000000002}) { nodes { anchorId } } }")
+            inline = api.q("{ iotAnchors(first: 10, block: {version: 3000000002}) { nodes { anchorId } } }")
             assert len(inline["iotAnchors"]["nodes"]) == 2
-            bad = api.post("{ iotAnchors(block: {number: -1}) { nodes { anchorId } } }").json()
-            assert "BlockNumber: expected a block number" in bad["errors"][0]["message"]
+            for doc, why in (("{ iotAnchors(block: {version: -1}) { nodes { anchorId } } }", "BlockNumber: expected a block number"),
+                             ("{ iotAnchors(block: {number: 1, version: 1}) { nodes { anchorId } } }", "block: give one of number or version"),
+                             ("{ iotAnchors(block: {}) { nodes { anchorId } } }", "block: give one of number or version"),
+                             ("{ iotAnchors(block: {number: 3000000001}) { nodes { anchorId } } }", "Int cannot represent")):
+                bad = api.post(doc).json()
+                assert why in bad["errors"][0]["message"], (doc, bad)
         finally:
             api.close()
     finally:

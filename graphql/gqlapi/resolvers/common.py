@@ -23,19 +23,18 @@ async def as_of(info: Any, block: BlockInput | None, chain: str | None = None) -
     """The block a time-travelling field answers at, refused when the indexer has not reached it."""
     if block is None:
         return None
-    if block.number < 0:
-        raise UserError("block.number must be ≥ 0")
+    number = block.at()
     ctx = info.context
     if ctx.heads is None:
         rows = await ctx.db.fetch("SELECT chain, block_number FROM indexer_cursor")
         ctx.heads = {r["chain"]: int(r["block_number"]) for r in rows}
     heads = {c: n for c, n in ctx.heads.items() if chain is None or c == chain}
-    if heads and block.number > max(heads.values()):
+    if heads and number > max(heads.values()):
         if ctx.db.on_replica:  # the primary may have it: the endpoint re-asks there
-            raise ReplicaBehind(f"block {block.number} is not replayed on this read replica yet (its latest: "
+            raise ReplicaBehind(f"block {number} is not replayed on this read replica yet (its latest: "
                                 f"{max(heads.values())})")
-        raise UserError(f"block {block.number} is not indexed yet (latest indexed block: {max(heads.values())})")
-    return block.number
+        raise UserError(f"block {number} is not indexed yet (latest indexed block: {max(heads.values())})")
+    return number
 
 
 def _plain(v: Any) -> Any:

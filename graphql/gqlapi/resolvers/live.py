@@ -208,11 +208,11 @@ async def _stream(info: strawberry.Info, stream: Stream, chain: str | None, sinc
     sub = live.open(info, chain)
     try:
         sent: dict[str, int] = {}  # chain -> highest block this subscriber was sent something at
-        floor = since.number if since is not None else -1  # a resuming client holds messages up to `since`
+        floor = since.at() if since is not None else -1  # a resuming client holds messages up to `since`
         snap = None
         if since is not None:
             snap, rows = await live.history(stream.history_sql(where_sql),
-                                            {"chain": chain, "lo": since.number, **where_params}, since_hash)
+                                            {"chain": chain, "lo": since.at(), **where_params}, since_hash)
             for r in rows:
                 if keep(r):
                     sent[r["chain"]] = max(sent.get(r["chain"], floor), int(r["block_number"]))
@@ -240,8 +240,7 @@ def _since(since: SinceInput | None) -> str | None:
     """Check a `since` argument; its hash, lowercase (or None)."""
     if since is None:
         return None
-    if since.number < 0:
-        raise UserError("since.number must be ≥ 0")
+    since.at()  # one of number or version, ≥ 0
     return hash_arg(since.hash, "since.hash")
 
 
@@ -264,7 +263,7 @@ async def blocks(info: strawberry.Info, chain: str | None = None,
             snap, rows = await live.history(
                 "SELECT chain, number AS block_number, hash AS block_hash FROM indexed_block WHERE "
                 "(%(chain)s::text IS NULL OR chain = %(chain)s) AND number > %(lo)s ORDER BY chain, number LIMIT %(limit)s",
-                {"chain": chain, "lo": since.number}, since_hash)
+                {"chain": chain, "lo": since.at()}, since_hash)
             for r in rows:
                 yield BlockIndexed(block=LiveBlock(chain=r["chain"], number=r["block_number"], hash=r["block_hash"]),
                                    from_block=r["block_number"], kinds=[], meta=None)

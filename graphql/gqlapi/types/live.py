@@ -15,8 +15,15 @@ from gqlapi.types.meta import ChainMeta
                   "was sent). With `hash` (that block's hash), a block a reorg replaced while the client was away is "
                   "refused (SINCE_REORGED: resume from an earlier block) instead of resumed from silently.")
 class SinceInput:
-    number: BlockNumber
+    number: int | None = strawberry.field(default=None, description="The last block the client was sent.")
+    version: BlockNumber | None = strawberry.field(default=None, description="The same as a 64-bit BlockNumber (an "
+                                                   "Aptos ledger version past 2**31). Give this or `number`.")
     hash: str | None = None
+
+    def at(self) -> int:
+        from gqlapi.types.block import block_arg
+
+        return block_arg(self.number, self.version, "since")
 
 
 @strawberry.type(description="The block a live message is true at.")
