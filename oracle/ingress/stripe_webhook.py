@@ -139,11 +139,8 @@ def assess(event: Event, pi: dict[str, Any] | None, settings: Any) -> tuple[Even
 
 
 @functools.lru_cache(maxsize=4)
-@functools.lru_cache(maxsize=8)
 def _client(api_key: str, base: str | None) -> stripe.StripeClient:
     # Short timeouts and one retry: the webhook is waiting, and Stripe redelivers what we answer 503 to.
-    # One client per key and base, kept: its RequestsClient holds a keep-alive session per thread, so a webhook's
-    # re-fetch reuses a connection (a new client per call paid a TCP, in production a TLS, handshake each time).
     return stripe.StripeClient(api_key, base_addresses={"api": base} if base else {}, max_network_retries=1,
                                http_client=stripe.RequestsClient(timeout=10))
 
