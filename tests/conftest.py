@@ -82,3 +82,47 @@ def chopsticks() -> Iterator["Callable[..., Chopsticks]"]:
     finally:
         for node in started:
             node.close()
+
+
+def _children(pid: int) -> list[int]:
+    """Live child processes of `pid` (from /proc: no extra dependency)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[1]) == pid:
+            out.append(int(entry))
+    return out
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Nothing left running: every fixture has been torn down by now, so a child process still alive was leaked by a
+    test that failed before its cleanup (an indexer left retrying a dropped database, say). Stop it, and say so."""
+    import signal
+    import time
+
+    if not os.path.isdir("/proc"):
+        return
+    left = _children(os.getpid())
+    for pid in left:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")[:160]
+            os.kill(pid, signal.SIGTERM)
+            print(f"\nconftest: stopped a process a test left running: {pid} {cmd}", file=sys.stderr)
+        except OSError:
+            pass
+    deadline = time.monotonic() + 5
+    while left and time.monotonic() < deadline:
+        left = [p for p in left if p in _children(os.getpid())]
+        time.sleep(0.1)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass

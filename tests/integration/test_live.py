@@ -220,14 +220,16 @@ def test_a_killed_indexer_restarting_does_not_replay_notices(anvil, db_url):
             row = conn.execute("SELECT block_number FROM indexer_cursor").fetchone()
         return row[0] if row else -1
 
+    proc = None
     try:
         for _ in range(2):
             before = cursor()
             proc = subprocess.Popen([sys.executable, "-m", "carbonledger.cli", "index", "--no-progress", "--port", "-1"],
                                     env=index_env(settings), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 120
             while cursor() < before + 5:  # killed mid-backfill, once it has committed a few ranges
-                assert proc.poll() is None and time.monotonic() < deadline
+                assert proc.poll() is None, f"the indexer exited {proc.returncode}"
+                assert time.monotonic() < deadline, f"cursor at {cursor()}, waiting for {before + 5}"
                 time.sleep(0.01)
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
@@ -248,6 +250,9 @@ def test_a_killed_indexer_restarting_does_not_replay_notices(anvil, db_url):
         assert all(n["t"] == "block" and int(n["xid"]) > 0 for n in notices)
         assert cursor() == head
     finally:
+        if proc is not None and proc.poll() is None:  # a failed wait must not leave the indexer running
+            proc.kill()
+            proc.wait(10)
         listen.close()
 
 
