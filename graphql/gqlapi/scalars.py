@@ -31,8 +31,9 @@ BlockNumber = NewType("BlockNumber", int)
 _INT64_END = 2**63
 
 
-def _int64(name: str, what: str) -> Any:
-    """A parser of 0..2**63 - 1 from a JSON number or a decimal string, refusing anything else by `name`."""
+def _int64(name: str, what: str, description: str) -> Any:
+    """A 64-bit integer scalar: out as a JSON number (exact in every client up to 2**53); in, 0..2**63 - 1 from a JSON
+    number or a decimal string, anything else refused by `name`."""
 
     def parse(value: object) -> int:
         v: int | None = None
@@ -44,11 +45,7 @@ def _int64(name: str, what: str) -> Any:
             raise UserError(f"{name}: expected {what}, an integer from 0 to 2**63 - 1, got {str(value)[:40]!r}")
         return v
 
-    return parse
-
-
-def _serialize_int64(value: object) -> int:
-    return int(value)  # type: ignore[call-overload]  # a JSON number: exact in every client up to 2**53
+    return strawberry.scalar(name=name, description=description, serialize=int, parse_value=parse)
 
 
 SCALARS = {
@@ -58,18 +55,8 @@ SCALARS = {
         serialize=str,
         parse_value=_parse_bigint,
     ),
-    Timestamp: strawberry.scalar(
-        name="Timestamp",
-        description="Unix seconds as a JSON number; 64-bit (a GraphQL Int ends in 2038). Inputs take a number or a "
-                    "decimal string.",
-        serialize=_serialize_int64,
-        parse_value=_int64("Timestamp", "unix seconds"),
-    ),
-    BlockNumber: strawberry.scalar(
-        name="BlockNumber",
-        description="A block number as a JSON number, 64-bit: an Aptos chain's blocks are its ledger versions, "
-                    "past 2**31 on mainnet, where a GraphQL Int stops.",
-        serialize=_serialize_int64,
-        parse_value=_int64("BlockNumber", "a block number"),
-    ),
+    Timestamp: _int64("Timestamp", "unix seconds", "Unix seconds as a JSON number; 64-bit (a GraphQL Int ends in "
+                      "2038). Inputs take a number or a decimal string."),
+    BlockNumber: _int64("BlockNumber", "a block number", "A block number as a JSON number, 64-bit: an Aptos chain's "
+                        "blocks are its ledger versions, past 2**31 on mainnet, where a GraphQL Int stops."),
 }
