@@ -123,8 +123,8 @@ class Database:
 
     async def close(self) -> None:
         self._closed = True
-        if self._renewing:
-            await asyncio.gather(*self._renewing, return_exceptions=True)
+        while self._renewing:  # a renewal may wake a waiter, which is one more task
+            await asyncio.gather(*list(self._renewing), return_exceptions=True)
         idle, self._idle = self._idle, []
         for conn in idle:
             await conn.close()

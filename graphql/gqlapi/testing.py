@@ -8,6 +8,7 @@ current row (valid_to = B) and opens a new one (valid_from = B); two updates in 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import itertools
@@ -284,7 +285,6 @@ class ApiClient:
     statement_timeout_ms, read_url, replica_max_lag_s and replica_check_s of DatabaseSettings."""
 
     def __init__(self, url: str, **api: Any) -> None:
-        import asyncio
 
         import httpx
 
@@ -327,6 +327,14 @@ class ApiClient:
     def close(self) -> None:
         self.loop.run_until_complete(self.http.aclose())
         self.loop.run_until_complete(self.db.close())
+        # as asyncio.run ends: a task still pending (a pool's last wake-up) is cancelled and awaited, not destroyed
+        # with the loop ("Task was destroyed but it is pending", logged whenever the garbage collector gets to it)
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         self.loop.close()
 
 
@@ -429,7 +437,6 @@ class WsClient:
         self._reader: Any = None
 
     async def start(self) -> "WsClient":
-        import asyncio
 
         import orjson
         from websockets.asyncio.client import connect
@@ -442,7 +449,6 @@ class WsClient:
         return self
 
     async def _read(self) -> None:
-        import asyncio
 
         import orjson
         from websockets.exceptions import ConnectionClosed
@@ -463,7 +469,6 @@ class WsClient:
             q.put_nowait(None)
 
     async def subscribe(self, id: str, query: str, variables: dict | None = None) -> None:
-        import asyncio
 
         import orjson
 
@@ -474,7 +479,6 @@ class WsClient:
     async def next(self, id: str, timeout: float = 30) -> Any:
         """The next message of operation `id` (its payload's data, or the whole message if not `next`); None once
         the socket closed."""
-        import asyncio
 
         q = self.inbox.setdefault(id, asyncio.Queue())
         m = await asyncio.wait_for(q.get(), timeout)

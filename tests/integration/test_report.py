@@ -120,19 +120,22 @@ def test_the_api_gives_the_same_report(indexed):
 
     settings, dep, acme = indexed
     api = ApiClient(settings.database.url)
-    q = """query($h: String, $b: String, $from: Timestamp, $to: Timestamp, $first: Int) {
-      retirementReport(holder: $h, beneficiary: $b, from: $from, to: $to, first: $first) {
-        certificateCount totalAmount truncated certificates { id amount beneficiary verification { command } }
-        byProject { projectId amount } byVintage { vintage amount } byMonth { month projectId amount } } }"""
-    rep = api.q(q, {"h": acme})["retirementReport"]
-    assert rep["certificateCount"] == 4 and rep["totalAmount"] == "205" and not rep["truncated"]
-    assert rep["byProject"] == [{"projectId": "PRJ-COOKSTOVE", "amount": "40"}, {"projectId": "PRJ-FOREST", "amount": "165"}]
-    assert [v["vintage"] for v in rep["byVintage"]] == [2021, 2023]
-    cut = api.q(q, {"b": "Acme Ltd", "from": T0 + MONTH, "first": 1})["retirementReport"]
-    assert cut["truncated"] and len(cut["certificates"]) == 1 and cut["totalAmount"] == "105"
-    bad = api.post(q, {"h": acme, "b": "Acme Ltd"}).json()
-    assert "exactly one of beneficiary or holder" in bad["errors"][0]["message"]
-    later = api.q(q, {"h": acme, "from": 2**32, "to": "9999999999"})["retirementReport"]  # past 2038, past 2106
-    assert later["certificateCount"] == 0 and later["certificates"] == []
-    huge = api.post(q, {"h": acme, "to": str(10**30)}).json()
-    assert "Timestamp: expected unix seconds" in huge["errors"][0]["message"]
+    try:
+        q = """query($h: String, $b: String, $from: Timestamp, $to: Timestamp, $first: Int) {
+          retirementReport(holder: $h, beneficiary: $b, from: $from, to: $to, first: $first) {
+            certificateCount totalAmount truncated certificates { id amount beneficiary verification { command } }
+            byProject { projectId amount } byVintage { vintage amount } byMonth { month projectId amount } } }"""
+        rep = api.q(q, {"h": acme})["retirementReport"]
+        assert rep["certificateCount"] == 4 and rep["totalAmount"] == "205" and not rep["truncated"]
+        assert rep["byProject"] == [{"projectId": "PRJ-COOKSTOVE", "amount": "40"}, {"projectId": "PRJ-FOREST", "amount": "165"}]
+        assert [v["vintage"] for v in rep["byVintage"]] == [2021, 2023]
+        cut = api.q(q, {"b": "Acme Ltd", "from": T0 + MONTH, "first": 1})["retirementReport"]
+        assert cut["truncated"] and len(cut["certificates"]) == 1 and cut["totalAmount"] == "105"
+        bad = api.post(q, {"h": acme, "b": "Acme Ltd"}).json()
+        assert "exactly one of beneficiary or holder" in bad["errors"][0]["message"]
+        later = api.q(q, {"h": acme, "from": 2**32, "to": "9999999999"})["retirementReport"]  # past 2038, past 2106
+        assert later["certificateCount"] == 0 and later["certificates"] == []
+        huge = api.post(q, {"h": acme, "to": str(10**30)}).json()
+        assert "Timestamp: expected unix seconds" in huge["errors"][0]["message"]
+    finally:
+        api.close()
