@@ -6,7 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, SecretStr
 
-from core.config import ChainSettings, ContractSettings, FiatRate, MarketBatch, MarketSettings, Settings, SubstrateAsset
+from core.config import (ChainSettings, ContractSettings, FiatRate, InkContract, MarketBatch, MarketSettings, Settings,
+                         SubstrateAsset)
 
 BEGIN, END = "<!-- config-reference:begin -->", "<!-- config-reference:end -->"
 
@@ -52,6 +53,8 @@ def reference_markdown() -> str:
     market = _rows(MarketSettings, "chains.<name>.markets[].")
     market += _rows(MarketBatch, "chains.<name>.markets[].batches.<token id>.")
     rows[at:at] = market
+    at = next(i for i, r in enumerate(rows) if r[0] == "chains.<name>.ink_contracts") + 1
+    rows[at:at] = _rows(InkContract, "chains.<name>.ink_contracts.<address>.")
     lines = ["| key | default | meaning |", "|---|---|---|"]
     lines += [f"| `{k}` | {d} | {m} |" for k, d, m in rows]
     return "\n".join(lines)

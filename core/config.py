@@ -129,6 +129,17 @@ class InkContract(_Strict):
                                     "in snake_case, as contracts/Escrow.sol).")
     metadata: str = Field(..., min_length=1, description="Path of the contract's ink! metadata JSON (cargo-contract's "
                           "`<name>.json`; ink! v3 to v5), relative to the working directory.")
+    gas_limit: tuple[int, int] = Field((30_000_000_000, 1_048_576), description="The oracle's `Contracts.call` "
+                                       "weight limit `[ref_time, proof_size]` for its writes to the contract (only "
+                                       "the weight used is charged; the pre-check's dry run refuses a write that runs "
+                                       "out of it, naming this key).")
+
+    @field_validator("gas_limit")
+    @classmethod
+    def _weight(cls, v: tuple[int, int]) -> tuple[int, int]:
+        if not all(0 < x < 2**64 for x in v):
+            raise ValueError("both parts of the weight must be between 1 and 2**64 - 1")
+        return v
 
 
 class MarketBatch(SubstrateAsset):

@@ -69,9 +69,24 @@ def _evm_writer(oracle: Oracle, cs: Any, o: Any) -> Any:
 
 
 def _substrate_writer(oracle: Oracle, cs: Any, o: Any) -> Any:
+    from chains.substrate.accounts import RETIREMENT_ACCOUNT, check_settings, public_key
+    from chains.substrate.ink import load_contracts
     from chains.substrate.writer import SubstrateWriter
 
-    return SubstrateWriter.from_secret(oracle.chain, str(cs.ws_url or cs.rpc_url).rstrip("/"), load_signer(o).reveal())
+    check_settings(cs, oracle.chain)
+    contracts = load_contracts(cs.ink_contracts, oracle.chain)
+    for address, c in cs.ink_contracts.items():
+        missing = contracts[public_key(address)].missing_messages()
+        if missing:  # the oracle would have nothing to call: say so now, not at the first payment
+            raise ConfigError(f"chains.{oracle.chain}.ink_contracts.{address}.metadata: {c.metadata} has no message "
+                              f"{', '.join(missing)} for the oracle to write with; see contracts/substrate/escrow.json")
+    writer = SubstrateWriter.from_secret(
+        oracle.chain, str(cs.ws_url or cs.rpc_url).rstrip("/"), load_signer(o).reveal(), contracts=contracts,
+        retirement_account=public_key(cs.retirement_account) if cs.retirement_account else RETIREMENT_ACCOUNT)
+    if contracts and not writer.has_call("Contracts", "call"):
+        raise ConfigError(f"chains.{oracle.chain}.ink_contracts: the node's runtime has no contracts pallet "
+                          "(Contracts.call), so the oracle cannot write to an ink! contract there")
+    return writer
 
 
 def _aptos_writer(oracle: Oracle, cs: Any, o: Any) -> Any:

@@ -11,9 +11,11 @@ What differs:
 - an extrinsic whose mortal era is over without it in any block can never be included: if its nonce is still
   unused it is signed again with the same nonce and a new era, else the intent goes back to pending;
 - confirmed = in a finalized block still on the best chain; `ExtrinsicFailed` = failed with the DispatchError named;
-- the pre-check that finds an already-included write: an `IoTAnchor.anchor` whose root the indexer already holds
-  for this chain is done (the idempotency key travels in the remark, so a scan of the chain finds it too);
-  every other write is dry-run (`system_dryRun`) and refused with its decoded error.
+- the pre-check that finds an already-included write (`INDEXED_DONE`): an `IoTAnchor.anchor` whose root the
+  indexer already holds for this chain (the idempotency key travels in the remark, so a scan of the chain finds it
+  too), or an ink! escrow payment whose order the indexer holds funded with the payment's reference, is done;
+  every other write is dry-run (`system_dryRun`) and refused with its decoded error (a reverting contract call
+  as `Contracts.ContractReverted`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,17 @@ from chains.evm.writer import Fees
 from oracle.sender import Attempt, InFlight, RemembersAttempts, Sender
 
 log = logging.getLogger("carbonledger.oracle.sender")
+
+
+# A write the indexer already holds is done (Substrate has no view calls to ask the chain cheaply): what to look for,
+# per (contract, function), and its parameters from the request's args after the chain.
+INDEXED_DONE = {
+    ("IoTAnchor", "anchor"): ("SELECT 1 FROM iot_anchor WHERE chain = %s AND root = %s",
+                              lambda a: (str(a[0]).lower(),)),
+    # an ink! escrow's order funded with this payment's reference, in any version (it may have moved on since)
+    ("Escrow", "recordOffchainPayment"): ("SELECT 1 FROM escrow_order WHERE chain = %s AND order_id = %s AND "
+                                          "payment_ref = %s LIMIT 1", lambda a: (int(a[0]), str(a[1]))),
+}
 
 
 class SubstrateSender(RemembersAttempts, Sender):
@@ -43,10 +56,9 @@ class SubstrateSender(RemembersAttempts, Sender):
         done = []
         with self.pool.connection() as conn:
             for r in reqs:
-                anchored = (r.contract, r.function) == ("IoTAnchor", "anchor") and conn.execute(
-                    "SELECT 1 FROM iot_anchor WHERE chain = %s AND root = %s", (self.chain, str(r.args[0]).lower())
-                ).fetchone() is not None
-                done.append(anchored)
+                found = INDEXED_DONE.get((r.contract, r.function))
+                done.append(found is not None and conn.execute(found[0], (self.chain, *found[1](r.args))
+                                                               ).fetchone() is not None)
         return done, [(0, None if d else self.writer.precheck(r)) for r, d in zip(reqs, done)]
 
 

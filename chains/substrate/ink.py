@@ -8,6 +8,10 @@ The fields decode with the contract's own type registry through substrate-interf
 ContractEvent (scalecodec), without a node. Accounts come out as 0x-hex public keys, as everywhere else here.
 No contracts runtime runs here (chopsticks' Asset Hub has no contracts pallet): this is tested on the recorded
 vectors and metadata in ../shared/fixtures/substrate.
+
+The oracle's writes to a contract (`ROLE_MESSAGES`: an escrow's `record_offchain_payment`) are messages of the same
+metadata: `Contracts.call` data is the message's selector followed by its arguments SCALE-encoded with the contract's
+types (`InkDecoder.message_data`).
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
 
-from scalecodec.base import RuntimeConfigurationObject, ScaleBytes
-from scalecodec.type_registry import load_type_registry_preset
+from scalecodec.base import ScaleBytes
+
+from chains.substrate.runtime import own_config
 
 MAX_DATA = 16 * 1024
 MAX_METADATA = 8 * 1024 * 1024
@@ -37,18 +42,36 @@ ROLE_EVENTS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
+# The protocol's write intents on a role's contract: (contract, function) -> (ink! message label, argument labels in
+# the order of the intent's args). The oracle refuses to start on a contract whose metadata lacks them.
+ROLE_MESSAGES: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
+    "Escrow": {"recordOffchainPayment": ("record_offchain_payment", ("order_id", "payment_ref"))},
+}
+
+
 class InkDecoder:
-    """Decoder of one contract's events."""
+    """Decoder of one contract's events; encoder of its messages' call data."""
 
     def __init__(self, metadata: Mapping[str, Any]) -> None:
         from substrateinterface.contracts import ContractMetadata
 
-        self.config = RuntimeConfigurationObject()
-        self.config.update_type_registry(load_type_registry_preset("core"))
-        node = SimpleNamespace(init_runtime=lambda: None, runtime_config=self.config)  # no node needed to decode
+        self.config = own_config()
+        node = SimpleNamespace(init_runtime=lambda: None, runtime_config=self.config,  # no node needed
+                               encode_scale=lambda type_string, value: self.config.create_scale_object(type_string).encode(value))
         self.metadata = ContractMetadata(copy.deepcopy(dict(metadata)), node)
         self.version = self.metadata.metadata_version
         self.events = self.metadata.metadata_dict["spec"]["events"]
+        self.messages = {m.get("label"): m for m in self.metadata.metadata_dict["spec"].get("messages", ())}
+
+    def message_data(self, label: str, args: Mapping[str, Any]) -> bytes:
+        """`Contracts.call` data: the message's selector, then its arguments encoded with the contract's types
+        (ValueError for a message the contract does not have or arguments its types refuse)."""
+        if label not in self.messages:
+            raise ValueError(f"the contract has no message {label}")
+        try:
+            return bytes(self.metadata.generate_message_data(label, dict(args)).data)
+        except Exception as exc:  # noqa: BLE001 - scalecodec raises many types on a value its type refuses
+            raise ValueError(f"ink! message {label}: {type(exc).__name__}: {str(exc)[:200]}") from None
 
     def decode(self, data: bytes, topics: Sequence[str] = ()) -> tuple[str, dict[str, Any]]:
         """(event label, {arg label: value}); ValueError naming the problem for a payload that is not one of
@@ -87,10 +110,25 @@ def snake(name: str) -> str:
 
 
 class FollowedContract:
-    """A followed ink! contract: its role and its decoder."""
+    """A followed ink! contract: its role, its decoder and where its metadata came from."""
 
-    def __init__(self, role: str, decoder: InkDecoder) -> None:
-        self.role, self.decoder = role, decoder
+    def __init__(self, role: str, decoder: InkDecoder, source: str = "",
+                 gas_limit: tuple[int, int] = (30_000_000_000, 1_048_576)) -> None:
+        self.role, self.decoder, self.source, self.gas_limit = role, decoder, source, tuple(gas_limit)
+
+    def call_data(self, function: str, args: Sequence[Any]) -> bytes:
+        """The `Contracts.call` data of the protocol write `function(*args)` on this contract (ROLE_MESSAGES)."""
+        label, names = ROLE_MESSAGES[self.role][function]
+        return self.decoder.message_data(label, dict(zip(names, args, strict=True)))
+
+    def missing_messages(self) -> list[str]:
+        """The role's messages (with their arguments) this contract's metadata does not declare."""
+        out = []
+        for label, names in ROLE_MESSAGES[self.role].values():
+            m = self.decoder.messages.get(label)
+            if m is None or [a.get("label") for a in m.get("args", ())] != list(names):
+                out.append(f"{label}({', '.join(names)})")
+        return out
 
     def protocol_event(self, data: bytes, topics: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
         """(event, protocol args) of one ContractEmitted payload; None for an event of the contract that is not one
@@ -116,6 +154,7 @@ def load_contracts(settings: Mapping[str, Any], chain: str) -> dict[str, Followe
     from core.config import ConfigError
 
     out: dict[str, FollowedContract] = {}
+    roles: dict[str, str] = {}
     for address, c in settings.items():
         key = f"chains.{chain}.ink_contracts.{address}"
         try:
@@ -140,5 +179,9 @@ def load_contracts(settings: Mapping[str, Any], chain: str) -> dict[str, Followe
             if name not in declared or not want <= declared[name]:
                 raise ConfigError(f"{key}.metadata: {path} does not declare the {c.role} event {name}"
                                   f"({', '.join(sorted(want))}); see contracts/substrate/escrow.json")
-        out[pk] = FollowedContract(c.role, dec)
+        if c.role in roles:  # its rows are keyed by the role's own ids (order ids): two contracts would collide
+            raise ConfigError(f"{key}: a second {c.role} contract on this chain (the first is {roles[c.role]}); "
+                              "follow one per chain")
+        roles[c.role] = address
+        out[pk] = FollowedContract(c.role, dec, str(path), c.gas_limit)
     return out

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import xxhash
-from scalecodec.base import RuntimeConfigurationObject, ScaleBytes
+from scalecodec.base import RuntimeConfigurationObject, ScaleBytes, ScalePrimitive
 from scalecodec.type_registry import load_type_registry_preset
 
 from chains.rpc import RpcError
@@ -55,6 +55,28 @@ def compact_u32(raw: bytes) -> int:
     raise ValueError("malformed compact")
 
 
+def own_config() -> RuntimeConfigurationObject:
+    """A scalecodec configuration (core types) whose classes are its own.
+
+    scalecodec's registry maps type names to module-level classes and stamps `runtime_config` on a class at every
+    lookup; a type's objects then resolve their inner type strings through that class attribute. Two
+    configurations in one process (a Runtime per spec version, each ink! contract's, substrate-interface's own)
+    would make each other's objects look types up in the wrong registry: an ink! contract's message encoded after a
+    Runtime was built left `Contracts.call`'s account enum resolving the runtime's type ids in the contract's
+    registry ("Decoder class for scale_info::0 not found"). Here every registered class but the primitives is a
+    private subclass, so the stamps land on classes only this configuration uses. (Their names carry "::", which
+    scalecodec's own registry scan skips, so no other configuration picks them up.)"""
+    config = RuntimeConfigurationObject()
+    config.update_type_registry(load_type_registry_preset("core"))
+    tag = f"carbonledger{id(config):x}::"
+    types = config.type_registry["types"]
+    for name, cls in list(types.items()):
+        # primitives stay shared: they resolve no type strings, and scalecodec tells Vec<u8> by `is U8`
+        if isinstance(cls, type) and not issubclass(cls, ScalePrimitive):
+            types[name] = type(tag + cls.__name__, (cls,), {})
+    return config
+
+
 class Runtime:
     """One runtime version: its decoded metadata, a type registry and the storage types the reader needs.
 
@@ -62,8 +84,7 @@ class Runtime:
 
     def __init__(self, spec_version: int, metadata_hex: str) -> None:
         self.spec_version = spec_version
-        self.config = RuntimeConfigurationObject()
-        self.config.update_type_registry(load_type_registry_preset("core"))
+        self.config = own_config()
         self.metadata = self.config.create_scale_object("MetadataVersioned", data=ScaleBytes(metadata_hex))
         self.metadata.decode()
         self.config.add_portable_registry(self.metadata)

@@ -9,6 +9,12 @@ restarted writer can find its own write on chain):
   ``utility.batch_all([assets.mint(batchId, to, amount), system.remark_with_event(mint record)])``;
 - ``CarbonCredit.retire(batchId, amount, beneficiary, reason)`` -> ``utility.batch_all([assets.transfer(batchId,
   retirement_account, amount), system.remark_with_event(retire record)])``, signed by the holder;
+- ``Escrow.recordOffchainPayment(orderId, paymentRef)`` (an M-Pesa or card payment for an order) ->
+  ``contracts.call`` of the followed ink! escrow's ``record_offchain_payment`` message (chains.substrate.ink:
+  selector and arguments from the contract's metadata; weight limit from its ``gas_limit`` setting). The call's
+  shape is the runtime's own (Weight v1 or v2, with or without ``storage_deposit_limit``). Exactly once: the
+  escrow refuses a second payment of an order or a used reference, and the sender's pre-check finds a payment
+  the indexer already holds;
 - ``<Pallet>.<call>(params)`` with one dict argument -> that pallet call as is (e.g. ``Assets.create``).
 
 Extrinsics are mortal (`era_period` blocks) and carry the sender's own nonce (the oracle's sender owns the
@@ -26,18 +32,48 @@ from chains.base import ChainError, ChainWriter, MaybeSent, Rejected, TxRequest,
 from chains.rpc import RpcError, RpcTransportError
 from chains.substrate import records
 from chains.substrate.accounts import RETIREMENT_ACCOUNT
+from chains.substrate.ink import ROLE_MESSAGES, FollowedContract
 from chains.substrate.runtime import blake2_256
+
+
+def contract_call_params(fields: list[dict[str, Any]], config: Any, dest: str, data: bytes,
+                         gas_limit: tuple[int, int]) -> dict[str, Any]:
+    """`Contracts.call` parameters in the shape of this runtime's call (`fields` from its metadata, types resolved
+    with `config`): the weight limit is `{ref_time, proof_size}` (Weight v2) or `ref_time` alone (v1), and
+    `storage_deposit_limit` (newer pallets) is None: no limit beyond the signer's balance."""
+    ref_time, proof_size = gas_limit
+    out: dict[str, Any] = {}
+    for f in fields:
+        name = f["name"]
+        if name == "dest":
+            out[name] = dest
+        elif name == "value":
+            out[name] = 0
+        elif name == "gas_limit":
+            parts = getattr(config.get_decoder_class(f"scale_info::{f['type']}"), "type_mapping", None) or ()
+            out[name] = {"ref_time": ref_time, "proof_size": proof_size} if any(
+                p[0] == "proof_size" for p in parts) else ref_time
+        elif name == "storage_deposit_limit":
+            out[name] = None
+        elif name == "data":
+            out[name] = "0x" + data.hex()
+        else:
+            raise ChainError(f"Contracts.call of this runtime has a parameter {name!r} carbonledger does not know")
+    return out
 
 
 class SubstrateWriter(ChainWriter):
     """Signs and follows extrinsics of one key on one Substrate chain."""
 
     def __init__(self, chain: str, url: str, keypair: Any, *, era_period: int = 64,
-                 retirement_account: str = RETIREMENT_ACCOUNT) -> None:
+                 retirement_account: str = RETIREMENT_ACCOUNT,
+                 contracts: Mapping[str, FollowedContract] | None = None) -> None:
         from substrateinterface import SubstrateInterface
 
         self.chain = chain
         self.retirement_account = retirement_account
+        # the followed ink! contract of each role the protocol writes to (chains.<chain>.ink_contracts): role -> (0x key, it)
+        self.contracts = {c.role: (pk, c) for pk, c in (contracts or {}).items() if c.role in ROLE_MESSAGES}
         self.si = SubstrateInterface(url=url)
         self.keypair = keypair
         self.era_period = era_period
@@ -50,6 +86,14 @@ class SubstrateWriter(ChainWriter):
         from substrateinterface import Keypair, KeypairType
 
         return cls(chain, url, Keypair.create_from_seed("0x" + bytes(secret).hex(), crypto_type=KeypairType.SR25519), **kw)
+
+    def has_call(self, pallet: str, call: str) -> bool:
+        """Whether the node's current runtime has `pallet.call`."""
+        self.si.init_runtime()
+        try:
+            return self.si.get_metadata_call_function(pallet, call) is not None
+        except Exception:  # noqa: BLE001 - substrate-interface raises on an unknown pallet
+            return False
 
     def address(self) -> str:
         return "0x" + self.keypair.public_key.hex()
@@ -79,6 +123,20 @@ class SubstrateWriter(ChainWriter):
             return si.compose_call("Utility", "batch_all", {"calls": [
                 si.compose_call("Assets", "transfer", {"id": batch, "target": self.retirement_account, "amount": amount}),
                 si.compose_call("System", "remark_with_event", {"remark": "0x" + raw.hex()})]})
+        if request.function in ROLE_MESSAGES.get(request.contract, {}):
+            if request.contract not in self.contracts:
+                raise ChainError(f"{request.contract}.{request.function}: chains.{self.chain}.ink_contracts has no "
+                                 f"{request.contract} contract")
+            pk, contract = self.contracts[request.contract]
+            args = [int(a) if i == 0 else a for i, a in enumerate(request.args)]  # the target id comes as text
+            try:
+                data = contract.call_data(request.function, args)
+            except ValueError as exc:
+                raise ChainError(f"{request.contract}.{request.function}: {exc}") from None
+            si.init_runtime()
+            fields = si.get_metadata_call_function("Contracts", "call").value["fields"]
+            return si.compose_call("Contracts", "call", contract_call_params(fields, si.runtime_config, pk, data,
+                                                                             contract.gas_limit))
         if len(request.args) == 1 and isinstance(request.args[0], Mapping):
             return si.compose_call(request.contract, request.function, dict(request.args[0]))
         raise ChainError(f"no Substrate call for {request.contract}.{request.function}")
@@ -207,7 +265,11 @@ class SubstrateWriter(ChainWriter):
             return f"invalid transaction: 0x{res[1:].hex()}"
         if res[:2] == b"\x00\x00":
             return None
-        return self.dispatch_error(res[2:])
+        error = self.dispatch_error(res[2:])
+        if error.startswith("Contracts.OutOfGas") and request.contract in self.contracts:
+            error += (f" (raise chains.{self.chain}.ink_contracts.<{request.contract} contract>.gas_limit; "
+                      f"now {list(self.contracts[request.contract][1].gas_limit)})")
+        return error
 
     def dispatch_error(self, raw: bytes) -> str:
         """A SCALE DispatchError as "Pallet.Error: docs" (module errors named from the metadata)."""

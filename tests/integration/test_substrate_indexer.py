@@ -224,11 +224,15 @@ def test_pushed_finalized_heads_wake_the_indexer(chopsticks, db_url):
     assert code == [0]
 
 
-def test_ink_contracts_on_a_runtime_without_the_contracts_pallet_are_refused_at_start(chopsticks, db_url):
-    """The reader reads the runtime's metadata before following ink! contracts: Asset Hub has no contracts pallet,
-    so a config naming one is a start-up error naming the key, not a chain followed for events that cannot come."""
+def test_ink_contracts_on_a_runtime_without_the_contracts_pallet_are_refused_at_start(chopsticks, db_url, monkeypatch):
+    """The reader and the oracle read the runtime's metadata before following or writing to ink! contracts: Asset
+    Hub has no contracts pallet, so a config naming one is a start-up error naming the key, not a chain followed for
+    events that cannot come or payments accepted that can never be written."""
+    from types import SimpleNamespace
+
     from chains.substrate.reader import SubstrateReader
     from core.config import ConfigError
+    from oracle.runtime import _substrate_writer
 
     chop = chopsticks()
     meta = str(ROOT / "contracts" / "substrate" / "escrow.json")
@@ -238,3 +242,15 @@ def test_ink_contracts_on_a_runtime_without_the_contracts_pallet_are_refused_at_
         SubstrateReader.open("ah", s.chains["ah"])
     opened = SubstrateReader.open("ah", substrate_settings(chop.url, db_url, "0x" + "01" * 32).chains["ah"])
     assert opened.reader.best_runtime().has_event("Assets", "Transferred")
+    monkeypatch.setenv("CARBONLEDGER_SIGNER_KEY", "0x" + "5e" * 32)
+    oracle = SimpleNamespace(chain="ah")
+    with_escrow = substrate_settings(chop.url, db_url, "0x" + "01" * 32, ws_url=chop.ws_url,
+                                     ink_contracts={"0x" + "e5" * 32: {"role": "Escrow", "metadata": meta}})
+    with pytest.raises(ConfigError, match=r"chains\.ah\.ink_contracts: the node's runtime has no contracts pallet "
+                                          r"\(Contracts\.call\), so the oracle cannot write"):
+        _substrate_writer(oracle, with_escrow.chains["ah"], with_escrow.oracle)
+    plain = substrate_settings(chop.url, db_url, "0x" + "01" * 32, ws_url=chop.ws_url, retirement_account="0x" + "7e" * 32)
+    writer = _substrate_writer(oracle, plain.chains["ah"], plain.oracle)
+    assert writer.has_call("Assets", "transfer") and not writer.has_call("Contracts", "call")
+    assert writer.retirement_account == "0x" + "7e" * 32  # the configured one, where the indexer looks for retirements
+    writer.si.close()

@@ -161,3 +161,67 @@ def test_ink_contract_settings_errors_name_the_key(substrate_fixtures, tmp_path)
     # a real contract's metadata that is no escrow: refused at start-up rather than indexing nothing
     with pytest.raises(ConfigError, match="does not declare the Escrow event OrderCreated"):
         load_contracts(_escrow_settings(substrate_fixtures / "erc20-v3.json"), "sub")
+
+
+# --------------------------------------------------------------------------- the oracle's writes to an ink! escrow
+
+def test_escrow_payment_call_data_is_the_selector_then_scale_arguments():
+    """The message's selector is ink!'s rule (first 4 bytes of blake2_256 of the message label), computed here, and
+    the arguments are SCALE: order id u128 little-endian, the reference as a length-prefixed UTF-8 string."""
+    from chains.substrate.ink import load_contracts
+
+    (contract,) = load_contracts(_escrow_settings(), "sub").values()
+    assert contract.missing_messages() == []
+    ref = "QKR7ABC123"
+    want = blake2_256(b"record_offchain_payment")[:4] + (7).to_bytes(16, "little") + bytes([len(ref) << 2]) + ref.encode()
+    assert contract.call_data("recordOffchainPayment", [7, ref]) == want
+    with pytest.raises(ValueError):  # an order id u128 cannot carry
+        contract.call_data("recordOffchainPayment", [2**128, ref])
+
+
+@pytest.mark.parametrize("metadata,weight_v2", [("metadata_v14_with_contracts.json", False),
+                                                ("metadata_v14_substrate-contracts-node.json", True)])
+def test_escrow_payment_is_a_contracts_call_in_the_runtimes_own_shape(substrate_fixtures, metadata, weight_v2):
+    """Two recorded runtimes with the contracts pallet: an older one (Weight v1, no storage deposit limit) and
+    substrate-contracts-node (Weight v2 and storage_deposit_limit). The oracle's call parameters encode with each
+    runtime's Call type and decode back to the escrow, the configured weight and the message's data."""
+    from chains.substrate.ink import load_contracts
+    from chains.substrate.runtime import Runtime
+    from chains.substrate.writer import contract_call_params
+    from scalecodec.base import ScaleBytes
+
+    rt = Runtime(1, json.loads((substrate_fixtures / metadata).read_text())["metadata_hex"])
+    fields = next(c for c in rt.pallet("Contracts").calls if c.name == "call").value["fields"]
+    (contract,) = load_contracts(_escrow_settings(), "sub").values()
+    data = contract.call_data("recordOffchainPayment", [7, "QKR7ABC123"])
+    params = contract_call_params(fields, rt.config, ESCROW, data, (5_000_000_000, 65_536))
+    encoded = rt.config.create_scale_object("Call", metadata=rt.metadata).encode(
+        {"call_module": "Contracts", "call_function": "call", "call_args": params})
+    call = rt.config.create_scale_object("Call", data=ScaleBytes(bytes(encoded.data)), metadata=rt.metadata).decode()
+    assert (call["call_module"], call["call_function"]) == ("Contracts", "call")
+    args = {a["name"]: a["value"] for a in call["call_args"]}
+    assert public_key(args["dest"]["Id"] if isinstance(args["dest"], dict) else args["dest"]) == ESCROW
+    assert args["value"] == 0
+    assert args["data"] == "0x" + data.hex()
+    if weight_v2:
+        assert args["gas_limit"] == {"ref_time": 5_000_000_000, "proof_size": 65_536}
+        assert "storage_deposit_limit" in args and args["storage_deposit_limit"] is None
+    else:
+        assert args["gas_limit"] == 5_000_000_000 and "storage_deposit_limit" not in args
+
+
+def test_escrow_without_the_oracles_message_and_two_escrows_are_refused(tmp_path):
+    from chains.substrate.ink import load_contracts
+    from core.config import ConfigError, InkContract
+
+    meta = json.loads(ESCROW_META.read_text())
+    meta["spec"]["messages"] = []  # the events only: indexable, but the oracle has nothing to call
+    (tmp_path / "events-only.json").write_text(json.dumps(meta))
+    (contract,) = load_contracts(_escrow_settings(tmp_path / "events-only.json"), "sub").values()
+    assert contract.missing_messages() == ["record_offchain_payment(order_id, payment_ref)"]
+    two = {ESCROW: InkContract(role="Escrow", metadata=str(ESCROW_META)),
+           "0x" + "e6" * 32: InkContract(role="Escrow", metadata=str(ESCROW_META))}
+    with pytest.raises(ConfigError, match=r"ink_contracts\.0x(e6)+: a second Escrow contract on this chain"):
+        load_contracts(two, "sub")
+    with pytest.raises(ValueError, match="between 1 and 2"):
+        InkContract(role="Escrow", metadata="x.json", gas_limit=(0, 1))
