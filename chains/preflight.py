@@ -21,9 +21,11 @@ def expect_chain_id(name: str, settings: Any, shown: str, got: int) -> int:
     from core.preflight import OperatorError
 
     if settings.chain_id is not None and got != settings.chain_id:
+        preset = getattr(settings, "preset", None)
+        fix = f"chains.{name}.preset" if preset else f"chains.{name}.chain_id"
         raise OperatorError(f"chain {name}: the node at {shown} is chain id {got}, the config expects "
-                            f"{settings.chain_id}", f"point chains.{name}.rpc_url at the right node, or fix "
-                            f"chains.{name}.chain_id")
+                            f"{settings.chain_id}" + (f" (preset {preset})" if preset else ""),
+                            f"point chains.{name}.rpc_url at the right node, or fix {fix}")
     return got
 
 

@@ -182,7 +182,25 @@ _FAMILY_KEYS = {
 }
 
 
+# Networks carbonledger knows: `chains.<name>.preset` fills these in. Polkadot Hub and its siblings run the Solidity
+# contracts on pallet-revive behind its Ethereum JSON-RPC adapter (eth-rpc), so they are EVM chains here; their
+# `finalized` tag is the relay chain's GRANDPA finality, followed by default (a parachain's best block can be
+# replaced). Chain ids as the networks publish them (README "Substrate / Polkadot" says what is known and untested).
+PRESETS: dict[str, dict[str, Any]] = {
+    "polkadot-hub": {"family": "evm", "chain_id": 420420419, "use_finalized_tag": True, "follow": "finalized"},
+    "kusama-hub": {"family": "evm", "chain_id": 420420418, "use_finalized_tag": True, "follow": "finalized"},
+    "polkadot-hub-testnet": {"family": "evm", "chain_id": 420420417, "use_finalized_tag": True, "follow": "finalized"},
+    "westend-hub": {"family": "evm", "chain_id": 420420421, "use_finalized_tag": True, "follow": "finalized"},
+}
+_PRESET_FIXED = ("family", "chain_id")  # what identifies the network: a value given beside the preset must agree
+
+
 class ChainSettings(_Strict):
+    preset: Literal[tuple(PRESETS)] | None = Field(None, description="A known network whose settings are filled in "  # type: ignore[valid-type]
+                                                   "(keys given beside it override, except family and chain_id, "
+                                                   "which must agree): " + ", ".join(
+                                                       f"{k} (chain id {v['chain_id']})" for k, v in PRESETS.items())
+                                                   + "; EVM on pallet-revive, following finalized blocks.")
     family: Literal["evm", "substrate", "aptos"] = Field("evm", description="Chain family: evm (JSON-RPC), "
                                                          "substrate (a Substrate node's JSON-RPC; the Assets pallet "
                                                          "as the credit ledger) or aptos (a fullnode's REST API; the "
@@ -235,6 +253,18 @@ class ChainSettings(_Strict):
     fa_batches: dict[str, int] = Field(default_factory=dict, description="aptos: fungible-asset metadata address -> "
                                        "credit batch id, for credits issued as plain fungible assets by others "
                                        "(followed through 0x1::fungible_asset Deposit/Withdraw).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("preset") is None or data["preset"] not in PRESETS:
+            return data  # no preset, or one the Literal refuses with the list of names
+        values = PRESETS[data["preset"]]
+        for key in _PRESET_FIXED:
+            if data.get(key) is not None and data[key] != values[key]:
+                raise ValueError(f"{key} = {data[key]!r} contradicts preset = {data['preset']!r} ({key} "
+                                 f"{values[key]!r}); remove one of them")
+        return {**values, **data}
 
     @model_validator(mode="after")
     def _family_keys(self) -> "ChainSettings":

@@ -64,7 +64,8 @@ class EvmReader(ChainReader):
         contracts, markets = resolved_contracts(cs, name), resolved_markets(cs, name)
         reader = cls.from_settings(name, cs)
         if cs.chain_id is not None and (got := reader.chain_id()) != cs.chain_id:
-            raise ConfigError(f"chains.{name}.chain_id: node at {redact_url(str(cs.rpc_url), path=True)} reports "
+            key = f"chains.{name}.preset ({cs.preset})" if cs.preset else f"chains.{name}.chain_id"
+            raise ConfigError(f"{key}: node at {redact_url(str(cs.rpc_url), path=True)} reports "
                               f"chain id {got}, config expects {cs.chain_id}")
         start = min([c.start_block for c in contracts.values()] + [m[2] for m in markets], default=0)
         return OpenedReader(reader, {n: c.address for n, c in contracts.items()}, start)

@@ -90,6 +90,30 @@ def test_wrong_chain_id(tmp_path, db_url, anvil_url):
     _one_line(*_run(env, "index", "--no-progress")[:2], "chain id 31337", "chains.dev.chain_id")
 
 
+def test_a_network_preset_checks_the_node_is_that_network(tmp_path, db_url, anvil_url):
+    """`preset = "westend-hub"` (Polkadot Hub's EVM on Westend) names chain id 420420421: a node that is another
+    chain is refused with one line naming the preset; a node with that chain id is accepted."""
+    from chains.evm.reader import EvmReader
+    from core.anvil import Anvil
+    from core.config import Settings
+
+    env = _env(tmp_path, db_url, anvil_url)
+    chains = json.loads(env["CARBONLEDGER_CHAINS"])
+    for key in ("chain_id", "use_finalized_tag"):
+        del chains["dev"][key]
+    chains["dev"]["preset"] = "westend-hub"
+    env["CARBONLEDGER_CHAINS"] = json.dumps(chains)
+    _one_line(*_run(env, "index", "--no-progress")[:2], "chain id 31337", "expects 420420421 (preset westend-hub)",
+              "chains.dev.preset")
+    hub = Anvil(chain_id=420420421).start()
+    try:
+        cs = Settings(chains={"hub": {"preset": "westend-hub", "rpc_url": hub.url}}).chains["hub"]
+        assert (cs.family, cs.following, cs.use_finalized_tag) == ("evm", "finalized", True)
+        assert EvmReader.check_node("hub", cs) == 420420421
+    finally:
+        hub.stop()
+
+
 def test_oracle_without_or_with_a_bad_key(tmp_path, db_url, anvil_url):
     env = _env(tmp_path, db_url, anvil_url)
     del env["CARBONLEDGER_SIGNER_KEY"]

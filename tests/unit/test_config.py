@@ -96,6 +96,10 @@ def test_our_other_variables_are_not_typos(tmp_path, monkeypatch):
          "token must be non-empty and distinct"),
         (lambda t: t + '\n[oracle]\nauth_failure_limit = "twenty a minute"\n', "oracle.auth_failure_limit"),
         (lambda t: t + '\n[oracle]\ntrusted_proxies = ["10.0.0.0/33"]\n', "oracle.trusted_proxies"),
+        (lambda t: t.replace("finality_depth = 3", 'finality_depth = 3\npreset = "polkadot"'),
+         "chains.devnet.preset: Input should be 'polkadot-hub', 'kusama-hub'"),
+        (lambda t: t.replace("finality_depth = 3", 'finality_depth = 3\npreset = "polkadot-hub"\nchain_id = 31337'),
+         "chain_id = 31337 contradicts preset = 'polkadot-hub' (chain_id 420420419)"),
     ],
 )
 def test_bad_config_names_the_problem(tmp_path, mutate, expected):
