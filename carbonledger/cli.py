@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one sub-command. Every failure is one line, `carbonledger: <what failed> — <how to fix it>`, and a
     non-zero exit (2: config, 3: reorg deeper than finality, 1: anything else); -v adds the traceback."""
-    from core.shutdown import StopRequested, install_early
+    from core.shutdown import REQUESTED, StopRequested, install_early
 
     install_early()  # first: a SIGTERM during start-up is a clean exit 0, not death by signal
     args = None
@@ -259,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - the last resort: still one line, the traceback on -v
+        if REQUESTED.is_set():
+            # The stop's own doing: its StopRequested became another error where it was raised (CPython turns an
+            # exception raised inside compile() into "SystemError: AST constructor recursion depth mismatch";
+            # a library may wrap it), or something swallowed it and failed for want of what it interrupted.
+            print("carbonledger: stopped (SIGTERM) before start-up finished", file=sys.stderr)
+            return 0
         return _fail(args, _describe(exc))
 
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-import time
 from collections.abc import Callable, Sequence
+
+from core.shutdown import sleep_or_stop
 
 log = logging.getLogger("carbonledger.preflight")
 
@@ -85,5 +86,5 @@ def ensure(checks: Sequence[tuple[str, Callable[[], object]]], *, wait: bool = F
             if stop is not None and stop.wait(delay):
                 return
             if stop is None:
-                time.sleep(delay)
+                sleep_or_stop(delay)
             delay = min(max_backoff_s, delay * 2)

@@ -17,8 +17,26 @@ class StopRequested(BaseException):
     """SIGTERM arrived before the command had started its main loop (BaseException: no `except Exception` eats it)."""
 
 
+# Set by the early handler as it raises: a stop is not lost when something swallows the StopRequested (a library's
+# bare `except:` around an import, say); start-up waits and `stop_on_signals` look at it.
+REQUESTED = threading.Event()
+
+
 def _raise(signum: int, frame: object) -> None:
+    REQUESTED.set()
     raise StopRequested(signum)
+
+
+def check_requested() -> None:
+    """StopRequested if a stop was asked for during start-up (even one whose StopRequested was swallowed)."""
+    if REQUESTED.is_set():
+        raise StopRequested(signal.SIGTERM)
+
+
+def sleep_or_stop(seconds: float) -> None:
+    """Sleep during start-up; StopRequested at once if a stop was asked for, before or during the sleep."""
+    if REQUESTED.wait(seconds):
+        raise StopRequested(signal.SIGTERM)
 
 
 def _redeliver_swallowed(unraisable: "sys.UnraisableHookArgs", _default=sys.unraisablehook) -> None:
@@ -52,3 +70,5 @@ def stop_on_signals(stop: threading.Event, signals: tuple[int, ...] = (signal.SI
 
     for s in signals:
         signal.signal(s, handler)
+    if REQUESTED.is_set():  # a SIGTERM during start-up whose StopRequested was swallowed: stop now
+        stop.set()

@@ -40,6 +40,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if problem is not None:
             log.warning("read replica not usable; reads go to the healthy replicas or the primary meanwhile",
                         extra={"check": "database.read_url", "error": problem, "fix": "check database.read_url"})
+    from core.shutdown import REQUESTED
+
+    if REQUESTED.is_set():  # a SIGTERM during start-up whose StopRequested something swallowed: do not serve
+        log.info("API stopped")
+        return 0
     if args.workers > 1:
         import os
 
