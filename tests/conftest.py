@@ -23,6 +23,19 @@ def fixtures_dir() -> Path:
     return FIXTURES
 
 
+@pytest.fixture(autouse=True)
+def _no_api_client_left_open(request: pytest.FixtureRequest) -> Iterator[None]:
+    """An ApiClient a test opened and did not close is closed here, and named (its event loop would otherwise be
+    garbage-collected with pending tasks at some later, random moment)."""
+    from gqlapi.testing import OPEN_CLIENTS
+
+    before = set(OPEN_CLIENTS)
+    yield
+    for client in OPEN_CLIENTS - before:
+        print(f"\nconftest: {request.node.nodeid} left an ApiClient open; closed it", file=sys.stderr)
+        client.close()
+
+
 @pytest.fixture(scope="session")
 def pg_factory() -> Iterator["PgFactory"]:
     from tests.pg import PgFactory

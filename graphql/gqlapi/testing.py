@@ -279,6 +279,12 @@ class World:
         self.conn.close()
 
 
+# ApiClients not closed yet, held here so that a test that forgets one cannot leave it to the garbage collector:
+# its loop's pending tasks would then be destroyed at a random later moment, logging from a finalizer (once in the
+# middle of pytest compiling a failure report, which crashed the run). tests/conftest.py closes what a test left.
+OPEN_CLIENTS: set[ApiClient] = set()
+
+
 class ApiClient:
     """The real ASGI app driven in-process by httpx (no sockets), with a private event loop for sync tests
     (background tasks, such as the replica monitor, run while the loop does). `api`: ApiSettings fields, plus
@@ -298,6 +304,7 @@ class ApiClient:
         self.db = self.app.state.db
         self.loop = asyncio.new_event_loop()
         self.loop.run_until_complete(self.db.open())
+        OPEN_CLIENTS.add(self)
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://api")
 
     def post(self, query: str, variables: dict | None = None, **kw: Any) -> Any:
@@ -325,6 +332,7 @@ class ApiClient:
         return [e["message"] for e in body["errors"]]
 
     def close(self) -> None:
+        OPEN_CLIENTS.discard(self)
         self.loop.run_until_complete(self.http.aclose())
         self.loop.run_until_complete(self.db.close())
         # as asyncio.run ends: a task still pending (a pool's last wake-up) is cancelled and awaited, not destroyed

@@ -83,44 +83,47 @@ def test_auctions_through_contract_indexer_api_and_keeper(rig, anvil):
     cert = cc.functions.certificateCount().call()
     rig.index()
     api = ApiClient(rig.db_url)
-    q = """query($id: BigInt!, $block: BlockInput) { auction(id: $id, block: $block) {
-             status winner endsAt bidCount amount highestBid { bidder pricePerUnit endsAt } bids { pricePerUnit } } }"""
-    a = api.q(q, {"id": str(A)})["auction"]
-    assert a["status"] == "settled" and a["winner"].lower() == bob.lower() and a["bidCount"] == 3
-    assert a["endsAt"] == extended and a["highestBid"]["pricePerUnit"] == str(RESERVE + 2 * INC)
-    assert [b["pricePerUnit"] for b in a["bids"]] == [str(RESERVE + 2 * INC), str(RESERVE + INC), str(RESERVE)]
-    past = api.q(q, {"id": str(A), "block": {"number": before_end}})["auction"]
-    assert past["status"] == "active" and past["bidCount"] == 3 and past["endsAt"] == extended
-    b = api.q(q, {"id": str(B)})["auction"]
-    assert b["status"] == "unsold" and b["winner"] is None and b["highestBid"] is None
-    assert api.q(q, {"id": str(C)})["auction"]["winner"].lower() == carol.lower()
-    open_ = api.q("{ auctions(where: {status: \"active\"}) { nodes { auctionId } } }")["auctions"]["nodes"]
-    assert open_ == [{"auctionId": str(D)}]
+    try:
+        q = """query($id: BigInt!, $block: BlockInput) { auction(id: $id, block: $block) {
+                 status winner endsAt bidCount amount highestBid { bidder pricePerUnit endsAt } bids { pricePerUnit } } }"""
+        a = api.q(q, {"id": str(A)})["auction"]
+        assert a["status"] == "settled" and a["winner"].lower() == bob.lower() and a["bidCount"] == 3
+        assert a["endsAt"] == extended and a["highestBid"]["pricePerUnit"] == str(RESERVE + 2 * INC)
+        assert [b["pricePerUnit"] for b in a["bids"]] == [str(RESERVE + 2 * INC), str(RESERVE + INC), str(RESERVE)]
+        past = api.q(q, {"id": str(A), "block": {"number": before_end}})["auction"]
+        assert past["status"] == "active" and past["bidCount"] == 3 and past["endsAt"] == extended
+        b = api.q(q, {"id": str(B)})["auction"]
+        assert b["status"] == "unsold" and b["winner"] is None and b["highestBid"] is None
+        assert api.q(q, {"id": str(C)})["auction"]["winner"].lower() == carol.lower()
+        open_ = api.q("{ auctions(where: {status: \"active\"}) { nodes { auctionId } } }")["auctions"]["nodes"]
+        assert open_ == [{"auctionId": str(D)}]
 
-    trades = api.q("query($a: BigInt) { trades(where: {auctionId: $a}) { nodes { buyer seller amount pricePerUnit "
-                   "listingId auctionId } } }", {"a": str(A)})["trades"]["nodes"]
-    assert len(trades) == 1 and trades[0]["listingId"] is None and trades[0]["amount"] == "40"
-    assert trades[0]["pricePerUnit"] == str(RESERVE + 2 * INC) and trades[0]["seller"].lower() == seller.lower()
-    stats = api.q("query($b: BigInt!) { marketStats(batchId: $b, window: ALL) { tradeCount volume quoteVolume vwap } }",
-                  {"b": str(batch)})["marketStats"]
-    assert stats["tradeCount"] == 2 and stats["volume"] == "45"  # A (40) and C (5): auctions count in the stats
-    assert int(stats["quoteVolume"]) == 40 * (RESERVE + 2 * INC) + 5 * RESERVE
-    assert int(stats["vwap"]) == int(stats["quoteVolume"]) // 45
+        trades = api.q("query($a: BigInt) { trades(where: {auctionId: $a}) { nodes { buyer seller amount pricePerUnit "
+                       "listingId auctionId } } }", {"a": str(A)})["trades"]["nodes"]
+        assert len(trades) == 1 and trades[0]["listingId"] is None and trades[0]["amount"] == "40"
+        assert trades[0]["pricePerUnit"] == str(RESERVE + 2 * INC) and trades[0]["seller"].lower() == seller.lower()
+        stats = api.q("query($b: BigInt!) { marketStats(batchId: $b, window: ALL) { tradeCount volume quoteVolume vwap } }",
+                      {"b": str(batch)})["marketStats"]
+        assert stats["tradeCount"] == 2 and stats["volume"] == "45"  # A (40) and C (5): auctions count in the stats
+        assert int(stats["quoteVolume"]) == 40 * (RESERVE + 2 * INC) + 5 * RESERVE
+        assert int(stats["vwap"]) == int(stats["quoteVolume"]) // 45
 
-    port = api.q("query($o: String!) { portfolio(owner: $o) { holdings { batchId tradable listed } } }",
-                 {"o": seller})["portfolio"]["holdings"]
-    assert [(h["tradable"], h["listed"]) for h in port if h["batchId"] == str(batch)] == [("52", "3")]  # B back, D escrowed
+        port = api.q("query($o: String!) { portfolio(owner: $o) { holdings { batchId tradable listed } } }",
+                     {"o": seller})["portfolio"]["holdings"]
+        assert [(h["tradable"], h["listed"]) for h in port if h["batchId"] == str(batch)] == [("52", "3")]  # B back, D escrowed
 
-    prov = api.q("query($c: BigInt!) { provenance(certificateId: $c) { events { kind fromAddress toAddress amount "
-                 "pricePerUnit auctionId txHash logIndex } } }", {"c": str(cert)})["provenance"]["events"]
-    settled = [e for e in prov if e["kind"] == "AUCTION_SETTLED"]
-    assert len(settled) == 1 and settled[0]["auctionId"] == str(A) and settled[0]["fromAddress"].lower() == seller.lower()
-    assert settled[0]["pricePerUnit"] == str(RESERVE + 2 * INC)
-    # The auditor's rebuild from the chain alone tells the same story.
-    cs = index_settings(anvil.url, dep, rig.db_url).chains["local"]
-    reader, addresses, start = chain_reader("local", cs)
-    report = verify_certificate(reader, cert, from_block=start, market=addresses["Marketplace"],
-                                auction=addresses["Auction"], finality_depth=0)
-    assert report.ok, [c for c in report.checks if not c.ok]
-    assert [(m.kind.upper(), m.tx_hash, m.log_index) for m in report.events] == [
-        (e["kind"], e["txHash"], e["logIndex"]) for e in prov]
+        prov = api.q("query($c: BigInt!) { provenance(certificateId: $c) { events { kind fromAddress toAddress amount "
+                     "pricePerUnit auctionId txHash logIndex } } }", {"c": str(cert)})["provenance"]["events"]
+        settled = [e for e in prov if e["kind"] == "AUCTION_SETTLED"]
+        assert len(settled) == 1 and settled[0]["auctionId"] == str(A) and settled[0]["fromAddress"].lower() == seller.lower()
+        assert settled[0]["pricePerUnit"] == str(RESERVE + 2 * INC)
+        # The auditor's rebuild from the chain alone tells the same story.
+        cs = index_settings(anvil.url, dep, rig.db_url).chains["local"]
+        reader, addresses, start = chain_reader("local", cs)
+        report = verify_certificate(reader, cert, from_block=start, market=addresses["Marketplace"],
+                                    auction=addresses["Auction"], finality_depth=0)
+        assert report.ok, [c for c in report.checks if not c.ok]
+        assert [(m.kind.upper(), m.tx_hash, m.log_index) for m in report.events] == [
+            (e["kind"], e["txHash"], e["logIndex"]) for e in prov]
+    finally:
+        api.close()
