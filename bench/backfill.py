@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PAGE = os.sysconf("SC_PAGE_SIZE")
 sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
@@ -35,7 +36,25 @@ HOLDERS, BATCHES, PER_TX = 50, 20, 500
 
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        return int(f.read().split()[1]) * PAGE / 2**20
+
+
+def cpu_by_role(anvil_pid: int) -> dict[str, float]:
+    """Cumulative CPU seconds of what a backfill runs on: this process (handlers, writes, the fetch thread), anvil,
+    and every postgres process (our connections' backends included: read before the indexer closes them)."""
+    import psutil
+
+    me = os.times()
+    out = {"indexer": me.user + me.system, "anvil": 0.0, "postgres": 0.0}
+    for p in psutil.process_iter(["name", "cpu_times"]):
+        t = p.info["cpu_times"]
+        if t is None:
+            continue
+        if p.pid == anvil_pid:
+            out["anvil"] = t.user + t.system
+        elif p.info["name"] == "postgres":
+            out["postgres"] += t.user + t.system
+    return out
 
 
 class PeakRss:
@@ -131,11 +150,20 @@ def main() -> int:
             idx = Indexer(settings, db_url=url, pipeline=args.pipeline)
             base_rss = rss_mb()
             prof = __import__("cProfile").Profile() if args.profile else None
+            cpu0 = cpu_by_role(node.proc.pid)
             with PeakRss() as mem:
                 t0 = time.perf_counter()
                 if prof:
                     prof.enable()
-                code = idx.run(until=lambda i: all(s.stats.leader and s.caught_up() for s in i.syncs))
+                cpu1: dict[str, float] = {}
+
+                def done(i: Indexer) -> bool:
+                    if all(s.stats.leader and s.caught_up() for s in i.syncs):
+                        cpu1.update(cpu_by_role(node.proc.pid))  # before run() closes its database backends
+                        return True
+                    return False
+
+                code = idx.run(until=done)
                 idx_s = time.perf_counter() - t0
             if prof:
                 prof.disable()
@@ -149,6 +177,8 @@ def main() -> int:
         print(f"indexed {indexed:,} events ({ledger:,} ledger rows) in {idx_s:.2f}s: {eps:,.0f} events/s")
         print(f"raw binary COPY of {indexed:,} rows: {copy_rps:,.0f} rows/s; ratio {eps / copy_rps:.3f}")
         print(f"peak RSS during backfill {mem.peak:.0f} MB (process baseline before it {base_rss:.0f} MB)")
+        print("CPU per event (µs, 2 cores = %.0f µs of CPU per event at this rate): " % (2e6 / eps)
+              + ", ".join(f"{k} {(cpu1[k] - cpu0[k]) * 1e6 / max(indexed, 1):.1f}" for k in cpu0))
         print(f"RESULT events={indexed} blocks={head} defer_indexes={args.defer} pipeline={args.pipeline} "
               f"index_s={idx_s:.2f} events_per_s={eps:.0f} "
               f"copy_rows_per_s={copy_rps:.0f} ratio={eps / copy_rps:.3f} peak_rss_mb={mem.peak:.0f} "
