@@ -24,7 +24,7 @@ import dataclasses
 import logging
 import time
 
-from chains.base import TxRequest, TxState
+from chains.base import ChainError, TxRequest, TxState
 from chains.evm.writer import Fees
 from oracle.sender import Attempt, InFlight, RemembersAttempts, Sender
 
@@ -59,7 +59,15 @@ class SubstrateSender(RemembersAttempts, Sender):
                 found = INDEXED_DONE.get((r.contract, r.function))
                 done.append(found is not None and conn.execute(found[0], (self.chain, *found[1](r.args))
                                                                ).fetchone() is not None)
-        return done, [(0, None if d else self.writer.precheck(r)) for r, d in zip(reqs, done)]
+        return done, [(0, None if d else self._dry_run(r)) for r, d in zip(reqs, done)]
+
+    def _dry_run(self, req: TxRequest) -> str | None:
+        """The writer's pre-check; a request it cannot even build (an order id an ink! u128 cannot carry, no such
+        contract configured) is refused with that reason instead of failing every round."""
+        try:
+            return self.writer.precheck(req)
+        except ChainError as exc:
+            return str(exc)
 
 
     def _track(self) -> bool:

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from chains.base import TxRequest
+from chains.base import ChainError, TxRequest
 from oracle.substrate_sender import SubstrateSender
 from store.engine import libpq_url
 
@@ -32,18 +32,28 @@ def test_a_payment_the_indexer_holds_is_done_and_others_are_dry_run(db_url):
                          ("other" if order == 9 else "ah", order, *ORDER, status, offchain, ref, "0x" + "aa" * 32,
                           since, until))
     asked = []
-    writer = SimpleNamespace(precheck=lambda r: asked.append(r.args) or "Contracts.ContractReverted: reverted")
+
+    def precheck(r: TxRequest) -> str:
+        asked.append(r.args)
+        if int(r.args[0]) >= 2**128:  # what the real writer raises for a request it cannot build
+            raise ChainError("Escrow.recordOffchainPayment: ink! message record_offchain_payment: out of range")
+        return "Contracts.ContractReverted: reverted"
+
+    writer = SimpleNamespace(precheck=precheck)
     pool = ConnectionPool(url, min_size=1, max_size=2, open=True)
     try:
         sender = SimpleNamespace(pool=pool, chain="ah", writer=writer)
         reqs = [TxRequest("ah", "Escrow", "recordOffchainPayment", ("7", "QKR7ABC123")),  # done (any version)
                 TxRequest("ah", "Escrow", "recordOffchainPayment", ("8", "QKR8")),  # not yet: dry-run
                 TxRequest("ah", "Escrow", "recordOffchainPayment", ("7", "OTHER")),  # another ref: not this one
-                TxRequest("ah", "Escrow", "recordOffchainPayment", ("9", "QKR7ABC123"))]  # other chain's row
+                TxRequest("ah", "Escrow", "recordOffchainPayment", ("9", "QKR7ABC123")),  # other chain's row
+                TxRequest("ah", "Escrow", "recordOffchainPayment", (str(2**128), "QKR9"))]  # refused, not raised
+        sender._dry_run = lambda r: SubstrateSender._dry_run(sender, r)
         done, checks = SubstrateSender._prechecks(sender, reqs)
     finally:
         pool.close()
-    assert done == [True, False, False, False]
+    assert done == [True, False, False, False, False]
     assert checks[0] == (0, None)
-    assert [c[1] for c in checks[1:]] == ["Contracts.ContractReverted: reverted"] * 3
-    assert asked == [("8", "QKR8"), ("7", "OTHER"), ("9", "QKR7ABC123")]
+    assert [c[1] for c in checks[1:4]] == ["Contracts.ContractReverted: reverted"] * 3
+    assert "out of range" in checks[4][1]
+    assert asked == [("8", "QKR8"), ("7", "OTHER"), ("9", "QKR7ABC123"), (str(2**128), "QKR9")]
