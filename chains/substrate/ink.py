@@ -110,11 +110,10 @@ def snake(name: str) -> str:
 
 
 class FollowedContract:
-    """A followed ink! contract: its role, its decoder and where its metadata came from."""
+    """A followed ink! contract: its role, its decoder and the weight limit of the oracle's calls to it."""
 
-    def __init__(self, role: str, decoder: InkDecoder, source: str = "",
-                 gas_limit: tuple[int, int] = (30_000_000_000, 1_048_576)) -> None:
-        self.role, self.decoder, self.source, self.gas_limit = role, decoder, source, tuple(gas_limit)
+    def __init__(self, role: str, decoder: InkDecoder, gas_limit: tuple[int, int]) -> None:
+        self.role, self.decoder, self.gas_limit = role, decoder, gas_limit
 
     def call_data(self, function: str, args: Sequence[Any]) -> bytes:
         """The `Contracts.call` data of the protocol write `function(*args)` on this contract (ROLE_MESSAGES)."""
@@ -183,5 +182,5 @@ def load_contracts(settings: Mapping[str, Any], chain: str) -> dict[str, Followe
             raise ConfigError(f"{key}: a second {c.role} contract on this chain (the first is {roles[c.role]}); "
                               "follow one per chain")
         roles[c.role] = address
-        out[pk] = FollowedContract(c.role, dec, str(path), c.gas_limit)
+        out[pk] = FollowedContract(c.role, dec, c.gas_limit)
     return out
