@@ -71,9 +71,11 @@ def env():
                                        "{ holdings { batchId tradable listed retired } }" for i, o in enumerate(owners))
             yield e
     finally:
-        for api in apis:
-            api.close()
-        cluster.close()
+        try:
+            for api in apis:
+                api.close()
+        finally:  # the private servers stop whatever a client's close raised (they outlive the test otherwise)
+            cluster.close()
 
 
 def index(e) -> int:
