@@ -187,10 +187,9 @@ _FAMILY_KEYS = {
 # `finalized` tag is the relay chain's GRANDPA finality, followed by default (a parachain's best block can be
 # replaced). Chain ids as the networks publish them (README "Substrate / Polkadot" says what is known and untested).
 PRESETS: dict[str, dict[str, Any]] = {
-    "polkadot-hub": {"family": "evm", "chain_id": 420420419, "use_finalized_tag": True, "follow": "finalized"},
-    "kusama-hub": {"family": "evm", "chain_id": 420420418, "use_finalized_tag": True, "follow": "finalized"},
-    "polkadot-hub-testnet": {"family": "evm", "chain_id": 420420417, "use_finalized_tag": True, "follow": "finalized"},
-    "westend-hub": {"family": "evm", "chain_id": 420420421, "use_finalized_tag": True, "follow": "finalized"},
+    name: {"family": "evm", "chain_id": chain_id, "use_finalized_tag": True, "follow": "finalized"}
+    for name, chain_id in (("polkadot-hub", 420420419), ("kusama-hub", 420420418),
+                           ("polkadot-hub-testnet", 420420417), ("westend-hub", 420420421))
 }
 _PRESET_FIXED = ("family", "chain_id")  # what identifies the network: a value given beside the preset must agree
 

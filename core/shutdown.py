@@ -27,12 +27,6 @@ def _raise(signum: int, frame: object) -> None:
     raise StopRequested(signum)
 
 
-def check_requested() -> None:
-    """StopRequested if a stop was asked for during start-up (even one whose StopRequested was swallowed)."""
-    if REQUESTED.is_set():
-        raise StopRequested(signal.SIGTERM)
-
-
 def sleep_or_stop(seconds: float) -> None:
     """Sleep during start-up; StopRequested at once if a stop was asked for, before or during the sleep."""
     if REQUESTED.wait(seconds):
