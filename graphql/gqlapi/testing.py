@@ -291,7 +291,6 @@ class ApiClient:
     statement_timeout_ms, read_url, replica_max_lag_s and replica_check_s of DatabaseSettings."""
 
     def __init__(self, url: str, **api: Any) -> None:
-
         import httpx
 
         from core.config import ApiSettings, DatabaseSettings, Settings
@@ -445,7 +444,6 @@ class WsClient:
         self._reader: Any = None
 
     async def start(self) -> "WsClient":
-
         import orjson
         from websockets.asyncio.client import connect
 
@@ -457,7 +455,6 @@ class WsClient:
         return self
 
     async def _read(self) -> None:
-
         import orjson
         from websockets.exceptions import ConnectionClosed
 
@@ -477,7 +474,6 @@ class WsClient:
             q.put_nowait(None)
 
     async def subscribe(self, id: str, query: str, variables: dict | None = None) -> None:
-
         import orjson
 
         self.inbox.setdefault(id, asyncio.Queue())
