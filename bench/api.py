@@ -403,11 +403,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve_api(url: str, workers: int) -> tuple[subprocess.Popen, str]:
-    """Start the API (uvicorn, `workers` processes) on `url`'s database; (process, base URL) once it answers."""
+def serve_api(url: str, workers: int, **env_extra: str) -> tuple[subprocess.Popen, str]:
+    """Start the API (uvicorn, `workers` processes) on `url`'s database; (process, base URL) once it answers.
+    `env_extra`: settings as environment variables (e.g. CARBONLEDGER_API_ANSWER_CACHE_MB="0")."""
     port = free_port()
     env = {**os.environ, "CARBONLEDGER_DATABASE_URL": url, "CARBONLEDGER_CONFIG": os.devnull,
-           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "graphql")])}
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "graphql")]), **env_extra}
     env.pop("CARBONLEDGER_CHAINS", None)
     proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "gqlapi.app:app_from_env", "--host", "127.0.0.1",
                              "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"],

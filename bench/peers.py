@@ -15,6 +15,11 @@ and times them in alternating rounds (a shared box drifts by ±30%), with the sa
 (bench/common.HttpClient), and prints req/s, p50, p99 per side and the ratio API/PostGraphile of req/s. Last
 line: RESULT key=value ... with every figure, the machine's cores and its load average.
 
+The questions repeat (the same whale, 200 certificates, 200 batches), as a frontend's do, so the API as configured
+answers most of them from its answer cache (gqlapi.answers; exact: keyed by the database state read per request).
+A third side, the API with that cache off (`--no-cold` skips it), executes every request: what a question never
+asked before costs; its ratios are printed too (`*_cold_ratio`).
+
     # quick (CI-sized, well under 2 minutes)
     .venv/bin/python bench/peers.py --quick
     # full size
@@ -243,7 +248,9 @@ class TreeSide(Side):
 
 
 async def measure(api: tuple[str, int], peer: tuple[str, int], info: dict, requests: int,
-                  levels: list[int]) -> dict:
+                  levels: list[int], cold: tuple[str, int] | None = None) -> dict:
+    """Figures per (query, clients) for each side: `api` (as configured), `peer`, and `cold` when given (the API
+    with its answer cache off: every request executed, what a question never asked before costs)."""
     from urllib.parse import urlsplit
 
     from bench.common import HttpClient
@@ -268,6 +275,7 @@ async def measure(api: tuple[str, int], peer: tuple[str, int], info: dict, reque
 
     out: dict = {}
     a_where, p_where = urlsplit(api[0]), urlsplit(peer[0])
+    c_where = urlsplit(cold[0]) if cold is not None else None
     # Identical answers first, for every question the timing asks.
     async with HttpClient(a_where.hostname, a_where.port, 1) as ac, HttpClient(p_where.hostname, p_where.port, 1) as pc:
         checked = 0
@@ -280,10 +288,15 @@ async def measure(api: tuple[str, int], peer: tuple[str, int], info: dict, reque
                 if a != b:
                     raise SystemExit(f"DIFFERENT ANSWERS for {name} {v}:\n ours: {orjson.dumps(a)[:1500]!r}\n "
                                      f"PostGraphile: {orjson.dumps(b)[:1500]!r}")
+                if c_where is not None:
+                    async with HttpClient(c_where.hostname, c_where.port, 1) as cc:
+                        if normalise(await ask(cc, ours, v)) != a:
+                            raise SystemExit(f"DIFFERENT ANSWERS for {name} {v} with the answer cache off")
                 checked += 1
         print(f"answers identical: {checked} questions asked of both")
     for conc in levels:
-        async with HttpClient(a_where.hostname, a_where.port, conc) as ac, HttpClient(p_where.hostname, p_where.port, conc) as pc:
+        async with HttpClient(a_where.hostname, a_where.port, conc) as ac, HttpClient(p_where.hostname, p_where.port, conc) as pc, \
+                HttpClient(*(c_where.hostname, c_where.port) if c_where else (a_where.hostname, a_where.port), conc) as cc:
             for name, ((ours, theirs), variables) in cases.items():
                 def caller(client, q):
                     async def call(i: int) -> None:
@@ -291,19 +304,21 @@ async def measure(api: tuple[str, int], peer: tuple[str, int], info: dict, reque
                         assert status == 200 and b'"errors"' not in body, body[:500]
                     return call
 
-                api_call, peer_call = caller(ac, ours), caller(pc, theirs)
+                api_call, peer_call, cold_call = caller(ac, ours), caller(pc, theirs), caller(cc, ours)
+                sides = [("api", TreeSide(api[1]), api_call), ("peer", TreeSide(peer[1]), peer_call)]
+                if cold is not None:
+                    sides.append(("cold", TreeSide(cold[1]), cold_call))
                 warm = max(50, requests // 5)
                 for _ in range(2):
-                    await drive(api_call, list(range(warm)), conc)
-                    await drive(peer_call, list(range(warm)), conc)
-                a, p = TreeSide(api[1]), TreeSide(peer[1])
+                    for _, _, call in sides:
+                        await drive(call, list(range(warm)), conc)
                 rounds = max(2, min(ROUNDS, requests // 100))
                 for r in range(rounds):
                     chunk = list(range(r * requests // rounds, (r + 1) * requests // rounds))
-                    first, second = ((a, api_call), (p, peer_call)) if r % 2 == 0 else ((p, peer_call), (a, api_call))
-                    await first[0].run(first[1], chunk, conc)
-                    await second[0].run(second[1], chunk, conc)
-                out[(name, conc)] = {"api": a.figures(), "peer": p.figures(), "load": os.getloadavg()[0]}
+                    for _, side, call in sides[r % len(sides):] + sides[:r % len(sides)]:  # each side goes first in turn
+                        await side.run(call, chunk, conc)
+                out[(name, conc)] = {key: side.figures() for key, side, _ in sides}
+                out[(name, conc)]["load"] = os.getloadavg()[0]
                 fa, fp = out[(name, conc)]["api"], out[(name, conc)]["peer"]
                 print(f"  measured {name} at {conc} clients: api {fa['rps']:.0f} req/s, PostGraphile {fp['rps']:.0f} req/s "
                       f"(load {os.getloadavg()[0]:.1f})", flush=True)
@@ -321,6 +336,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the bench database (its name is printed)")
     ap.add_argument("--reuse", metavar="DB", help="measure an existing database kept by --keep (skips loading)")
+    ap.add_argument("--no-cold", action="store_true", help="skip the third side: the API with its answer cache off "
+                    "(api.answer_cache_mb = 0), every request executed")
     args = ap.parse_args()
     if args.quick:
         args.events, args.requests = 20_000, 400
@@ -337,8 +354,13 @@ def main() -> int:
             procs.append(api_proc)
             peer_proc, peer_url = serve_peer(url, args.workers)
             procs.append(peer_proc)
+            cold = None
+            if not args.no_cold:
+                cold_proc, cold_url = serve_api(url, args.workers, CARBONLEDGER_API_ANSWER_CACHE_MB="0")
+                procs.append(cold_proc)
+                cold = (cold_url, cold_proc.pid)
             res = asyncio.run(measure((api_url, api_proc.pid), (peer_url, peer_proc.pid), info, args.requests,
-                                      args.concurrency))
+                                      args.concurrency, cold))
         finally:
             for p in procs:
                 p.terminate()
@@ -354,9 +376,11 @@ def main() -> int:
     kv = [f"events={args.events}", f"requests={args.requests}", f"workers={args.workers}", f"cores={os.cpu_count()}",
           f"cert_hops_median={sorted(hops)[len(hops) // 2] if hops else 0}",
           "peer=postgraphile-{postgraphile} node={node}".format(**peer_versions())]
-    worst = None
+    worst = worst_cold = None
     for (q, conc), r in res.items():
-        for side, label in (("api", "carbonledger"), ("peer", "PostGraphile")):
+        for side, label in (("api", "carbonledger"), ("peer", "PostGraphile"), ("cold", "  cache off")):
+            if side not in r:
+                continue
             m = r[side]
             print(f"{q:13s} {conc:7d} {label:12s} {m['rps']:7.0f} {m['p50']:7.2f} {m['p99']:7.2f} {m['server_cpu_ms']:14.2f} "
                   f"{m['pg_cpu_ms']:13.2f}")
@@ -367,7 +391,14 @@ def main() -> int:
         kv += [f"{tag}_rps={r['api']['rps']:.0f}", f"{tag}_peer_rps={r['peer']['rps']:.0f}", f"{tag}_ratio={ratio:.2f}",
                f"{tag}_p50_ms={r['api']['p50']:.2f}", f"{tag}_p99_ms={r['api']['p99']:.2f}",
                f"{tag}_peer_p50_ms={r['peer']['p50']:.2f}", f"{tag}_peer_p99_ms={r['peer']['p99']:.2f}"]
-    kv += [f"min_ratio={worst:.2f}", f"loadavg={os.getloadavg()[0]:.1f}"]
+        if "cold" in r:
+            cold_ratio = r["cold"]["rps"] / r["peer"]["rps"]
+            worst_cold = cold_ratio if worst_cold is None else min(worst_cold, cold_ratio)
+            print(f"{q:13s} {conc:7d} ratio req/s with the answer cache off {cold_ratio:.2f}x (every request executed)")
+            kv += [f"{tag}_cold_rps={r['cold']['rps']:.0f}", f"{tag}_cold_ratio={cold_ratio:.2f}",
+                   f"{tag}_cold_p99_ms={r['cold']['p99']:.2f}"]
+    kv += [f"min_ratio={worst:.2f}"] + ([f"min_cold_ratio={worst_cold:.2f}"] if worst_cold is not None else [])
+    kv += [f"loadavg={os.getloadavg()[0]:.1f}"]
     print("RESULT " + " ".join(kv))
     return 0
 

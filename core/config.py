@@ -492,6 +492,9 @@ class ApiSettings(_Strict):
     generic_plans: bool = Field(True, description="Plan each API query once per connection (Postgres "
                                 "plan_cache_mode=force_generic_plan) instead of re-planning batched DataLoader queries "
                                 "on every request.")
+    answer_cache_mb: int = Field(64, ge=0, description="Memory per API worker process for answers kept for "
+                                 "repeated questions about data that has not changed (keyed by the indexer cursors "
+                                 "read in the request's own snapshot, so never stale; gqlapi.answers); 0: none.")
     graphiql: bool = Field(True, description="Serve the GraphiQL IDE on GET /graphql.")
     rate_limit: str | None = Field("1200/minute", description="Requests to /graphql per client and worker process "
                                    "(moving window, e.g. '1200/minute'; empty: none); over it: 429 with Retry-After.")

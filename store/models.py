@@ -33,6 +33,15 @@ class IndexerCursor(Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 
+class DataVersion(Base):
+    """A counter per table that something other than the indexer writes and the API reads (a trigger bumps it in
+    the writing transaction): with the indexer cursors, what the API's answer cache (gqlapi.answers) keys on."""
+
+    __tablename__ = "data_version"
+    source: Mapped[str] = mapped_column(primary_key=True)
+    version: Mapped[int64] = mapped_column(server_default=text("0"))
+
+
 class IndexedBlock(Base):
     """Recent block hashes (the unfinalized window and a little more), to detect and unwind reorgs."""
 

@@ -235,7 +235,8 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
                 max_subscriptions_per_connection=api.live_per_connection)
     endpoint = GraphQLEndpoint(schema, view, lambda single, primary=False: Context.create(
                                    db, limits, single=single, contracts=contracts, primary=primary),
-                               max_body_bytes=settings.api.max_body_bytes)
+                               max_body_bytes=settings.api.max_body_bytes,
+                               answer_bytes=settings.api.answer_cache_mb * 1_048_576)
     graphql_app = _TimedGraphQL(endpoint, metrics, db, _Gate(settings.api))
 
     async def watch_db() -> None:
@@ -269,6 +270,15 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
               registry=metrics.registry).set_function(lambda: hub.dropped)
         Gauge("api_live_notices", "Live notices received since start", registry=metrics.registry) \
             .set_function(lambda: hub.notices)
+
+    if endpoint.answers is not None:
+        answers = endpoint.answers
+        Gauge("api_answer_cache_hits", "Requests answered from the answer cache since start", registry=metrics.registry) \
+            .set_function(lambda: answers.hits)
+        Gauge("api_answer_cache_misses", "Cacheable requests executed since start (then kept for their state)",
+              registry=metrics.registry).set_function(lambda: answers.misses)
+        Gauge("api_answer_cache_bytes", "Bytes of answers kept", registry=metrics.registry) \
+            .set_function(lambda: answers.bytes)
 
     if db.replicas:
         healthy = Gauge("api_replica_healthy", "1 when the read replica is used (reachable, a standby, lag within "

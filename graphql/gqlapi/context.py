@@ -36,9 +36,19 @@ class Context:
     live_closed: Any = None  # gqlapi.live.LiveClosed: why the server ended this live operation
     contracts: dict[str, dict[str, Any]] = field(default_factory=dict)  # chain -> contracts and start block (config)
     fork: Any = None  # a WebSocket connection's: makes the context of one of its operations (gqlapi.app._PerOperation)
+    # The database clock's second (epoch, as gqlapi.answers.PROBE reads it) from which this answer may differ with
+    # no new data (a window ending "now"); None: it does not move with time. See keep_until.
+    valid_until: int | None = None
+    keeping: bool = False  # the answer may be kept (gqlapi.answers): resolvers then say how long it holds
 
     def __post_init__(self) -> None:
         self.loaders = Loaders(self.db)
+
+    def keep_until(self, second: int | None) -> None:
+        """A resolver's answer holds only while the database clock's second is below `second` (None: no limit;
+        0: never kept). The answer cache (gqlapi.answers) keeps the request's answer that long at most."""
+        if second is not None and (self.valid_until is None or second < self.valid_until):
+            self.valid_until = int(second)
 
     @classmethod
     def create(cls, db: Database | Router, limits: Limits, request: Any = None, response: Any = None, *,

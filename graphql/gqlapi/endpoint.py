@@ -26,6 +26,7 @@ from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, Operati
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.utils.await_maybe import await_maybe
 
+from gqlapi.answers import Answers, classify
 from gqlapi.costs import variable_errors
 from gqlapi.db import NeedsSnapshot
 from gqlapi.errors import PAYLOAD_TOO_LARGE, ReplicaBehind, ReplicaConflict, should_mask
@@ -46,14 +47,16 @@ class NoVerdict(Exception):
 
 
 class Prepared:
-    """A document known to parse and validate, with the operation a request names, and whether its requests
-    have so far run at most one SQL statement (then they need no snapshot transaction; see gqlapi.db)."""
+    """A document known to parse and validate, with the operation a request names, whether its requests
+    have so far run at most one SQL statement (then they need no snapshot transaction; see gqlapi.db), and whether
+    its answers may be kept (gqlapi.answers)."""
 
-    __slots__ = ("document", "operation_name", "single")
+    __slots__ = ("document", "operation_name", "single", "cacheable")
 
-    def __init__(self, document: DocumentNode, operation_name: str | None) -> None:
+    def __init__(self, document: DocumentNode, operation_name: str | None, cacheable: bool = False) -> None:
         self.document, self.operation_name = document, operation_name
         self.single: bool | None = None  # None: not run yet
+        self.cacheable = cacheable
 
 
 class GraphQLEndpoint:
@@ -63,10 +66,12 @@ class GraphQLEndpoint:
     primary, not a replica); its `db` session is closed after execution, as the schema's CloseSession extension does
     on the strawberry path."""
 
-    def __init__(self, schema: Any, fallback: Any, make_context: Any, *, max_body_bytes: int, cache_size: int = 512) -> None:
+    def __init__(self, schema: Any, fallback: Any, make_context: Any, *, max_body_bytes: int, cache_size: int = 512,
+                 answer_bytes: int = 0) -> None:
         self.schema, self.fallback, self.make_context = schema, fallback, make_context
         self.max_body_bytes = max_body_bytes
         self.cache_size = cache_size
+        self.answers = Answers(answer_bytes) if answer_bytes > 0 else None
         self.guard = schema.carbon_guard
         self.executor_class = schema.execution_context_class
         self.prepared: OrderedDict[tuple[str, str | None], Prepared | None] = OrderedDict()
@@ -87,14 +92,14 @@ class GraphQLEndpoint:
             raise NoVerdict(admitted)
         if admitted.errors:  # refusals stay out of this LRU (the guard keeps them small): they cannot evict documents
             return None
-        prepared = self._prepare(admitted.document, operation_name)
+        prepared = self._prepare(admitted.document, operation_name, self.schema._schema if self.answers else None)
         cache[key] = prepared  # None too: an admitted document whose operation this path does not run
         if len(cache) > self.cache_size:
             cache.popitem(last=False)
         return prepared
 
     @staticmethod
-    def _prepare(document: DocumentNode, operation_name: str | None) -> Prepared | None:
+    def _prepare(document: DocumentNode, operation_name: str | None, schema: Any = None) -> Prepared | None:
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
         if operation_name is None:
             chosen = operations if len(operations) == 1 else []
@@ -102,7 +107,7 @@ class GraphQLEndpoint:
             chosen = [d for d in operations if d.name is not None and d.name.value == operation_name]
         if len(chosen) != 1 or chosen[0].operation is not OperationType.QUERY:
             return None
-        return Prepared(document, operation_name)
+        return Prepared(document, operation_name, schema is not None and classify(schema, document, chosen[0]))
 
     # -- serving ---------------------------------------------------------------------------------------------
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -172,24 +177,66 @@ class GraphQLEndpoint:
         for a second statement (data-dependent nesting), that attempt is dropped unseen and the request re-run
         with a snapshot, which the document keeps from then on. A request that named a block its read replica has
         not replayed yet, or that the replica cancelled (conflict with recovery), is re-run on the primary: nothing
-        of the first attempt was sent."""
-        single = prepared.single is True
-        result, statements = await self._execute(prepared, variables, single)
-        if single and result.errors and any(isinstance(e.original_error, NeedsSnapshot) for e in result.errors):
-            prepared.single = False
-            result, statements = await self._execute(prepared, variables, False)
-        elif prepared.single is None:
-            prepared.single = statements <= 1
+        of the first attempt was sent. A cacheable document (gqlapi.answers) runs in a snapshot that first reads
+        the database's state: the answer kept for that state, else executed there and kept."""
+        result = None
+        if self.answers is not None and prepared.cacheable:
+            key = Answers.key(prepared, variables)
+            result = None if key is None else await self._cached(prepared, variables, key)
+            if isinstance(result, bytes):
+                return result
+        if result is None:
+            single = prepared.single is True
+            result, statements = await self._execute(prepared, variables, single)
+            if single and result.errors and any(isinstance(e.original_error, NeedsSnapshot) for e in result.errors):
+                prepared.single = False
+                result, statements = await self._execute(prepared, variables, False)
+            elif prepared.single is None:
+                prepared.single = statements <= 1
         if result.errors and any(isinstance(e.original_error, (ReplicaBehind, ReplicaConflict)) for e in result.errors):
-            result, statements = await self._execute(prepared, variables, prepared.single is True, primary=True)
+            result, _ = await self._execute(prepared, variables, prepared.single is True, primary=True)
         out: dict[str, Any] = {"data": result.data}
         if result.errors:
             out["errors"] = [_masked(e).formatted for e in result.errors]
         return orjson.dumps(out)
 
+    async def _cached(self, prepared: Prepared, variables: dict[str, Any] | None, key: tuple) -> Any:
+        """The kept answer's body, or the execution result in the probed snapshot (kept when it has no errors, for as
+        long as its resolvers said it holds); None when the state could not be read (the request then runs as any
+        other, which reports why)."""
+        answers = self.answers
+        assert answers is not None
+        # The lookup reads the state in one statement outside a transaction (no snapshot to end afterwards); a miss
+        # reads it again as the first statement of the snapshot it executes in, and keeps the answer under that.
+        # (On replicas the two may be different servers: the key is the state itself, the same on any server.)
+        probe = self.make_context(True)
+        try:
+            state, second = await answers.state(probe.db)
+        except Exception:  # noqa: BLE001 - the uncached path meets the same problem and answers it
+            return None
+        finally:
+            await probe.db.close()
+        body = answers.get(key, state, second)
+        if body is not None:
+            return body
+        context = self.make_context(False)
+        context.keeping = True
+        try:
+            state, second = await answers.state(context.db)
+        except Exception:  # noqa: BLE001
+            await context.db.close()
+            return None
+        result, _ = await self._execute(prepared, variables, False, context=context)
+        if not result.errors and (context.valid_until is None or context.valid_until > second):
+            body = orjson.dumps({"data": result.data})
+            answers.put(key, state, context.valid_until, body)
+            return body
+        return result
+
     async def _execute(self, prepared: Prepared, variables: dict[str, Any] | None, single: bool,
-                       primary: bool = False) -> tuple[Any, int]:
-        context = self.make_context(single, primary) if primary else self.make_context(single)
+                       primary: bool = False, context: Any = None) -> tuple[Any, int]:
+        if context is None:
+            context = self.make_context(single, primary) if primary else self.make_context(single)
         try:
             result = await await_maybe(execute(
                 self.schema._schema, prepared.document, None, context, variables, prepared.operation_name,

@@ -76,8 +76,8 @@ def test_masked_errors_and_limits_on_the_lean_path(setup):
     q = "{ trades { nodes { buyer } } }"
     assert api.q(q) == {"trades": {"nodes": []}}
     w.conn.execute("ALTER TABLE trade RENAME TO trade_gone")
-    try:
-        lean, plain = _both(api, orjson.dumps({"query": q}))
+    try:  # another question: the answer to `q` is kept for this state (no indexer commit renames a table)
+        lean, plain = _both(api, orjson.dumps({"query": "{ trades(first: 7) { nodes { buyer } } }"}))
         assert lean.status_code == plain.status_code == 200
         assert lean.json() == plain.json() and lean.json()["errors"][0]["message"] == "Unexpected error."
     finally:
@@ -146,6 +146,7 @@ def test_single_statement_documents_skip_the_transaction_until_they_need_one(set
     statement (here: the page has certificates, so their batches are loaded too), it is re-run with a snapshot."""
     w, api = setup
     endpoint = api.app.state.graphql
+    endpoint.answers = None  # the uncached path (cacheable documents run in a snapshot that first reads the state)
     q = "query($b: BigInt) { certificates(where: {batchId: $b}) { nodes { id amount batch { projectId } } } }"
     assert api.q(q, {"b": "999"}) == {"certificates": {"nodes": []}}
     prepared = endpoint.prepared[(q, None)]

@@ -213,7 +213,7 @@ def test_execution_stops_at_the_request_time_budget(db_url):
         w.create_batch(b)
         w.mint(A, b, 10)
         w.retire(A, b, 1)
-    api = ApiClient(db_url, request_timeout_ms=300)
+    api = ApiClient(db_url, request_timeout_ms=300, answer_cache_mb=0)  # the same question twice: both execute
     blocker = psycopg.connect(db_url)
     try:
         q = '{ a: certificate(id: "1") { id batch { chain } provenance { kind } } b: certificate(id: "2") { id } }'

@@ -88,7 +88,8 @@ def index(e) -> int:
 
 def cursor(url: str) -> int:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT block_number FROM indexer_cursor WHERE chain = %s", (CHAIN,)).fetchone()[0]
+        row = conn.execute("SELECT block_number FROM indexer_cursor WHERE chain = %s", (CHAIN,)).fetchone()
+        return -1 if row is None else row[0]  # -1: the standby has not replayed the first commit yet
 
 
 def wait_replayed(e, timeout: float = 60) -> int:

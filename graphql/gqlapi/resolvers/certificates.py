@@ -5,11 +5,10 @@ from __future__ import annotations
 from enum import Enum
 
 import strawberry
-from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
 
 from gqlapi.convert import address_arg, uint_arg
 from gqlapi.errors import UserError
-from gqlapi.resolvers.common import ConnectionSpec, Query, as_of, connection_resolver
+from gqlapi.resolvers.common import ConnectionSpec, Query, as_of, connection_resolver, subfields
 from gqlapi.resolvers.provenance_sql import certificate_bundle_sql
 from gqlapi.scalars import BigInt, Timestamp
 from gqlapi.sql import asof, chain_is, upto
@@ -57,27 +56,6 @@ certificates = connection_resolver(ConnectionSpec(
     description="Retirement certificates, newest first by default."), "certificates", __name__)
 
 
-def _subfields(info: strawberry.Info) -> set[str]:
-    """Names of the fields selected directly under this field (through fragments; directives not evaluated, so
-    a skipped field may be fetched for nothing, never missed)."""
-    raw = info._raw_info
-    names: set[str] = set()
-    todo = [n.selection_set for n in raw.field_nodes]
-    while todo:
-        sel = todo.pop()
-        if sel is None:
-            continue
-        for node in sel.selections:
-            if isinstance(node, FieldNode):
-                names.add(node.name.value)
-            elif isinstance(node, InlineFragmentNode):
-                todo.append(node.selection_set)
-            elif isinstance(node, FragmentSpreadNode):
-                frag = raw.fragments.get(node.name.value)
-                todo.append(frag.selection_set if frag is not None else None)
-    return names
-
-
 async def fetch_certificate(info: strawberry.Info, id: BigInt, chain: str | None, at: int | None, *,
                             provenance: bool = False, batch: bool = False) -> tuple[Certificate | None, list | None]:
     """The certificate and, in the same statement, its custody rows (returned) and its batch (primed into the
@@ -105,7 +83,7 @@ async def certificate(
 ) -> Certificate | None:
     """One certificate by its on-chain id (pass `chain` when several chains are indexed)."""
     at = await as_of(info, block, chain)
-    wanted = _subfields(info)
+    wanted = subfields(info)
     provenance = "provenance" in wanted
     cert, rows = await fetch_certificate(info, id, chain, at, provenance=provenance, batch="batch" in wanted)
     if provenance and cert is not None:

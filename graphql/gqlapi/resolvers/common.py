@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Any, TypeVar
 
 import strawberry
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode
 
 from gqlapi.errors import ReplicaBehind, UserError
 from gqlapi.sql import Order, asof, chain_is, decode_cursor, encode_cursor, page_size, upto
@@ -163,3 +164,24 @@ def connection_resolver(spec: ConnectionSpec, name: str, module: str) -> Callabl
     resolve.__module__ = module
     resolve.__doc__ = spec.description
     return resolve
+
+
+def subfields(info: strawberry.Info) -> set[str]:
+    """Names of the fields selected directly under this field (through fragments; directives not evaluated, so
+    a skipped field may be fetched for nothing, never missed)."""
+    raw = info._raw_info
+    names: set[str] = set()
+    todo = [n.selection_set for n in raw.field_nodes]
+    while todo:
+        sel = todo.pop()
+        if sel is None:
+            continue
+        for node in sel.selections:
+            if isinstance(node, FieldNode):
+                names.add(node.name.value)
+            elif isinstance(node, InlineFragmentNode):
+                todo.append(node.selection_set)
+            elif isinstance(node, FragmentSpreadNode):
+                frag = raw.fragments.get(node.name.value)
+                todo.append(frag.selection_set if frag is not None else None)
+    return names

@@ -8,7 +8,7 @@ import strawberry
 
 from gqlapi.convert import uint_arg
 from gqlapi.errors import UserError
-from gqlapi.resolvers.common import as_of
+from gqlapi.resolvers.common import as_of, subfields as _subfields
 from gqlapi.sql import INDEXED_CHAINS
 from gqlapi.scalars import BigInt, Timestamp
 from gqlapi.types.block import BlockInput
@@ -18,6 +18,7 @@ from gqlapi.types.market_stats import MarketStats, StatsWindow
 # statement_timestamp(), not now(): the API's transactions begin when a connection is put back in the pool
 # (gqlapi.db), so now() — the transaction's start — can lie in the past by the pool's idle time.
 _NOW = "extract(epoch FROM statement_timestamp())::bigint"
+_BOUNDS = {"start", "end", "startTime", "endTime"}  # marketStats fields that move with the clock
 
 
 def _scope(alias: str, chain: str | None, batch_id: int | None, project_id: str | None) -> str:
@@ -41,13 +42,20 @@ def _end_ts(block: int | None, chain: str | None) -> str:
 
 
 def stats_sql(chain: str | None, batch_id: int | None, project_id: str | None, window: int,
-              block: int | None) -> tuple[str, dict[str, Any]]:
-    """The marketStats query (also the benchmark's raw-SQL baseline)."""
+              block: int | None, validity: bool = False) -> tuple[str, dict[str, Any]]:
+    """The marketStats query (also the benchmark's raw-SQL baseline). `validity`: also the earliest window end at
+    which the answer changes with no new data (`changes_at`: the oldest trade in the window leaves it, or a trade
+    stamped after the window's end enters it; null: never), for the answer cache (gqlapi.answers)."""
     p = {"chain": chain, "batch": batch_id, "project": project_id, "window": window, "block": block}
     upto_t = "t.block_number <= %(block)s" if block is not None else "TRUE"
     asof_l = ("l.valid_from <= %(block)s AND (l.valid_to IS NULL OR l.valid_to > %(block)s)"
               if block is not None else "l.valid_to IS NULL")
     start = "0" if window == 0 else "(SELECT e FROM bounds) - %(window)s"
+    changes = ""
+    if validity:
+        leaves = "NULL" if window == 0 else "(SELECT min(block_timestamp) FROM win) + %(window)s + 1"
+        changes = (f",\n  LEAST({leaves}, (SELECT min(block_timestamp) FROM scope "
+                   "WHERE block_timestamp > (SELECT e FROM bounds))) AS changes_at")
     sql = f"""
 WITH bounds AS MATERIALIZED (SELECT {_end_ts(block, chain)} AS e),
 scope AS NOT MATERIALIZED (SELECT t.* FROM trade t WHERE {_scope('t', chain, batch_id, project_id)} AND {upto_t}),
@@ -61,7 +69,7 @@ SELECT (SELECT e FROM bounds) AS end_ts, {start} AS start_ts, agg.*, lst.*,
   (SELECT price_per_unit FROM scope WHERE block_timestamp <= (SELECT e FROM bounds)
      ORDER BY block_timestamp DESC, block_number DESC, log_index DESC LIMIT 1) AS last_price,
   (SELECT price_per_unit FROM scope WHERE block_timestamp < {start}
-     ORDER BY block_timestamp DESC, block_number DESC, log_index DESC LIMIT 1) AS prev_price
+     ORDER BY block_timestamp DESC, block_number DESC, log_index DESC LIMIT 1) AS prev_price{changes}
 FROM agg, lst"""
     return sql, p
 
@@ -77,8 +85,11 @@ async def market_stats(
     """Volume, trades, VWAP, last/high/low, change over the window, floor and open listings."""
     bid = uint_arg(batch_id, "batchId")
     at = await as_of(info, block, chain)
-    sql, params = stats_sql(chain, bid, project_id, window.value, at)
+    keeping = info.context.keeping
+    sql, params = stats_sql(chain, bid, project_id, window.value, at, validity=keeping)
     row = (await info.context.db.fetch(sql, params))[0]
+    if keeping:  # the answer holds until the window's content changes; with its bounds asked, until the next second
+        info.context.keep_until(int(row["end_ts"]) + 1 if _subfields(info) & _BOUNDS else row["changes_at"])
     vol = int(row["volume"] or 0)
     row["vwap"] = int(row["quote_volume"]) // vol if vol else None
     row["ref_price"] = row["prev_price"] if row["prev_price"] is not None else row["open"]
@@ -121,4 +132,6 @@ FROM trade t WHERE {_scope('t', chain, bid, None)} AND {upto_t}
   AND t.block_timestamp >= {start} AND t.block_timestamp < {end}
 GROUP BY 1 ORDER BY 1 LIMIT %(limit)s"""
     rows = await info.context.db.fetch(sql, p)
+    if to is None or from_ is None:
+        info.context.keep_until(0)  # bounds that follow the clock: not kept
     return [Candle.from_row(r) for r in rows]
