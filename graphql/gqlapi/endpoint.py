@@ -17,6 +17,7 @@ wait for the same judgement twice. tests/integration/test_api_endpoint.py compar
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import OrderedDict
 from typing import Any
@@ -36,6 +37,7 @@ _HEADERS = [(b"content-type", b"application/json")]
 _TOO_LARGE = orjson.dumps({"errors": [{"message": "request body too large", "extensions": {"code": PAYLOAD_TOO_LARGE}}]})
 _UNEXPECTED = orjson.dumps({"data": None, "errors": [{"message": "Unexpected error."}]})
 log = logging.getLogger("gqlapi")
+_SERIALS = itertools.count()
 
 
 class NoVerdict(Exception):
@@ -51,12 +53,15 @@ class Prepared:
     have so far run at most one SQL statement (then they need no snapshot transaction; see gqlapi.db), and whether
     its answers may be kept (gqlapi.answers)."""
 
-    __slots__ = ("document", "operation_name", "single", "cacheable")
+    __slots__ = ("document", "operation_name", "single", "cacheable", "serial")
 
     def __init__(self, document: DocumentNode, operation_name: str | None, cacheable: bool = False) -> None:
         self.document, self.operation_name = document, operation_name
         self.single: bool | None = None  # None: not run yet
         self.cacheable = cacheable
+        # Kept answers name their document by this number, not by the object: an answer must not keep a document
+        # the LRU dropped alive (its memory is not in the answers' byte budget).
+        self.serial = next(_SERIALS)
 
 
 class GraphQLEndpoint:
@@ -181,7 +186,7 @@ class GraphQLEndpoint:
         the database's state: the answer kept for that state, else executed there and kept."""
         result = None
         if self.answers is not None and prepared.cacheable:
-            key = Answers.key(prepared, variables)
+            key = Answers.key(prepared.serial, variables)
             result = None if key is None else await self._cached(prepared, variables, key)
             if isinstance(result, bytes):
                 return result
