@@ -100,6 +100,14 @@ def main() -> int:
                 t_done = time.perf_counter() - t0
                 lat = [r[0] for r in c.execute(
                     "SELECT extract(epoch FROM broadcast_at - created_at) FROM oracle_intent").fetchall()]
+                # Where the time goes, from the rows' own clocks (now() is each transaction's start): the payment's
+                # decision transaction began -> the sender's fill transaction began (decision, commit, NOTIFY, wake-up);
+                # then -> the broadcast was recorded (pre-checks, signing, the durable commit, the send; anvil mines
+                # inside eth_sendRawTransaction).
+                phases = c.execute(
+                    "SELECT extract(epoch FROM a.created_at - i.created_at), extract(epoch FROM i.broadcast_at - a.created_at)"
+                    " FROM oracle_intent i JOIN LATERAL (SELECT created_at FROM oracle_attempt WHERE intent_id = i.id"
+                    " ORDER BY id LIMIT 1) a ON TRUE").fetchall()
                 attempts = c.execute("SELECT count(*) FROM oracle_attempt").fetchone()[0]
                 spread = c.execute("SELECT extract(epoch FROM max(confirmed_at) - min(created_at)) FROM oracle_intent").fetchone()[0]
             proc.terminate()
@@ -107,6 +115,9 @@ def main() -> int:
             sender = sender_from_full_queue(cfg, port, tmp, db, world, args.events)
             sold = world.w3.eth.get_logs({"address": world.address("Marketplace"), "fromBlock": 0, "toBlock": "latest"})
             lat = [float(x) * 1000 for x in lat]
+            to_fill, to_send = [float(p[0]) * 1000 for p in phases], [float(p[1]) * 1000 for p in phases]
+            print(f"webhook->broadcast p50 {pct(lat, 50):.1f} ms: intent decided and picked up p50 {pct(to_fill, 50):.1f} ms, "
+                  f"then pre-checked, signed, persisted and sent p50 {pct(to_send, 50):.1f} ms")
             print(f"webhooks sent in {t_sent:.2f}s; all confirmed after {t_done:.2f}s; {attempts} attempts; "
                   f"{len(sold)} Marketplace logs (incl. Listed)")
             ours = args.events / t_done
@@ -120,7 +131,8 @@ def main() -> int:
                   f"sender_confirmed_per_s={sender:.1f} sender_chain_limit_per_s={limit_sender:.1f} "
                   f"sender_ratio_to_chain_limit={sender / limit_sender:.3f} "
                   f"outbox_confirmed_per_s={args.events / float(spread):.1f} webhook_to_broadcast_p50_ms={pct(lat, 50):.1f} "
-                  f"webhook_to_broadcast_p99_ms={pct(lat, 99):.1f} webhook_rtt_p50_ms={pct(rtt, 50) * 1000:.1f} "
+                  f"webhook_to_broadcast_p99_ms={pct(lat, 99):.1f} pickup_p50_ms={pct(to_fill, 50):.1f} "
+                  f"send_p50_ms={pct(to_send, 50):.1f} webhook_rtt_p50_ms={pct(rtt, 50) * 1000:.1f} "
                   f"webhook_rtt_p99_ms={pct(rtt, 99) * 1000:.1f} ingress_per_s={args.events / t_sent:.1f}")
     return 0
 
