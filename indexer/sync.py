@@ -127,9 +127,9 @@ class ChainSync:
         """(Re)read the cursor and the state cache; call on start, after a lost race and after a reorg."""
         self._settle()
         if self.conn is None or self.conn.closed or self.conn.broken:
-            self.conn = psycopg.connect(self.db_url, autocommit=True)
+            self.conn = writer.connect(self.db_url)
         if self._wpool is not None and (self.wconn is None or self.wconn.closed or self.wconn.broken):
-            self.wconn = psycopg.connect(self.db_url, autocommit=True)
+            self.wconn = writer.connect(self.db_url)
         genesis = self.reader.block(0)
         self.genesis = genesis.hash if genesis is not None else None
         with self.conn.transaction():

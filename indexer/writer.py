@@ -25,6 +25,15 @@ EVENT_TABLES = list(EVENTS)
 LIVE_CHANNEL = "carbonledger_live"
 
 
+def connect(url: str) -> psycopg.Connection:
+    """An indexer connection. Its writes to indexed tables move the chain's cursor in the same transaction, which
+    is how the API's answer cache learns of them; `carbonledger.indexer = on` tells the tables' data_version triggers
+    (store migration 0008) so, and only other writers' statements bump a counter."""
+    conn = psycopg.connect(url, autocommit=True)
+    conn.execute("SET carbonledger.indexer = on")
+    return conn
+
+
 def _notify(conn: psycopg.Connection, notice: dict[str, Any]) -> None:
     conn.execute("SELECT pg_notify(%s, jsonb_set(%s::jsonb, '{xid}', to_jsonb(pg_current_xact_id()::text))::text)",
                  (LIVE_CHANNEL, orjson.dumps(notice).decode()))

@@ -5,8 +5,10 @@ the database's clock. The indexed state is named exactly and cheaply:
 - every indexed table changes only in the transaction that writes its chain's cursor (indexer.writer: rows and
   cursor commit together, `updated_at = now()`; a reorg undo moves the cursor back), so the cursors (chain, block,
   hash, updated_at) name it;
-- the one table the cached answers read that something else writes (oracle_verification, a verifier's approval,
-  read by provenance) bumps its counter in `data_version` in its own transaction (store migration 0008).
+- any other writer of a table the cached answers read bumps that table's counter in `data_version` in its own
+  transaction (statement triggers, store migration 0008): the oracle's oracle_verification (a verifier's approval,
+  read by provenance), and an indexed table written by anyone but the indexer (an operator's repair in psql; the
+  indexer's sessions say who they are, indexer.writer.connect).
 
 So each request of a cacheable document first reads that state in its own snapshot (`PROBE`, one small statement)
 and looks the answer up under (document, variables, state). On a hit, that is all it runs; on a miss the document

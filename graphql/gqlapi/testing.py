@@ -96,13 +96,7 @@ class World:
                 "block_hash": self.block_hashes[self.number], "block_timestamp": self.ts, **cols}
         names = ", ".join(cols)
         self.conn.execute(f"INSERT INTO {table} ({names}) VALUES ({', '.join(['%s'] * len(cols))})", list(cols.values()))
-        self._touch()
         return li
-
-    def _touch(self) -> None:
-        """Rows written: the cursor says so, as the indexer's commit of rows and cursor does (updated_at), so the
-        API's answer cache (gqlapi.answers) sees every write of a block these actions build row by row."""
-        self.conn.execute("UPDATE indexer_cursor SET updated_at = clock_timestamp() WHERE chain = %s", (self.chain,))
 
     def _newtx(self) -> str:
         return h(self.chain, "tx", next(self._tx))
@@ -123,7 +117,6 @@ class World:
             row.update(chain=self.chain, valid_from=self.number, valid_to=None)
             cols = ", ".join(row)
             self.conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({', '.join(['%s'] * len(row))})", list(row.values()))
-        self._touch()
         self._state[sk] = row
 
     def _get(self, table: str, *key: Any) -> dict[str, Any]:

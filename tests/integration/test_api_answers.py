@@ -78,7 +78,8 @@ def test_a_reorg_undo_is_seen_at_once(world, apis):
 
 
 def test_rows_written_inside_one_block_are_seen_as_they_land(world, apis):
-    """World writes a block row by row (the indexer commits it at once); each write moves the cursor's updated_at."""
+    """World writes a block row by row, not as the indexer (which commits a block with its cursor): each of its
+    statements bumps the table's data_version, as any writer's but the indexer's does."""
     with world.block():
         world.transfer(A, C, 1, 1)
         one = ask_both(apis, FOLIO, {"o": C})
@@ -104,6 +105,23 @@ def test_a_verifier_approval_changes_the_provenance_answer(db_url, world, apis):
     assert (approved["requestedBy"], approved["approvedBy"]) == ("alice", "bob")
 
 
+def test_a_write_by_anyone_but_the_indexer_is_seen_at_once(db_url, world, apis):
+    """An operator's repair in psql moves no cursor: its statement bumps the table's data_version. The indexer's
+    sessions (indexer.writer.connect) bump nothing: their cursor says it."""
+    from indexer.writer import connect
+
+    first = ask_both(apis, FOLIO, {"o": B})
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("UPDATE holding SET tradable = 7 WHERE owner = %s AND valid_to IS NULL", (B,))
+    assert ask_both(apis, FOLIO, {"o": B})["portfolio"]["holdings"][0]["tradable"] == "7" != \
+        first["portfolio"]["holdings"][0]["tradable"]
+    with connect(db_url) as conn:
+        before = conn.execute("SELECT string_agg(source || version, ',' ORDER BY source) FROM data_version").fetchone()[0]
+        conn.execute("UPDATE holding SET tradable = 8 WHERE owner = %s AND valid_to IS NULL", (B,))
+        after = conn.execute("SELECT string_agg(source || version, ',' ORDER BY source) FROM data_version").fetchone()[0]
+    assert before == after
+
+
 def db_second(url: str) -> int:
     with psycopg.connect(url) as conn:
         return conn.execute("SELECT extract(epoch FROM statement_timestamp())::bigint").fetchone()[0]
@@ -120,7 +138,6 @@ def test_a_market_window_answer_holds_until_a_trade_leaves_the_window(db_url, wo
     world.buy(C, listing, 2)
     stamp = now - 86_400 + 3  # inside the window for ~3 more seconds
     world.conn.execute("UPDATE trade SET block_timestamp = %s WHERE chain = %s", (stamp, world.chain))
-    world._touch()  # a rewrite outside the indexer: say so as the indexer's commit would
     first = ask_both(apis, STATS, {"b": "1"})
     assert first["marketStats"]["tradeCount"] == 1
     deadline = time.monotonic() + 60

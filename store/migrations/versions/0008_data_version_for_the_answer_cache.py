@@ -4,10 +4,12 @@ Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-02 06:00:00
 
-Indexed tables change only in the transaction that moves their chain's cursor, so the cursors say when an answer
-read from them is stale. oracle_verification is written by the oracle (a verifier's approval), and a certificate's
-provenance reads it: a statement trigger bumps its counter in the same transaction (approvals are rare, so the
-one row is no point of contention).
+The indexer changes indexed tables only in the transaction that writes its chain's cursor, so the cursors say when
+an answer read from them is stale. Anything else that writes a table the API reads bumps that table's counter here,
+in its own transaction, through a statement trigger: oracle_verification (a verifier's approval, shown in
+provenance), and any write to an indexed table that does not come from the indexer (an operator's repair in psql,
+a test's fixture rows; the indexer's sessions say who they are with `SET carbonledger.indexer = on`, so its own
+writes cost one setting lookup per statement and contend on no row).
 """
 
 from alembic import op
@@ -18,6 +20,11 @@ revision = '0008'
 down_revision = '0007'
 branch_labels = None
 depends_on = None
+
+# What the API reads, as of this revision.
+INDEXED = ("auction", "auction_bid", "credit_batch", "escrow_order", "holding", "indexed_block", "iot_anchor",
+           "ledger_entry", "listing", "mint_event", "offchain_payment", "order_event", "qr_payment", "qr_settlement",
+           "retirement", "trade")
 
 FUNCTION = """
 CREATE FUNCTION carbonledger_bump_data_version() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -35,13 +42,17 @@ def upgrade() -> None:
     sa.Column('version', sa.BigInteger(), server_default=sa.text('0'), nullable=False),
     sa.PrimaryKeyConstraint('source', name=op.f('pk_data_version'))
     )
-    op.execute("INSERT INTO data_version (source, version) VALUES ('oracle_verification', 0)")
     op.execute(FUNCTION)
-    op.execute("CREATE TRIGGER oracle_verification_version AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE "
-               "ON oracle_verification FOR EACH STATEMENT EXECUTE FUNCTION carbonledger_bump_data_version()")
+    op.execute("CREATE TRIGGER data_version_bump AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON oracle_verification "
+               "FOR EACH STATEMENT EXECUTE FUNCTION carbonledger_bump_data_version()")
+    for table in INDEXED:
+        op.execute(f"CREATE TRIGGER data_version_bump AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
+                   "FOR EACH STATEMENT WHEN (current_setting('carbonledger.indexer', true) IS DISTINCT FROM 'on') "
+                   "EXECUTE FUNCTION carbonledger_bump_data_version()")
 
 
 def downgrade() -> None:
-    op.execute("DROP TRIGGER IF EXISTS oracle_verification_version ON oracle_verification")
+    for table in ("oracle_verification", *INDEXED):
+        op.execute(f"DROP TRIGGER IF EXISTS data_version_bump ON {table}")
     op.execute("DROP FUNCTION IF EXISTS carbonledger_bump_data_version()")
     op.drop_table('data_version')
