@@ -182,8 +182,9 @@ class GraphQLEndpoint:
         for a second statement (data-dependent nesting), that attempt is dropped unseen and the request re-run
         with a snapshot, which the document keeps from then on. A request that named a block its read replica has
         not replayed yet, or that the replica cancelled (conflict with recovery), is re-run on the primary: nothing
-        of the first attempt was sent. A cacheable document (gqlapi.answers) runs in a snapshot that first reads
-        the database's state: the answer kept for that state, else executed there and kept."""
+        of the first attempt was sent. A cacheable document (gqlapi.answers) first reads the database's state: the
+        answer kept for that state is sent as it is, else the document runs in a snapshot that reads the state again
+        as its first statement, and its answer is kept under that."""
         result = None
         if self.answers is not None and prepared.cacheable:
             key = Answers.key(prepared.serial, variables)
