@@ -158,8 +158,12 @@ def test_a_new_devnet_behind_an_old_name_is_refused_until_reset(db_url):
         dep = deploy(w3)
         run_scenario(w3, dep, actions=20, seed=5)
         assert run_once(settings_for(first.url, dep, db_url), db_url=db_url) == 0
-    with Anvil() as second:
+        genesis = w3.eth.get_block(0)
+    # anvil stamps its genesis with the wall-clock second: a restart within the same second is the same genesis
+    # block, which no one can tell from the old chain (a warm test run got there in under a second). Another second.
+    with Anvil(extra_args=("--timestamp", str(genesis.timestamp + 1))) as second:
         w3 = Web3(Web3.HTTPProvider(second.url))
+        assert w3.eth.get_block(0).hash != genesis.hash
         dep2 = deploy(w3)  # the same deployer and nonces: the same addresses on a different chain
         assert {n: c.address for n, c in dep2.contracts.items()} == {n: c.address for n, c in dep.contracts.items()}
         settings = settings_for(second.url, dep2, db_url)
