@@ -12,7 +12,8 @@ with lean keep-alive HTTP clients (bench/common.HttpClient) at --concurrency, me
 API in rounds, it times the equivalent raw SQL (the resolvers' own queries over a psycopg async pool at the same
 concurrency) and prints both, their ratio, and the CPU each side spent per request (API server, its client,
 Postgres). Last line: RESULT ... (it names events, concurrency, workers, requests and the machine's cores, so runs
-can be compared).
+can be compared). The API runs with its answer cache off (api.answer_cache_mb = 0; `--answer-cache` keeps it):
+a repeated question would otherwise be answered from memory, which says nothing about execution against its SQL.
 
 Default concurrency 8: four requests in flight per core on the 2-core reference box, enough to keep one server
 process busy while requests wait on Postgres and to make the p99 include queueing, i.e. "under concurrency" as
@@ -476,13 +477,17 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--keep", action="store_true", help="keep the bench database (its name is printed)")
     ap.add_argument("--reuse", metavar="DB", help="measure an existing database kept by --keep (skips loading)")
+    ap.add_argument("--answer-cache", action="store_true",
+                    help="keep the API's answer cache on (default off here: this bench weighs executing a question "
+                         "against its own SQL; bench/peers.py measures both)")
     args = ap.parse_args()
 
     proc = None
     with bench_database(args, "bench_api") as (url, info, load_s):
         hops = describe(url, info, load_s)
         try:
-            proc, api_url = serve_api(url, args.workers)
+            proc, api_url = serve_api(url, args.workers,
+                                      **({} if args.answer_cache else {"CARBONLEDGER_API_ANSWER_CACHE_MB": "0"}))
             res = asyncio.run(measure(api_url, url, info, args.requests, args.concurrency, proc.pid))
         finally:
             if proc is not None:
