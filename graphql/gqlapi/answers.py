@@ -10,19 +10,19 @@ the database's clock. The indexed state is named exactly and cheaply:
   read by provenance), and an indexed table written by anyone but the indexer (an operator's repair in psql; the
   indexer's sessions say who they are, indexer.writer.connect).
 
-So each request of a cacheable document first reads that state in its own snapshot (`PROBE`, one small statement)
-and looks the answer up under (document, variables, state). On a hit, that is all it runs; on a miss the document
-is executed in the same snapshot, so the stored answer is exactly the answer at that state. On a read replica the
-probe reads the replica's replayed state, so a replica behind another one never serves, nor is served, a newer
-answer. An answer that moves with time (marketStats' window ends "now") says until which second of the database's
-clock it holds (`Context.keep_until`: marketStats until a trade leaves or enters its window, or the next second when
-its bounds are asked for; candles with a default range: not kept); the probe reads that clock too, as the
-resolvers' SQL does (`extract(epoch FROM statement_timestamp())::bigint`).
+So each request of a cacheable document first reads that state (`PROBE`, one small statement outside a
+transaction) and looks the answer up under (document, variables, state). On a hit, that is all it runs; on a miss the
+document is executed in a snapshot whose first statement reads the state again, and the answer is kept under that
+state: exactly the answer at that state. On a read replica the probe reads the replica's replayed state, so a replica
+behind another one never serves, nor is served, a newer answer. An answer that moves with time (marketStats' window
+ends "now") says until which second of the database's clock it holds (`Context.keep_until`: marketStats until a trade
+leaves or enters its window, or the next second when its bounds are asked for; candles with a default range: not
+kept); the probe reads that clock too, as the resolvers' SQL does (`extract(epoch FROM statement_timestamp())::bigint`).
 
 Which documents: those whose every field that runs a resolver is listed in `PURE` (reads only indexed data,
 oracle_verification, its arguments and the static config) — walked once per prepared document, fragments and
-abstract types included; the answer is then the one at the instant of the probe. Anything else (`_meta` reads indexing errors and lag, escrow orders and settlements
-carry oracle state, subscriptions) runs as before. Answers with errors are never stored. Graph-node keeps a query
+abstract types included. Anything else (`_meta` reads indexing errors and lag, escrow orders and settlements carry
+oracle state, subscriptions) runs as before. Answers with errors are never stored. Graph-node keeps a query
 cache keyed by the block a query resolved to, the same idea; here the key is the database's own state, so no
 notice delivery lag can serve an answer older than what the same snapshot would read.
 
@@ -114,8 +114,8 @@ class Answers:
 
     @staticmethod
     async def state(session: Any) -> tuple[tuple, int]:
-        """(the database's state, its clock's second) as this session's snapshot sees them; run as the session's
-        first statement, which takes the snapshot."""
+        """(the database's state, its clock's second) as `session` sees them (in a snapshot session: run it as the
+        first statement, which takes the snapshot)."""
         row = (await session.fetch(PROBE, count=False))[0]
         return (row["c"], row["v"]), row["s"]
 
@@ -129,14 +129,19 @@ class Answers:
         return None
 
     def put(self, key: tuple, state: tuple, valid_until: int | None, body: bytes) -> None:
-        size = len(body) + len(key[1]) + 200  # the body, the variables and the entry itself
+        size = _size(key, body)
         if size > self.max_bytes // 8:  # one huge answer does not empty the cache
             return
         old = self.entries.pop(key, None)
         if old is not None:
-            self.bytes -= len(old[2]) + len(key[1]) + 200
+            self.bytes -= _size(key, old[2])
         self.entries[key] = (state, valid_until, body)
         self.bytes += size
         while self.bytes > self.max_bytes and self.entries:
             k, (_, _, b) = self.entries.popitem(last=False)
-            self.bytes -= len(b) + len(k[1]) + 200
+            self.bytes -= _size(k, b)
+
+
+def _size(key: tuple, body: bytes) -> int:
+    """What an entry is charged: its body, its variables and ~200 bytes for the entry itself."""
+    return len(body) + len(key[1]) + 200

@@ -216,28 +216,36 @@ class GraphQLEndpoint:
         # reads it again as the first statement of the snapshot it executes in, and keeps the answer under that.
         # (On replicas the two may be different servers: the key is the state itself, the same on any server.)
         probe = self.make_context(True)
-        try:
-            state, second = await answers.state(probe.db)
-        except Exception:  # noqa: BLE001 - the uncached path meets the same problem and answers it
+        read = await self._state(probe, close=True)
+        if read is None:
             return None
-        finally:
-            await probe.db.close()
-        body = answers.get(key, state, second)
+        body = answers.get(key, *read)
         if body is not None:
             return body
         context = self.make_context(False)
         context.keeping = True
-        try:
-            state, second = await answers.state(context.db)
-        except Exception:  # noqa: BLE001
-            await context.db.close()
+        read = await self._state(context, close=False)
+        if read is None:
             return None
+        state, second = read
         result, _ = await self._execute(prepared, variables, False, context=context)
         if not result.errors and (context.valid_until is None or context.valid_until > second):
             body = orjson.dumps({"data": result.data})
             answers.put(key, state, context.valid_until, body)
             return body
         return result
+
+    async def _state(self, context: Any, *, close: bool) -> tuple[tuple, int] | None:
+        """The database's state and clock second read on `context`'s session (closed after when `close`, or when the
+        read fails); None when it could not be read: the uncached path meets the same problem and answers it."""
+        try:
+            return await Answers.state(context.db)
+        except Exception:  # noqa: BLE001
+            close = True
+            return None
+        finally:
+            if close:
+                await context.db.close()
 
     async def _execute(self, prepared: Prepared, variables: dict[str, Any] | None, single: bool,
                        primary: bool = False, context: Any = None) -> tuple[Any, int]:

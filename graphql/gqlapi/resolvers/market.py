@@ -8,7 +8,7 @@ import strawberry
 
 from gqlapi.convert import uint_arg
 from gqlapi.errors import UserError
-from gqlapi.resolvers.common import as_of, subfields as _subfields
+from gqlapi.resolvers.common import as_of, subfields
 from gqlapi.sql import INDEXED_CHAINS
 from gqlapi.scalars import BigInt, Timestamp
 from gqlapi.types.block import BlockInput
@@ -89,7 +89,7 @@ async def market_stats(
     sql, params = stats_sql(chain, bid, project_id, window.value, at, validity=keeping)
     row = (await info.context.db.fetch(sql, params))[0]
     if keeping:  # the answer holds until the window's content changes; with its bounds asked, until the next second
-        info.context.keep_until(int(row["end_ts"]) + 1 if _subfields(info) & _BOUNDS else row["changes_at"])
+        info.context.keep_until(int(row["end_ts"]) + 1 if subfields(info) & _BOUNDS else row["changes_at"])
     vol = int(row["volume"] or 0)
     row["vwap"] = int(row["quote_volume"]) // vol if vol else None
     row["ref_price"] = row["prev_price"] if row["prev_price"] is not None else row["open"]
