@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import gc
 import hmac
 import json
 import logging
@@ -28,6 +27,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 
+from core import heap
 from core.config import ApiSettings, Settings
 from core.ratelimit import ClientLimit, client_from_scope, in_networks, proxy_networks
 from core.service import ops_routes
@@ -252,8 +252,7 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
             await hub.start()
         # Everything built at start-up (modules, the schema, its types) is long-lived: frozen, the collector stops
         # re-scanning it, which otherwise made each full collection a ~60 ms pause under load (the API's p99).
-        gc.collect()
-        gc.freeze()
+        heap.settle()
         task = asyncio.create_task(watch_db())
         try:
             yield
