@@ -8,7 +8,7 @@ import pytest
 
 from chains.base import Block, ChainEvent, ChainReader
 from chains.evm.rpc import RpcTransportError
-from indexer.sync import ChainSync
+from indexer.sync import PREFETCH, ChainSync
 from store.engine import libpq_url
 
 ALICE = "0x" + "a1" * 20
@@ -123,12 +123,13 @@ def test_a_shorter_branch_with_new_hashes_is_a_reorg(db_url):
 def test_failed_prefetch_is_refetched(db_url):
     node = ScriptedNode(300)
     s = _sync(node, db_url, target_events=8, max_span=4)
-    s.step()  # first range; prefetches the next one
-    assert s._next is not None
-    a, b = s._next[:2]
-    s._next[2].result()  # let it finish, then make its result a failure
+    s.step()  # first range; prefetches the next ones, consecutive
+    assert len(s._ahead) == PREFETCH == 2
+    assert s._ahead[0][0] == s.cursor[0] + 1 and s._ahead[1][0] == s._ahead[0][1] + 1
+    a, b, fut = s._ahead[0]
+    fut.result()  # let it finish, then make its result a failure
     node.fail_ranges.add((a, b))
-    s._next = (a, b, s._pool.submit(node.events, a, b))
+    s._ahead[0] = (a, b, s._pool.submit(node.events, a, b))
     with pytest.raises(RpcTransportError):
         s.step()
     _run(s)
