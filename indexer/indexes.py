@@ -16,7 +16,9 @@ those tables scan rather than seek (slow on a big table, never wrong): the index
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 from sqlalchemy.dialects import postgresql
@@ -62,14 +64,33 @@ def drop(conn: psycopg.Connection) -> bool:
     return True
 
 
-def build(conn: psycopg.Connection, chain: str) -> None:
+def build(conn: psycopg.Connection, chain: str, *more: psycopg.Connection) -> None:
     """Create what `missing` names, one statement each (a crash between them leaves the rest missing, built by
-    the next start)."""
+    the next start). Each connection in `more` (idle ones of the same database) builds alongside `conn`: CREATE
+    INDEX takes a SHARE lock, which does not conflict with itself, and one build keeps about one core busy (a
+    backfill of 200k events spent 1.5 s here on one connection, ~20% of its time)."""
     names = missing(conn)
     t0 = time.monotonic()
-    for name in names:
-        ddl = str(CreateIndex(DEFERRABLE[name], if_not_exists=True).compile(dialect=postgresql.dialect()))
-        conn.execute(ddl)
+    todo = sorted(names, key=lambda n: DEFERRABLE[n].table.name != "ledger_entry")  # the big table's first
+    lock = threading.Lock()
+
+    def work(c: psycopg.Connection) -> None:
+        while True:
+            with lock:
+                if not todo:
+                    return
+                name = todo.pop(0)
+            c.execute(str(CreateIndex(DEFERRABLE[name], if_not_exists=True).compile(dialect=postgresql.dialect())))
+
+    conns = [conn, *more][: max(1, len(names))]
+    if len(conns) == 1:
+        work(conn)
+    else:
+        with ThreadPoolExecutor(len(conns) - 1, thread_name_prefix=f"index-{chain}") as pool:
+            helpers = [pool.submit(work, c) for c in conns[1:]]
+            work(conn)
+            for f in helpers:
+                f.result()
     if names:
-        log.info("secondary indexes built", extra={"chain": chain, "indexes": len(names),
+        log.info("secondary indexes built", extra={"chain": chain, "indexes": len(names), "connections": len(conns),
                                                    "seconds": round(time.monotonic() - t0, 2)})
