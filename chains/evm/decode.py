@@ -356,6 +356,7 @@ def decode_logs(decoder: LogDecoder, logs: Iterable[Mapping[str, Any]], timestam
     """Decode and order by (block, log index); `timestamps` maps block number -> unix seconds; `fallback_block`
     places a log whose own block number is unusable (the first block of the range it was fetched for)."""
     out = []
+    ordered, last_block, last_index = True, -1, -1
     for seq, log in enumerate(logs):
         if log.get("removed") is True:
             continue
@@ -365,5 +366,12 @@ def decode_logs(decoder: LogDecoder, logs: Iterable[Mapping[str, Any]], timestam
         ev = decoder.decode(log, stamp, fallback_block, seq)
         if ev is not None:
             out.append(ev)
-    out.sort(key=lambda e: (e.block_number, e.log_index))
+            # Nodes answer in chain order: check that as we go and sort only when it is not (the sort's key tuples
+            # cost ~1 us per event of a backfill).
+            n, i = ev.block_number, ev.log_index
+            if n < last_block or (n == last_block and i < last_index):
+                ordered = False
+            last_block, last_index = n, i
+    if not ordered:
+        out.sort(key=lambda e: (e.block_number, e.log_index))
     return out
