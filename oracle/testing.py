@@ -89,13 +89,16 @@ def payment_event(pi_id: str, metadata: dict[str, Any], *, event_id: str | None 
 
 
 # localstripe predates PaymentIntent.amount_received; the launcher gives it Stripe's meaning (what the succeeded,
-# captured charge took) so the oracle's checks read the field as they do on Stripe.
+# captured charge took) so the oracle's checks read the field as they do on Stripe. And it pickles its whole store to
+# one fixed file, /tmp/localstripe.pickle, on every write: O(store) per write (most of its CPU in bench/oracle.py),
+# shared by every instance on the machine. It is only read back without --from-scratch, which we always pass: off.
 _LOCALSTRIPE = """
 from localstripe import resources, server
 def _received(self):
     c = self.latest_charge
     return c.amount if c is not None and c.status == 'succeeded' and c.captured else 0
 resources.PaymentIntent.amount_received = property(_received)
+resources.Store.dump_to_disk = lambda self: None
 server.start()
 """
 
