@@ -13,6 +13,7 @@ backwards so the buffers are exactly as if the event had never been handled.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import itemgetter
 from typing import Any
 
 from chains.base import Block, ChainEvent, UndecodableLog
@@ -45,6 +46,15 @@ _EVENT_CHECKS = {t: tuple((i, c, k, _LIMITS.get(k)) for i, c, k in _checks(lay.c
                  for t, lay in EVENTS.items()}
 _STATE_CHECKS = {t: tuple((c, k, _LIMITS.get(k)) for _, c, k in _checks(lay.columns, lay.types))
                  for t, lay in VERSIONED.items()}
+# The same split by kind, so the hot loops test one thing: (index or column, ...) of text columns (no NUL) and
+# (index or column, kind, bound) of numeric ones.
+_EVENT_TEXT = {t: tuple((i, c) for i, c, _, b in checks if b is None) for t, checks in _EVENT_CHECKS.items()}
+_EVENT_NUM = {t: tuple((i, c, k, b) for i, c, k, b in checks if b is not None) for t, checks in _EVENT_CHECKS.items()}
+_STATE_TEXT = {t: tuple(c for c, _, b in checks if b is None) for t, checks in _STATE_CHECKS.items()}
+_STATE_NUM = {t: tuple((c, k, b) for c, k, b in checks if b is not None) for t, checks in _STATE_CHECKS.items()}
+_KEY_BOUND = 10**78  # a module constant: CPython does not fold powers this large, so inline it is computed per call
+# Each event table's row in column order from insert()'s keyword arguments, in one C-level call.
+_ROW = {t: itemgetter(*lay.columns) for t, lay in EVENTS.items()}
 
 
 def _check(table: str, column: str, kind: str, v: Any) -> None:
@@ -227,18 +237,22 @@ class Context:
 
     def put(self, table: str, key: Key, row: Row) -> None:
         """New state of an entity as of the current block (a fresh dict: versions keep references)."""
-        for column, kind, bound in _STATE_CHECKS[table]:
+        for column in _STATE_TEXT[table]:
             v = row.get(column)
-            if bound is None:
-                if type(v) is str and "\x00" in v:
-                    _check(table, column, kind, v)
-            elif type(v) is int and not -bound <= v < bound:
+            if type(v) is str and "\x00" in v:
+                _check(table, column, "text", v)
+        for column, kind, bound in _STATE_NUM[table]:
+            v = row.get(column)
+            if type(v) is int and not -bound <= v < bound:
                 _check(table, column, kind, v)
         for v in key:
-            if type(v) is int and not 0 <= v < 10**78:
+            if type(v) is int and not 0 <= v < _KEY_BOUND:
                 raise ValueError(f"{table}: key {str(v)[:40]} is out of range")
         ov = self.overlay[table]
-        hist = self.versions[table].setdefault(key, [])
+        hists = self.versions[table]
+        hist = hists.get(key)
+        if hist is None:
+            hist = hists[key] = []
         j = self._journal
         if hist and hist[-1][0] == self.block:
             if j is not None:
@@ -256,16 +270,20 @@ class Context:
         """Append an event row keyed by the event's (chain, tx_hash, log_index)."""
         cols.update(chain=self.chain, tx_hash=ev.tx_hash, log_index=ev.log_index, block_number=ev.block_number,
                     block_hash=ev.block_hash, block_timestamp=ev.block_timestamp, tx_index=ev.tx_index)
-        row = [cols[c] for c in EVENTS[table].columns]
-        for i, column, kind, bound in _EVENT_CHECKS[table]:
+        row = list(_ROW[table](cols))
+        for i, column in _EVENT_TEXT[table]:
             v = row[i]
-            if bound is None:
-                if type(v) is str and "\x00" in v:
-                    _check(table, column, kind, v)
-            elif type(v) is int and not -bound <= v < bound:
+            if type(v) is str and "\x00" in v:
+                _check(table, column, "text", v)
+        for i, column, kind, bound in _EVENT_NUM[table]:
+            v = row[i]
+            if type(v) is int and not -bound <= v < bound:
                 _check(table, column, kind, v)
         self.rows[table].append(row)
-        self._by_tx.setdefault((table, ev.tx_hash), []).append(row)
+        by_tx = self._by_tx.get((table, ev.tx_hash))
+        if by_tx is None:
+            by_tx = self._by_tx[(table, ev.tx_hash)] = []
+        by_tx.append(row)
         if self._journal is not None:
             self._journal.append(("ins", table))
         return row
