@@ -256,7 +256,8 @@ class ChainSync:
         if self._deferred:
             assert self.conn is not None
             self.stats.waiting = "building the event tables' secondary indexes after a cold backfill"
-            indexes.build(self.conn, self.chain, *([self.wconn] if self.wconn is not None else []))  # idle: drained
+            w = self.wconn  # idle (drained); a broken one is left out, so a retry builds on self.conn alone
+            indexes.build(self.conn, self.chain, *([w] if w is not None and not w.closed and not w.broken else []))
             self._deferred = False
             self.stats.waiting = None
         if self._head.number > n:
