@@ -133,13 +133,21 @@ def test_malformed_logs_from_the_node_become_indexing_errors(anvil, db_url):
     corruptions = [("blockHash", None), ("logIndex", None), ("blockNumber", None), ("topics", [None]),
                    ("topic3", "0x" + "ff" * 12 + "cc" * 20), ("topic3", "0x" + "00" * 33)]
     done: dict[tuple, str] = {}
+    transfer_single = "0x" + Web3.keccak(text="TransferSingle(address,address,address,uint256,uint256)").hex().removeprefix("0x")
+    lock = threading.Lock()  # the proxy answers the indexer's fetch threads concurrently
 
     def mangle(logs):
+        with lock:
+            _mangle(logs)
+
+    def _mangle(logs):
         for log in logs:
             key = (log.get("transactionHash"), log.get("logIndex"))
             if key in done or log["address"].lower() != cc or len(log["topics"]) != 4 or len(done) >= len(corruptions):
                 continue
             field, value = corruptions[len(done)]
+            if field == "topic3" and log["topics"][0] != transfer_single:
+                continue  # topic3 must be an address (TransferSingle's `to`), not a Retired's batch id
             done[key] = field
             if field == "topic3":
                 log["topics"][3] = value
