@@ -14,9 +14,10 @@ Invariants kept here (DESIGN.md 1-3):
   "no block" at the cursor height while its head stays the same block for `shrink_grace_s` (or while its head is
   already final) has a shortened chain: unwind to the newest block it still has. A node whose head is below our
   finalized block is never followed down: it is lagging or the wrong node, and we wait (logging why).
-- Pipelined backfill: a range's write (COPY, version closes, cursor; `writer.commit`, one transaction as always)
-  runs on a second connection in a write thread while the main thread applies the next range, so Postgres and the
-  handlers work at the same time. The next range is applied against the cache with the previous one merged in, and
+- Pipelined backfill: the next `prefetch` ranges are fetched and decoded on their own threads (continuity is
+  checked as each is applied, so a prefetched range is never trusted, only saved time); a range's write (COPY,
+  version closes, cursor; `writer.commit`, one transaction as always) runs on a second connection in a write thread
+  while the main thread applies the next range, so Postgres and the handlers work at the same time. The next range is applied against the cache with the previous one merged in, and
   handed over only after the previous write committed; a read of committed state during a handler (a lazily cached
   entity) first waits for the write in flight. If a write fails (fenced, database down), the cache and the cursor
   that ran ahead are dropped and reloaded from the database, whose cursor never left its rows. Backfill writes use
