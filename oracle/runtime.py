@@ -162,7 +162,7 @@ class Oracle:
         # oracle.py --events 600 --rate 100, alternating, load ~2.5): webhook->broadcast p50 28 and 23 ms at 1 ms
         # against 30 and 39 ms at 5 ms.
         sys.setswitchinterval(0.001)
-        heap.settle()  # start-up is done (core.heap)
+        heap.settle(young=None)  # start-up is done: frozen (core.heap); short requests, so CPython's young spacing
         sender.start()
         try:
             server.run()

@@ -30,3 +30,14 @@ def test_settle_freezes_what_exists_and_raises_the_young_threshold():
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
+
+
+def test_settle_without_young_only_freezes():
+    threshold = gc.get_threshold()
+    try:
+        gc.set_threshold(700, *threshold[1:])
+        heap.settle(young=None)
+        assert gc.get_threshold() == (700, *threshold[1:]) and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
