@@ -17,9 +17,10 @@ Invariants kept here (DESIGN.md 1-3):
 - Pipelined backfill: the next `prefetch` ranges are fetched and decoded on their own threads (continuity is
   checked as each is applied, so a prefetched range is never trusted, only saved time); a range's write (COPY,
   version closes, cursor; `writer.commit`, one transaction as always) runs on a second connection in a write thread
-  while the main thread applies the next range, so Postgres and the handlers work at the same time. The next range is applied against the cache with the previous one merged in, and
-  handed over only after the previous write committed; a read of committed state during a handler (a lazily cached
-  entity) first waits for the write in flight. If a write fails (fenced, database down), the cache and the cursor
+  while the main thread applies the next range, so Postgres and the handlers work at the same time. The next range
+  is applied against the cache with the previous one merged in, and handed over only after the previous write
+  committed; a read of committed state during a handler (a lazily cached entity) first waits for the write in
+  flight. If a write fails (fenced, database down), the cache and the cursor
   that ran ahead are dropped and reloaded from the database, whose cursor never left its rows. Backfill writes use
   `synchronous_commit = off` (writer.commit, durable=False): they cover finalized blocks, so a commit lost to a
   server crash is fetched and written again, identically, from the older cursor.
