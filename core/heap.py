@@ -4,8 +4,8 @@ CPython runs a young collection every 700 container allocations and a full one w
 last reach a quarter of the old heap. A backfill allocates ~20 containers per log (the node's JSON, the decoded
 arguments, the rows) and holds a whole prefetched range alive while the next is decoded, so those collections kept
 re-scanning the same live range and every module, type and ABI loaded at start-up. Measured on
-`bench/backfill.py --events 200000`: the collector took ~40% of the indexer's CPU (40 us of 38-40 per event
-fell to ~22-25 with it out of the way), while the garbage it actually found was ~900 objects per 50k events (httpx
+`bench/backfill.py --events 200000`: the collector took ~40% of the indexer's CPU (its 38-40 us per event fell
+to ~22-25 with the collector out of the way), while the garbage it actually found was ~900 objects per 50k events (httpx
 response streams, sqlalchemy dialects: reference cycles that plain reference counting cannot free).
 
 `settle()` is called once, when a daemon has finished starting: everything built so far is frozen (the collector
