@@ -110,8 +110,7 @@ class Indexer:
             # Database trouble: give up the lead; re-acquiring it reconnects and reloads cursor and state.
             self._trouble(sync, "database", exc)
             self.leases[sync.chain].release()
-            if sync.conn is not None:
-                sync.conn.close()
+            sync.disconnect()
             sync.stats.leader, sync.stats.mode = False, "standby"
             return False
         if sync.stats.problem is not None:

@@ -157,6 +157,15 @@ class ChainSync:
         self.stats.block = self.cursor[0]
         self._drop_prefetch()
 
+    def disconnect(self) -> None:
+        """After database trouble: end the write in flight, then close both connections, so the next `load` opens
+        fresh ones. (A connection the server terminated in the middle of a pipelined executemany can stay neither
+        closed nor broken, stuck in pipeline mode; reusing it failed every write after.)"""
+        self._settle()
+        for conn in (self.conn, self.wconn):
+            if conn is not None:
+                conn.close()
+
     def close(self) -> None:
         """Stop: the write in flight (if any) ends first, committed or not; then the connections close."""
         self._drop_prefetch()

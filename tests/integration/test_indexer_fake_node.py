@@ -466,3 +466,26 @@ def test_defer_indexes_off_keeps_them(db_url):
     _run(s)
     assert _missing(db_url) == [] and _tradable(db_url) == 60
     s.close()
+
+
+def test_database_trouble_reopens_both_connections(db_url):
+    """A connection the server terminated in the middle of a pipelined executemany can stay neither closed nor
+    broken, stuck in libpq's pipeline mode, so every write on it fails. After database trouble the sync drops both
+    of its connections (`disconnect`, what the runner calls), and the next load opens fresh ones."""
+    node = ScriptedNode(300)
+    s = _sync(node, db_url, target_events=8, max_span=4)
+    s.step()
+    s.flush()
+    stuck = s.wconn
+    stuck.pgconn.enter_pipeline_mode()  # what the terminated executemany left behind
+    with pytest.raises(psycopg.OperationalError):
+        for _ in range(10):
+            s.step()
+    assert not stuck.closed and not stuck.broken  # nothing about it says "reconnect me"
+    s.disconnect()
+    assert stuck.closed and s.conn.closed
+    s.load()
+    assert s.wconn is not stuck and not s.wconn.closed
+    _run(s)
+    assert s.cursor[0] == 300 and _tradable(db_url) == 300
+    s.close()
