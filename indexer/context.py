@@ -39,19 +39,16 @@ def _checks(columns: tuple[str, ...], types: tuple[str, ...]) -> tuple[tuple[int
                  and (t == "text" or t in _LIMITS))
 
 
-# (index, column, kind, bound) per event table and (column, kind, bound) per entity table, bound None for text:
-# insert() and put() run for every row and state change of a backfill, so they test inline and call _check (which
+# What insert() and put() test, split by kind so each hot loop tests one thing: text columns (no NUL) as (index,
+# column) per event table and column per entity table; numeric ones as (index, column, kind, bound) and (column,
+# kind, bound). They run for every row and state change of a backfill, so they test inline and call _check (which
 # words the refusal) only for a value that fails.
-_EVENT_CHECKS = {t: tuple((i, c, k, _LIMITS.get(k)) for i, c, k in _checks(lay.columns, lay.types))
-                 for t, lay in EVENTS.items()}
-_STATE_CHECKS = {t: tuple((c, k, _LIMITS.get(k)) for _, c, k in _checks(lay.columns, lay.types))
-                 for t, lay in VERSIONED.items()}
-# The same split by kind, so the hot loops test one thing: (index or column, ...) of text columns (no NUL) and
-# (index or column, kind, bound) of numeric ones.
-_EVENT_TEXT = {t: tuple((i, c) for i, c, _, b in checks if b is None) for t, checks in _EVENT_CHECKS.items()}
-_EVENT_NUM = {t: tuple((i, c, k, b) for i, c, k, b in checks if b is not None) for t, checks in _EVENT_CHECKS.items()}
-_STATE_TEXT = {t: tuple(c for c, _, b in checks if b is None) for t, checks in _STATE_CHECKS.items()}
-_STATE_NUM = {t: tuple((c, k, b) for c, k, b in checks if b is not None) for t, checks in _STATE_CHECKS.items()}
+_EVENT_TEXT = {t: tuple((i, c) for i, c, k in _checks(lay.columns, lay.types) if k == "text") for t, lay in EVENTS.items()}
+_EVENT_NUM = {t: tuple((i, c, k, _LIMITS[k]) for i, c, k in _checks(lay.columns, lay.types) if k != "text")
+              for t, lay in EVENTS.items()}
+_STATE_TEXT = {t: tuple(c for _, c, k in _checks(lay.columns, lay.types) if k == "text") for t, lay in VERSIONED.items()}
+_STATE_NUM = {t: tuple((c, k, _LIMITS[k]) for _, c, k in _checks(lay.columns, lay.types) if k != "text")
+              for t, lay in VERSIONED.items()}
 _KEY_BOUND = 10**78  # a module constant: CPython does not fold powers this large, so inline it is computed per call
 # Each event table's row in column order from insert()'s keyword arguments, in one C-level call.
 _ROW = {t: itemgetter(*lay.columns) for t, lay in EVENTS.items()}

@@ -169,14 +169,11 @@ class ChainSync:
     def close(self) -> None:
         """Stop: the write in flight (if any) ends first, committed or not; then the connections close."""
         self._drop_prefetch()
-        self._settle()
+        self.disconnect()
         if self._pool:
             self._pool.shutdown(wait=False, cancel_futures=True)
         if self._wpool:
             self._wpool.shutdown(wait=True)
-        for conn in (self.conn, self.wconn):
-            if conn is not None:
-                conn.close()
 
     # ------------------------------------------------------------------ the write in flight
 
