@@ -34,5 +34,7 @@ def setup_logging(level: str = "INFO", stream=None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("httpx", "httpcore", "urllib3", "web3", "asyncio", "uvicorn.access", "pgserver", "alembic"):
+    # Libraries that log every request at INFO (stripe: two lines per PaymentIntent re-fetch, one webhook's worth of
+    # log volume each) speak at WARNING and above only.
+    for noisy in ("httpx", "httpcore", "urllib3", "web3", "asyncio", "uvicorn.access", "pgserver", "alembic", "stripe"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -1,0 +1,107 @@
+"""The webhook path's re-fetch of a PaymentIntent (`oracle.ingress.stripe_webhook.fetch`), against localstripe.
+
+It asks through the stripe library's `raw_request` and httpx client, which read the environment's proxy once: the
+answer must be what the library's own `retrieve(...).to_dict()` gives, an id cannot reach another resource, and the
+environment's proxy is still used.
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from types import SimpleNamespace
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from oracle.ingress import stripe_webhook
+from oracle.ingress.common import BadRequest
+from oracle.testing import STRIPE_KEY
+from tests.integration.oracle_fixtures import localstripe  # noqa: F401 (fixture)
+
+
+@pytest.fixture()
+def settings(localstripe):  # noqa: F811
+    stripe_webhook._client.cache_clear()  # the client reads the environment's proxy when it is built
+    yield SimpleNamespace(stripe_api_key=SecretStr(STRIPE_KEY), stripe_api_base=localstripe.url)
+    stripe_webhook._client.cache_clear()
+
+
+def test_fetch_answers_what_the_library_object_holds(localstripe, settings):  # noqa: F811
+    paid = localstripe.payment_intent({"listing_id": "7", "buyer": "0x" + "ab" * 20, "amount": "2"})
+    held = localstripe.payment_intent({"auction_id": "3", "bidder": "0x" + "cd" * 20, "price_per_unit": "5"},
+                                      hold=True)
+    for pi in (paid, held):
+        got = stripe_webhook.fetch(settings, pi["id"])
+        assert got == localstripe.client().v1.payment_intents.retrieve(pi["id"]).to_dict()
+        assert got["metadata"] == pi["metadata"] and got["status"] in ("succeeded", "requires_capture")
+    assert stripe_webhook.fetch(settings, "pi_unknown") is None
+
+
+@pytest.mark.parametrize("pi_id", ["pi_x/../../customers", "pi_x?expand[]=customer", "pi_x#y", "pi_x%2F.."])
+def test_an_id_reaches_no_other_resource(localstripe, settings, pi_id):  # noqa: F811
+    localstripe.client().v1.customers.create()  # something another path could name
+    try:
+        got = stripe_webhook.fetch(settings, pi_id)
+    except BadRequest as err:  # refused by Stripe's side: retried later, never an object
+        assert err.status == 503
+    else:
+        assert got is None
+
+
+def test_fetch_goes_through_the_environments_proxy(localstripe, settings, monkeypatch):  # noqa: F811
+    seen: list[str] = []
+
+    class Proxy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # a plain-HTTP forward proxy: the request line holds the absolute URL
+            seen.append(self.path)
+            r = httpx.get(self.path, headers={k: v for k, v in self.headers.items() if k.lower() != "host"},
+                          trust_env=False)  # not through itself
+            self.send_response(r.status_code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(r.content)))
+            self.end_headers()
+            self.wfile.write(r.content)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    pi = localstripe.payment_intent({"listing_id": "1", "buyer": "0x" + "11" * 20, "amount": "1"})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for var in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_address[1]}")
+        assert stripe_webhook.fetch(settings, pi["id"])["id"] == pi["id"]
+        assert seen == [f"{localstripe.url}/v1/payment_intents/{pi['id']}"]
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # read when the client is built: a new one bypasses the proxy
+        stripe_webhook._client.cache_clear()
+        assert stripe_webhook.fetch(settings, pi["id"])["id"] == pi["id"]
+        assert len(seen) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_refetch_writes_no_log_line(localstripe, settings):  # noqa: F811
+    """The stripe library logs two INFO lines per request; the daemons' log keeps them out (WARNING and above)."""
+    import io
+    import logging
+
+    from core.logs import setup_logging
+
+    root, lib = logging.getLogger(), logging.getLogger("stripe")
+    saved = root.handlers[:], root.level, lib.level
+    out = io.StringIO()
+    try:
+        setup_logging("INFO", out)
+        pi = localstripe.payment_intent({"listing_id": "1", "buyer": "0x" + "11" * 20, "amount": "1"})
+        assert stripe_webhook.fetch(settings, pi["id"])["id"] == pi["id"]
+        logging.getLogger("carbonledger.oracle").info("still logged")
+    finally:
+        root.handlers[:], _, _ = saved
+        root.setLevel(saved[1])
+        lib.setLevel(saved[2])
+    assert "still logged" in out.getvalue() and "Stripe" not in out.getvalue()
