@@ -53,16 +53,22 @@ class Event:
     flag: str | None = None
 
 
+# An intent's INSERT, usable alone or as one part of a larger statement: `{when}` may add a condition (a WHERE over
+# other parts). The NOTIFY rides on it (pg_notify per inserted row, delivered at commit): no round trip of its own
+# inside transactions that hold a lock (oracle.payments decides a listing's payments one at a time).
+INTENT_INSERT = ("INSERT INTO oracle_intent (idempotency_key, source, chain, contract, function, args, status,"
+                 " already_on_chain) SELECT %s, %s, %s, %s, %s, %s, 'pending', false {when}"
+                 " ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, status, pg_notify(%s, '')")
+
+
+def intent_params(chain: str, intent: Intent) -> tuple[Any, ...]:
+    """The parameters of INTENT_INSERT before its `{when}`'s (the NOTIFY channel comes after them)."""
+    return (intent.key, intent.source, chain, intent.contract, intent.function, Jsonb(list(intent.args)))
+
+
 def insert_intent(cur: Any, chain: str, intent: Intent) -> tuple[int, str, bool]:
     """(id, status, created). A duplicate key returns the existing row untouched."""
-    # The NOTIFY rides on the INSERT (pg_notify per inserted row, delivered at commit): one round trip less inside
-    # transactions that hold a lock (oracle.payments decides a listing's payments one at a time).
-    row = cur.execute(
-        "INSERT INTO oracle_intent (idempotency_key, source, chain, contract, function, args, status, already_on_chain)"
-        " VALUES (%s, %s, %s, %s, %s, %s, 'pending', false) ON CONFLICT (idempotency_key) DO NOTHING"
-        " RETURNING id, status, pg_notify(%s, '')",
-        (intent.key, intent.source, chain, intent.contract, intent.function, Jsonb(list(intent.args)), NOTIFY_CHANNEL),
-    ).fetchone()
+    row = cur.execute(INTENT_INSERT.format(when=""), (*intent_params(chain, intent), NOTIFY_CHANNEL)).fetchone()
     if row is not None:
         return row[0], row[1], True
     row = cur.execute("SELECT id, status FROM oracle_intent WHERE idempotency_key = %s", (intent.key,)).fetchone()
