@@ -98,15 +98,20 @@ class OracleApp:
                 await self._db(records.link_mpesa_request, self.pool, provisional, merchant_id, checkout_id)
 
     # ---- payments ------------------------------------------------------------------------------------------
+    def _stripe_settle(self, event: outbox.Event, pi_id: str | None) -> payments.Outcome:
+        """Re-fetch (when the event names a PaymentIntent) and decide, in one worker thread: a second hand-over to a
+        thread and back cost a webhook another wait for the GIL and the event loop on a busy box."""
+        claim = None
+        if pi_id is not None:  # act on what Stripe's API says about the payment, not on the body
+            event, claim = stripe_webhook.examine(event, pi_id, self.s)
+        return payments.settle(self.pool, self.chain, event, claim, self.s)
+
     @_errors
     async def stripe(self, request: Request) -> Response:
         body = await read_body(request, self.s.max_body_bytes)
         event, pi_id = stripe_webhook.handle(body, request.headers.get("stripe-signature"), self.stripe_secrets,
                                              self.s.stripe_tolerance_s, self.s.stripe_future_skew_s)
-        claim = None
-        if pi_id is not None:  # act on what Stripe's API says about the payment, not on the body
-            event, claim = await self._db(stripe_webhook.examine, event, pi_id, self.s)
-        out = await self._db(payments.settle, self.pool, self.chain, event, claim, self.s)
+        out = await self._db(self._stripe_settle, event, pi_id)
         return reply(m.StripeAck, {"received": True, "event": event.event_id, "intent": out.intent_key,
                                    "status": out.intent_status, "outcome": out.status, "flag": out.flag,
                                    "duplicate": out.duplicate})
