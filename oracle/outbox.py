@@ -62,7 +62,7 @@ INTENT_INSERT = ("INSERT INTO oracle_intent (idempotency_key, source, chain, con
 
 
 def intent_params(chain: str, intent: Intent) -> tuple[Any, ...]:
-    """The parameters of INTENT_INSERT before its `{when}`'s (the NOTIFY channel comes after them)."""
+    """INTENT_INSERT's parameters for `intent`, up to its `{when}`; NOTIFY_CHANNEL follows those of `{when}`."""
     return (intent.key, intent.source, chain, intent.contract, intent.function, Jsonb(list(intent.args)))
 
 

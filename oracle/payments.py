@@ -241,6 +241,17 @@ def _mark_params(provider: str, event_id: str, out: Outcome) -> tuple[Any, ...]:
     return (out.status, out.flag, out.intent_key, out.problem, out.problem, provider, event_id)
 
 
+# A decision in one statement, not three: the listing's lock is held over every round trip (py-spy at 100 payments/s on
+# one listing: 264 of 375 decision samples waited for that lock, and on a busy 2-core box a round trip there took ~3 ms
+# of wall time). The payment row goes in, then (only if it did) the intent and the event's mark; the answer: did the
+# payment go in, and the new intent's status (NULL: none, or its key was taken already).
+_IF_PAID = "EXISTS (SELECT 1 FROM p)"
+_DECIDE_FLAGGED = (f"WITH p AS ({_PAYMENT_INSERT} RETURNING 1), e AS ({_MARK.format(when='AND ' + _IF_PAID)} RETURNING 1)"
+                   f" SELECT {_IF_PAID}, NULL")
+_DECIDE_ACCEPTED = (f"WITH p AS ({_PAYMENT_INSERT} RETURNING 1), i AS ({INTENT_INSERT.format(when='WHERE ' + _IF_PAID)}),"
+                    f" e AS ({_MARK.format(when='AND ' + _IF_PAID)} RETURNING 1) SELECT {_IF_PAID}, (SELECT status FROM i)")
+
+
 def _mark(cur: Any, provider: str, event_id: str, out: Outcome) -> Outcome:
     cur.execute(_MARK.format(when=""), _mark_params(provider, event_id, out))
     return out
@@ -279,16 +290,12 @@ def evaluate(cur: Any, chain: str, provider: str, event_id: str, claim: Claim, s
             claim.currency, price, t.units, event_id)
     key = None if flag else claim.key
     out = Outcome("flagged", flag, problem=problem) if flag else Outcome("accepted", None, key)
-    # The payment, its intent and the event's mark in one statement, not three: the listing's lock is held over every
-    # round trip (py-spy at 100 payments/s on one listing: 264 of 375 decision samples waited for that lock, and on a
-    # busy 2-core box a round trip there took ~3 ms of wall time). Intent and mark apply only if the payment went in.
-    intent = () if flag else intent_params(chain, t.intent(key, claim.provider, claim.payment_ref))
-    sql = (f"WITH p AS ({_PAYMENT_INSERT} RETURNING 1)"
-           + ("" if flag else f", i AS ({INTENT_INSERT.format(when='WHERE EXISTS (SELECT 1 FROM p)')})")
-           + f", e AS ({_MARK.format(when='AND EXISTS (SELECT 1 FROM p)')} RETURNING 1)"
-           + f" SELECT EXISTS (SELECT 1 FROM p), {'NULL' if flag else '(SELECT status FROM i)'}")
-    params = (*cols, out.status, flag, key, *intent, *(() if flag else (NOTIFY_CHANNEL,)),
-              *_mark_params(provider, event_id, out))
+    if flag:
+        sql, params = _DECIDE_FLAGGED, (*cols, "flagged", flag, None, *_mark_params(provider, event_id, out))
+    else:
+        intent = intent_params(chain, t.intent(key, claim.provider, claim.payment_ref))
+        sql = _DECIDE_ACCEPTED
+        params = (*cols, "accepted", None, key, *intent, NOTIFY_CHANNEL, *_mark_params(provider, event_id, out))
     inserted, status = cur.execute(sql, params).fetchone()
     if inserted:
         if not flag and status is None:  # the intent's key was taken already: the intent there is this payment's
