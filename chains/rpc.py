@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import httpx
 import orjson
+import urllib3
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
 log = logging.getLogger("carbonledger.rpc")
@@ -75,8 +75,31 @@ def metrics_middleware(observe: Callable[[str, float, bool], None]) -> Middlewar
     return wrap
 
 
+def _pool(url: str, timeout_s: float, maxsize: int) -> tuple[urllib3.PoolManager, str]:
+    """(pool, url without user info). urllib3, not httpx: measured here, a request costs ~0.24 ms of CPU against
+    httpx's ~0.45, and a 2.7 MB eth_getLogs body ~0.5 ms against 2.5-3.3. urllib3 reads no environment, so the
+    standard proxy variables (HTTP_PROXY, HTTPS_PROXY, NO_PROXY, as httpx honoured them) are read here, once, through
+    the standard library; user info in the URL becomes basic auth, as it did."""
+    from urllib.parse import unquote
+    from urllib.request import getproxies, proxy_bypass
+
+    u = urllib3.util.parse_url(url)
+    headers = {"content-type": "application/json"}
+    if u.auth:
+        headers.update(urllib3.make_headers(basic_auth=unquote(u.auth)))
+    kw: dict[str, Any] = {"maxsize": maxsize, "headers": headers, "retries": False,
+                          "timeout": urllib3.Timeout(connect=timeout_s, read=timeout_s)}
+    proxy = None if u.host and proxy_bypass(u.host) else getproxies().get(u.scheme or "http")
+    if not proxy:
+        return urllib3.PoolManager(**kw), u._replace(auth=None).url
+    p = urllib3.util.parse_url(proxy)
+    auth = urllib3.make_headers(proxy_basic_auth=unquote(p.auth)) if p.auth else None
+    return urllib3.ProxyManager(p._replace(auth=None).url, proxy_headers=auth, **kw), u._replace(auth=None).url
+
+
 class RpcClient:
-    """Synchronous JSON-RPC over HTTP with a middleware chain."""
+    """Synchronous JSON-RPC over HTTP with a middleware chain. Safe to share between threads (a pool of
+    connections, up to `maxsize` kept open)."""
 
     def __init__(
         self,
@@ -85,9 +108,10 @@ class RpcClient:
         timeout_s: float = 10.0,
         retries: int = 6,
         middlewares: Sequence[Middleware] = (),
+        maxsize: int = 4,
     ) -> None:
         self.url = url
-        self._http = httpx.Client(timeout=timeout_s, headers={"content-type": "application/json"})
+        self._http, self._target = _pool(url, timeout_s, maxsize)
         self._ids = itertools.count(1)
         send: Send = self._post
         for mw in reversed([retry_middleware(retries), *middlewares]):
@@ -96,17 +120,18 @@ class RpcClient:
 
     def _post(self, payload: Any) -> Any:
         try:
-            resp = self._http.post(self.url, content=orjson.dumps(payload))
-        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            resp = self._http.urlopen("POST", self._target, body=orjson.dumps(payload))
+            content = resp.data
+        except (urllib3.exceptions.HTTPError, OSError) as exc:  # the message names host and port, never the path
             raise RpcTransportError(f"{type(exc).__name__}: {exc}") from exc
-        if resp.status_code == 429 or resp.status_code >= 500:
-            raise RpcTransportError(f"HTTP {resp.status_code}")
+        if resp.status == 429 or resp.status >= 500:
+            raise RpcTransportError(f"HTTP {resp.status}")
         try:
-            body = orjson.loads(resp.content)
+            body = orjson.loads(content)
         except orjson.JSONDecodeError as exc:
-            raise RpcTransportError(f"malformed JSON from node ({len(resp.content)} bytes)") from exc
-        if resp.status_code >= 400 and not isinstance(body, (dict, list)):
-            raise RpcTransportError(f"HTTP {resp.status_code}")
+            raise RpcTransportError(f"malformed JSON from node ({len(content)} bytes)") from exc
+        if resp.status >= 400 and not isinstance(body, (dict, list)):
+            raise RpcTransportError(f"HTTP {resp.status}")
         if isinstance(payload, list) and (not isinstance(body, list) or len(body) != len(payload)):
             raise RpcTransportError("incomplete batch response")
         if isinstance(payload, dict) and not isinstance(body, dict):
@@ -130,7 +155,7 @@ class RpcClient:
         return [_result(by_id[req["id"]], req["method"]) for req in payload]
 
     def close(self) -> None:
-        self._http.close()
+        self._http.clear()
 
     def __enter__(self) -> RpcClient:
         return self

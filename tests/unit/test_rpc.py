@@ -88,3 +88,84 @@ def test_timeout_is_a_transport_fault():
             rpc.call("eth_blockNumber")
     finally:
         s.close()
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Answers every JSON-RPC request itself and records its request line and headers: as a node it shows what
+    reached it, as a plain-HTTP forward proxy (the request line then holds the absolute URL) what went through it."""
+
+    seen: list[tuple[str, dict]] = []
+
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        type(self).seen.append((self.requestline, {k.lower(): v for k, v in self.headers.items()}))
+        payload = json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": "0x2a"}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+@pytest.fixture()
+def recorder():
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    Recorder.seen = []
+    yield srv.server_address[1]
+    srv.shutdown()
+
+
+@pytest.fixture()
+def no_proxy_env(monkeypatch):
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUEST_METHOD"):
+        monkeypatch.delenv(var, raising=False)
+        monkeypatch.delenv(var.lower(), raising=False)
+    return monkeypatch
+
+
+def test_user_info_becomes_basic_auth_and_leaves_the_url(recorder, no_proxy_env):
+    import base64
+
+    with RpcClient(f"http://alice:s%3Acret@127.0.0.1:{recorder}/v2/key") as rpc:
+        assert rpc.call("eth_chainId") == "0x2a"
+    line, headers = Recorder.seen[0]
+    assert line == "POST /v2/key HTTP/1.1"
+    assert headers["authorization"] == "Basic " + base64.b64encode(b"alice:s:cret").decode()
+
+
+def test_the_environments_proxy_is_used_and_no_proxy_bypasses_it(recorder, no_proxy_env):
+    import base64
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Flaky) as node:
+        threading.Thread(target=node.serve_forever, daemon=True).start()
+        Flaky.script, Flaky.seen = [], 0
+        node_url = f"http://127.0.0.1:{node.server_address[1]}/rpc"
+        no_proxy_env.setenv("HTTP_PROXY", f"http://bob:pw@127.0.0.1:{recorder}")
+        with RpcClient(node_url) as rpc:
+            assert rpc.call("eth_chainId") == "0x2a"
+        assert Flaky.seen == 0, "the request went around the proxy"
+        line, headers = Recorder.seen[0]
+        assert line == f"POST {node_url} HTTP/1.1"  # a forward proxy's request line: the absolute URL
+        assert headers["proxy-authorization"] == "Basic " + base64.b64encode(b"bob:pw").decode()
+        no_proxy_env.setenv("NO_PROXY", "127.0.0.1")  # read when the client is built
+        with RpcClient(node_url) as rpc:
+            assert rpc.call("eth_chainId") == "0x2a"
+        assert Flaky.seen == 1 and len(Recorder.seen) == 1
+        node.shutdown()
+
+
+def test_a_transport_error_does_not_show_the_urls_path(no_proxy_env):
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there
+    with RpcClient(f"http://user:pw@127.0.0.1:{port}/v3/SECRETKEY", retries=0) as rpc, \
+            pytest.raises(RpcTransportError) as err:
+        rpc.call("eth_chainId")
+    assert "SECRETKEY" not in str(err.value) and "pw" not in str(err.value).replace("port", "")
+    assert "refused" in str(err.value).lower()
