@@ -108,7 +108,7 @@ class RpcClient:
         timeout_s: float = 10.0,
         retries: int = 6,
         middlewares: Sequence[Middleware] = (),
-        maxsize: int = 4,
+        maxsize: int = 16,
     ) -> None:
         self.url = url
         self._http, self._target = _pool(url, timeout_s, maxsize)

@@ -169,3 +169,14 @@ def test_a_transport_error_does_not_show_the_urls_path(no_proxy_env):
         rpc.call("eth_chainId")
     assert "SECRETKEY" not in str(err.value) and "pw" not in str(err.value).replace("port", "")
     assert "refused" in str(err.value).lower()
+
+
+def test_threads_share_one_client(server, caplog):
+    """The oracle's sender, keeper and request threads share one client: every answer reaches its own caller, and
+    a pool never warns that it discards connections at the concurrency it was sized for."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with RpcClient(server) as rpc, ThreadPoolExecutor(16) as ex:
+        got = list(ex.map(lambda i: rpc.batch([("a", []), ("b", []), ("c", [])]), range(400)))
+    assert got == [["0x0", "0x1", "0x2"]] * 400
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
