@@ -10,6 +10,8 @@ Reports confirmed writes/s (first webhook sent -> last intent confirmed), webhoo
 the sender alone: N more intents put in the outbox while no oracle runs, the oracle started, confirmed writes/s from
 its first broadcast. Each is compared with the chain's own limit for the same writes from the same key (pre-signed,
 `chain_limit`), measured at the same chain position just before (and undone: anvil slows as its chain grows).
+While the webhooks are sent it also reports the CPU each process used per payment (oracle, anvil, localstripe, this
+client, Postgres) and how busy the whole machine was: on 2 cores, latency at 100 payments/s follows that figure.
 
     python bench/oracle.py --events 2000
 Last line: RESULT key=value ...
@@ -18,6 +20,7 @@ Last line: RESULT key=value ...
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import threading
@@ -90,10 +93,14 @@ def main() -> int:
                 with lock:
                     rtt.append(time.perf_counter() - t)
 
+            who = {"oracle": [proc.proc.pid], "anvil": [anvil.proc.pid], "localstripe": [stripe_api.proc.pid],
+                   "bench client": [os.getpid()]}
+            cpu0, box0 = cpu_by(who), box_cpu()
             t0 = time.perf_counter()
             with ThreadPoolExecutor(args.concurrency) as ex:
                 list(ex.map(post, enumerate(bodies)))
             t_sent = time.perf_counter() - t0
+            cpu1, box1 = cpu_by(who), box_cpu()
             with psycopg.connect(db) as c:
                 while c.execute("SELECT count(*) FROM oracle_intent WHERE status = 'confirmed'").fetchone()[0] < args.events:
                     time.sleep(0.05)
@@ -118,6 +125,9 @@ def main() -> int:
             to_fill, to_send = [float(p[0]) * 1000 for p in phases], [float(p[1]) * 1000 for p in phases]
             print(f"webhook->broadcast p50 {pct(lat, 50):.1f} ms: intent decided and picked up p50 {pct(to_fill, 50):.1f} ms, "
                   f"then pre-checked, signed, persisted and sent p50 {pct(to_send, 50):.1f} ms")
+            busy = 1 - (box1[1] - box0[1]) / max(box1[0] - box0[0], 1)
+            print("CPU while the webhooks were sent, per payment: " + ", ".join(
+                f"{k} {(cpu1[k] - cpu0[k]) / args.events * 1000:.2f} ms" for k in cpu0) + f"; the box {busy:.0%} busy")
             print(f"webhooks sent in {t_sent:.2f}s; all confirmed after {t_done:.2f}s; {attempts} attempts; "
                   f"{len(sold)} Marketplace logs (incl. Listed)")
             ours = args.events / t_done
@@ -133,8 +143,44 @@ def main() -> int:
                   f"outbox_confirmed_per_s={args.events / float(spread):.1f} webhook_to_broadcast_p50_ms={pct(lat, 50):.1f} "
                   f"webhook_to_broadcast_p99_ms={pct(lat, 99):.1f} pickup_p50_ms={pct(to_fill, 50):.1f} "
                   f"send_p50_ms={pct(to_send, 50):.1f} webhook_rtt_p50_ms={pct(rtt, 50) * 1000:.1f} "
-                  f"webhook_rtt_p99_ms={pct(rtt, 99) * 1000:.1f} ingress_per_s={args.events / t_sent:.1f}")
+                  f"webhook_rtt_p99_ms={pct(rtt, 99) * 1000:.1f} ingress_per_s={args.events / t_sent:.1f} "
+                  f"oracle_cpu_ms_per_payment={(cpu1['oracle'] - cpu0['oracle']) / args.events * 1000:.2f} "
+                  f"box_busy={busy:.2f}")
     return 0
+
+
+def cpu_by(who: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds (user + system) used so far by each named group of processes, with Postgres's server processes
+    as one more group (found by name in /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def used(pid: int) -> float:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            return 0.0  # gone, or not ours to read
+
+    out = {k: sum(used(p) for p in pids) for k, pids in who.items()}
+    pg = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/comm") as f:
+                    if f.read().strip() == "postgres":
+                        pg.append(int(d))
+            except OSError:
+                pass
+    out["postgres"] = sum(used(p) for p in pg)
+    return out
+
+
+def box_cpu() -> tuple[int, int]:
+    """(all ticks, idle ticks) of the whole machine so far (/proc/stat)."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return sum(ticks), ticks[3] + ticks[4]
 
 
 def undone(url: str, measure: Any) -> Any:
