@@ -61,6 +61,7 @@ class InFlight:
     attempts: list[Attempt] = field(default_factory=list)
     rebroadcast_at: float | None = None  # set when the last broadcast was refused or timed out
     underpriced: bool = False  # the node refused the fees: re-price now rather than after fee_bump_after_s
+    stalled: bool = False  # the node does not count it as pending (lost, or held as not executable): re-price now
     receipt: dict[str, Any] | None = None
     missing_since: float | None = None
 
@@ -85,6 +86,7 @@ class Sender:
         self._fees: tuple[float, Fees] | None = None
         self.last_round = time.monotonic()
         self._track_due = 0.0  # receipts and retries are looked at no more often than poll_interval_s
+        self._gap_since: float | None = None  # since when the node's pending nonce has been below ours
 
     # ---- loop -------------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -179,9 +181,12 @@ class Sender:
     def _track(self) -> bool:
         if not self.inflight:
             return False
-        head_hex, mined_hex = self.writer.rpc.batch([("eth_blockNumber", []),
-                                                     ("eth_getTransactionCount", [self.writer.address(), "latest"])])
+        me = self.writer.address()
+        head_hex, mined_hex, pending_hex = self.writer.rpc.batch([
+            ("eth_blockNumber", []), ("eth_getTransactionCount", [me, "latest"]),
+            ("eth_getTransactionCount", [me, "pending"])])
         self.head, mined = int(head_hex, 16), int(mined_hex, 16)
+        self._watch_gap(int(pending_hex, 16))
         done = [f for n, f in self.inflight.items() if n < mined and f.receipt is None]
         if done:
             found = self.writer.receipts([a.tx_hash for f in done for a in f.attempts])
@@ -199,6 +204,25 @@ class Sender:
         if ready:
             self._finalize(ready)
         return bool(done or ready)
+
+    def _watch_gap(self, pending: int) -> None:
+        """A node counts every executable transaction of ours in its pending nonce. When that count stays below a
+        nonce we have in flight, the transaction at the count is not executable to the node: it lost it (a restart,
+        an eviction) or holds it as queued (anvil, after a race in its pool, held one so until our fee bump 20 s
+        later, and every later nonce behind it). A plain resend does not move a queued one; a replacement does. So
+        once the gap has lasted stall_bump_after_s, that transaction is re-priced at once."""
+        f = self.inflight.get(pending)
+        if f is None or f.receipt is not None:
+            self._gap_since = None
+            return
+        now = time.monotonic()
+        if self._gap_since is None or self._gap_since < f.last.at:  # counted from this attempt's send at the earliest
+            self._gap_since = max(now, f.last.at)
+        elif now - self._gap_since >= self.s.stall_bump_after_s:
+            log.warning("the node does not count our next transaction as pending; re-pricing it",
+                        extra={"intent": f.key, "nonce": f.nonce, "tx": f.last.tx_hash})
+            f.stalled = True
+            self._gap_since = None
 
     def _finalize(self, ready: list[InFlight]) -> None:
         # A receipt can be orphaned by a reorg before it is deep enough: check its block is still canonical.
@@ -283,9 +307,9 @@ class Sender:
         for f in self.inflight.values():
             if f.receipt is not None:
                 continue
-            if now - f.last.at >= self.s.fee_bump_after_s or (f.underpriced and f.rebroadcast_at is not None
-                                                                and now >= f.rebroadcast_at):
-                f.underpriced = False
+            if now - f.last.at >= self.s.fee_bump_after_s or f.stalled or (
+                    f.underpriced and f.rebroadcast_at is not None and now >= f.rebroadcast_at):
+                f.underpriced = f.stalled = False
                 bump.append(f)
             elif f.rebroadcast_at is not None and now >= f.rebroadcast_at:
                 resend.append(f)

@@ -112,6 +112,42 @@ async def test_maybe_sent_and_fee_bump_keep_every_hash(db_url, anvil, localstrip
         rig.close()
 
 
+async def test_a_transaction_the_node_stops_counting_is_repriced_at_once(db_url, anvil, localstripe):
+    """The node stops counting our next transaction as pending: dropped from its pool here (anvil also once held one
+    as queued, with every later nonce behind it). After stall_bump_after_s, not fee_bump_after_s, a replacement goes
+    out; it is mined and the write lands once."""
+    import time
+
+    rig = Rig(db_url, anvil, stripe=localstripe, fee_bump_after_s=600.0, stall_bump_after_s=0.3)
+    try:
+        w = rig.world
+        anvil.rpc("evm_setAutomine", [False])
+        try:
+            pi, r = await rig.pay({"order_id": str(w.order_ids[1])})
+            assert r.status_code == 200
+            rig.sender.run_once()  # signed and broadcast: pending in the pool, counted
+            fl = next(iter(rig.sender.inflight.values()))
+            first = fl.last.tx_hash
+            rig.sender.run_once()
+            assert len(fl.attempts) == 1  # counted as pending: nothing to re-price
+            anvil.rpc("anvil_dropTransaction", [first])
+        finally:
+            anvil.rpc("evm_setAutomine", [True])
+        deadline = time.monotonic() + 60
+        while len(fl.attempts) < 2 and time.monotonic() < deadline:
+            rig.sender.run_once()
+            time.sleep(0.05)
+        assert len(fl.attempts) == 2, "the lost transaction was not re-priced"
+        a, b = fl.attempts
+        assert b.fees.max_fee >= a.fees.max_fee * 1.125
+        rig.drain()
+        view = await rig.intent(f"stripe:{pi}")
+        assert view["status"] == "confirmed" and view["tx_hash"] == b.tx_hash, view
+        assert len(count_events(w.w3, w.contract("Escrow"), "Funded")) == 1
+    finally:
+        rig.close()
+
+
 async def test_reorg_rebroadcasts(db_url, anvil, localstripe):
     """Receipt seen, then the block is reorged away before the confirmations: the tx goes out again and lands once."""
     rig = Rig(db_url, anvil, stripe=localstripe, confirmations=3)
