@@ -344,7 +344,8 @@ class OracleSettings(_Strict):
     fee_bump_after_s: float = Field(30.0, gt=0, description="Re-price a pending tx after this long.")
     stall_bump_after_s: float = Field(3.0, gt=0, description="Re-price the next tx to be mined at once when the node "
                                       "has not counted it as pending for this long: the node lost it, or holds it as "
-                                      "not executable (anvil, about one 300-payment run in ten). EVM.")
+                                      "not executable (anvil, about one 300-payment run in ten). EVM; only with a node "
+                                      "seen to count pending transactions (some answer `pending` as `latest`).")
     max_body_bytes: int = Field(64 * 1024, ge=1024, description="Request body cap for every ingress endpoint.")
     stripe_future_skew_s: int = Field(60, ge=0, description="How far in the future a Stripe signature timestamp may be.")
     mpesa_consumer_key: SecretStr | None = Field(None, description="Daraja app consumer key (OAuth).")

@@ -87,6 +87,7 @@ class Sender:
         self.last_round = time.monotonic()
         self._track_due = 0.0  # receipts and retries are looked at no more often than poll_interval_s
         self._gap_since: float | None = None  # since when the node's pending nonce has been below ours
+        self._counts_pending = False  # has the node ever counted a transaction of ours as pending (see _watch_gap)
 
     # ---- loop -------------------------------------------------------------------------------------------
     def run(self) -> None:
@@ -186,7 +187,7 @@ class Sender:
             ("eth_blockNumber", []), ("eth_getTransactionCount", [me, "latest"]),
             ("eth_getTransactionCount", [me, "pending"])])
         self.head, mined = int(head_hex, 16), int(mined_hex, 16)
-        self._watch_gap(int(pending_hex, 16))
+        self._watch_gap(int(pending_hex, 16), mined)
         done = [f for n, f in self.inflight.items() if n < mined and f.receipt is None]
         if done:
             found = self.writer.receipts([a.tx_hash for f in done for a in f.attempts])
@@ -205,14 +206,19 @@ class Sender:
             self._finalize(ready)
         return bool(done or ready)
 
-    def _watch_gap(self, pending: int) -> None:
+    def _watch_gap(self, pending: int, mined: int) -> None:
         """A node counts every executable transaction of ours in its pending nonce. When that count stays below a
         nonce we have in flight, the transaction at the count is not executable to the node: it lost it (a restart,
         an eviction) or holds it as queued (anvil, after a race in its pool, held one so until our fee bump 20 s
         later, and every later nonce behind it). A plain resend does not move a queued one; a replacement does. So
-        once the gap has lasted stall_bump_after_s, that transaction is re-priced at once."""
+        once the gap has lasted stall_bump_after_s, that transaction is re-priced at once.
+        Only with a node seen to count pending transactions (pending > latest once): some providers answer `pending`
+        as `latest`, and there every transaction waiting for its block would look lost and be re-priced again and
+        again."""
+        if pending > mined:
+            self._counts_pending = True
         f = self.inflight.get(pending)
-        if f is None or f.receipt is not None:
+        if not self._counts_pending or f is None or f.receipt is not None:
             self._gap_since = None
             return
         now = time.monotonic()

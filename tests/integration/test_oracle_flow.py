@@ -148,6 +148,45 @@ async def test_a_transaction_the_node_stops_counting_is_repriced_at_once(db_url,
         rig.close()
 
 
+async def test_a_node_that_answers_pending_as_latest_gets_no_stall_repricing(db_url, anvil, localstripe):
+    """Some providers answer eth_getTransactionCount(pending) as latest: a transaction waiting for its block then
+    looks uncounted. It is not re-priced for that (only after fee_bump_after_s)."""
+    import time
+
+    rig = Rig(db_url, anvil, stripe=localstripe, fee_bump_after_s=600.0, stall_bump_after_s=0.1)
+    send = rig.sender.writer.rpc._send
+
+    def pending_as_latest(payload):  # the provider's behaviour, as a middleware on the sender's client
+        items = payload if isinstance(payload, list) else [payload]
+        for it in items:
+            if it.get("method") == "eth_getTransactionCount" and it["params"][-1] == "pending":
+                it["params"] = [it["params"][0], "latest"]
+        return send(payload)
+
+    rig.sender.writer.rpc._send = pending_as_latest
+    try:
+        w = rig.world
+        anvil.rpc("evm_setAutomine", [False])
+        try:
+            pi, r = await rig.pay({"order_id": str(w.order_ids[1])})
+            assert r.status_code == 200
+            rig.sender.run_once()
+            fl = next(iter(rig.sender.inflight.values()))
+            deadline = time.monotonic() + 1.5  # fifteen times stall_bump_after_s, waiting for a block
+            while time.monotonic() < deadline:
+                rig.sender.run_once()
+                time.sleep(0.05)
+            assert len(fl.attempts) == 1, "re-priced while it only waited for its block"
+            anvil.rpc("evm_mine", [])
+        finally:
+            anvil.rpc("evm_setAutomine", [True])
+        rig.drain()
+        view = await rig.intent(f"stripe:{pi}")
+        assert view["status"] == "confirmed" and len(view["attempts"]) == 1, view
+    finally:
+        rig.close()
+
+
 async def test_reorg_rebroadcasts(db_url, anvil, localstripe):
     """Receipt seen, then the block is reorged away before the confirmations: the tx goes out again and lands once."""
     rig = Rig(db_url, anvil, stripe=localstripe, confirmations=3)
