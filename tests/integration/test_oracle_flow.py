@@ -82,17 +82,23 @@ async def test_revert_recorded_with_decoded_error(rig):
     assert view["status"] == "failed" and view["error"].startswith("UnknownOrder(")
 
 
+async def _sent_unmined(rig: Rig) -> tuple[str, object]:
+    """Automine off (the caller turns it back on), then a payment for an escrow order decided, signed and broadcast:
+    (its PaymentIntent id, its flight), the transaction waiting in the node's pool."""
+    rig.anvil.rpc("evm_setAutomine", [False])
+    pi, r = await rig.pay({"order_id": str(rig.world.order_ids[1])})
+    assert r.status_code == 200
+    rig.sender.run_once()
+    return pi, next(iter(rig.sender.inflight.values()))
+
+
 async def test_maybe_sent_and_fee_bump_keep_every_hash(db_url, anvil, localstripe):
     """Automine off: the tx sits in the pool; a re-broadcast is 'already imported' (maybe sent); after the bump
     wait a replacement with >=12.5% fees goes out; one of the hashes is mined, the event appears once."""
     rig = Rig(db_url, anvil, stripe=localstripe, fee_bump_after_s=0.3)
     try:
         w = rig.world
-        anvil.rpc("evm_setAutomine", [False])
-        pi, r = await rig.pay({"order_id": str(w.order_ids[1])})
-        assert r.status_code == 200
-        rig.sender.run_once()
-        fl = next(iter(rig.sender.inflight.values()))
+        pi, fl = await _sent_unmined(rig)
         fl.rebroadcast_at = 0.0  # force a resend of the same raw tx: the node says "already imported"
         rig.sender.run_once()
         import time
@@ -121,12 +127,8 @@ async def test_a_transaction_the_node_stops_counting_is_repriced_at_once(db_url,
     rig = Rig(db_url, anvil, stripe=localstripe, fee_bump_after_s=600.0, stall_bump_after_s=0.3)
     try:
         w = rig.world
-        anvil.rpc("evm_setAutomine", [False])
         try:
-            pi, r = await rig.pay({"order_id": str(w.order_ids[1])})
-            assert r.status_code == 200
-            rig.sender.run_once()  # signed and broadcast: pending in the pool, counted
-            fl = next(iter(rig.sender.inflight.values()))
+            pi, fl = await _sent_unmined(rig)  # pending in the pool, counted
             first = fl.last.tx_hash
             rig.sender.run_once()
             assert len(fl.attempts) == 1  # counted as pending: nothing to re-price
@@ -165,13 +167,8 @@ async def test_a_node_that_answers_pending_as_latest_gets_no_stall_repricing(db_
 
     rig.sender.writer.rpc._send = pending_as_latest
     try:
-        w = rig.world
-        anvil.rpc("evm_setAutomine", [False])
         try:
-            pi, r = await rig.pay({"order_id": str(w.order_ids[1])})
-            assert r.status_code == 200
-            rig.sender.run_once()
-            fl = next(iter(rig.sender.inflight.values()))
+            pi, fl = await _sent_unmined(rig)
             deadline = time.monotonic() + 1.5  # fifteen times stall_bump_after_s, waiting for a block
             while time.monotonic() < deadline:
                 rig.sender.run_once()
