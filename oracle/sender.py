@@ -222,8 +222,8 @@ class Sender:
             self._gap_since = None
             return
         now = time.monotonic()
-        if self._gap_since is None or self._gap_since < f.last.at:  # counted from this attempt's send at the earliest
-            self._gap_since = max(now, f.last.at)
+        if self._gap_since is None or self._gap_since < f.last.at:  # counted afresh for each attempt
+            self._gap_since = now
         elif now - self._gap_since >= self.s.stall_bump_after_s:
             log.warning("the node does not count our next transaction as pending; re-pricing it",
                         extra={"intent": f.key, "nonce": f.nonce, "tx": f.last.tx_hash})
