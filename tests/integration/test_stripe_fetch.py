@@ -1,6 +1,6 @@
 """The webhook path's re-fetch of a PaymentIntent (`oracle.ingress.stripe_webhook.fetch`), against localstripe.
 
-It asks through the stripe library's `raw_request` and httpx client, which read the environment's proxy once: the
+It asks through the stripe library's `raw_request` and our urllib3 client, which reads the environment's proxy once: the
 answer must be what the library's own `retrieve(...).to_dict()` gives, an id cannot reach another resource, and the
 environment's proxy is still used.
 """
@@ -105,3 +105,27 @@ def test_a_refetch_writes_no_log_line(localstripe, settings):  # noqa: F811
         root.setLevel(saved[1])
         lib.setLevel(saved[2])
     assert "still logged" in out.getvalue() and "Stripe" not in out.getvalue()
+
+
+def test_an_unreachable_stripe_is_a_503_naming_no_key(settings, caplog):
+    """A transport fault (nothing listens there) is retried once by the library, then answered 503 so that Stripe
+    redelivers; neither the answer nor the log names the API key."""
+    from core.anvil import free_port
+
+    calls = []
+    down = SimpleNamespace(stripe_api_key=settings.stripe_api_key, stripe_api_base=f"http://127.0.0.1:{free_port()}")
+    real = stripe_webhook.Urllib3Client.request
+
+    def counted(self, *a, **kw):
+        calls.append(a[1])
+        return real(self, *a, **kw)
+
+    stripe_webhook.Urllib3Client.request = counted
+    try:
+        with pytest.raises(BadRequest) as err:
+            stripe_webhook.fetch(down, "pi_123")
+    finally:
+        stripe_webhook.Urllib3Client.request = real
+    assert err.value.status == 503 and len(calls) == 2  # the first try and the library's one retry
+    text = str(err.value) + caplog.text
+    assert STRIPE_KEY not in text and STRIPE_KEY[-8:] not in text
