@@ -107,7 +107,7 @@ def test_a_refetch_writes_no_log_line(localstripe, settings):  # noqa: F811
     assert "still logged" in out.getvalue() and "Stripe" not in out.getvalue()
 
 
-def test_an_unreachable_stripe_is_a_503_naming_no_key(settings, caplog):
+def test_an_unreachable_stripe_is_a_503_naming_no_key(settings, caplog, monkeypatch):
     """A transport fault (nothing listens there) is retried once by the library, then answered 503 so that Stripe
     redelivers; neither the answer nor the log names the API key."""
     from core.anvil import free_port
@@ -115,17 +115,10 @@ def test_an_unreachable_stripe_is_a_503_naming_no_key(settings, caplog):
     calls = []
     down = SimpleNamespace(stripe_api_key=settings.stripe_api_key, stripe_api_base=f"http://127.0.0.1:{free_port()}")
     real = stripe_webhook.Urllib3Client.request
-
-    def counted(self, *a, **kw):
-        calls.append(a[1])
-        return real(self, *a, **kw)
-
-    stripe_webhook.Urllib3Client.request = counted
-    try:
-        with pytest.raises(BadRequest) as err:
-            stripe_webhook.fetch(down, "pi_123")
-    finally:
-        stripe_webhook.Urllib3Client.request = real
+    monkeypatch.setattr(stripe_webhook.Urllib3Client, "request",
+                        lambda self, *a, **kw: calls.append(a[1]) or real(self, *a, **kw))
+    with pytest.raises(BadRequest) as err:
+        stripe_webhook.fetch(down, "pi_123")
     assert err.value.status == 503 and len(calls) == 2  # the first try and the library's one retry
     text = str(err.value) + caplog.text
     assert STRIPE_KEY not in text and STRIPE_KEY[-8:] not in text
