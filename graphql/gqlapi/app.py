@@ -280,6 +280,9 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
               registry=metrics.registry).set_function(lambda: answers.misses)
         Gauge("api_answer_cache_bytes", "Bytes of answers kept", registry=metrics.registry) \
             .set_function(lambda: answers.bytes)
+        probe = endpoint.probe
+        Gauge("api_answer_state_reads", "Reads of the database state for answer-cache lookups since start (shared by "
+              "the lookups that arrive while one runs)", registry=metrics.registry).set_function(lambda: probe.reads)
 
     if db.replicas:
         healthy = Gauge("api_replica_healthy", "1 when the read replica is used (reachable, a standby, lag within "

@@ -27,7 +27,7 @@ from graphql import DocumentNode, GraphQLError, OperationDefinitionNode, Operati
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.utils.await_maybe import await_maybe
 
-from gqlapi.answers import Answers, classify
+from gqlapi.answers import Answers, Probe, classify
 from gqlapi.costs import variable_errors
 from gqlapi.db import NeedsSnapshot
 from gqlapi.errors import PAYLOAD_TOO_LARGE, ReplicaBehind, ReplicaConflict, should_mask
@@ -77,6 +77,7 @@ class GraphQLEndpoint:
         self.max_body_bytes = max_body_bytes
         self.cache_size = cache_size
         self.answers = Answers(answer_bytes) if answer_bytes > 0 else None
+        self.probe = Probe(self._probe_once)
         self.guard = schema.carbon_guard
         self.executor_class = schema.execution_context_class
         self.prepared: OrderedDict[tuple[str, str | None], Prepared | None] = OrderedDict()
@@ -212,11 +213,11 @@ class GraphQLEndpoint:
         other, which reports why)."""
         answers = self.answers
         assert answers is not None
-        # The lookup reads the state in one statement outside a transaction (no snapshot to end afterwards); a miss
-        # reads it again as the first statement of the snapshot it executes in, and keeps the answer under that.
+        # The lookup reads the state in one statement outside a transaction (no snapshot to end afterwards), shared with
+        # the requests that wait for the same read (answers.Probe); a miss reads it again as the first statement of the
+        # snapshot it executes in, and keeps the answer under that.
         # (On replicas the two may be different servers: the key is the state itself, the same on any server.)
-        probe = self.make_context(True)
-        read = await self._state(probe, close=True)
+        read = await self.probe.read()
         if read is None:
             return None
         body = answers.get(key, *read)
@@ -234,6 +235,10 @@ class GraphQLEndpoint:
             answers.put(key, state, context.valid_until, body)
             return body
         return result
+
+    async def _probe_once(self) -> tuple[tuple, int] | None:
+        """One read of the state for the lookups that share it (a session of its own, closed after)."""
+        return await self._state(self.make_context(True), close=True)
 
     async def _state(self, context: Any, *, close: bool) -> tuple[tuple, int] | None:
         """The database's state and clock second read on `context`'s session (closed after when `close`, or when the

@@ -212,3 +212,33 @@ def test_the_cache_stays_within_its_bytes():
     assert answers.get(Answers.key("doc", {"i": 1000}), state, 5) is None  # held until second 5 only
     answers.put(Answers.key("doc", {"i": 2000}), state, None, b"z" * 5_000)  # over an eighth: not kept
     assert Answers.key("doc", {"i": 2000}) not in answers.entries
+
+
+def test_concurrent_lookups_share_state_reads_and_answer_as_the_uncached_api(world, apis):
+    """Requests that arrive together share a read of the state (gqlapi.answers.Probe); each answer is still the one
+    the cache-off API gives, and after a commit the next burst shows it."""
+    import asyncio
+
+    cached, plain = apis
+    probe = cached.app.state.graphql.probe
+
+    def burst(n: int) -> list[dict]:
+        async def ask() -> dict:
+            r = await cached.http.post("/graphql", json={"query": FOLIO, "variables": {"o": A}})
+            assert r.status_code == 200 and not r.json().get("errors"), r.text
+            return r.json()["data"]
+
+        async def go() -> list[dict]:
+            return await asyncio.gather(*(ask() for _ in range(n)))
+
+        return cached.loop.run_until_complete(go())
+
+    first = burst(1)[0]
+    before = probe.reads
+    got = burst(40)
+    assert all(g == first for g in got) and first == plain.q(FOLIO, {"o": A})
+    assert probe.reads - before < 40  # shared: fewer reads than requests
+    world.transfer(A, C, 1, 10)
+    after = burst(40)
+    want = plain.q(FOLIO, {"o": A})
+    assert want != first and all(g == want for g in after)

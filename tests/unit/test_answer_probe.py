@@ -1,0 +1,109 @@
+"""gqlapi.answers.Probe: concurrent lookups share reads of the database state, and none is answered from a read that
+started before it arrived (so sharing never makes an answer older than a read of its own would have been)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gqlapi.answers import Probe
+
+
+class Reads:
+    """read_state() whose every call is numbered and blocks until the test opens its gate."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.gates: dict[int, asyncio.Event] = {}
+        self.fail: set[int] = set()
+
+    async def __call__(self) -> int:
+        self.started += 1
+        n = self.started
+        await self.gate(n).wait()
+        if n in self.fail:
+            raise ConnectionError(f"read {n} failed")
+        return n
+
+    def gate(self, n: int) -> asyncio.Event:
+        return self.gates.setdefault(n, asyncio.Event())
+
+
+async def until(cond, what: str) -> None:
+    for _ in range(10_000):  # event-loop turns, not time: nothing here sleeps
+        if cond():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"never: {what}")
+
+
+def run(scenario) -> None:
+    """Run a scenario; a hang (a waiter nobody serves) fails after a minute instead of stalling the suite."""
+    asyncio.run(asyncio.wait_for(scenario, 60))
+
+
+def test_a_lookup_waits_for_a_read_that_starts_after_it_arrived():
+    async def scenario() -> None:
+        reads = Reads()
+        probe = Probe(reads)
+        a = asyncio.create_task(probe.read())
+        await until(lambda: reads.started == 1, "read 1 started")
+        # b and c arrive while read 1 runs: read 1 may predate a commit they must see, so they wait for read 2.
+        b, c = asyncio.create_task(probe.read()), asyncio.create_task(probe.read())
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert reads.started == 1  # one read at a time
+        reads.gate(1).set()
+        assert await a == 1
+        await until(lambda: reads.started == 2, "read 2 started once read 1 ended")
+        d = asyncio.create_task(probe.read())  # arrives after read 2 started: waits for read 3
+        reads.gate(2).set()
+        assert (await b, await c) == (2, 2)  # one read served both
+        await until(lambda: reads.started == 3, "read 3 started")
+        reads.gate(3).set()
+        assert await d == 3
+        assert probe.reads == 3
+
+    run(scenario())
+
+
+def test_a_failed_read_fails_each_of_its_waiters_and_the_next_read_works():
+    async def scenario() -> None:
+        reads = Reads()
+        reads.fail.add(2)
+        probe = Probe(reads)
+        first = asyncio.create_task(probe.read())
+        await until(lambda: reads.started == 1, "read 1 started")
+        b, c = asyncio.create_task(probe.read()), asyncio.create_task(probe.read())  # both wait for read 2
+        await until(lambda: probe._next is not None, "read 2 awaited")
+        reads.gate(1).set()
+        reads.gate(2).set()
+        assert await first == 1
+        for t in (b, c):
+            with pytest.raises(ConnectionError, match="read 2 failed"):
+                await t
+        reads.gate(3).set()
+        assert await probe.read() == 3
+
+    run(scenario())
+
+
+def test_a_waiter_that_leaves_does_not_cancel_the_read_of_the_others():
+    async def scenario() -> None:
+        reads = Reads()
+        probe = Probe(reads)
+        first = asyncio.create_task(probe.read())
+        await until(lambda: reads.started == 1, "read 1 started")
+        gone, stays = asyncio.create_task(probe.read()), asyncio.create_task(probe.read())  # both wait for read 2
+        await until(lambda: probe._next is not None, "read 2 awaited")
+        gone.cancel()  # its client disconnected
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        reads.gate(1).set()
+        assert await first == 1
+        await until(lambda: reads.started == 2, "read 2 started")
+        reads.gate(2).set()
+        assert await stays == 2
+
+    run(scenario())
