@@ -14,6 +14,7 @@ server-side by our checkout, never by the payer.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from typing import Any
 from urllib.parse import quote
@@ -141,6 +142,17 @@ def assess(event: Event, pi: dict[str, Any] | None, settings: Any) -> tuple[Even
     return Event(event.provider, event.event_id, event.type, summary, pi_id), claim
 
 
+log = logging.getLogger("carbonledger.oracle.stripe")
+MAX_BODY_BYTES = 1 << 20  # a Stripe answer read at most: a PaymentIntent is a few KB
+
+
+def _discard(r: Any) -> None:
+    """Close a response whose body is not read to its end (its connection is never reused mid-body) and give its
+    pool slot back."""
+    r.close()
+    r.release_conn()
+
+
 class Urllib3Client(stripe.HTTPClient):
     """The Stripe library's transport on a urllib3 pool (core.http: the environment's proxy settings read once,
     Stripe's own CA bundle, one pool safe to share between the worker threads). The library's extension point for
@@ -156,11 +168,23 @@ class Urllib3Client(stripe.HTTPClient):
 
     def request(self, method: str, url: str, headers: Any, post_data: Any = None) -> tuple[bytes, int, Any]:
         try:
-            r = self._pool.request(method.upper(), url, headers=dict(headers or {}), body=post_data or None)
+            r = self._pool.request(method.upper(), url, headers=dict(headers or {}), body=post_data or None,
+                                   preload_content=False)
+            try:
+                data = r.read(MAX_BODY_BYTES + 1)  # bounded: the library's JSON parser never sees more
+            except BaseException:
+                _discard(r)
+                raise
         except (urllib3.exceptions.HTTPError, OSError) as exc:  # names host and port, never the path or the key
             raise stripe.APIConnectionError(f"could not reach Stripe ({type(exc).__name__})",
                                             should_retry=True) from None
-        return r.data, r.status, r.headers
+        if len(data) > MAX_BODY_BYTES:  # not a PaymentIntent (a few KB): a wrong stripe_api_base or a hostile peer
+            _discard(r)
+            log.warning("Stripe's answer is over the size limit; refused (is oracle.stripe_api_base Stripe's API?)",
+                        extra={"limit_bytes": MAX_BODY_BYTES})
+            raise stripe.APIConnectionError(f"Stripe's answer is over {MAX_BODY_BYTES} bytes", should_retry=False)
+        r.release_conn()
+        return data, r.status, r.headers
 
     def request_stream(self, method: str, url: str, headers: Any, post_data: Any = None) -> tuple[Any, int, Any]:
         content, status, rheaders = self.request(method, url, headers, post_data)

@@ -122,3 +122,52 @@ def test_an_unreachable_stripe_is_a_503_naming_no_key(settings, caplog, monkeypa
     assert err.value.status == 503 and len(calls) == 2  # the first try and the library's one retry
     text = str(err.value) + caplog.text
     assert STRIPE_KEY not in text and STRIPE_KEY[-8:] not in text
+
+
+def test_an_oversized_answer_is_refused_unread_and_the_pool_still_serves(settings, caplog):
+    """The re-fetch reads at most MAX_BODY_BYTES of an answer (the library's JSON parser never sees more): an endless
+    body from a wrong or hostile `stripe_api_base` is a 503 (Stripe redelivers) and a log line saying why, after
+    reading little more than the limit; the client's pool then serves the next question as before."""
+    sent = {"bytes": 0}
+
+    class Endless(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            if "small" in self.path:
+                body = b'{"id": "pi_small", "object": "payment_intent"}'
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(1 << 30))  # claims a gigabyte
+            self.end_headers()
+            chunk = b"[" * 65536
+            try:
+                while sent["bytes"] < 1 << 30:
+                    self.wfile.write(chunk)
+                    sent["bytes"] += len(chunk)
+            except OSError:  # the client hung up: what we want
+                pass
+
+        def log_message(self, *a) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        hostile = SimpleNamespace(stripe_api_key=settings.stripe_api_key,
+                                  stripe_api_base=f"http://127.0.0.1:{srv.server_address[1]}")
+        with pytest.raises(BadRequest) as err:
+            stripe_webhook.fetch(hostile, "pi_big")
+        assert err.value.status == 503
+        assert "over the size limit" in caplog.text and STRIPE_KEY not in caplog.text + str(err.value)
+        assert sent["bytes"] < 64 * stripe_webhook.MAX_BODY_BYTES  # stopped near the limit (socket buffers aside)
+        assert stripe_webhook.fetch(hostile, "pi_small") == {"id": "pi_small", "object": "payment_intent"}
+    finally:
+        srv.shutdown()
+        srv.server_close()
