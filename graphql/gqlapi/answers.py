@@ -13,7 +13,8 @@ the database's clock. The indexed state is named exactly and cheaply:
 So each request of a cacheable document first reads that state (`PROBE`, one small statement outside a
 transaction) and looks the answer up under (document, variables, state). Concurrent requests share a read (`Probe`):
 a request waits for the next read that *starts* after it arrived, never one already under way, so what it is
-answered from is as new as what a read of its own would have seen (every commit that ended before it arrived), and
+answered from is as new as what a read of its own would have seen (every commit that ended before it arrived; on a
+read replica, everything the replica had replayed by then), and
 under load one statement serves every request that arrived while the previous read ran (a psycopg round trip cost
 ~40% of a cached answer's CPU). On a hit, that is all it runs; on a miss the
 document is executed in a snapshot whose first statement reads the state again, and the answer is kept under that
@@ -105,40 +106,51 @@ class Probe:
     """Reads of the state shared by the requests that wait for them. `read_state()` runs one read; `read()` returns the
     result of the first read that starts after the call (the one running, if any, started earlier: the caller waits
     for the next, which starts when the running one ends and serves everyone who came meanwhile). A failed read raises
-    its error in each of its waiters; a waiter cancelled (its client left) cancels only itself."""
+    its error in each of its waiters; a waiter cancelled (its client left) cancels only itself; the read itself
+    cancelled (shutdown) fails its waiters and those of the next with RuntimeError, and starts no other. Bounding a
+    read's time is `read_state`'s part: one read at a time, so a stuck one would hold every lookup."""
 
     def __init__(self, read_state: Callable[[], Awaitable[Any]]) -> None:
         self.read_state = read_state
         self._next: asyncio.Future | None = None  # the read the callers so far wait for; not started yet
-        self._running = False
+        self._task: asyncio.Task | None = None  # the read running (kept: the loop holds tasks weakly)
         self.reads = 0  # reads started (tests and metrics: how many requests shared each)
 
     async def read(self) -> Any:
         fut = self._next
         if fut is None:
             fut = self._next = asyncio.get_running_loop().create_future()
-            if not self._running:
+            if self._task is None:
                 self._start()
         return await asyncio.shield(fut)
 
     def _start(self) -> None:
         fut, self._next = self._next, None
-        self._running = True
         self.reads += 1
-        asyncio.get_running_loop().create_task(self._run(fut))
+        self._task = asyncio.get_running_loop().create_task(self._run(fut))
 
     async def _run(self, fut: asyncio.Future) -> None:
         try:
             got = await self.read_state()
-        except BaseException as exc:  # noqa: BLE001 - handed to every waiter, which reports it as its own
-            fut.set_exception(exc)
-            fut.exception()  # retrieved here: no "never retrieved" warning when every waiter has left
+        except Exception as exc:  # noqa: BLE001 - handed to every waiter, which reports it as its own
+            _fail(fut, exc)
+        except BaseException:  # cancelled (shutdown): no read follows; nobody is left waiting
+            self._task = None
+            _fail(fut, RuntimeError("the state read was interrupted"))
+            if self._next is not None:
+                nxt, self._next = self._next, None
+                _fail(nxt, RuntimeError("the state read was interrupted"))
+            raise
         else:
             fut.set_result(got)
-        finally:
-            self._running = False
-            if self._next is not None:
-                self._start()
+        self._task = None
+        if self._next is not None:
+            self._start()
+
+
+def _fail(fut: asyncio.Future, exc: BaseException) -> None:
+    fut.set_exception(exc)
+    fut.exception()  # retrieved here: no "never retrieved" warning when every waiter has left
 
 
 class Answers:

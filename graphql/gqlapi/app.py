@@ -236,7 +236,9 @@ def create_app(settings: Settings, database_url: str, *, pool_size: int | None =
     endpoint = GraphQLEndpoint(schema, view, lambda single, primary=False: Context.create(
                                    db, limits, single=single, contracts=contracts, primary=primary),
                                max_body_bytes=settings.api.max_body_bytes,
-                               answer_bytes=settings.api.answer_cache_mb * 1_048_576)
+                               answer_bytes=settings.api.answer_cache_mb * 1_048_576,
+                               # the wait for a pooled connection (10 s) plus the statement's own timeout
+                               probe_timeout_s=10 + settings.database.statement_timeout_ms / 1000)
     graphql_app = _TimedGraphQL(endpoint, metrics, db, _Gate(settings.api))
 
     async def watch_db() -> None:

@@ -17,6 +17,7 @@ wait for the same judgement twice. tests/integration/test_api_endpoint.py compar
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 from collections import OrderedDict
@@ -72,12 +73,13 @@ class GraphQLEndpoint:
     on the strawberry path."""
 
     def __init__(self, schema: Any, fallback: Any, make_context: Any, *, max_body_bytes: int, cache_size: int = 512,
-                 answer_bytes: int = 0) -> None:
+                 answer_bytes: int = 0, probe_timeout_s: float = 15.0) -> None:
         self.schema, self.fallback, self.make_context = schema, fallback, make_context
         self.max_body_bytes = max_body_bytes
         self.cache_size = cache_size
         self.answers = Answers(answer_bytes) if answer_bytes > 0 else None
         self.probe = Probe(self._probe_once)
+        self.probe_timeout_s = probe_timeout_s  # a shared read's bound: one at a time, so a stuck one holds all lookups
         self.guard = schema.carbon_guard
         self.executor_class = schema.execution_context_class
         self.prepared: OrderedDict[tuple[str, str | None], Prepared | None] = OrderedDict()
@@ -237,8 +239,15 @@ class GraphQLEndpoint:
         return result
 
     async def _probe_once(self) -> tuple[tuple, int] | None:
-        """One read of the state for the lookups that share it (a session of its own, closed after)."""
-        return await self._state(self.make_context(True), close=True)
+        """One read of the state for the lookups that share it (a session of its own, closed after); None after
+        `probe_timeout_s` (a server that stopped answering mid-read): its waiters run uncached, which reports the
+        trouble, and the next read starts."""
+        try:
+            return await asyncio.wait_for(self._state(self.make_context(True), close=True), self.probe_timeout_s)
+        except TimeoutError:
+            log.warning("the answer cache's state read timed out; requests run uncached",
+                        extra={"timeout_s": self.probe_timeout_s})
+            return None
 
     async def _state(self, context: Any, *, close: bool) -> tuple[tuple, int] | None:
         """The database's state and clock second read on `context`'s session (closed after when `close`, or when the

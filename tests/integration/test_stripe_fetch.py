@@ -129,11 +129,13 @@ def test_an_oversized_answer_is_refused_unread_and_the_pool_still_serves(setting
     body from a wrong or hostile `stripe_api_base` is a 503 (Stripe redelivers) and a log line saying why, after
     reading little more than the limit; the client's pool then serves the next question as before."""
     sent = {"bytes": 0}
+    conns: list[tuple[str, int]] = []  # the client's (address, port) of each request: its connection
 
     class Endless(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
+            conns.append(self.client_address)
             if "small" in self.path:
                 body = b'{"id": "pi_small", "object": "payment_intent"}'
                 self.send_response(200)
@@ -167,7 +169,11 @@ def test_an_oversized_answer_is_refused_unread_and_the_pool_still_serves(setting
         assert err.value.status == 503
         assert "over the size limit" in caplog.text and STRIPE_KEY not in caplog.text + str(err.value)
         assert sent["bytes"] < 64 * stripe_webhook.MAX_BODY_BYTES  # stopped near the limit (socket buffers aside)
-        assert stripe_webhook.fetch(hostile, "pi_small") == {"id": "pi_small", "object": "payment_intent"}
+        for _ in range(2):
+            assert stripe_webhook.fetch(hostile, "pi_small") == {"id": "pi_small", "object": "payment_intent"}
+        # The refused answer's connection is never reused (its unread rest would be read as the next answer); the
+        # small answers, read to their end, share one kept-alive connection.
+        assert len(conns) == 3 and conns[1] != conns[0] and conns[2] == conns[1], conns
     finally:
         srv.shutdown()
         srv.server_close()

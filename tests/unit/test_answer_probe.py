@@ -107,3 +107,50 @@ def test_a_waiter_that_leaves_does_not_cancel_the_read_of_the_others():
         assert await stays == 2
 
     run(scenario())
+
+
+def test_a_cancelled_read_fails_its_waiters_and_the_next_ones_and_starts_no_other():
+    async def scenario() -> None:
+        reads = Reads()
+        probe = Probe(reads)
+        first = asyncio.create_task(probe.read())
+        await until(lambda: reads.started == 1, "read 1 started")
+        later = asyncio.create_task(probe.read())  # waits for read 2
+        await until(lambda: probe._next is not None, "read 2 awaited")
+        probe._task.cancel()  # the server shuts down mid-read
+        for t in (first, later):
+            with pytest.raises(RuntimeError, match="interrupted"):
+                await t
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert reads.started == 1 and probe._task is None
+
+    run(scenario())
+
+
+def test_a_stuck_state_read_is_abandoned_after_its_bound():
+    """The endpoint bounds each shared read (one runs at a time, so a stuck one would hold every lookup): past
+    `probe_timeout_s` its waiters get None (they run uncached) and the session is closed."""
+    from types import SimpleNamespace
+
+    from gqlapi.endpoint import GraphQLEndpoint
+
+    closed = []
+
+    class Stuck:
+        async def fetch(self, *a, **kw):
+            await asyncio.Event().wait()  # a server that stopped answering
+
+        async def close(self):
+            closed.append(True)
+
+    ep = GraphQLEndpoint.__new__(GraphQLEndpoint)
+    ep.make_context = lambda single: SimpleNamespace(db=Stuck())
+    ep.probe_timeout_s = 0.05
+    ep.probe = Probe(ep._probe_once)
+
+    async def scenario() -> None:
+        assert await asyncio.gather(ep.probe.read(), ep.probe.read()) == [None, None]
+        assert closed == [True, True]  # the first read's session, then the second's (the second caller waited for it)
+
+    run(scenario())
