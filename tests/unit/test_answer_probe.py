@@ -38,6 +38,20 @@ async def until(cond, what: str) -> None:
     raise AssertionError(f"never: {what}")
 
 
+async def running(waiting: int, fail: int | None = None) -> tuple[Reads, Probe, asyncio.Task, list[asyncio.Task]]:
+    """A probe with read 1 running (its first caller's task) and `waiting` callers that came after it started, so
+    wait for read 2 (`fail`: the number of a read that fails)."""
+    reads = Reads()
+    if fail is not None:
+        reads.fail.add(fail)
+    probe = Probe(reads)
+    first = asyncio.create_task(probe.read())
+    await until(lambda: reads.started == 1, "read 1 started")
+    later = [asyncio.create_task(probe.read()) for _ in range(waiting)]
+    await until(lambda: probe._next is not None, "read 2 awaited")
+    return reads, probe, first, later
+
+
 def run(scenario) -> None:
     """Run a scenario; a hang (a waiter nobody serves) fails after a minute instead of stalling the suite."""
     asyncio.run(asyncio.wait_for(scenario, 60))
@@ -70,17 +84,11 @@ def test_a_lookup_waits_for_a_read_that_starts_after_it_arrived():
 
 def test_a_failed_read_fails_each_of_its_waiters_and_the_next_read_works():
     async def scenario() -> None:
-        reads = Reads()
-        reads.fail.add(2)
-        probe = Probe(reads)
-        first = asyncio.create_task(probe.read())
-        await until(lambda: reads.started == 1, "read 1 started")
-        b, c = asyncio.create_task(probe.read()), asyncio.create_task(probe.read())  # both wait for read 2
-        await until(lambda: probe._next is not None, "read 2 awaited")
+        reads, probe, first, later = await running(2, fail=2)
         reads.gate(1).set()
         reads.gate(2).set()
         assert await first == 1
-        for t in (b, c):
+        for t in later:
             with pytest.raises(ConnectionError, match="read 2 failed"):
                 await t
         reads.gate(3).set()
@@ -91,12 +99,7 @@ def test_a_failed_read_fails_each_of_its_waiters_and_the_next_read_works():
 
 def test_a_waiter_that_leaves_does_not_cancel_the_read_of_the_others():
     async def scenario() -> None:
-        reads = Reads()
-        probe = Probe(reads)
-        first = asyncio.create_task(probe.read())
-        await until(lambda: reads.started == 1, "read 1 started")
-        gone, stays = asyncio.create_task(probe.read()), asyncio.create_task(probe.read())  # both wait for read 2
-        await until(lambda: probe._next is not None, "read 2 awaited")
+        reads, probe, first, (gone, stays) = await running(2)
         gone.cancel()  # its client disconnected
         with pytest.raises(asyncio.CancelledError):
             await gone
@@ -111,12 +114,7 @@ def test_a_waiter_that_leaves_does_not_cancel_the_read_of_the_others():
 
 def test_a_cancelled_read_fails_its_waiters_and_the_next_ones_and_starts_no_other():
     async def scenario() -> None:
-        reads = Reads()
-        probe = Probe(reads)
-        first = asyncio.create_task(probe.read())
-        await until(lambda: reads.started == 1, "read 1 started")
-        later = asyncio.create_task(probe.read())  # waits for read 2
-        await until(lambda: probe._next is not None, "read 2 awaited")
+        reads, probe, first, (later,) = await running(1)
         probe._task.cancel()  # the server shuts down mid-read
         for t in (first, later):
             with pytest.raises(RuntimeError, match="interrupted"):
