@@ -16,8 +16,8 @@ a request waits for the next read that *starts* after it arrived, never one alre
 answered from is as new as what a read of its own would have seen (every commit that ended before it arrived; on a
 read replica, everything the replica had replayed by then), and under load one statement serves every request that
 arrived while the previous read ran (a psycopg round trip cost ~40% of a cached answer's CPU). On a hit, that is all
-it runs; on a miss the document is executed in a snapshot whose first statement reads the state again, and the answer is kept under that
-state: exactly the answer at that state. On a read replica the probe reads the replica's replayed state, so a replica
+it runs; on a miss the document is executed in a snapshot whose first statement reads the state again, and the
+answer is kept under that state: exactly the answer at that state. On a read replica the probe reads the replica's replayed state, so a replica
 behind another one never serves, nor is served, a newer answer. An answer that moves with time (marketStats' window
 ends "now") says until which second of the database's clock it holds (`Context.keep_until`: marketStats until a trade
 leaves or enters its window, or the next second when its bounds are asked for; candles with a default range: not
