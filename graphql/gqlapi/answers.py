@@ -10,18 +10,19 @@ the database's clock. The indexed state is named exactly and cheaply:
   read by provenance), and an indexed table written by anyone but the indexer (an operator's repair in psql; the
   indexer's sessions say who they are, indexer.writer.connect).
 
-So each request of a cacheable document first reads that state (`PROBE`, one small statement outside a
-transaction) and looks the answer up under (document, variables, state). Concurrent requests share a read (`Probe`):
-a request waits for the next read that *starts* after it arrived, never one already under way, so what it is
-answered from is as new as what a read of its own would have seen (every commit that ended before it arrived; on a
-read replica, everything the replica had replayed by then), and under load one statement serves every request that
-arrived while the previous read ran (a psycopg round trip cost ~40% of a cached answer's CPU). On a hit, that is all
-it runs; on a miss the document is executed in a snapshot whose first statement reads the state again, and the
-answer is kept under that state: exactly the answer at that state. On a read replica the probe reads the replica's replayed state, so a replica
+So each request of a cacheable document first reads that state (`PROBE`, one small statement outside a transaction)
+and looks the answer up under (document, variables, state). Concurrent requests share a read (`Probe`): a request
+waits for the next read that *starts* after it arrived, never one already under way, so what it is answered from is as
+new as what a read of its own would have seen (every commit that ended before it arrived; on a read replica,
+everything the replica had replayed by then), and under load one statement serves every request that arrived while the
+previous read ran (a psycopg round trip cost ~40% of a cached answer's CPU). On a hit, that is all it runs; on a miss
+the document is executed in a snapshot whose first statement reads the state again, and the answer is kept under that
+state: exactly the answer at that state. On a read replica the probe reads the replica's replayed state, so a replica
 behind another one never serves, nor is served, a newer answer. An answer that moves with time (marketStats' window
 ends "now") says until which second of the database's clock it holds (`Context.keep_until`: marketStats until a trade
 leaves or enters its window, or the next second when its bounds are asked for; candles with a default range: not
-kept); the probe reads that clock too, as the resolvers' SQL does (`extract(epoch FROM statement_timestamp())::bigint`).
+kept); the probe reads that clock too, as the resolvers' SQL does
+(`extract(epoch FROM statement_timestamp())::bigint`).
 
 Which documents: those whose every field that runs a resolver is listed in `PURE` (reads only indexed data,
 oracle_verification, its arguments and the static config) — walked once per prepared document, fragments and
