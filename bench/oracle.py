@@ -93,7 +93,7 @@ def main() -> int:
                 with lock:
                     rtt.append(time.perf_counter() - t)
 
-            who = {"oracle": [proc.proc.pid], "anvil": [anvil.proc.pid], "localstripe": [stripe_api.proc.pid],
+            who = {"oracle": oracle_pids(proc.proc.pid), "anvil": [anvil.proc.pid], "localstripe": [stripe_api.proc.pid],
                    "bench client": [os.getpid()]}
             cpu0, box0 = cpu_by(who), box_cpu()
             t0 = time.perf_counter()
@@ -147,6 +147,18 @@ def main() -> int:
                   f"oracle_cpu_ms_per_payment={(cpu1['oracle'] - cpu0['oracle']) / args.events * 1000:.2f} "
                   f"box_busy={busy:.2f}")
     return 0
+
+
+def oracle_pids(pid: int) -> list[int]:
+    """The oracle process and its children (the sender runs in one: oracle.sender_process), once the child is up."""
+    import psutil
+
+    deadline = time.monotonic() + 30
+    while True:
+        kids = psutil.Process(pid).children(recursive=True)
+        if kids or time.monotonic() > deadline:
+            return [pid, *(k.pid for k in kids)]
+        time.sleep(0.05)
 
 
 def cpu_by(who: dict[str, list[int]]) -> dict[str, float]:

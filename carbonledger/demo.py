@@ -189,7 +189,7 @@ class Demo:
         from oracle.reconciliation import schedule
         from oracle.runtime import Oracle
 
-        self.oracle = Oracle(self.settings, self.db_url)
+        self.oracle = Oracle(self.settings, self.db_url, sender_thread=True)  # the demo is one process
         self._closers.append(self._stop_oracle)
         server = ThreadedServer(self.oracle.app.asgi(), self.settings.oracle.host, self.oracle_port, "oracle").start()
         self._closers.append(server.stop)
@@ -203,6 +203,7 @@ class Demo:
             self._scheduler.shutdown(wait=False)
         for t in self._threads:
             t.join(timeout=15)
+        self.oracle.close_sender()
         self.oracle.pool.close()
         self.oracle.rpc.close()
 

@@ -281,13 +281,13 @@ class OracleApp:
             return False, {"database": "down"}
         detail: dict[str, Any] = {"database": "ok"}
         if self.sender is not None:
-            detail["nonce_owner"] = self.sender.lease.held
+            detail["nonce_owner"] = self.sender.status().nonce_owner
         return True, detail
 
     def health(self) -> tuple[bool, dict]:
         if self.sender is None:
             return True, {}
-        age = time.monotonic() - self.sender.last_round
+        age = time.monotonic() - self.sender.status().last_round
         return age < 60, {"sender_round_age_s": round(age, 1)}
 
     def asgi(self) -> Starlette:

@@ -19,10 +19,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -70,8 +70,17 @@ class InFlight:
         return self.attempts[-1]
 
 
+class SenderStatus(NamedTuple):
+    """What /health, /ready and /metrics show of the sender (from another process: oracle.sender_process)."""
+
+    last_round: float  # time.monotonic() when its last round began (system-wide on Linux: comparable across processes)
+    nonce_owner: bool  # holds the signing key's nonce lease
+    in_flight: int  # transactions broadcast and not yet final
+
+
 class Sender:
-    """Runs in its own thread: `run()` until `stop` is set; `run_once()` does one round (tests, bench)."""
+    """Runs in the oracle's sender process (oracle.sender_process): `run()` until `stop` is set; `run_once()` does one
+    round (tests, bench)."""
 
     def __init__(self, url: str, pool: Any, writer: EvmWriter, settings: Any, owner: str,
                  stop: threading.Event | None = None) -> None:
@@ -90,7 +99,8 @@ class Sender:
         self._counts_pending = False  # has the node ever counted a transaction of ours as pending (see _watch_gap)
 
     # ---- loop -------------------------------------------------------------------------------------------
-    def run(self) -> None:
+    def run(self, publish: Callable[[SenderStatus], None] | None = None) -> None:
+        """Rounds until `stop` is set; `publish` gets the status after each one (the parent process shows it)."""
         while not self.stop.is_set():
             busy = False
             try:
@@ -114,6 +124,8 @@ class Sender:
             except Exception:  # noqa: BLE001 - the sender must outlive a bug in one round; the log says which
                 log.exception("sender round crashed; retrying")
                 self.stop.wait(1.0)
+            if publish is not None:
+                publish(self.status())
             if not busy and not self.stop.is_set():
                 if self.lease.held:  # a new intent's NOTIFY ends the wait at once; receipts wait for their turn
                     due = self._track_due - time.monotonic() if self.inflight else self.s.poll_interval_s
@@ -121,6 +133,11 @@ class Sender:
                 else:
                     self.stop.wait(0.2)
         self._drop()
+        if publish is not None:
+            publish(self.status())
+
+    def status(self) -> SenderStatus:
+        return SenderStatus(self.last_round, self.lease.held, len(self.inflight))
 
     def _drop(self) -> None:
         self.lease.release()

@@ -385,4 +385,4 @@ class Health(Reply):
 class Ready(Reply):
     ready: bool
     database: Literal["ok", "down"]
-    nonce_owner: Annotated[bool | None, Field(description="this process owns the signing key's nonces")] = None
+    nonce_owner: Annotated[bool | None, Field(description="this oracle's sender process owns the signing key's nonces")] = None

@@ -228,8 +228,6 @@ def test_ink_contracts_on_a_runtime_without_the_contracts_pallet_are_refused_at_
     """The reader and the oracle read the runtime's metadata before following or writing to ink! contracts: Asset
     Hub has no contracts pallet, so a config naming one is a start-up error naming the key, not a chain followed for
     events that cannot come or payments accepted that can never be written."""
-    from types import SimpleNamespace
-
     from chains.substrate.reader import SubstrateReader
     from core.config import ConfigError
     from oracle.runtime import _substrate_writer
@@ -243,14 +241,13 @@ def test_ink_contracts_on_a_runtime_without_the_contracts_pallet_are_refused_at_
     opened = SubstrateReader.open("ah", substrate_settings(chop.url, db_url, "0x" + "01" * 32).chains["ah"])
     assert opened.reader.best_runtime().has_event("Assets", "Transferred")
     monkeypatch.setenv("CARBONLEDGER_SIGNER_KEY", "0x" + "5e" * 32)
-    oracle = SimpleNamespace(chain="ah")
     with_escrow = substrate_settings(chop.url, db_url, "0x" + "01" * 32, ws_url=chop.ws_url,
                                      ink_contracts={"0x" + "e5" * 32: {"role": "Escrow", "metadata": meta}})
     with pytest.raises(ConfigError, match=r"chains\.ah\.ink_contracts: the node's runtime has no contracts pallet "
                                           r"\(Contracts\.call\), so the oracle cannot write"):
-        _substrate_writer(oracle, with_escrow.chains["ah"], with_escrow.oracle)
+        _substrate_writer("ah", None, with_escrow.chains["ah"], with_escrow.oracle)
     plain = substrate_settings(chop.url, db_url, "0x" + "01" * 32, ws_url=chop.ws_url, retirement_account="0x" + "7e" * 32)
-    writer = _substrate_writer(oracle, plain.chains["ah"], plain.oracle)
+    writer = _substrate_writer("ah", None, plain.chains["ah"], plain.oracle)
     assert writer.has_call("Assets", "transfer") and not writer.has_call("Contracts", "call")
     assert writer.retirement_account == "0x" + "7e" * 32  # the configured one, where the indexer looks for retirements
     writer.si.close()
