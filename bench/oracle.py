@@ -150,13 +150,14 @@ def main() -> int:
 
 
 def oracle_pids(pid: int) -> list[int]:
-    """The oracle process and its children (the sender runs in one: oracle.sender_process), once the child is up."""
+    """The oracle process and its children (the sender runs in one: oracle.sender_process; multiprocessing's resource
+    tracker), once the sender is up. A sender started again later would be missed (none is, unless one dies)."""
     import psutil
 
     deadline = time.monotonic() + 30
     while True:
         kids = psutil.Process(pid).children(recursive=True)
-        if kids or time.monotonic() > deadline:
+        if any("spawn_main" in " ".join(k.cmdline()) for k in kids) or time.monotonic() > deadline:
             return [pid, *(k.pid for k in kids)]
         time.sleep(0.05)
 

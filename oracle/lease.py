@@ -95,8 +95,6 @@ class NonceLease:
 
     def release(self) -> None:
         if self.conn is not None:
-            if self.epoch is not None:
-                log.info("nonce lease released", extra={"lease": self.name, "epoch": self.epoch})
             try:
                 self.conn.close()  # closing the session releases the advisory lock
             except Exception:  # noqa: BLE001

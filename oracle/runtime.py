@@ -174,7 +174,7 @@ class Oracle:
         if sender_thread:
             self.sender, self.close_sender = build_sender(self.chain, cs, o, self.url, owner, self.stop)
         else:
-            self.sender = SenderProcess(self.chain, cs, o, self.url, owner, settings.log_level)
+            self.sender = SenderProcess(self.chain, cs, o, self.url, owner, settings.log_level, self.stop)
         self.registry = CollectorRegistry()
         self.registry.register(_Collector(self))
         self.registry.register(PaymentCollector(self.pool))

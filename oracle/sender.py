@@ -132,7 +132,10 @@ class Sender:
                     self.lease.wait_notify(NOTIFY_CHANNEL, min(self.s.poll_interval_s, max(due, 0.0)))
                 else:
                     self.stop.wait(0.2)
+        held = self.lease.held
         self._drop()
+        if held:
+            log.info("sender stopped; nonce lease released", extra={"lease": self.lease.name})
         if publish is not None:
             publish(self.status())
 

@@ -64,9 +64,10 @@ def test_sigterm_ends_both_processes_and_a_killed_oracle_leaves_no_sender(db_url
     wait_until(lambda: _owner(proc), 60, what="the sender holding the nonce lease")
     family = _family(proc)
     assert proc.terminate() == 0
-    assert all(_gone(p) for p in family), [p.cmdline() for p in family if not _gone(p)]
+    assert _gone(sender)  # reaped by the oracle before it exited
+    wait_until(lambda: all(_gone(p) for p in family), 20, what="the resource tracker gone too")
     text = (tmp_path / "graceful.log").read_text()
-    assert "nonce lease released" in text and "oracle stopped" in text  # the child ended its round and let go
+    assert "sender stopped; nonce lease released" in text and "oracle stopped" in text  # it ended its round
     assert "exited unexpectedly" not in text and ORACLE_KEY[2:].lower() not in text.lower()
 
     killed, _ = _oracle(tmp_path, anvil, db_url, "killed")
@@ -102,3 +103,24 @@ def test_a_sender_process_that_dies_is_replaced_and_sends_what_is_queued(db_url,
     text = (tmp_path / "replaced.log").read_text()
     assert "the sender process exited unexpectedly; starting another" in text
     assert ORACLE_KEY[2:].lower() not in text.lower()
+
+
+def test_a_signal_to_the_whole_process_group_is_still_a_graceful_stop(db_url, anvil, tmp_path):
+    """A terminal's Ctrl-C and systemd's control-group kill signal the child too: SIGINT is the parent's to act on,
+    and a SIGTERM from both sides is one stop (the round ends, the lease is released, nothing is restarted)."""
+    import os
+    import signal
+
+    proc, _ = _oracle(tmp_path, anvil, db_url, "group")
+    proc.start()
+    sender = _sender(proc)
+    wait_until(lambda: _owner(proc), 60, what="the sender holding the nonce lease")
+    os.kill(sender.pid, signal.SIGINT)
+    assert _owner(proc) and sender.is_running() and not _gone(sender)  # ignored: still sending, still the owner
+    os.kill(sender.pid, signal.SIGTERM)  # the group's SIGTERM reaches the child first...
+    os.kill(proc.proc.pid, signal.SIGTERM)  # ...and the parent, whose stop sends the child another
+    assert proc.proc.wait(30) == 0
+    wait_until(lambda: _gone(sender), 20, what="the sender gone")
+    text = (tmp_path / "group.log").read_text()
+    assert "sender stopped; nonce lease released" in text and "oracle stopped" in text
+    assert "exited unexpectedly" not in text and "did not stop in time" not in text
