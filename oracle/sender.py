@@ -43,6 +43,15 @@ _INSERT_ATTEMPT = ("INSERT INTO oracle_attempt (intent_id, chain, signer, nonce,
                    " epoch) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
 
 
+def _many(cur: psycopg.Cursor, sql: str, rows: list) -> None:
+    """executemany, except for one row: psycopg runs executemany in pipeline mode, whose set-up and sync cost more
+    client CPU than the statement itself when a round writes one payment's rows (the common case below a flood)."""
+    if len(rows) == 1:
+        cur.execute(sql, rows[0])
+    elif rows:
+        cur.executemany(sql, rows)
+
+
 @dataclass
 class Attempt:
     tx_hash: str
@@ -283,10 +292,9 @@ class Sender:
         with self.pool.connection() as conn, conn.transaction():
             cur = conn.cursor()
             cur.execute("SET LOCAL synchronous_commit TO off")  # lost on a crash? recovery finds the inclusion again
-            cur.executemany(
-                "UPDATE oracle_intent SET status = %s, already_on_chain = %s, tx_hash = %s, block_number = %s,"
-                " block_hash = %s, error = %s, confirmed_at = now(), updated_at = now() WHERE id = %s",
-                [(st, repeat, h, n, bh, err, f.intent_id) for f, (st, repeat), err, h, n, bh in outcomes])
+            _many(cur, "UPDATE oracle_intent SET status = %s, already_on_chain = %s, tx_hash = %s, block_number = %s,"
+                  " block_hash = %s, error = %s, confirmed_at = now(), updated_at = now() WHERE id = %s",
+                  [(st, repeat, h, n, bh, err, f.intent_id) for f, (st, repeat), err, h, n, bh in outcomes])
             flagged = payments.writes_failed(cur, [f.intent_id for f, o, *_ in outcomes if o[0] == "failed"])
         for f, (status, repeat), err, *_ in outcomes:
             self.inflight.pop(f.nonce, None)
@@ -390,19 +398,18 @@ class Sender:
                                  gas, self.lease.epoch))
                 nonce += 1
             if attempts:
-                cur.executemany(_INSERT_ATTEMPT, attempts)
-                cur.executemany(
-                    "UPDATE oracle_intent SET status = 'signed', nonce = %s, signer = %s, tx_hash = %s, updated_at = now()"
-                    " WHERE id = %s", [(a[3], self.signer, a[4], a[0]) for a in attempts])
+                _many(cur, _INSERT_ATTEMPT, attempts)
+                _many(cur, "UPDATE oracle_intent SET status = 'signed', nonce = %s, signer = %s, tx_hash = %s,"
+                      " updated_at = now() WHERE id = %s", [(a[3], self.signer, a[4], a[0]) for a in attempts])
                 cur.execute("UPDATE oracle_nonce SET next_nonce = %s WHERE chain = %s AND signer = %s",
                             (nonce, self.chain, self.signer))
             if done:
-                cur.executemany("UPDATE oracle_intent SET status = 'confirmed', already_on_chain = true, error = %s,"
-                                " confirmed_at = now(), updated_at = now() WHERE id = %s", done)
+                _many(cur, "UPDATE oracle_intent SET status = 'confirmed', already_on_chain = true, error = %s,"
+                      " confirmed_at = now(), updated_at = now() WHERE id = %s", done)
             flagged = []
             if failed:
-                cur.executemany("UPDATE oracle_intent SET status = 'failed', error = %s, updated_at = now() WHERE id = %s",
-                                failed)
+                _many(cur, "UPDATE oracle_intent SET status = 'failed', error = %s, updated_at = now() WHERE id = %s",
+                      failed)
                 flagged = payments.writes_failed(cur, [iid for _, iid in failed])  # a payment taken: refund due
         for err, _ in failed:
             log.warning("pre-check refused a write", extra={"error": err})
@@ -438,12 +445,11 @@ class Sender:
     @_db_retry
     def _persist_attempts(self, pairs: list[tuple[InFlight, Attempt]]) -> None:
         with self._fenced() as cur:
-            cur.executemany(
-                _INSERT_ATTEMPT,
-                [(f.intent_id, self.chain, self.signer, f.nonce, a.tx_hash, a.raw, a.fees.max_fee, a.fees.priority_fee,
-                  a.gas, self.lease.epoch) for f, a in pairs])
-            cur.executemany("UPDATE oracle_intent SET tx_hash = %s, updated_at = now() WHERE id = %s",
-                            [(a.tx_hash, f.intent_id) for f, a in pairs])
+            rows = [(f.intent_id, self.chain, self.signer, f.nonce, a.tx_hash, a.raw, a.fees.max_fee, a.fees.priority_fee,
+                     a.gas, self.lease.epoch) for f, a in pairs]
+            _many(cur, _INSERT_ATTEMPT, rows)
+            _many(cur, "UPDATE oracle_intent SET tx_hash = %s, updated_at = now() WHERE id = %s",
+                  [(a.tx_hash, f.intent_id) for f, a in pairs])
 
     def _broadcast(self, flights: list[InFlight]) -> None:
         flights.sort(key=lambda f: f.nonce)  # lower nonces first, or the node queues the rest
@@ -475,12 +481,12 @@ class Sender:
             cur.execute("SET LOCAL synchronous_commit TO off")  # lost on a crash? recovery resends "signed" rows
 
             if sent:
-                cur.executemany("UPDATE oracle_attempt SET broadcast_at = coalesce(broadcast_at, now()) WHERE tx_hash = %s",
-                                [(h,) for h, _ in sent])
-                cur.executemany("UPDATE oracle_intent SET status = 'sent', broadcast_at = coalesce(broadcast_at, now()),"
-                                " updated_at = now() WHERE id = %s AND status = 'signed'", [(i,) for _, i in sent])
+                _many(cur, "UPDATE oracle_attempt SET broadcast_at = coalesce(broadcast_at, now()) WHERE tx_hash = %s",
+                      [(h,) for h, _ in sent])
+                _many(cur, "UPDATE oracle_intent SET status = 'sent', broadcast_at = coalesce(broadcast_at, now()),"
+                      " updated_at = now() WHERE id = %s AND status = 'signed'", [(i,) for _, i in sent])
             if errors:
-                cur.executemany("UPDATE oracle_attempt SET broadcast_error = %s WHERE tx_hash = %s", errors)
+                _many(cur, "UPDATE oracle_attempt SET broadcast_error = %s WHERE tx_hash = %s", errors)
 
 
 class RemembersAttempts:
