@@ -58,8 +58,6 @@ class SenderProcess:
         self._kill_now = False
         self._timeout = 15.0
         self._supervisor: threading.Thread | None = None
-        self.pid: int | None = None  # the current child's (tests, bench)
-        self.restarts = 0
 
     def status(self) -> SenderStatus:
         s = self._shared
@@ -81,7 +79,6 @@ class SenderProcess:
                 log.error("could not start the sender process", extra={"error": f"{type(exc).__name__}: {exc}"[:300],
                                                                         "retry_in_s": delay})
             else:
-                self.pid = proc.pid
                 if self._wait(proc):
                     return
                 self._shared[1] = self._shared[2] = 0.0  # its lease and in-flight list went with it
@@ -94,7 +91,6 @@ class SenderProcess:
             if self._stopping.wait(delay):
                 return
             delay = min(delay * 2, _BACKOFF_MAX_S)
-            self.restarts += 1
 
     def _wait(self, proc: Any) -> bool:
         """Until the child ends (False) or stop() asks (True: the child is stopped, then reaped, here)."""
