@@ -13,7 +13,6 @@ backwards so the buffers are exactly as if the event had never been handled.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from operator import itemgetter
 from typing import Any
 
 from chains.base import Block, ChainEvent, UndecodableLog
@@ -39,19 +38,55 @@ def _checks(columns: tuple[str, ...], types: tuple[str, ...]) -> tuple[tuple[int
                  and (t == "text" or t in _LIMITS))
 
 
-# What insert() and put() test, split by kind so each hot loop tests one thing: text columns (no NUL) as (index,
-# column) per event table and column per entity table; numeric ones as (index, column, kind, bound) and (column,
-# kind, bound). They run for every row and state change of a backfill, so they test inline and call _check (which
-# words the refusal) only for a value that fails.
-_EVENT_TEXT = {t: tuple((i, c) for i, c, k in _checks(lay.columns, lay.types) if k == "text") for t, lay in EVENTS.items()}
-_EVENT_NUM = {t: tuple((i, c, k, _LIMITS[k]) for i, c, k in _checks(lay.columns, lay.types) if k != "text")
-              for t, lay in EVENTS.items()}
-_STATE_TEXT = {t: tuple(c for _, c, k in _checks(lay.columns, lay.types) if k == "text") for t, lay in VERSIONED.items()}
-_STATE_NUM = {t: tuple((c, k, _LIMITS[k]) for _, c, k in _checks(lay.columns, lay.types) if k != "text")
-              for t, lay in VERSIONED.items()}
-_KEY_BOUND = 10**78  # a module constant: CPython does not fold powers this large, so inline it is computed per call
-# Each event table's row in column order from insert()'s keyword arguments, in one C-level call.
-_ROW = {t: itemgetter(*lay.columns) for t, lay in EVENTS.items()}
+# insert() and put() run for every row and state change of a backfill, so each table gets its own function,
+# generated once from its layout: insert's builds the row in column order (the envelope from the event, the rest
+# from the handler's keyword arguments, KeyError for one it left out) and tests each text column for a NUL and each
+# number against its type's bound, inline; put's tests the state's columns and the key the same way. Only a value
+# that fails calls _check, which words the refusal. (Loops over (index, column, kind, bound) tuples and a dict
+# merge for the envelope cost ~1.5 us per ledger row and holding change.)
+_FROM_EVENT = {"tx_hash": "ev.tx_hash", "log_index": "ev.log_index", "block_number": "ev.block_number",
+               "block_hash": "ev.block_hash", "block_timestamp": "ev.block_timestamp", "tx_index": "ev.tx_index",
+               "chain": "chain"}
+
+
+def _value_tests(table: str, columns: tuple[str, ...], types: tuple[str, ...], value: Any) -> list[str]:
+    """Source lines testing `value(i, column)` of each checked column (see _checks)."""
+    out = []
+    for i, c, k in _checks(columns, types):
+        v = value(i, c)
+        if k == "text":
+            out.append(f"    v = {v}\n    if type(v) is str and '\\x00' in v:\n        _check({table!r}, {c!r}, 'text', v)")
+        else:
+            out.append(f"    v = {v}\n    if type(v) is int and not -{_LIMITS[k]} <= v < {_LIMITS[k]}:\n"
+                       f"        _check({table!r}, {c!r}, {k!r}, v)")
+    return out
+
+
+def _compile(name: str, src: str) -> Any:
+    env: dict[str, Any] = {"_check": _check}
+    exec(compile(src, f"<{name}>", "exec"), env)  # noqa: S102 - source built from the tables' own layouts
+    return env["f"]
+
+
+def _row_builder(table: str, lay: Any) -> Any:
+    cells = ", ".join(_FROM_EVENT.get(c, f"cols[{c!r}]") for c in lay.columns)
+    tests = _value_tests(table, lay.columns, lay.types, lambda i, c: f"row[{i}]")
+    return _compile(f"insert {table}", "def f(cols, chain, ev):\n    row = [" + cells + "]\n"
+                    + "".join(t + "\n" for t in tests) + "    return row\n")
+
+
+def _state_checker(table: str, lay: Any) -> Any:
+    data = set(lay.data)
+    cols = tuple(c for c in lay.columns if c in data)
+    tests = _value_tests(table, cols, tuple(lay.types[lay.columns.index(c)] for c in cols), lambda i, c: f"row.get({c!r})")
+    return _compile(f"put {table}", "def f(key, row):\n" + "".join(t + "\n" for t in tests) + f"""\
+    for v in key:
+        if type(v) is int:
+            if not 0 <= v < {10**78}:
+                raise ValueError(f"{table}: key {{str(v)[:40]}} is out of range")
+        elif type(v) is str and '\\x00' in v:
+            _check({table!r}, "key", "text", v)
+""")
 
 
 def _check(table: str, column: str, kind: str, v: Any) -> None:
@@ -63,6 +98,10 @@ def _check(table: str, column: str, kind: str, v: Any) -> None:
             raise ValueError(f"{table}.{column}: text with a NUL character ({v[:80]!r})")
     elif type(v) is int and not -_LIMITS[kind] <= v < _LIMITS[kind]:
         raise ValueError(f"{table}.{column}: {str(v)[:40]}{'…' if len(str(v)) > 40 else ''} is out of range for {kind}")
+
+
+_INSERT = {t: _row_builder(t, lay) for t, lay in EVENTS.items()}
+_PUT = {t: _state_checker(t, lay) for t, lay in VERSIONED.items()}
 
 
 class StateCache:
@@ -234,17 +273,7 @@ class Context:
 
     def put(self, table: str, key: Key, row: Row) -> None:
         """New state of an entity as of the current block (a fresh dict: versions keep references)."""
-        for column in _STATE_TEXT[table]:
-            v = row.get(column)
-            if type(v) is str and "\x00" in v:
-                _check(table, column, "text", v)
-        for column, kind, bound in _STATE_NUM[table]:
-            v = row.get(column)
-            if type(v) is int and not -bound <= v < bound:
-                _check(table, column, kind, v)
-        for v in key:
-            if type(v) is int and not 0 <= v < _KEY_BOUND:
-                raise ValueError(f"{table}: key {str(v)[:40]} is out of range")
+        _PUT[table](key, row)
         ov = self.overlay[table]
         hists = self.versions[table]
         hist = hists.get(key)
@@ -265,17 +294,7 @@ class Context:
 
     def insert(self, table: str, ev: ChainEvent, **cols: Any) -> list[Any]:
         """Append an event row keyed by the event's (chain, tx_hash, log_index)."""
-        cols.update(chain=self.chain, tx_hash=ev.tx_hash, log_index=ev.log_index, block_number=ev.block_number,
-                    block_hash=ev.block_hash, block_timestamp=ev.block_timestamp, tx_index=ev.tx_index)
-        row = list(_ROW[table](cols))
-        for i, column in _EVENT_TEXT[table]:
-            v = row[i]
-            if type(v) is str and "\x00" in v:
-                _check(table, column, "text", v)
-        for i, column, kind, bound in _EVENT_NUM[table]:
-            v = row[i]
-            if type(v) is int and not -bound <= v < bound:
-                _check(table, column, kind, v)
+        row = _INSERT[table](cols, self.chain, ev)
         self.rows[table].append(row)
         by_tx = self._by_tx.get((table, ev.tx_hash))
         if by_tx is None:

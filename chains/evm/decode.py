@@ -20,7 +20,7 @@ from typing import Any
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
-from chains.base import Block, ChainEvent, UndecodableLog
+from chains.base import Block, ChainEvent, UndecodableLog, new_event
 
 _STATIC_WORD = ("uint", "int", "address", "bytes32", "bool")
 
@@ -116,6 +116,32 @@ def _topic_hash(h: str) -> str:
     return "0x" + h
 
 
+def _extractor(name: str, words: Sequence[tuple[str, str, int]]) -> Callable[[str], dict[str, Any]]:
+    """One function per event that slices every word of a checked, lowercased `topics + data` string at fixed
+    offsets and returns the args dict: `words` is (arg name, ABI type or "topic" for a hashed indexed value,
+    offset). Generated once per ABI event (the per-field closures, loop and dict stores cost ~1 us per log of a
+    backfill); addresses and uint256 decode inline, every other type through its `_word` decoder, with the same
+    checks and errors."""
+    env: dict[str, Any] = {"Z24": _Z[:24]}
+    checks, items = [], []
+    for k, (arg, typ, at) in enumerate(words):
+        word = f"low[{at}:{at + 64}]"
+        if typ == "address":
+            checks.append(f"    if low[{at}:{at + 24}] != Z24:\n        raise ValueError('address word has non-zero high bytes')")
+            expr = f"'0x' + low[{at + 24}:{at + 64}]"
+        elif typ == "topic":
+            expr = f"'0x' + {word}"
+        elif typ in ("uint", "uint256"):
+            expr = f"int({word}, 16)"
+        else:
+            env[f"w{k}"] = _word(typ)
+            expr = f"w{k}({word})"
+        items.append(f"{arg!r}: {expr}")
+    src = "def extract(low):\n" + "".join(c + "\n" for c in checks) + "    return {" + ", ".join(items) + "}\n"
+    exec(compile(src, f"<decoder {name}>", "exec"), env)  # noqa: S102 - source built above from ABI types and reprs
+    return env["extract"]
+
+
 def _is_static_word(typ: str) -> bool:
     return typ.startswith(_STATIC_WORD) and "[" not in typ and typ not in ("bytes", "string")
 
@@ -142,22 +168,27 @@ class EventDecoder:
     data_names: tuple[str, ...]
     data_types: tuple[str, ...]
     static: bool  # all data args are single words: slice instead of eth_abi
-    data_words: tuple[tuple[str, Callable[[str], Any]], ...] = ()  # (arg name, word decoder) when static
+    extract: Callable[[str], dict[str, Any]] | None = None  # static: every arg from the checked string (_extractor)
 
     @classmethod
     def from_abi(cls, contract: str, item: Mapping[str, Any]) -> EventDecoder:
-        idx, names, types = [], [], []
+        idx, names, types, spots = [], [], [], []
         for i in item["inputs"]:
             if i.get("indexed"):
                 # Indexed dynamic values are stored as their keccak: keep the raw topic.
-                dec = _word(i["type"]) if _is_static_word(i["type"]) else _topic_hash
-                idx.append((i["name"], dec))
+                static_word = _is_static_word(i["type"])
+                idx.append((i["name"], _word(i["type"]) if static_word else _topic_hash))
+                spots.append((i["name"], i["type"] if static_word else "topic", 66 * len(idx) + 2))
             else:
                 names.append(i["name"])
                 types.append(i["type"])
         static = all(_is_static_word(t) for t in types)
-        words = tuple((n, _word(t)) for n, t in zip(names, types)) if static else ()
-        return cls(contract, item["name"], topic0(item), tuple(idx), tuple(names), tuple(types), static, words)
+        extract = None
+        if static:  # data words follow the topics (66 chars each) and data's own "0x"
+            base = 66 * (len(idx) + 1) + 2
+            spots += [(n, t, base + 64 * k) for k, (n, t) in enumerate(zip(names, types))]
+            extract = _extractor(f"{contract}.{item['name']}", spots)
+        return cls(contract, item["name"], topic0(item), tuple(idx), tuple(names), tuple(types), static, extract)
 
     def decode_args(self, topics: Sequence[str], data: str) -> dict[str, Any]:
         """Decode raw topics (0x + 64 hex each) and data (0x + hex); ValueError (or TypeError for non-strings) on
@@ -179,19 +210,17 @@ class EventDecoder:
             if rest.translate(None, b"ABCDEF") != b"x" * (n + 1):
                 raise ValueError(f"{self.name}: topics or data are not hex: {str(topics)[:160]!r} {str(data)[:80]!r}")
             joined = joined.lower()
-        low = joined
+        if self.extract is not None:
+            want = 64 * len(self.data_types)
+            if len(data) - 2 != want:
+                raise ValueError(f"{self.name}: data too {'short' if len(data) - 2 < want else 'long'} "
+                                 f"({(len(data) - 2) // 2} bytes, expected {want // 2})")
+            return self.extract(joined)
         args: dict[str, Any] = {}
         for k, (name, dec) in enumerate(self.indexed, 1):
-            args[name] = dec(low[66 * k + 2: 66 * k + 66])
-        body = low[66 * n + 2:]
-        if self.static:
-            want = 64 * len(self.data_words)
-            if len(body) != want:
-                raise ValueError(f"{self.name}: data too {'short' if len(body) < want else 'long'} "
-                                 f"({len(body) // 2} bytes, expected {want // 2})")
-            for k, (name, dec) in enumerate(self.data_words):
-                args[name] = dec(body[64 * k: 64 * k + 64])
-        elif self.data_types:
+            args[name] = dec(joined[66 * k + 2: 66 * k + 66])
+        body = joined[66 * n + 2:]
+        if self.data_types:
             values = abi_decode(list(self.data_types), bytes.fromhex(body))
             for name, typ, v in zip(self.data_names, self.data_types, values):
                 args[name] = _normalise(typ, v)
@@ -268,8 +297,8 @@ class LogDecoder:
             tx_index = quantity(raw_t)
         if tx_index is not None and tx_index >= 1 << 31:  # no block holds that many: a node's nonsense, not stored
             tx_index = None
-        return ChainEvent(self.chain, contract, dec.name, args, number, block_hash, timestamp, tx_hash, index,
-                          address.lower(), tx_index)
+        return new_event(self.chain, contract, dec.name, args, number, block_hash, timestamp, tx_hash, index,
+                         address.lower(), tx_index)
 
 
 _CHECKED: dict[str, str] = {}  # raw hash -> lowercase, for hashes already checked (logs share block and tx hashes)

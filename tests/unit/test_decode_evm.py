@@ -86,6 +86,9 @@ def _sample(typ: str, rng: random.Random):
         return "0x" + bytes(rng.randrange(256) for _ in range(20)).hex()
     if typ.startswith("uint"):
         return rng.randrange(2 ** int(typ[4:] or 256))
+    if typ.startswith("int"):
+        bits = int(typ[3:] or 256)
+        return rng.randrange(-(2 ** (bits - 1)), 2 ** (bits - 1))
     if typ == "bool":
         return rng.random() < 0.5
     if typ == "string":
@@ -244,3 +247,23 @@ def test_small_static_types_are_checked_like_the_abi(typ, word, ok):
     else:
         with pytest.raises(Exception, match="range|padding|Padding|neither"):  # ValueError, or eth_abi's DecodingError
             d.decode_args([topic0(item)], "0x" + f"{word:064x}")
+
+
+def test_generated_decoders_take_any_abi_names_and_types():
+    """Static events decode through code generated from the ABI: names are data, never code."""
+    names = ["a'); raise SystemExit('", "", 'b"\\n', "from", "x" * 300]
+    types = ["address", "uint256", "int16", "bool", "bytes32"]
+    rng = random.Random(7)
+    for k in range(len(names)):
+        inputs = [{"name": n, "type": t, "indexed": i < k} for i, (n, t) in enumerate(zip(names, types))]
+        inputs.append({"name": "s", "type": "string", "indexed": True})  # hashed topic
+        item = {"type": "event", "name": "E", "anonymous": False, "inputs": inputs}
+        d = EventDecoder.from_abi("X", item)
+        assert d.static and d.extract is not None
+        values = {i["name"]: _sample(i["type"], rng) for i in inputs if i["type"] != "string"}
+        idx = [i for i in inputs if i["indexed"]]
+        data = [i for i in inputs if not i["indexed"]]
+        topics = [topic0(item)] + [_topic(i["type"], values[i["name"]]) if i["type"] != "string" else "0x" + "ee" * 32
+                                   for i in idx]
+        got = d.decode_args(topics, "0x" + encode([i["type"] for i in data], [values[i["name"]] for i in data]).hex())
+        assert got == {**{n: _norm(v) for n, v in values.items()}, "s": "0x" + "ee" * 32}

@@ -1,0 +1,86 @@
+"""What Postgres would refuse at COPY is refused by Context.insert / Context.put, for every column of every table
+the indexer writes (their checks are generated per table from the layouts: this walks the layouts, so a new table
+or column is covered without a new test)."""
+
+from __future__ import annotations
+
+import pytest
+
+from chains.base import ChainEvent
+from indexer.context import _ENVELOPE, _LIMITS, Context, StateCache
+from indexer.tables import EVENTS, VERSIONED
+
+EV = ChainEvent("dev", "X", "Y", {}, 7, "0x" + "11" * 32, 1000, "0x" + "22" * 32, 3, "0x00", 1)
+
+
+def _sample(typ: str) -> object:
+    return {"text": "ok", "jsonb": "{}", "bool": True}.get(typ, 1)
+
+
+def _ctx() -> Context:
+    return Context("dev", StateCache(), {})
+
+
+def _cases(columns, types):
+    for c, t in zip(columns, types):
+        if c in _ENVELOPE:
+            continue
+        if t == "text":
+            yield c, "a\x00b", False
+            yield c, "a b", True
+        elif t in _LIMITS:
+            bound = _LIMITS[t]
+            yield c, bound - 1, True
+            yield c, -bound, True
+            yield c, bound, False
+            yield c, -bound - 1, False
+
+
+@pytest.mark.parametrize("table", [t for t in EVENTS if t != "indexing_error"])
+def test_insert_builds_the_row_and_refuses_what_copy_would(table):
+    lay = EVENTS[table]
+    cols = {c: _sample(t) for c, t in zip(lay.columns, lay.types) if c not in _ENVELOPE}
+    ctx = _ctx()
+    row = ctx.insert(table, EV, **cols)
+    envelope = {"chain": "dev", "tx_hash": EV.tx_hash, "log_index": 3, "block_number": 7, "block_hash": EV.block_hash,
+                "block_timestamp": 1000, "tx_index": 1}
+    assert row == [envelope[c] if c in envelope else cols[c] for c in lay.columns]
+    assert ctx.rows[table] == [row]
+    for column, value, ok in _cases(lay.columns, lay.types):
+        ctx = _ctx()
+        if ok:
+            assert ctx.insert(table, EV, **{**cols, column: value})[lay.columns.index(column)] == value
+        else:
+            with pytest.raises(ValueError, match=f"{table}.{column}: "):
+                ctx.insert(table, EV, **{**cols, column: value})
+            assert ctx.rows[table] == []
+    if cols:
+        with pytest.raises(KeyError):  # a handler that leaves a column out is a bug, not a NULL
+            _ctx().insert(table, EV, **dict(list(cols.items())[1:]))
+
+
+@pytest.mark.parametrize("table", list(VERSIONED))
+def test_put_refuses_state_and_keys_copy_would_refuse(table):
+    lay = VERSIONED[table]
+    data = [(c, lay.types[lay.columns.index(c)]) for c in lay.data]
+    state = {c: _sample(t) for c, t in data}
+    key = tuple(_sample(lay.types[lay.columns.index(k)]) for k in lay.key)
+    ctx = _ctx()
+    ctx.block = 7
+    ctx.put(table, key, state)
+    assert ctx.get(table, key) == state
+    for column, value, ok in _cases([c for c, _ in data], [t for _, t in data]):
+        ctx = _ctx()
+        if ok:
+            ctx.put(table, key, {**state, column: value})
+        else:
+            with pytest.raises(ValueError, match=f"{table}.{column}: "):
+                ctx.put(table, key, {**state, column: value})
+            assert ctx.overlay[table] == {}
+    for k, t in zip(range(len(key)), [lay.types[lay.columns.index(c)] for c in lay.key]):
+        bad = "a\x00b" if t == "text" else 10**78
+        with pytest.raises(ValueError, match="NUL|out of range"):
+            _ctx().put(table, key[:k] + (bad,) + key[k + 1:], state)
+        if t != "text":
+            with pytest.raises(ValueError, match="out of range"):
+                _ctx().put(table, key[:k] + (-1,) + key[k + 1:], state)
