@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from chains.base import Block, ChainEvent, UndecodableLog
-from indexer.tables import EVENTS, VERSIONED
+from indexer.tables import EVENTS, VERSIONED, generated
 
 Key = tuple[Any, ...]
 Row = dict[str, Any]
@@ -62,31 +62,25 @@ def _value_tests(table: str, columns: tuple[str, ...], types: tuple[str, ...], v
     return out
 
 
-def _compile(name: str, src: str) -> Any:
-    env: dict[str, Any] = {"_check": _check}
-    exec(compile(src, f"<{name}>", "exec"), env)  # noqa: S102 - source built from the tables' own layouts
-    return env["f"]
-
-
 def _row_builder(table: str, lay: Any) -> Any:
     cells = ", ".join(_FROM_EVENT.get(c, f"cols[{c!r}]") for c in lay.columns)
     tests = _value_tests(table, lay.columns, lay.types, lambda i, c: f"row[{i}]")
-    return _compile(f"insert {table}", "def f(cols, chain, ev):\n    row = [" + cells + "]\n"
-                    + "".join(t + "\n" for t in tests) + "    return row\n")
+    return generated(f"insert {table}", "def f(cols, chain, ev):\n    row = [" + cells + "]\n"
+                     + "".join(t + "\n" for t in tests) + "    return row\n", {"_check": _check})
 
 
 def _state_checker(table: str, lay: Any) -> Any:
     data = set(lay.data)
     cols = tuple(c for c in lay.columns if c in data)
     tests = _value_tests(table, cols, tuple(lay.types[lay.columns.index(c)] for c in cols), lambda i, c: f"row.get({c!r})")
-    return _compile(f"put {table}", "def f(key, row):\n" + "".join(t + "\n" for t in tests) + f"""\
+    return generated(f"put {table}", "def f(key, row):\n" + "".join(t + "\n" for t in tests) + f"""\
     for v in key:
         if type(v) is int:
             if not 0 <= v < {10**78}:
                 raise ValueError(f"{table}: key {{str(v)[:40]}} is out of range")
         elif type(v) is str and '\\x00' in v:
             _check({table!r}, "key", "text", v)
-""")
+""", {"_check": _check})
 
 
 def _check(table: str, column: str, kind: str, v: Any) -> None:

@@ -7,6 +7,7 @@ names; taking them from the models keeps one source of truth.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Boolean, Numeric, String
 from sqlalchemy.dialects.postgresql import JSONB
@@ -65,3 +66,29 @@ CREDIT_BATCH, HOLDING, LISTING, ESCROW_ORDER, AUCTION = "credit_batch", "holding
 # A Marketplace (or Auction) -> wallet movement is a sale, an auction's settlement or an unlisting; the Sold /
 # AuctionSettled / Cancelled event after it decides.
 LEDGER_KINDS_PENDING = "transfer"
+
+
+def generated(name: str, src: str, env: dict[str, Any] | None = None) -> Any:
+    """The function `f` defined by `src`, source built from these layouts (never from data), named `<name>` in
+    tracebacks. The hot path's per-table code (Context.insert and put, the writer's version rows) is generated
+    once per table instead of looping over column tuples for every row: ~1-2 us per row in a backfill."""
+    env = dict(env or {})
+    exec(compile(src, f"<{name}>", "exec"), env)  # noqa: S102 - see the docstring
+    return env["f"]
+
+
+def _version_rows(lay: Layout) -> Any:
+    cells = ", ".join("chain" if c == "chain" else "block" if c == "valid_from" else
+                      "hist[i + 1][0] if i < last else None" if c == "valid_to" else
+                      f"key[{lay.key.index(c)}]" if c in lay.key else f"s[{c!r}]" for c in lay.columns)
+    return generated(f"versions {lay.name}", f"""\
+def f(chain, key, hist, out):
+    last = len(hist) - 1
+    for i, (block, s) in enumerate(hist):
+        out.append([{cells}])
+""")
+
+
+# Each versioned table's COPY rows for one entity's new versions: VERSION_ROWS[table](chain, key, [(valid_from,
+# state), ...], out) appends them to `out`, each closed by the next one's valid_from (the last one left open).
+VERSION_ROWS = {name: _version_rows(lay) for name, lay in VERSIONED.items()}

@@ -16,7 +16,7 @@ import psycopg
 
 from chains.base import Block
 from indexer.context import Context, Key
-from indexer.tables import EVENTS, VERSIONED
+from indexer.tables import EVENTS, VERSION_ROWS, VERSIONED
 
 EVENT_TABLES = list(EVENTS)
 # The live channel (gqlapi.live listens): one small JSON notice per commit or undo, sent inside that transaction, so
@@ -142,12 +142,10 @@ def _versions(ctx: Context, conn: psycopg.Connection, closes: Closes) -> None:
                 f"UPDATE {name} t SET valid_to = u.b FROM unnest({unnest}) AS u({', '.join(lay.key)}, b) "
                 f"WHERE t.chain = %s AND {match} AND t.valid_to IS NULL",
                 [*cols, [b for _, b in search], ctx.chain])
-        rows = []
+        rows: list[list[Any]] = []
+        add = VERSION_ROWS[name]
         for key, hist in changes.items():
-            for i, (block, state) in enumerate(hist):
-                valid_to = hist[i + 1][0] if i + 1 < len(hist) else None
-                full = {**state, **dict(zip(lay.key, key)), "chain": ctx.chain, "valid_from": block, "valid_to": valid_to}
-                rows.append([full[c] for c in lay.columns])
+            add(ctx.chain, key, hist, rows)
         _copy(conn, lay, rows)
 
 
