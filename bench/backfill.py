@@ -129,7 +129,7 @@ def main() -> int:
     p.add_argument("--events", type=int, default=200_000)
     p.add_argument("--profile", action="store_true", help="cProfile the backfill and print the top functions")
     p.add_argument("--no-defer-indexes", dest="defer", action="store_false",
-                   help="keep the event tables' indexes during the backfill (database.defer_indexes = false)")
+                   help="keep the event and entity tables' indexes during the backfill (database.defer_indexes = false)")
     p.add_argument("--no-pipeline", dest="pipeline", action="store_false",
                    help="write each range before applying the next (the serial loop, for comparison)")
     p.add_argument("--prefetch", type=int, default=None, metavar="N",

@@ -45,8 +45,8 @@ class DatabaseSettings(_Strict):
     )
     embedded_dir: Path = Field(Path(".carbonledger/pgdata"), description="Data folder of the embedded Postgres.")
     statement_timeout_ms: int = Field(5000, ge=100, description="Statement timeout for API queries.")
-    defer_indexes: bool = Field(True, description="An indexer starting on a database with no event rows drops the "
-                                "event tables' non-unique indexes and builds them once it has caught up (a cold "
+    defer_indexes: bool = Field(True, description="An indexer starting on a database with no event or entity rows "
+                                "drops those tables' non-unique indexes and builds them once it has caught up (a cold "
                                 "backfill ~2x faster; API queries on those tables scan until then).")
     # `list[str] | str`: a single URL in the environment is read as itself (a list must be JSON there).
     read_url: list[str] | str = Field(

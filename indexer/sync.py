@@ -24,7 +24,7 @@ Invariants kept here (DESIGN.md 1-3):
   that ran ahead are dropped and reloaded from the database, whose cursor never left its rows. Backfill writes use
   `synchronous_commit = off` (writer.commit, durable=False): they cover finalized blocks, so a commit lost to a
   server crash is fetched and written again, identically, from the older cursor.
-- Cold backfill (indexer.indexes): on a database without event rows the event tables' secondary indexes are
+- Cold backfill (indexer.indexes): on a database without event or entity rows those tables' secondary indexes are
   dropped at load and built when the loop first reaches the head; `caught_up()` is false until they exist.
 """
 
@@ -125,7 +125,7 @@ class ChainSync:
         self._inflight: tuple[Future, Context, Block] | None = None
         self._stale = False  # a pipelined write failed: cache and cursor ran ahead; reload before the next step
         self.defer_indexes = defer_indexes
-        self._deferred = False  # event-table indexes are missing (indexer.indexes): build them once caught up
+        self._deferred = False  # event or entity table indexes are missing (indexer.indexes): build them once caught up
         self.cache.quiesce = self._quiesce
         self._short: tuple[str, float] | None = None  # (node head hash, since) while the node lacks our cursor block
         self._lag_logged = 0.0
@@ -263,7 +263,7 @@ class ChainSync:
         self._drain()
         if self._deferred:
             assert self.conn is not None
-            self.stats.waiting = "building the event tables' secondary indexes after a cold backfill"
+            self.stats.waiting = "building the event and entity tables' secondary indexes after a cold backfill"
             w = self.wconn  # idle (drained); a broken one is left out, so a retry builds on self.conn alone
             indexes.build(self.conn, self.chain, *([w] if w is not None and not w.closed and not w.broken else []))
             self._deferred = False
