@@ -30,7 +30,9 @@ _TX = {t: lay.columns.index("tx_hash") for t, lay in EVENTS.items()}
 # indexing error. The envelope (chain, hashes, block fields) comes checked from the reader and is not re-checked.
 _ENVELOPE = {"chain", "tx_hash", "log_index", "block_number", "block_hash", "block_timestamp", "tx_index",
              "valid_from", "valid_to"}
-_LIMITS = {"int8": 2**63, "int4": 2**31, "numeric": 10**78}
+# (lowest, highest + 1) of each number type: two's complement for the integers, 78 decimal digits either side of
+# zero for NUMERIC(78, 0) (uint256's column type).
+_LIMITS = {"int8": (-2**63, 2**63), "int4": (-2**31, 2**31), "numeric": (-10**78 + 1, 10**78)}
 
 
 def _checks(columns: tuple[str, ...], types: tuple[str, ...]) -> tuple[tuple[int, str, str], ...]:
@@ -57,7 +59,7 @@ def _value_tests(table: str, columns: tuple[str, ...], types: tuple[str, ...], v
         if k == "text":
             out.append(f"    v = {v}\n    if type(v) is str and '\\x00' in v:\n        _check({table!r}, {c!r}, 'text', v)")
         else:
-            out.append(f"    v = {v}\n    if type(v) is int and not -{_LIMITS[k]} <= v < {_LIMITS[k]}:\n"
+            out.append(f"    v = {v}\n    if type(v) is int and not {_LIMITS[k][0]} <= v < {_LIMITS[k][1]}:\n"
                        f"        _check({table!r}, {c!r}, {k!r}, v)")
     return out
 
@@ -72,12 +74,17 @@ def _row_builder(table: str, lay: Any) -> Any:
 def _state_checker(table: str, lay: Any) -> Any:
     data = set(lay.data)
     cols = tuple(c for c in lay.columns if c in data)
-    tests = _value_tests(table, cols, tuple(lay.types[lay.columns.index(c)] for c in cols), lambda i, c: f"row.get({c!r})")
+    types = tuple(lay.types[lay.columns.index(c)] for c in cols)
+    tests = _value_tests(table, cols, types, lambda i, c: f"row[{c!r}]")
+    # A state without one of its columns fails here (KeyError: the event's indexing error), not in the write thread,
+    # where it would fail the range's every retry.
+    tested = {c for _, c, _ in _checks(cols, types)}
+    tests += [f"    row[{c!r}]" for c in cols if c not in tested]
     return generated(f"put {table}", "def f(key, row):\n" + "".join(t + "\n" for t in tests) + f"""\
     for v in key:
         if type(v) is int:
             if not 0 <= v < {10**78}:
-                raise ValueError(f"{table}: key {{str(v)[:40]}} is out of range")
+                raise ValueError(f"{{{table!r}}}: key {{str(v)[:40]}} is out of range")
         elif type(v) is str and '\\x00' in v:
             _check({table!r}, "key", "text", v)
 """, {"_check": _check})
@@ -90,7 +97,7 @@ def _check(table: str, column: str, kind: str, v: Any) -> None:
     if kind == "text":
         if type(v) is str and "\x00" in v:
             raise ValueError(f"{table}.{column}: text with a NUL character ({v[:80]!r})")
-    elif type(v) is int and not -_LIMITS[kind] <= v < _LIMITS[kind]:
+    elif type(v) is int and not _LIMITS[kind][0] <= v < _LIMITS[kind][1]:
         raise ValueError(f"{table}.{column}: {str(v)[:40]}{'…' if len(str(v)) > 40 else ''} is out of range for {kind}")
 
 

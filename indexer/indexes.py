@@ -11,9 +11,13 @@ invariants (one certificate id, one payment reference, one anchor root) and the 
 
 The entity (versioned) tables count most: a backfill writes ~1.3 holding versions per event and later closes each
 one with an UPDATE of `valid_to`, which the partial "current" indexes name, so each version cost eight index
-entries (four on insert, four again on the update) where the primary key alone costs two. Everything the indexer
-itself asks of those tables during a backfill goes by primary key (closing a version, reading a cache miss,
-`StateCache.load` reads them whole); a reorg undo would scan, but a backfill covers finalized blocks only.
+entries (four on insert, four again on the update) where the primary key alone costs two. What the indexer asks of
+those tables during a backfill goes by the primary key (chain, key, valid_from): closing a version exactly; a cache
+miss and the close of a lazily cached entity read that entity's versions by the key prefix (only when a table holds
+more current rows than the cache keeps); `StateCache.load` reads them whole either way. A reorg undo would scan,
+but a backfill covers finalized blocks only and `step()` builds the indexes before it follows the head. Other
+readers scan meanwhile (the oracle keeper's auction query, live subscriptions' range reads), as they did the event
+tables.
 Measured (bench/backfill.py, 200k events, interleaved, load 1.0-1.4): 24.5-27.5k against 21.3-24.6k events/s,
 Postgres 15.3-18.8 against 19.6-21.8 us of CPU per event, the index builds at the end included.
 
@@ -49,7 +53,7 @@ def missing(conn: psycopg.Connection) -> list[str]:
 
 
 def cold(conn: psycopg.Connection) -> bool:
-    """No event rows of any chain: nothing would be slower without the indexes but the backfill about to start."""
+    """No event or entity rows of any chain: nothing would be slower without the indexes but the backfill about to start."""
     return not any(conn.execute(f"SELECT EXISTS (SELECT 1 FROM {t.name})").fetchone()[0] for t in _TABLES)
 
 
@@ -66,7 +70,7 @@ def drop(conn: psycopg.Connection) -> bool:
             for name in DEFERRABLE:
                 conn.execute(f"DROP INDEX IF EXISTS {name}")
     except psycopg.errors.LockNotAvailable:
-        log.info("event tables busy; backfilling with their indexes in place")
+        log.info("event or entity tables busy; backfilling with their indexes in place")
         return False
     log.info("cold backfill: secondary indexes of the event and entity tables are built after catching up",
              extra={"indexes": len(DEFERRABLE)})

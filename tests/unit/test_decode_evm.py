@@ -267,3 +267,20 @@ def test_generated_decoders_take_any_abi_names_and_types():
                                    for i in idx]
         got = d.decode_args(topics, "0x" + encode([i["type"] for i in data], [values[i["name"]] for i in data]).hex())
         assert got == {**{n: _norm(v) for n, v in values.items()}, "s": "0x" + "ee" * 32}
+
+
+@pytest.mark.parametrize("position", range(4))
+def test_generated_decoders_refuse_dirty_address_words_anywhere(position):
+    """Every address word of a generated decoder checks its 12 high bytes, indexed or in data; data of the wrong length
+    is refused before any word is read."""
+    inputs = [{"name": f"a{k}", "type": "address", "indexed": k < 2} for k in range(4)]
+    item = {"type": "event", "name": "E", "anonymous": False, "inputs": inputs}
+    d = EventDecoder.from_abi("X", item)
+    words = [_topic("address", "0x" + f"{k + 1:02x}" * 20) for k in range(4)]
+    clean = d.decode_args([topic0(item), *words[:2]], "0x" + "".join(w[2:] for w in words[2:]))
+    assert clean == {f"a{k}": "0x" + f"{k + 1:02x}" * 20 for k in range(4)}
+    words[position] = "0x" + "00" * 11 + "01" + words[position][26:]
+    with pytest.raises(ValueError, match="high bytes"):
+        d.decode_args([topic0(item), *words[:2]], "0x" + "".join(w[2:] for w in words[2:]))
+    with pytest.raises(ValueError, match="data too"):
+        d.decode_args([topic0(item), *words[:2]], "0x" + "".join(w[2:] for w in words[2:]) + "00" * 32)
