@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from chains.base import Block, ChainEvent, UndecodableLog
-from indexer.tables import EVENTS, VERSIONED, generated
+from core.codegen import generated
+from indexer.tables import EVENTS, VERSIONED
 
 Key = tuple[Any, ...]
 Row = dict[str, Any]

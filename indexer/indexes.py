@@ -18,6 +18,7 @@ more current rows than the cache keeps); `StateCache.load` reads them whole eith
 but a backfill covers finalized blocks only and `step()` builds the indexes before it follows the head. Other
 readers scan meanwhile (the oracle keeper's auction query, live subscriptions' range reads), as they did the event
 tables.
+
 Measured (bench/backfill.py, 200k events, interleaved, load 1.0-1.4): 24.5-27.5k against 21.3-24.6k events/s,
 Postgres 15.3-18.8 against 19.6-21.8 us of CPU per event, the index builds at the end included.
 

@@ -13,6 +13,7 @@ from sqlalchemy import Boolean, Numeric, String
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.sqltypes import BigInteger, Integer, Text
 
+from core.codegen import generated
 from store import models
 from store.types import Uint256Type
 
@@ -66,15 +67,6 @@ CREDIT_BATCH, HOLDING, LISTING, ESCROW_ORDER, AUCTION = "credit_batch", "holding
 # A Marketplace (or Auction) -> wallet movement is a sale, an auction's settlement or an unlisting; the Sold /
 # AuctionSettled / Cancelled event after it decides.
 LEDGER_KINDS_PENDING = "transfer"
-
-
-def generated(name: str, src: str, env: dict[str, Any] | None = None) -> Any:
-    """The function `f` defined by `src`, source built from these layouts (never from data), named `<name>` in
-    tracebacks. The hot path's per-table code (Context.insert and put, the writer's version rows) is generated
-    once per table instead of looping over column tuples for every row: ~1-2 us per row in a backfill."""
-    env = dict(env or {})
-    exec(compile(src, f"<{name}>", "exec"), env)  # noqa: S102 - see the docstring
-    return env["f"]
 
 
 def _version_rows(lay: Layout) -> Any:

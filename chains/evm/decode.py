@@ -21,6 +21,7 @@ from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
 from chains.base import Block, ChainEvent, UndecodableLog, new_event
+from core.codegen import generated
 
 _STATIC_WORD = ("uint", "int", "address", "bytes32", "bool")
 
@@ -137,9 +138,8 @@ def _extractor(name: str, words: Sequence[tuple[str, str, int]]) -> Callable[[st
             env[f"w{k}"] = _word(typ)
             expr = f"w{k}({word})"
         items.append(f"{arg!r}: {expr}")
-    src = "def extract(low):\n" + "".join(c + "\n" for c in checks) + "    return {" + ", ".join(items) + "}\n"
-    exec(compile(src, f"<decoder {name}>", "exec"), env)  # noqa: S102 - source built above from ABI types and reprs
-    return env["extract"]
+    return generated(f"decoder {name}", "def f(low):\n" + "".join(c + "\n" for c in checks)
+                     + "    return {" + ", ".join(items) + "}\n", env)
 
 
 def _is_static_word(typ: str) -> bool:
