@@ -51,7 +51,7 @@ import psycopg  # noqa: E402
 from psycopg.rows import dict_row  # noqa: E402
 from psycopg_pool import AsyncConnectionPool  # noqa: E402
 
-from bench.common import wait_http  # noqa: E402
+from bench.common import wait_http, wait_listeners  # noqa: E402
 from gqlapi.resolvers.market import stats_sql  # noqa: E402
 from gqlapi.resolvers.portfolio import portfolio_sql  # noqa: E402
 from gqlapi.resolvers.provenance_sql import certificate_bundle_sql, certificate_provenance  # noqa: E402
@@ -405,17 +405,18 @@ def free_port() -> int:
 
 
 def serve_api(url: str, workers: int, **env_extra: str) -> tuple[subprocess.Popen, str]:
-    """Start the API (uvicorn, `workers` processes) on `url`'s database; (process, base URL) once it answers.
+    """Start the API (`carbonledger serve --workers`) on `url`'s database; (process, base URL) once it answers.
     `env_extra`: settings as environment variables (e.g. CARBONLEDGER_API_ANSWER_CACHE_MB="0")."""
     port = free_port()
     env = {**os.environ, "CARBONLEDGER_DATABASE_URL": url, "CARBONLEDGER_CONFIG": os.devnull,
            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "graphql")]), **env_extra}
     env.pop("CARBONLEDGER_CHAINS", None)
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "gqlapi.app:app_from_env", "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", str(workers), "--log-level", "warning", "--no-access-log"],
-                            env=env, cwd=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "carbonledger.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                             "--workers", str(workers)], env=env, cwd=str(ROOT))  # as an operator runs it
     api_url = f"http://127.0.0.1:{port}"
     wait_http(proc, api_url + "/health", "the API server")
+    if workers > 1:
+        wait_listeners(proc, port, workers, "the API server")
     return proc, api_url
 
 

@@ -181,3 +181,31 @@ def wait_http(proc: Any, url: str, what: str, timeout: float = 60) -> None:
             proc.terminate()
             raise SystemExit(f"{what} did not start")
         time.sleep(0.2)
+
+
+def listeners(port: int) -> int:
+    """Listening TCP sockets on `port` (Linux /proc/net/tcp*): `carbonledger serve --workers N` has one per worker."""
+    n = 0
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f)
+                for line in f:
+                    local, state = line.split()[1], line.split()[3]
+                    n += state == "0A" and int(local.rsplit(":", 1)[1], 16) == port
+        except FileNotFoundError:
+            pass
+    return n
+
+
+def wait_listeners(proc: Any, port: int, count: int, what: str, timeout: float = 60) -> None:
+    """Wait until `count` sockets listen on `port`: every worker is serving, so the clients' keep-alive connections,
+    opened next, spread over all of them rather than over the first one up."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while listeners(port) < count:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.terminate()
+            raise SystemExit(f"{what}: {listeners(port)} of {count} workers listening")
+        time.sleep(0.1)

@@ -192,3 +192,64 @@ def test_workers_end_with_their_supervisor_even_a_sigkilled_one(db_url, when):
             s.bind(("127.0.0.1", int(api.base.rsplit(":", 1)[1])))
     finally:
         api.close()
+
+
+def _listening_pids(port: int) -> dict[int, int]:
+    """pid -> listening sockets of its own on `port` (a socket shared by several processes counts for none)."""
+    import re
+
+    out = subprocess.run(["ss", "-ltnpH", f"( sport = :{port} )"], capture_output=True, text=True).stdout
+    owners = [re.findall(r"pid=(\d+)", line) for line in out.splitlines()]
+    found: dict[int, int] = {}
+    for pids in owners:
+        if len(pids) == 1:
+            found[int(pids[0])] = found.get(int(pids[0]), 0) + 1
+    return found
+
+
+def test_workers_listen_on_sockets_of_their_own_and_share_the_connections(db_url):
+    """`serve --workers 2`: each worker (and one started again after a crash) has a listener of its own on the port
+    (SO_REUSEPORT), so keep-alive connections opened together spread over both workers instead of all going to the
+    one that accepts first."""
+    import re
+    import socket
+
+    from gqlapi.testing import Served
+
+    api = Served(db_url, "--workers", "2")
+    port = int(api.base.rsplit(":", 1)[1])
+
+    def wait_two(not_pid: int | None = None) -> dict[int, int]:
+        deadline = time.monotonic() + 120
+        while True:
+            own = _listening_pids(port)
+            if len(own) == 2 and not_pid not in own:
+                return own
+            assert time.monotonic() < deadline, f"listeners of their own: {own}"
+            time.sleep(0.1)
+
+    try:
+        api.wait_ready(timeout=120)
+        workers = wait_two()
+        assert all(n == 1 for n in workers.values()) and api.proc.pid not in workers
+        conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(64)]
+        try:
+            for c in conns:  # one keep-alive request on each: the connection is served, not just queued
+                c.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            for c in conns:
+                assert c.recv(4096).startswith(b"HTTP/1.1 200"), "a connection was not served"
+            out = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+                                 capture_output=True, text=True).stdout
+            per = {pid: len(re.findall(rf"pid={pid},", out)) for pid in workers}
+            # by address hash: each worker gets 32 ± 4; fewer than 16 of 64 has a chance of ~1e-4
+            assert sum(per.values()) == 64 and min(per.values()) >= 16, per
+        finally:
+            for c in conns:
+                c.close()
+        victim = next(iter(workers))
+        os.kill(victim, signal.SIGKILL)  # the supervisor starts another, which binds a listener of its own too
+        again = wait_two(not_pid=victim)
+        assert len(set(again) - set(workers)) == 1, (workers, again)
+        assert api.wait_ready(timeout=60)
+    finally:
+        api.close()
