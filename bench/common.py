@@ -91,10 +91,14 @@ class HttpClient:
         while not self._ready.empty():
             self._ready.get_nowait().transport.close()
 
-    async def post(self, path: str, body: bytes, content_type: bytes = b"application/json") -> tuple[int, bytes]:
-        """(status, body) of one POST."""
-        raw = (b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n\r\n"
-               % (path.encode(), self.host.encode(), content_type, len(body)) + body)
+    async def post(self, path: str, body: bytes, content_type: bytes = b"application/json",
+                   headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        """(status, body) of one POST; `headers`: more request headers (names other than Host, Content-Type and
+        Content-Length)."""
+        extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in (headers or {}).items()
+                         if k.lower() not in ("host", "content-type", "content-length"))
+        raw = (b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n"
+               % (path.encode(), self.host.encode(), content_type, len(body), extra) + body)
         conn = await self._ready.get()
         try:
             if conn.closed:  # closed by the server while it waited here
