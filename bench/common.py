@@ -93,10 +93,14 @@ class HttpClient:
 
     async def post(self, path: str, body: bytes, content_type: bytes = b"application/json",
                    headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        """(status, body) of one POST; `headers`: more request headers (names other than Host, Content-Type and
-        Content-Length)."""
-        extra = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in (headers or {}).items()
-                         if k.lower() not in ("host", "content-type", "content-length"))
+        """(status, body) of one POST; `headers`: more request headers (a Content-Type among them replaces
+        `content_type`; Host and Content-Length are the client's own)."""
+        extra = b""
+        for k, v in (headers or {}).items():
+            if k.lower() == "content-type":
+                content_type = v.encode()
+            elif k.lower() not in ("host", "content-length"):
+                extra += b"%s: %s\r\n" % (k.encode(), v.encode())
         raw = (b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n"
                % (path.encode(), self.host.encode(), content_type, len(body), extra) + body)
         conn = await self._ready.get()

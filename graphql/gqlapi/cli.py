@@ -77,16 +77,26 @@ def _run_workers(config: uvicorn.Config) -> None:
     balancer's or a client pool's keep-alive connections are, tend to land on one worker: measured with 8 keep-alive
     clients and 2 workers, one worker got 1,307 of 1,315 CPU samples while the other idled. On Linux each worker binds
     its own listener with SO_REUSEPORT instead, and the kernel spreads connections over them by address hash.
-    Trade-off: connections still queued in a worker that dies are reset (the client retries), where a shared queue
-    would have handed them to another worker. Port 0, and systems whose SO_REUSEPORT does not balance, keep the
-    shared socket."""
+    Trade-offs, against one shared queue: a connection goes to its worker however busy that worker is; connections
+    still queued (not yet accepted) when a worker's listener closes (it dies, is restarted, the API stops) are reset
+    unless `net.ipv4.tcp_migrate_req = 1` (Linux 5.14+) hands them to another listener of the group; while no worker
+    listens, connections are refused rather than queued. Port 0, and systems whose SO_REUSEPORT does not balance,
+    keep the shared socket. A worker that fails to start stops the supervisor (uvicorn's rule), and `serve` then
+    fails (exit 1, one line), so a service manager sees a failure rather than a clean stop."""
+    from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
+
+    from core.preflight import OperatorError
 
     if sys.platform == "linux" and config.port != 0 and config.uds is None and config.fd is None:
         sockets: list[socket.socket] = PerWorkerListener(config.host, config.port)
     else:
         sockets = [config.bind_socket()]
-    Multiprocess(config, sockets=sockets).run()
+    supervisor = Multiprocess(config, sockets=sockets)
+    supervisor.run()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        raise OperatorError("an API worker failed to start, so the API stopped",
+                            "fix what the worker's error line above names (the port, the database), then start again")
 
 
 class PerWorkerListener(list):  # type: ignore[type-arg]
