@@ -65,6 +65,18 @@ class Query:
         return (self.nodes())[0]
 
     @strawberry.field
+    async def resolved_leaves(self) -> list[Leaf | None]:  # a resolver's list, with a null item
+        return [Leaf(name="r0", maybe=None, n=0), None, Leaf(name="r2", maybe="y", n=2)]
+
+    @strawberry.field
+    def strict_leaves(self) -> list[Leaf]:  # a null where the list's items are non-null
+        return [Leaf(name="s0", maybe=None, n=0), None]  # type: ignore[list-item]
+
+    @strawberry.field
+    def broken_leaves(self) -> list[Leaf] | None:  # an item whose non-null field holds None
+        return [Leaf(name="b0", maybe=None, n=0), Leaf(name=None, maybe=None, n=1)]  # type: ignore[arg-type]
+
+    @strawberry.field
     def wrapper(self) -> Wrapper:
         ns = self.nodes()
         return Wrapper(node=ns[1], nodes=ns, opt_nodes=[None, ns[0]])
@@ -87,6 +99,11 @@ QUERIES = [
     "{ wrapper { optNodes { id badLeaf { name } } } }",
     "query($s: Boolean!) { wrapper { nodes { ...N } node { leaves { name n @skip(if: $s) } } } } "
     "fragment N on Node { id leaf @include(if: $s) { name } }",
+    "{ resolvedLeaves { name maybe n __typename } }",
+    "{ resolvedLeaves { name later } }",
+    "{ strictLeaves { name } }",
+    "{ brokenLeaves { n name } }",
+    "query($s: Boolean!) { resolvedLeaves { name @skip(if: $s) n } }",
 ]
 
 
@@ -117,3 +134,22 @@ def test_compiled_selections_reused_across_requests_follow_their_variables(query
 
     for s in (True, False, False, True):
         assert asyncio.run(run(fast, s)) == asyncio.run(run(plain, s))
+
+
+def test_a_resolvers_list_of_plain_objects_is_built_by_compiled_code():
+    """The items of a list a resolver returned (a certificate's provenance) do not each go through graphql-core's
+    field execution when their selection is made of plain fields."""
+    calls: list[str] = []
+
+    class Counting(FastExecutionContext):
+        def execute_fields(self, parent_type, *args, **kw):  # type: ignore[no-untyped-def]
+            calls.append(parent_type.name)
+            return super().execute_fields(parent_type, *args, **kw)
+
+    schema = strawberry.Schema(Query, execution_context_class=Counting)
+    r = asyncio.run(schema.execute("{ resolvedLeaves { name n } }"))
+    assert r.errors is None and r.data == {"resolvedLeaves": [{"name": "r0", "n": 0}, None, {"name": "r2", "n": 2}]}
+    assert calls == ["Query"]
+    calls.clear()
+    asyncio.run(schema.execute("{ resolvedLeaves { name later } }"))  # a resolver below: the normal path, per item
+    assert calls.count("Leaf") == 2
