@@ -7,7 +7,9 @@ from_row(), so a field without a resolver or arguments is just an attribute: a l
 sub-selection made only of such fields is compiled into straight-line Python (one dict literal; ~3x faster than
 interpreting a plan) that builds the result dict (a portfolio's holdings with their batches). Compiled functions
 are kept per selection node, so a prepared document (gqlapi.endpoint) compiles once, not once per request.
-Fields with resolvers, arguments, abstract types, or nulls in non-null positions take graphql-core's normal path,
+A list a resolver returns (a certificate's provenance) is built by the same compiled code when its items' selection
+is plain, after graphql-core's per-object type check (is_type_of, set on types that implement an interface) passed.
+Other fields with resolvers, arguments, abstract types, or nulls in non-null positions take graphql-core's normal path,
 and errors are located and propagated by graphql-core's own handle_field_error, so results and errors are
 unchanged (tests/unit/test_gql_executor.py compares both, across requests and variables).
 """
@@ -263,21 +265,26 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         """A resolver's list of plain objects (a certificate's provenance, an order's history) built by the compiled
         selection, as a plain field's list is; anything else (async iterables, @stream, abstract item types, an
         item the compiled code cannot take) goes graphql-core's way."""
-        fast = self._plain_list(return_type.of_type, field_details_list, result)
+        fast = self._plain_list(return_type.of_type, field_details_list, info, result)
         if fast is not None:
             return fast
         return super().complete_list_value(return_type, field_details_list, info, path, result, position_context)
 
-    def _plain_list(self, item_type: Any, details: Any, result: Any) -> list[Any] | None:
+    def _plain_list(self, item_type: Any, details: Any, info: Any, result: Any) -> list[Any] | None:
         if result.__class__ is not list or any(d.node.directives for d in details):
             return None
         named, item_nn = _unwrap(item_type)
-        if not isinstance(named, GraphQLObjectType) or named.is_type_of is not None:
+        if not isinstance(named, GraphQLObjectType):
             return None
         compiled = self._compile(named, details)
         if compiled is None:
             return None
+        # A type implementing an interface has is_type_of (strawberry's isinstance check); graphql-core calls it per
+        # object and refuses a False: anything but True here leaves the list to graphql-core.
+        check = named.is_type_of
         try:
+            if check is not None and not all(v is None or check(v, info) is True for v in result):
+                return None
             return [compiled(v) if v is not None else (_raise_slow() if item_nn else None) for v in result]
         except Exception:  # noqa: BLE001 - pure reads: the normal path produces the exact result or error
             return None

@@ -52,6 +52,16 @@ class Wrapper:
     opt_nodes: list[Node | None] | None
 
 
+@strawberry.interface
+class Named:
+    name: str
+
+
+@strawberry.type
+class Tagged(Named):  # implements an interface: graphql-core checks each object with is_type_of
+    n: int
+
+
 @strawberry.type
 class Query:
     @strawberry.field
@@ -75,6 +85,14 @@ class Query:
     @strawberry.field
     def broken_leaves(self) -> list[Leaf] | None:  # an item whose non-null field holds None
         return [Leaf(name="b0", maybe=None, n=0), Leaf(name=None, maybe=None, n=1)]  # type: ignore[arg-type]
+
+    @strawberry.field
+    async def tagged(self) -> list[Tagged | None]:
+        return [Tagged(name="t0", n=0), None, Tagged(name="t2", n=2)]
+
+    @strawberry.field
+    def mistyped(self) -> list[Tagged]:  # an object of another type where a Tagged is due: is_type_of refuses it
+        return [Tagged(name="t0", n=0), Leaf(name="l", maybe=None, n=1)]  # type: ignore[list-item]
 
     @strawberry.field
     def wrapper(self) -> Wrapper:
@@ -104,6 +122,8 @@ QUERIES = [
     "{ strictLeaves { name } }",
     "{ brokenLeaves { n name } }",
     "query($s: Boolean!) { resolvedLeaves { name @skip(if: $s) n } }",
+    "{ tagged { __typename name n } }",
+    "{ mistyped { name n } }",
 ]
 
 
@@ -149,6 +169,10 @@ def test_a_resolvers_list_of_plain_objects_is_built_by_compiled_code():
     schema = strawberry.Schema(Query, execution_context_class=Counting)
     r = asyncio.run(schema.execute("{ resolvedLeaves { name n } }"))
     assert r.errors is None and r.data == {"resolvedLeaves": [{"name": "r0", "n": 0}, None, {"name": "r2", "n": 2}]}
+    assert calls == ["Query"]
+    calls.clear()
+    r = asyncio.run(schema.execute("{ tagged { name n } }"))  # is_type_of checked per object, then compiled code
+    assert r.errors is None and r.data == {"tagged": [{"name": "t0", "n": 0}, None, {"name": "t2", "n": 2}]}
     assert calls == ["Query"]
     calls.clear()
     asyncio.run(schema.execute("{ resolvedLeaves { name later } }"))  # a resolver below: the normal path, per item
