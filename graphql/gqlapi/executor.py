@@ -187,7 +187,9 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         return False
 
     def _build(self, otype: GraphQLObjectType, details: Any) -> Any:
-        grouped = self.collect_subfields(otype, details)[0]
+        grouped, new_defers, _ = self.collect_subfields(otype, details)
+        if new_defers or any(d.defer_usage is not None for fdetails in grouped.values() for d in fdetails):
+            return None  # @defer below: incremental delivery is graphql-core's
         steps: list[tuple] = []
         for name, spec, fdetails in self._plan(otype, grouped):
             if fdetails[0].node.name.value == "__typename":
@@ -273,18 +275,31 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def _plain_list(self, item_type: Any, details: Any, info: Any, result: Any) -> list[Any] | None:
         if result.__class__ is not list or any(d.node.directives for d in details):
             return None
+        deadline = getattr(self.context_value, "deadline", None)
+        if deadline is not None and monotonic() > deadline:  # the normal path reports the timeout per object
+            return None
         named, item_nn = _unwrap(item_type)
         if not isinstance(named, GraphQLObjectType):
             return None
         compiled = self._compile(named, details)
         if compiled is None:
             return None
-        # A type implementing an interface has is_type_of (strawberry's isinstance check); graphql-core calls it per
-        # object and refuses a False: anything but True here leaves the list to graphql-core.
-        check = named.is_type_of
+        # graphql-core raises an item that is an exception, awaits one that is awaitable, and asks a type that
+        # implements an interface (strawberry gives it is_type_of, an isinstance check) whether each object is
+        # its own: any such item, or any answer but True, leaves the whole list to graphql-core.
+        check, is_awaitable = named.is_type_of, self.is_awaitable
         try:
-            if check is not None and not all(v is None or check(v, info) is True for v in result):
-                return None
+            for v in result:
+                if v is None:
+                    continue
+                if isinstance(v, Exception) or is_awaitable(v):
+                    return None
+                if check is not None:
+                    answer = check(v, info)
+                    if answer is not True:
+                        if is_awaitable(answer) and hasattr(answer, "close"):
+                            answer.close()  # a coroutine not awaited here; graphql-core asks again
+                        return None
             return [compiled(v) if v is not None else (_raise_slow() if item_nn else None) for v in result]
         except Exception:  # noqa: BLE001 - pure reads: the normal path produces the exact result or error
             return None

@@ -63,6 +63,19 @@ class Tagged(Named):  # implements an interface: graphql-core checks each object
 
 
 @strawberry.type
+class Checked:
+    """A type whose is_type_of answers with an awaitable (graphql-core awaits it; the fast path must not take it)."""
+
+    n: int
+
+    @classmethod
+    def is_type_of(cls, obj, _info) -> bool:  # type: ignore[no-untyped-def]
+        async def answer() -> bool:
+            return isinstance(obj, cls)
+        return answer()  # type: ignore[return-value]
+
+
+@strawberry.type
 class Query:
     @strawberry.field
     def nodes(self) -> list[Node]:
@@ -95,6 +108,24 @@ class Query:
         return [Tagged(name="t0", n=0), Leaf(name="l", maybe=None, n=1)]  # type: ignore[list-item]
 
     @strawberry.field
+    def with_error(self) -> list[Leaf | None]:  # an item that is an exception: graphql-core raises it at its path
+        return [ValueError("bad item"), Leaf(name="e1", maybe=None, n=1)]  # type: ignore[list-item]
+
+    @strawberry.field
+    def with_awaitable(self) -> list[Leaf]:  # an item that is awaitable: graphql-core awaits it
+        async def later() -> Leaf:
+            return Leaf(name="a0", maybe=None, n=0)
+        return [later(), Leaf(name="a1", maybe=None, n=1)]  # type: ignore[list-item]
+
+    @strawberry.field
+    def generated(self) -> list[Leaf]:  # not a list: graphql-core iterates it once (a null where items are non-null)
+        return (x for x in [Leaf(name="g0", maybe=None, n=0), None])  # type: ignore[return-value]
+
+    @strawberry.field
+    def checked(self) -> list[Checked]:
+        return [Checked(n=1), Checked(n=2)]
+
+    @strawberry.field
     def wrapper(self) -> Wrapper:
         ns = self.nodes()
         return Wrapper(node=ns[1], nodes=ns, opt_nodes=[None, ns[0]])
@@ -124,6 +155,12 @@ QUERIES = [
     "query($s: Boolean!) { resolvedLeaves { name @skip(if: $s) n } }",
     "{ tagged { __typename name n } }",
     "{ mistyped { name n } }",
+    "{ withError { __typename } }",
+    "{ withError { name } }",
+    "{ withAwaitable { __typename } }",
+    "{ withAwaitable { name n } }",
+    "{ generated { name } }",
+    "{ checked { n } }",
 ]
 
 
@@ -133,7 +170,7 @@ def test_same_results_and_errors_as_graphql_core(query):
     fast = strawberry.Schema(Query, execution_context_class=FastExecutionContext)
 
     async def run(schema):
-        r = await schema.execute(query, variable_values={"s": True})
+        r = await schema.execute(query, variable_values={"s": True}, root_value=Query())
         return json.dumps(r.data), sorted((e.message, tuple(e.path or ())) for e in r.errors or [])
 
     assert asyncio.run(run(fast)) == asyncio.run(run(plain))
@@ -149,7 +186,7 @@ def test_compiled_selections_reused_across_requests_follow_their_variables(query
     fast = strawberry.Schema(Query, execution_context_class=FastExecutionContext, extensions=[lambda: ParserCache(maxsize=8)])
 
     async def run(schema, s):
-        r = await schema.execute(query, variable_values={"s": s})
+        r = await schema.execute(query, variable_values={"s": s}, root_value=Query())
         return json.dumps(r.data), sorted((e.message, tuple(e.path or ())) for e in r.errors or [])
 
     for s in (True, False, False, True):
@@ -167,6 +204,9 @@ def test_a_resolvers_list_of_plain_objects_is_built_by_compiled_code():
             return super().execute_fields(parent_type, *args, **kw)
 
     schema = strawberry.Schema(Query, execution_context_class=Counting)
+    r = asyncio.run(schema.execute("{ nodes { id } }", root_value=Query()))  # [Node!]!, the common shape
+    assert r.errors is None and [n["id"] for n in r.data["nodes"]] == [0, 1, 2] and calls == ["Query"]
+    calls.clear()
     r = asyncio.run(schema.execute("{ resolvedLeaves { name n } }"))
     assert r.errors is None and r.data == {"resolvedLeaves": [{"name": "r0", "n": 0}, None, {"name": "r2", "n": 2}]}
     assert calls == ["Query"]
