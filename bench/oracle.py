@@ -107,8 +107,13 @@ def main() -> int:
                     await asyncio.gather(*(post(n, b, h) for n, (b, h) in enumerate(bodies)))
                     return t0, time.perf_counter()
 
-            waited = wait_sender(proc.url)  # steady state: the sender has started and holds the nonce lease
-            print(f"the sender held the nonce lease {waited:.2f} s after the oracle answered /ready")
+            # Steady state: /ready answers once webhooks can be taken, while the sender's process may still be
+            # starting, and webhooks sent meanwhile would queue behind its start-up. (The lease is held 0.03-0.04 s
+            # after /ready on a quiet box; one CI run's p50 of 162 ms, pick-up 124 ms, against 14.5 ms in the run
+            # before, is what made us look; whether start-up caused it is not known.)
+            t_ready = time.monotonic()
+            proc.wait_ready(timeout=120, sender=True)
+            print(f"the sender held the nonce lease {time.monotonic() - t_ready:.2f} s after the oracle answered /ready")
             kids = oracle_pids(proc.proc.pid)[1:]  # the sender's process (and multiprocessing's resource tracker)
             who = {"oracle webhooks": [proc.proc.pid], "oracle sender": kids, "anvil": [anvil.proc.pid],
                    "localstripe": [stripe_api.proc.pid], "bench client": [os.getpid()]}
@@ -164,27 +169,6 @@ def main() -> int:
                   f"oracle_sender_cpu_ms_per_payment={(cpu1['oracle sender'] - cpu0['oracle sender']) / args.events * 1000:.2f} "
                   f"box_busy={busy:.2f}")
     return 0
-
-
-def wait_sender(url: str, timeout: float = 120) -> float:
-    """Until the oracle's /ready says its sender holds the nonce lease; the seconds waited. /ready answers once the
-    webhook side can take payments, while the sender's process may still be starting: webhooks sent meanwhile would
-    queue behind its start-up, and a 300-payment run would measure that rather than the steady state. (On a quiet box
-    the lease is held 0.03-0.04 s after /ready; one CI run's p50 of 162 ms, pick-up 124 ms, against 14.5 ms in the
-    run before, is what made us look; whether start-up caused it is not known.)"""
-    import httpx
-
-    t0 = time.monotonic()
-    deadline = t0 + timeout
-    while True:
-        try:
-            if httpx.get(url + "/ready", timeout=2).json().get("nonce_owner") is True:
-                return time.monotonic() - t0
-        except (httpx.HTTPError, ValueError):
-            pass
-        if time.monotonic() > deadline:
-            raise SystemExit(f"the oracle's sender did not take the nonce lease in {timeout:.0f} s")
-        time.sleep(0.05)
 
 
 def oracle_pids(pid: int) -> list[int]:

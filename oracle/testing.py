@@ -240,18 +240,21 @@ class OracleProcess:
             self.wait_ready()
         return self
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 30, *, sender: bool = False) -> None:
+        """Until /ready answers 200; with `sender`, also until it says the sender holds the nonce lease (/ready
+        answers once webhooks can be taken, while the sender's process may still be starting)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"oracle exited {self.proc.returncode}; see {self.log_path}")
             try:
-                if httpx.get(self.url + "/ready", timeout=1).status_code == 200:
+                r = httpx.get(self.url + "/ready", timeout=1)
+                if r.status_code == 200 and (not sender or r.json().get("nonce_owner") is True):
                     return
-            except httpx.HTTPError:
+            except (httpx.HTTPError, ValueError):
                 pass
             time.sleep(0.05)
-        raise RuntimeError("oracle not ready")
+        raise RuntimeError("oracle's sender does not hold the nonce lease" if sender else "oracle not ready")
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
