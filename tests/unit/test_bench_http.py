@@ -101,3 +101,51 @@ async def _broken_mid_answer() -> None:
 def test_a_connection_lost_mid_answer_is_an_error_not_a_retry() -> None:
     with pytest.raises(ConnectionError):
         asyncio.run(_broken_mid_answer())
+
+
+async def _each(size: int) -> tuple[list[tuple[int, bytes]], dict[int, int], int, tuple[int, bytes]]:
+    """post_each on a pool of `size` connections, one of which the server closed while it sat idle."""
+    seen: dict[int, int] = {}  # client port -> requests answered on that connection
+    done = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        port = writer.get_extra_info("peername")[1]
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length"))
+                await reader.readexactly(length)
+                seen[port] = seen.get(port, 0) + 1
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+                if seen[port] == 1 and len(seen) == 1:
+                    break  # the first connection is closed after its first answer (an idle timeout)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            done.set()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        async with HttpClient("127.0.0.1", server.sockets[0].getsockname()[1], size) as client:
+            first = await asyncio.wait_for(client.post("/x", b"{}"), DEADLINE)
+            await asyncio.wait_for(done.wait(), DEADLINE)  # that connection is closed now
+            await asyncio.sleep(0)
+            answers = await asyncio.wait_for(client.post_each("/x", b"{}"), DEADLINE)
+            reconnects = client.reconnects
+    finally:
+        server.close()
+        await server.wait_closed()
+    return answers, seen, reconnects, first
+
+
+def test_post_each_sends_one_request_on_every_connection_of_the_pool() -> None:
+    answers, seen, reconnects, first = asyncio.run(_each(5))
+    assert first == (200, b"ok")
+    assert answers == [(200, b"ok")] * 5
+    # Six connections were used in all: the five of the pool, one of them replaced after the server closed it; each
+    # carried exactly one request of post_each (the closed one carried the first post only).
+    assert reconnects == 1
+    assert sorted(seen.values()) == [1] * 6
