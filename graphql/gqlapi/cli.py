@@ -8,7 +8,7 @@ import logging
 import socket
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import uvicorn
@@ -59,14 +59,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         with _stopped_by_sigterm():
             _run_workers(uvicorn.Config("gqlapi.app:app_from_env", factory=True, host=host, port=port,
                                         workers=args.workers, log_level="warning", log_config=None,
-                                        ws_max_size=settings.api.live_max_message_bytes))
+                                        ws_max_size=settings.api.live_max_message_bytes, http=_http()))
         return 0
     app = create_app(settings, db_url, pool_size=args.pool_size)
     print(f"GraphQL API on http://{host}:{port}/graphql")
     with _stopped_by_sigterm():
         uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None,  # our JSON lines, not uvicorn's
-                    ws_max_size=settings.api.live_max_message_bytes)
+                    ws_max_size=settings.api.live_max_message_bytes, http=_http())
     return 0
+
+
+def _http() -> Any:
+    """uvicorn's `http`: its httptools protocol, each response's head and body in one socket write (gqlapi.wire)."""
+    from gqlapi.wire import OneWriteHttpToolsProtocol
+
+    return OneWriteHttpToolsProtocol
 
 
 def _run_workers(config: uvicorn.Config) -> None:

@@ -405,6 +405,7 @@ class LiveServer:
 
         from core.config import ApiSettings, DatabaseSettings, Settings
         from gqlapi.app import create_app
+        from gqlapi.wire import OneWriteHttpToolsProtocol
 
         db = {k: api.pop(k) for k in ("read_url", "replica_max_lag_s", "replica_check_s") if k in api}
         settings = Settings(api=ApiSettings(**api), database=DatabaseSettings(url=url, **db))
@@ -413,7 +414,8 @@ class LiveServer:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    log_config=None, ws_max_size=settings.api.live_max_message_bytes))
+                                                    log_config=None, ws_max_size=settings.api.live_max_message_bytes,
+                                                    http=OneWriteHttpToolsProtocol))  # as `carbonledger serve`
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30
