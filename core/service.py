@@ -45,7 +45,10 @@ class ThreadedServer:
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, name: str = "http") -> None:
         import uvicorn
 
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="auto", access_log=False)
+        from core.wire import OneWriteHttpToolsProtocol
+
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="auto", access_log=False,
+                                http=OneWriteHttpToolsProtocol)
         self._server = uvicorn.Server(config)
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._thread = threading.Thread(target=self._server.run, name=name, daemon=True)

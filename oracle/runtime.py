@@ -187,11 +187,12 @@ class Oracle:
         import uvicorn
 
         from core.shutdown import stop_on_signals
+        from core.wire import OneWriteHttpToolsProtocol
         from oracle.reconciliation import schedule
 
         o = self.settings.oracle
         server = uvicorn.Server(uvicorn.Config(self.app.asgi(), host=o.host, port=o.port, log_level="warning",
-                                               access_log=False, lifespan="off"))
+                                               access_log=False, lifespan="off", http=OneWriteHttpToolsProtocol))
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # we own SIGTERM
         logging.getLogger("apscheduler").setLevel(logging.WARNING)  # it logs every run at INFO
         sched = schedule(self.pool, self.chain, o)

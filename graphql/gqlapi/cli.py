@@ -70,8 +70,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _http() -> Any:
-    """uvicorn's `http`: its httptools protocol, each response's head and body in one socket write (gqlapi.wire)."""
-    from gqlapi.wire import OneWriteHttpToolsProtocol
+    """uvicorn's `http`: its httptools protocol, each response's head and body in one socket write (core.wire)."""
+    from core.wire import OneWriteHttpToolsProtocol
 
     return OneWriteHttpToolsProtocol
 

@@ -405,7 +405,7 @@ class LiveServer:
 
         from core.config import ApiSettings, DatabaseSettings, Settings
         from gqlapi.app import create_app
-        from gqlapi.wire import OneWriteHttpToolsProtocol
+        from core.wire import OneWriteHttpToolsProtocol
 
         db = {k: api.pop(k) for k in ("read_url", "replica_max_lag_s", "replica_check_s") if k in api}
         settings = Settings(api=ApiSettings(**api), database=DatabaseSettings(url=url, **db))

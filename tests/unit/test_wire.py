@@ -1,4 +1,4 @@
-"""gqlapi.wire: a response's head and body leave in one socket write, and nothing is held past its loop turn.
+"""core.wire: a response's head and body leave in one socket write, and nothing is held past its loop turn.
 
 The proxy's rules on a transport that records what reaches it, then uvicorn with the protocol on a real socket:
 answers whole over keep-alive, a streamed answer's first part arrives while the app still holds the rest, and
@@ -16,7 +16,7 @@ import httpx
 import pytest
 import uvicorn
 
-from gqlapi.wire import OneWriteHttpToolsProtocol, TurnBufferedTransport
+from core.wire import OneWriteHttpToolsProtocol, TurnBufferedTransport
 
 DEADLINE = 30  # generous: the machine is shared
 

@@ -1,4 +1,5 @@
-"""uvicorn's HTTP/1.1 protocol (httptools), with a response's head and body leaving in one socket write.
+"""uvicorn's HTTP/1.1 protocol (httptools), with a response's head and body leaving in one socket write: the
+protocol of `carbonledger serve`, the oracle's HTTP server and core.service.ThreadedServer.
 
 uvicorn writes the status line and headers when the app sends `http.response.start`, and the body when it sends
 `http.response.body`: two `transport.write` calls, and with an empty write buffer each is a `send()` of its own at
