@@ -182,7 +182,8 @@ def index_once(args: argparse.Namespace, node: Anvil, dep: object) -> dict[str, 
         base_rss = rss_mb()
         builds, ilog = _IndexBuilds(), logging.getLogger("carbonledger.indexer")
         ilog.addHandler(builds)
-        level, ilog.level = ilog.level, min(ilog.getEffectiveLevel(), logging.INFO)
+        level = ilog.level
+        ilog.setLevel(min(ilog.getEffectiveLevel(), logging.INFO))
         prof = __import__("cProfile").Profile() if args.profile else None
         cpu0 = cpu_by_role(node.proc.pid)
         with PeakRss() as mem:

@@ -95,53 +95,37 @@ class HttpClient:
                    headers: dict[str, str] | None = None) -> tuple[int, bytes]:
         """(status, body) of one POST; `headers`: more request headers (a Content-Type among them replaces
         `content_type`; Host and Content-Length are the client's own)."""
-        raw = self._request(path, body, content_type, headers)
-        slot = [await self._ready.get()]
-        try:
-            return await self._exchange(slot, raw)
-        finally:
-            self._ready.put_nowait(slot[0])
-
-    async def post_each(self, path: str, body: bytes, content_type: bytes = b"application/json",
-                        headers: dict[str, str] | None = None) -> list[tuple[int, bytes]]:
-        """The same POST once on every connection of the pool, all at once (waiting until each is free): a warm-up
-        that reaches every server process the pool's connections landed on (`carbonledger serve --workers N` keeps
-        an answer cache per worker, and the kernel spreads connections over the workers by address hash)."""
-        import asyncio
-
-        raw = self._request(path, body, content_type, headers)
-        slots = [[await self._ready.get()] for _ in range(self.size)]
-        try:
-            got = await asyncio.gather(*(self._exchange(s, raw) for s in slots), return_exceptions=True)
-        finally:
-            for s in slots:
-                self._ready.put_nowait(s[0])
-        for g in got:
-            if isinstance(g, BaseException):
-                raise g
-        return got
-
-    def _request(self, path: str, body: bytes, content_type: bytes, headers: dict[str, str] | None) -> bytes:
         extra = b""
         for k, v in (headers or {}).items():
             if k.lower() == "content-type":
                 content_type = v.encode()
             elif k.lower() not in ("host", "content-length"):
                 extra += b"%s: %s\r\n" % (k.encode(), v.encode())
-        return (b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n"
-                % (path.encode(), self.host.encode(), content_type, len(body), extra) + body)
-
-    async def _exchange(self, slot: list, raw: bytes) -> tuple[int, bytes]:
-        """One request on slot[0]; a connection the server had closed is replaced in the slot (class docstring)."""
-        if slot[0].closed:  # closed by the server while it waited in the pool
-            slot[0] = await self._replace(slot[0])
+        raw = (b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n"
+               % (path.encode(), self.host.encode(), content_type, len(body), extra) + body)
+        conn = await self._ready.get()
         try:
-            return await slot[0].request(raw)
-        except ConnectionError:
-            if slot[0].answered:  # part of a response arrived: not a stale connection, a real failure
-                raise
-            slot[0] = await self._replace(slot[0])
-            return await slot[0].request(raw)
+            if conn.closed:  # closed by the server while it waited here
+                conn = await self._replace(conn)
+            try:
+                return await conn.request(raw)
+            except ConnectionError:
+                if conn.answered:  # part of a response arrived: not a stale connection, a real failure
+                    raise
+                conn = await self._replace(conn)
+                return await conn.request(raw)
+        finally:
+            self._ready.put_nowait(conn)
+
+    async def post_each(self, path: str, body: bytes, content_type: bytes = b"application/json",
+                        headers: dict[str, str] | None = None) -> list[tuple[int, bytes]]:
+        """The same POST on every connection of the pool at once (call it while no other request is in flight: then
+        each of the pool's connections carries one): a warm-up that reaches every server process the connections
+        landed on (`carbonledger serve --workers N` keeps an answer cache per worker, and the kernel spreads
+        connections over the workers by address hash)."""
+        import asyncio
+
+        return list(await asyncio.gather(*(self.post(path, body, content_type, headers) for _ in range(self.size))))
 
     async def _replace(self, conn: "_HttpConnection") -> "_HttpConnection":
         conn.transport.close()

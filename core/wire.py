@@ -21,47 +21,81 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 class TurnBufferedTransport:
     """A transport proxy: `write`s within one loop turn leave as one `write` of the real transport at the end of
-    the turn; `close` and `write_eof` send what is held first, `abort` drops it. Everything else is the real
-    transport's (a WebSocket upgrade hands this proxy on to the WebSocket protocol, whose frames gather the same
-    way)."""
+    the turn, or at once when `HOLD_MAX` bytes are held (a big answer, a burst of frames: the real transport's
+    flow control sees them without delay). What is held goes first whenever the connection is about to end:
+    `close`, `write_eof`, and the peer's end of stream (the protocol's `eof_received`: a client that sends its
+    request and shuts its side, as `nc -N` and some health checks do, makes the real transport close itself in that
+    turn). Once the real transport is closing, writes go straight to it, as without the proxy. `abort` drops what is
+    held. Everything else is the real transport's; a WebSocket upgrade hands this proxy on to the WebSocket protocol
+    (`set_protocol`), whose frames gather the same way and whose end of stream sends what is held too."""
 
-    __slots__ = ("_transport", "_loop", "_held")
+    __slots__ = ("_transport", "_loop", "_held", "_size")
+    HOLD_MAX = 64 * 1024
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
         self._held: list[bytes] | None = None
+        self._size = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not isinstance(data, (bytes, bytearray, memoryview)):  # as asyncio refuses it: in the caller, not later
+            raise TypeError(f"data: expecting a bytes-like instance, got {type(data).__name__}")
+        if self._transport.is_closing():
+            self.send_held()
+            self._transport.write(data)
+            return
+        data = data if type(data) is bytes else bytes(data)  # the caller may reuse its buffer once write returns
         if self._held is None:
-            self._held = [data]
+            self._held, self._size = [data], len(data)
             self._loop.call_soon(self._flush)
         else:
             self._held.append(data)
+            self._size += len(data)
+        if self._size >= self.HOLD_MAX:
+            self.send_held()
 
-    def _flush(self) -> None:
+    def send_held(self) -> None:
+        """Hand what is held to the real transport now."""
         held, self._held = self._held, None
-        if held and not self._transport.is_closing():
+        if held:
             self._transport.write(held[0] if len(held) == 1 else b"".join(held))
+
+    def _flush(self) -> None:  # the end of the turn in which the first held write came
+        if self._held and self._transport.is_closing():
+            self._held = None  # the connection ended without passing here (lost): nowhere to send it
+        self.send_held()
 
     def writelines(self, chunks: Any) -> None:
         for c in chunks:
             self.write(c)
 
     def write_eof(self) -> None:
-        self._flush()
+        self.send_held()
         self._transport.write_eof()
 
     def close(self) -> None:
-        self._flush()
+        self.send_held()
         self._transport.close()
 
     def abort(self) -> None:
         self._held = None
         self._transport.abort()
 
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        """The real transport now reports to `protocol` (a WebSocket upgrade): its end of stream sends what is held
+        first, as OneWriteHttpToolsProtocol's does."""
+        eof = getattr(protocol, "eof_received", None)
+        if eof is not None:
+            def eof_received() -> bool | None:
+                self.send_held()
+                return eof()
+
+            protocol.eof_received = eof_received  # type: ignore[attr-defined]
+        self._transport.set_protocol(protocol)
+
     def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(map(len, self._held or ()))
+        return self._transport.get_write_buffer_size() + (self._size if self._held else 0)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
@@ -70,5 +104,12 @@ class TurnBufferedTransport:
 class OneWriteHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol over a TurnBufferedTransport (module docstring); pass as uvicorn's `http`."""
 
+    transport: TurnBufferedTransport  # type: ignore[assignment]
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(TurnBufferedTransport(transport, self.loop))  # type: ignore[arg-type]
+
+    def eof_received(self) -> None:
+        # The peer shut its side: the real transport closes itself when this returns, so what is held goes now.
+        self.transport.send_held()
+        return super().eof_received()

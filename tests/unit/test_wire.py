@@ -1,8 +1,8 @@
 """core.wire: a response's head and body leave in one socket write, and nothing is held past its loop turn.
 
 The proxy's rules on a transport that records what reaches it, then uvicorn with the protocol on a real socket:
-answers whole over keep-alive, a streamed answer's first part arrives while the app still holds the rest, and
-writes of one turn reach the socket as one write (counted on the real transport's class).
+answers whole over keep-alive, each handed to the socket's transport in one write; a streamed answer's first part
+arrives while the app still holds the rest; a client that shuts its side after its request still gets its answer.
 """
 
 from __future__ import annotations
@@ -48,8 +48,11 @@ class _Recorder:
     def get_write_buffer_size(self) -> int:
         return 7
 
-    def get_extra_info(self, name: str) -> str:
-        return f"info:{name}"
+    def get_extra_info(self, name: str) -> str | None:
+        return "from the real transport" if name == "probe" else None
+
+    def set_protocol(self, protocol: object) -> None:
+        self.calls.append(("protocol", None))
 
 
 async def _turn() -> None:
@@ -70,7 +73,7 @@ def test_writes_of_one_turn_leave_as_one_write_at_its_end() -> None:
         await _turn()
         t.writelines([b"a", b"b"])
         await _turn()
-        assert t.get_extra_info("peername") == "info:peername"  # the rest is the real transport's
+        assert t.get_extra_info("probe") == "from the real transport"  # the rest is the real transport's
         return rec.calls
 
     assert asyncio.run(run()) == [("write", b"HTTP/1.1 200 OK\r\n\r\nbody"), ("write", b"next turn"), ("write", b"ab")]
@@ -108,6 +111,80 @@ def test_nothing_is_written_to_a_transport_that_closed_meanwhile() -> None:
     assert asyncio.run(run()) == []
 
 
+def test_big_writes_go_at_once_and_buffers_are_copied_and_non_bytes_refused() -> None:
+    async def run() -> list:
+        rec = _Recorder()
+        t = TurnBufferedTransport(rec, asyncio.get_running_loop())  # type: ignore[arg-type]
+        buf = bytearray(b"head ")
+        t.write(buf)
+        buf[:] = b"XXXXX"  # the caller reuses its buffer once write returned
+        t.write(b"b" * TurnBufferedTransport.HOLD_MAX)  # reaches the bound: both go now, not at the end of the turn
+        sent_at_once = list(rec.calls)
+        with pytest.raises(TypeError):
+            t.write("text")  # type: ignore[arg-type]  # refused in the caller, as asyncio's write refuses it
+        await _turn()
+        return [sent_at_once, rec.calls]
+
+    at_once, after = asyncio.run(run())
+    assert at_once == [("write", b"head " + b"b" * TurnBufferedTransport.HOLD_MAX)]
+    assert after == at_once
+
+
+def test_the_peer_ending_its_stream_sends_what_is_held_then_writes_go_straight_through() -> None:
+    """The real transport closes itself when the peer's end of stream is reported (eof_received returns None)."""
+    async def run() -> tuple[list, list]:
+        loop = asyncio.get_running_loop()
+        rec = _Recorder()
+        proto = OneWriteHttpToolsProtocol(config=_config(), server_state=_state(), app_state={}, _loop=loop)
+        proto.connection_made(rec)  # type: ignore[arg-type]
+        proto.transport.write(b"held")
+        assert proto.eof_received() is None
+        rec.closing = True  # what the real transport does next
+        proto.transport.write(b"late")  # a response written after that: straight through, as without the proxy
+        await _turn()
+        # After a WebSocket upgrade the real transport reports to the WebSocket protocol: its eof sends what is held.
+        rec2 = _Recorder()
+        t = TurnBufferedTransport(rec2, loop)  # type: ignore[arg-type]
+
+        class Ws(asyncio.Protocol):
+            def eof_received(self) -> None:
+                rec2.calls.append(("ws eof", None))
+
+        ws = Ws()
+        t.set_protocol(ws)
+        t.write(b"frame")
+        ws.eof_received()
+        return rec.calls, rec2.calls
+
+    first, second = asyncio.run(run())
+    assert first == [("write", b"held"), ("write", b"late")]
+    assert second == [("protocol", None), ("write", b"frame"), ("ws eof", None)]
+
+
+async def _nothing(scope, receive, send) -> None:
+    pass
+
+
+def _config() -> uvicorn.Config:
+    cfg = uvicorn.Config(app=_nothing, log_level="warning", log_config=None)
+    cfg.load()
+    return cfg
+
+
+def _state():
+    from uvicorn.server import ServerState
+
+    return ServerState()
+
+
+def test_every_server_of_ours_speaks_the_one_write_protocol() -> None:
+    from core.service import ThreadedServer
+    from gqlapi.cli import _http
+
+    assert _http() is OneWriteHttpToolsProtocol
+    assert ThreadedServer(_nothing)._server.config.http is OneWriteHttpToolsProtocol
+
+
 class _Served:
     """uvicorn (the protocol under test) on a free port in a thread, serving a small ASGI app."""
 
@@ -133,15 +210,21 @@ class _Served:
 
 
 def test_uvicorn_answers_whole_over_keepalive_with_one_write_per_answer(monkeypatch: pytest.MonkeyPatch) -> None:
-    writes: list[int] = []
-    real = TurnBufferedTransport._flush
+    writes: list[bytes] = []  # what reached the socket's own transport, write by write
+    made = OneWriteHttpToolsProtocol.connection_made
 
-    def counting(self: TurnBufferedTransport) -> None:
-        if self._held:
-            writes.append(len(self._held))
-        real(self)
+    def counting(self: OneWriteHttpToolsProtocol, transport: asyncio.Transport) -> None:
+        class Counted:
+            def __getattr__(self, name: str) -> object:
+                return getattr(transport, name)
 
-    monkeypatch.setattr(TurnBufferedTransport, "_flush", counting)
+            def write(self, data: bytes) -> None:
+                writes.append(bytes(data))
+                transport.write(data)
+
+        made(self, Counted())  # type: ignore[arg-type]
+
+    monkeypatch.setattr(OneWriteHttpToolsProtocol, "connection_made", counting)
 
     async def app(scope, receive, send) -> None:
         body = scope["path"].encode() * 1000
@@ -153,8 +236,9 @@ def test_uvicorn_answers_whole_over_keepalive_with_one_write_per_answer(monkeypa
         for path in ("/a", "/bc", "/d"):
             r = client.get(path)
             assert r.status_code == 200 and r.text == path * 1000
-    # Each answer's head and body were held together and left as one write of the real transport.
-    assert writes == [2, 2, 2]
+    # Each answer's head and body left as one write of the socket's transport.
+    assert [w.startswith(b"HTTP/1.1 200 OK") and w.endswith(p.encode() * 1000) for w, p in zip(writes, ("/a", "/bc", "/d"))] \
+        == [True] * 3 and len(writes) == 3
 
 
 def test_a_streamed_answer_is_not_held_back() -> None:
@@ -180,3 +264,22 @@ def test_a_streamed_answer_is_not_held_back() -> None:
             first_read.set()
             rest = b"".join(chunks)
     assert got + rest == b"data: one\n\ndata: two\n\n"
+
+
+def test_a_client_that_shuts_its_side_after_the_request_gets_the_answer() -> None:
+    """`nc -N`, some health checks: request, then FIN. The real transport closes itself on that end of stream; an
+    answer held for the end of the turn would have been dropped (it was, in 49 of 50 tries, before eof_received)."""
+    async def app(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain"), (b"content-length", b"5")]})
+        await send({"type": "http.response.body", "body": b"hello"})
+
+    with _Served(app) as srv:
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=DEADLINE) as c:
+                c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                c.shutdown(socket.SHUT_WR)
+                got = b""
+                while chunk := c.recv(65536):
+                    got += chunk
+            assert got.startswith(b"HTTP/1.1 200 OK") and got.endswith(b"\r\n\r\nhello"), got
