@@ -8,7 +8,9 @@ keep-alive clients, answers from the answer cache spent ~20% of the worker's CPU
 writes. Here the protocol's transport gathers what is written during one turn of the event loop and sends it at the
 end of that turn: an app that sends head and body back to back (ours always does, strawberry's responses too) costs
 one send, and nothing waits longer than the turn in which it was written. A streamed response (SSE) flushes each
-turn as before. uvicorn has no option for this (its h11 protocol writes the same way).
+turn as before. uvicorn has no option for this (its h11 protocol writes the same way). Measured on cached answers
+at 8 clients, 2 workers: the server's CPU per request -6%, the client's -20% (one segment to read); requests/s
+moved within the 2-core box's noise.
 """
 
 from __future__ import annotations
