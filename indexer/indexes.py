@@ -29,6 +29,7 @@ those tables scan rather than seek (slow on a big table, never wrong): the index
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -43,6 +44,7 @@ from store import models
 log = logging.getLogger("carbonledger.indexer")
 
 _TABLES = [m.__table__ for m in [*models.EVENT_TABLES, models.IndexingError, *models.VERSIONED_TABLES]]
+BUILD_LOCK = int.from_bytes(hashlib.sha256(b"carbonledger-indexes:build").digest()[:8], "big", signed=True)
 DEFERRABLE = {ix.name: ix for t in _TABLES for ix in sorted(t.indexes, key=lambda i: i.name) if not ix.unique}
 
 
@@ -82,8 +84,20 @@ def build(conn: psycopg.Connection, chain: str, *more: psycopg.Connection) -> No
     """Create what `missing` names, one statement each (a crash between them leaves the rest missing, built by
     the next start). Each connection in `more` (idle ones of the same database) builds alongside `conn`: CREATE
     INDEX takes a SHARE lock, which does not conflict with itself, and one build keeps about one core busy (a
-    backfill of 200k events spent 1.5 s here on one connection, ~20% of its time)."""
-    names = missing(conn)
+    backfill of 200k events spent 1.5 s here on one connection, ~20% of its time). Indexers of several chains on
+    one database take turns (a session advisory lock): two CREATE INDEX of one name may run together, and
+    Postgres then fails the second with a unique violation on its catalog; the second waits and finds nothing
+    left to build."""
+    conn.execute("SELECT pg_advisory_lock(%s)", (BUILD_LOCK,))  # released below, or when the session ends
+    try:
+        _build(conn, chain, more)
+    finally:
+        if not conn.closed and not conn.broken:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (BUILD_LOCK,))
+
+
+def _build(conn: psycopg.Connection, chain: str, more: tuple[psycopg.Connection, ...]) -> None:
+    names = missing(conn)  # read under the lock: what another indexer built meanwhile is not built again
     t0 = time.monotonic()
     todo = sorted(names, key=lambda n: DEFERRABLE[n].table.name != "ledger_entry")  # the big table's first
     lock = threading.Lock()

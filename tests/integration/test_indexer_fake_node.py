@@ -490,3 +490,36 @@ def test_database_trouble_reopens_both_connections(db_url):
     _run(s)
     assert s.cursor[0] == 300 and _tradable(db_url) == 300
     s.close()
+
+
+def test_two_indexers_building_the_deferred_indexes_at_once_both_succeed(db_url):
+    """Two chains' indexers that started on one empty database both find the indexes missing once they catch up,
+    possibly at the same moment. Postgres lets two CREATE INDEX of the same name run together and fails the second
+    with a unique violation on its catalog; the builds take turns instead, and the second finds nothing left."""
+    import threading
+
+    from indexer import indexes
+
+    conns = [psycopg.connect(libpq_url(db_url), autocommit=True) for _ in range(4)]
+    try:
+        assert indexes.drop(conns[0])
+        assert sorted(_missing(db_url)) == sorted(indexes.DEFERRABLE)
+        start, errors = threading.Barrier(2), []
+
+        def build(chain: str, conn: psycopg.Connection, helper: psycopg.Connection) -> None:
+            start.wait(30)
+            try:
+                indexes.build(conn, chain, helper)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=build, args=("a", conns[0], conns[1])),
+                   threading.Thread(target=build, args=("b", conns[2], conns[3]))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert errors == [] and _missing(db_url) == []
+    finally:
+        for c in conns:
+            c.close()
