@@ -29,7 +29,6 @@ those tables scan rather than seek (slow on a big table, never wrong): the index
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -39,12 +38,13 @@ import psycopg
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex
 
+from indexer.lease import lock_key
 from store import models
 
 log = logging.getLogger("carbonledger.indexer")
 
 _TABLES = [m.__table__ for m in [*models.EVENT_TABLES, models.IndexingError, *models.VERSIONED_TABLES]]
-BUILD_LOCK = int.from_bytes(hashlib.sha256(b"carbonledger-indexes:build").digest()[:8], "big", signed=True)
+BUILD_LOCK = lock_key("*", "indexes")  # one for every chain of the database (build)
 DEFERRABLE = {ix.name: ix for t in _TABLES for ix in sorted(t.indexes, key=lambda i: i.name) if not ix.unique}
 
 

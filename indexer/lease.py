@@ -17,8 +17,10 @@ from store.engine import libpq_url
 log = logging.getLogger("carbonledger.indexer.lease")
 
 
-def lock_key(chain: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"carbonledger-indexer:{chain}".encode()).digest()[:8], "big", signed=True)
+def lock_key(chain: str, purpose: str = "indexer") -> int:
+    """The advisory lock key of `purpose` for `chain` ("indexer": the chain's leadership; indexer.indexes: "indexes"
+    for all chains, "*")."""
+    return int.from_bytes(hashlib.sha256(f"carbonledger-{purpose}:{chain}".encode()).digest()[:8], "big", signed=True)
 
 
 class Lease:
