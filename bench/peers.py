@@ -12,8 +12,8 @@ It first asks both for every question it will time and fails loudly unless the a
 are normalised (GraphQL aliases give both the same field names; numbers compare as decimal strings, addresses in
 lower case, enums in lower case). Then, at each --concurrency (default 8 and 32 clients), per query, it warms both
 (every question once on every client connection, so each server process has seen each: the API keeps an answer
-cache per worker; then a pass as timed) and times them in alternating rounds (a shared box drifts by ±30%), with the same keep-alive clients
-(bench/common.HttpClient), and prints req/s, p50, p99 per side and the ratio API/PostGraphile of req/s. Last
+cache per worker; then a pass as timed) and times them in alternating rounds (a shared box drifts by ±30%), with
+the same keep-alive clients (bench/common.HttpClient), and prints req/s, p50, p99 per side and the ratio API/PostGraphile of req/s. Last
 line: RESULT key=value ... with every figure, the machine's cores and its load average.
 
 The questions repeat (the same whale, 200 certificates, 200 batches), as a frontend's do, so the API as configured

@@ -8,7 +8,7 @@ import logging
 import socket
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import uvicorn
@@ -24,6 +24,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from core.database import resolve_database_url
     from core.logs import setup_logging
     from core.preflight import OperatorError, check_port, ensure
+    from core.wire import OneWriteHttpToolsProtocol
     from store.preflight import check_database, replica_problem
     from gqlapi.app import create_app
 
@@ -59,21 +60,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         with _stopped_by_sigterm():
             _run_workers(uvicorn.Config("gqlapi.app:app_from_env", factory=True, host=host, port=port,
                                         workers=args.workers, log_level="warning", log_config=None,
-                                        ws_max_size=settings.api.live_max_message_bytes, http=_http()))
+                                        ws_max_size=settings.api.live_max_message_bytes,
+                                        http=OneWriteHttpToolsProtocol))  # core.wire: one write per response
         return 0
     app = create_app(settings, db_url, pool_size=args.pool_size)
     print(f"GraphQL API on http://{host}:{port}/graphql")
     with _stopped_by_sigterm():
         uvicorn.run(app, host=host, port=port, log_level="warning", log_config=None,  # our JSON lines, not uvicorn's
-                    ws_max_size=settings.api.live_max_message_bytes, http=_http())
+                    ws_max_size=settings.api.live_max_message_bytes, http=OneWriteHttpToolsProtocol)
     return 0
-
-
-def _http() -> Any:
-    """uvicorn's `http`: its httptools protocol, each response's head and body in one socket write (core.wire)."""
-    from core.wire import OneWriteHttpToolsProtocol
-
-    return OneWriteHttpToolsProtocol
 
 
 def _run_workers(config: uvicorn.Config) -> None:

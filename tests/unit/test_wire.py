@@ -177,11 +177,9 @@ def _state():
     return ServerState()
 
 
-def test_every_server_of_ours_speaks_the_one_write_protocol() -> None:
+def test_threaded_servers_speak_the_one_write_protocol() -> None:
     from core.service import ThreadedServer
-    from gqlapi.cli import _http
 
-    assert _http() is OneWriteHttpToolsProtocol
     assert ThreadedServer(_nothing)._server.config.http is OneWriteHttpToolsProtocol
 
 
