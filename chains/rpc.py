@@ -1,4 +1,5 @@
-"""A lean JSON-RPC client for the hot paths of every family (raw JSON via orjson, no web3 formatting).
+"""A lean JSON-RPC client for the hot paths of every family (raw JSON via orjson, no web3 formatting; a method's
+answer may have its own typed parser, e.g. eth_getLogs straight into msgspec structs, chains.evm.decode).
 
 Cross-cutting concerns are middleware around the transport, as in web3.py: each middleware takes the next
 `send(payload) -> response` function and returns a wrapped one. `RetryMiddleware` (tenacity) retries transport
@@ -11,7 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -89,10 +90,14 @@ class RpcClient:
         retries: int = 6,
         middlewares: Sequence[Middleware] = (),
         maxsize: int = 16,
+        results: Mapping[str, Callable[[bytes], Any]] | None = None,
     ) -> None:
+        """`results`: method -> a parser of that method's whole answer body that returns its `result` in one typed
+        pass, or None to leave the answer to the generic JSON path (which words errors and malformed answers)."""
         self.url = url
         self._http, self._target = pool_for(url, timeout_s, maxsize, {"content-type": "application/json"})
         self._ids = itertools.count(1)
+        self._results = dict(results or {})
         send: Send = self._post
         for mw in reversed([retry_middleware(retries), *middlewares]):
             send = mw(send)
@@ -106,6 +111,11 @@ class RpcClient:
             raise RpcTransportError(f"{type(exc).__name__}: {exc}") from exc
         if resp.status == 429 or resp.status >= 500:
             raise RpcTransportError(f"HTTP {resp.status}")
+        typed = self._results.get(payload.get("method")) if self._results and type(payload) is dict else None
+        if typed is not None and resp.status == 200:
+            result = typed(content)
+            if result is not None:
+                return {"result": result}
         try:
             body = orjson.loads(content)
         except orjson.JSONDecodeError as exc:

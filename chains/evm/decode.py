@@ -8,6 +8,11 @@ Nothing from the node is trusted: a followed contract's log whose envelope (bloc
 index, topics, data) is missing or malformed, or whose words are not what the ABI allows (an address with high
 bytes set, a uint8 above 255, a bool of 2, a topic longer than 32 bytes, data of the wrong length), becomes an
 `UndecodableLog` (an indexing error row), never an exception and never a silently wrong value.
+
+Logs arrive as `RawLog`s: `eth_getLogs` answers are parsed by msgspec straight into them (`logs_result`), which
+skips the dict per log and the fields we never read (measured: 2.0 against orjson's 3.4 us per log on the 2-core
+box). Every field is typed Any, so a node's wrong type still reaches the checks below as it came; anything that is
+not a list of log objects falls back to the generic JSON path, which words the error.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
@@ -24,6 +30,49 @@ from chains.base import Block, ChainEvent, UndecodableLog, new_event
 from core.codegen import generated
 
 _STATIC_WORD = ("uint", "int", "address", "bytes32", "bool")
+
+
+class RawLog(msgspec.Struct, gc=False):
+    """One log object of an `eth_getLogs` answer, each field as the JSON had it (None when absent); other fields
+    are dropped. (gc=False: JSON values hold no reference cycles.)"""
+
+    address: Any = None
+    topics: Any = None
+    data: Any = None
+    blockHash: Any = None
+    blockNumber: Any = None
+    transactionHash: Any = None
+    transactionIndex: Any = None
+    logIndex: Any = None
+    blockTimestamp: Any = None
+    removed: Any = None
+
+
+_FIELDS = RawLog.__struct_fields__
+
+
+def raw_log(log: Mapping[str, Any]) -> RawLog:
+    """A RawLog of a log given as a mapping (the generic JSON path, tests)."""
+    return log if type(log) is RawLog else RawLog(*map(log.get, _FIELDS))
+
+
+class _LogsAnswer(msgspec.Struct, gc=False):
+    result: list[RawLog] | None = None
+    error: Any = None
+
+
+_LOGS_ANSWER = msgspec.json.Decoder(_LogsAnswer)
+
+
+def logs_result(body: bytes) -> list[RawLog] | None:
+    """The `result` of an eth_getLogs answer parsed in one typed pass; None when the answer is anything but a
+    list of log objects without an error (malformed JSON, an error object, a wrong shape): the caller's generic
+    JSON path decides then."""
+    try:
+        answer = _LOGS_ANSWER.decode(body)
+    except (msgspec.DecodeError, RecursionError):  # a ValidationError is a DecodeError
+        return None
+    return answer.result if answer.error is None else None
 
 
 def event_signature(item: Mapping[str, Any]) -> str:
@@ -257,41 +306,43 @@ class LogDecoder:
     def addresses(self) -> list[str]:
         return list(self.by_address)
 
-    def decode(self, log: Mapping[str, Any], timestamp: int, fallback_block: int = -1, seq: int = 0
+    def decode(self, log: RawLog | Mapping[str, Any], timestamp: int, fallback_block: int = -1, seq: int = 0
                ) -> ChainEvent | UndecodableLog | None:
         """None for logs we do not follow (other addresses, topic0s not in the ABI); an UndecodableLog for a
         followed contract's log that is malformed in any way. `fallback_block` places a log whose block number is
         unusable (the start of the range it came from); `seq` tells identical broken logs apart."""
-        address = log.get("address")
+        if type(log) is not RawLog:
+            log = raw_log(log)
+        address = log.address
         entry = self.by_address.get(address.lower()) if type(address) is str else None
         if entry is None:
             return None
         contract, decs = entry
-        topics = log.get("topics")
+        topics = log.topics
         t0 = topics[0] if type(topics) is list and topics else None
         dec = decs.get(t0.lower()) if type(t0) is str else None
         if dec is None and _hex32(t0):
             return None  # an event of this address that the ABI does not list: not one we follow
         # The envelope, straight-line on the hot path (this runs for every log of a backfill).
-        raw_n, raw_i = log.get("blockNumber"), log.get("logIndex")
+        raw_n, raw_i = log.blockNumber, log.logIndex
         number = _QUANTITIES.get(raw_n, -1) if type(raw_n) is str else -1  # the memo inline: seen strings
         if number == -1:
             number = quantity(raw_n)
         index = _QUANTITIES.get(raw_i, -1) if type(raw_i) is str else -1
         if index == -1:
             index = quantity(raw_i)
-        block_hash, tx_hash = _hash(log.get("blockHash")), _hash(log.get("transactionHash"))
+        block_hash, tx_hash = _hash(log.blockHash), _hash(log.transactionHash)
         if number is None or index is None or block_hash is None or tx_hash is None or dec is None:
             number, block_hash, tx_hash, index, problem = _envelope(log)
             if problem is None:
                 problem = f"topic0 is missing or not 32 bytes of hex: {str(t0)[:80]!r}"
             return _broken(self.chain, contract, log, number, block_hash, tx_hash, index, fallback_block, seq, problem)
         try:
-            args = dec.decode_args(topics, log.get("data"))
+            args = dec.decode_args(topics, log.data)
         except Exception as exc:  # noqa: BLE001 - any decode failure becomes an indexing error row
             return UndecodableLog(self.chain, contract, number, block_hash, tx_hash, index,
                                   f"{dec.name}: {type(exc).__name__}: {exc}"[:500])
-        raw_t = log.get("transactionIndex")  # where the transaction sits in its block (provenance shows it)
+        raw_t = log.transactionIndex  # where the transaction sits in its block (provenance shows it)
         tx_index = _QUANTITIES.get(raw_t, -1) if type(raw_t) is str else -1
         if tx_index == -1:
             tx_index = quantity(raw_t)
@@ -314,9 +365,9 @@ def _hash(v: Any) -> str | None:
     return got
 
 
-def _envelope(log: Mapping[str, Any]) -> tuple[int | None, str | None, str | None, int | None, str | None]:
+def _envelope(log: RawLog) -> tuple[int | None, str | None, str | None, int | None, str | None]:
     """(block number, block hash, tx hash, log index, first problem or None), each checked strictly."""
-    raw_n, raw_b, raw_t, raw_i = log.get("blockNumber"), log.get("blockHash"), log.get("transactionHash"), log.get("logIndex")
+    raw_n, raw_b, raw_t, raw_i = log.blockNumber, log.blockHash, log.transactionHash, log.logIndex
     number, index, block_hash, tx_hash = quantity(raw_n), quantity(raw_i), _hash(raw_b), _hash(raw_t)
     if number is not None and index is not None and block_hash is not None and tx_hash is not None:
         return number, block_hash, tx_hash, index, None
@@ -330,13 +381,14 @@ def _envelope(log: Mapping[str, Any]) -> tuple[int | None, str | None, str | Non
     return number, block_hash, tx_hash, index, problem
 
 
-def _broken(chain: str, contract: str, log: Mapping[str, Any], number: int | None, block_hash: str | None,
+def _broken(chain: str, contract: str, log: RawLog, number: int | None, block_hash: str | None,
             tx_hash: str | None, index: int | None, fallback_block: int, seq: int, problem: str) -> UndecodableLog:
     """An indexing error for a log whose envelope cannot be trusted, keyed so that it cannot collide with a real
     log's key or with another broken log: a missing tx hash or log index is replaced by a digest of the raw log."""
     block = number if number is not None else fallback_block
     if tx_hash is None or index is None:
-        digest = hashlib.sha256(f"{block}|{seq}|{sorted(map(str, log.items()))}".encode()).hexdigest()
+        fields = [(f, v) for f, v in zip(_FIELDS, msgspec.structs.astuple(log)) if v is not None]
+        digest = hashlib.sha256(f"{block}|{seq}|{sorted(map(str, fields))}".encode()).hexdigest()
         tx_hash = tx_hash or "0x" + digest
         index = index if index is not None else -1 - int(digest[:12], 16)  # negative: never a real log index
     return UndecodableLog(chain, contract, block, block_hash or "", tx_hash, index, f"malformed log: {problem}"[:500])
@@ -380,18 +432,20 @@ def decode_block(chain: str, raw: Any) -> Block:
     return Block(chain, number, h.lower(), parent.lower(), ts)
 
 
-def decode_logs(decoder: LogDecoder, logs: Iterable[Mapping[str, Any]], timestamps: Mapping[int, int],
+def decode_logs(decoder: LogDecoder, logs: Iterable[RawLog | Mapping[str, Any]], timestamps: Mapping[int, int],
                 fallback_block: int = -1) -> list[ChainEvent | UndecodableLog]:
     """Decode and order by (block, log index); `timestamps` maps block number -> unix seconds; `fallback_block`
     places a log whose own block number is unusable (the first block of the range it was fetched for)."""
     out = []
     ordered, last_block, last_index = True, -1, -1
     for seq, log in enumerate(logs):
-        if log.get("removed") is True:
+        if type(log) is not RawLog:
+            log = raw_log(log)
+        if log.removed is True:
             continue
-        stamp = quantity(log.get("blockTimestamp"))
+        stamp = quantity(log.blockTimestamp)
         if stamp is None:
-            stamp = timestamps.get(quantity(log.get("blockNumber")), 0)
+            stamp = timestamps.get(quantity(log.blockNumber), 0)
         ev = decoder.decode(log, stamp, fallback_block, seq)
         if ev is not None:
             out.append(ev)

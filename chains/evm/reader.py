@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from chains.base import Block, ChainEvent, ChainReader, OpenedReader, UndecodableLog, VerifySource, register_family
-from chains.evm.decode import LogDecoder, decode_block, decode_logs, quantity
+from chains.evm.decode import LogDecoder, RawLog, decode_block, decode_logs, logs_result, quantity, raw_log
 from chains.rpc import RpcClient, RpcError, RpcTransportError
 
 log = logging.getLogger("carbonledger.evm.reader")
@@ -30,7 +30,8 @@ class EvmReader(ChainReader):
         """contracts: protocol contract name -> (address, abi); markets: (contract name, address, event abi) of
         existing carbon markets (chains.evm.markets)."""
         self.chain = chain
-        self.rpc = rpc if isinstance(rpc, RpcClient) else RpcClient(rpc, timeout_s=timeout_s, retries=retries)
+        self.rpc = rpc if isinstance(rpc, RpcClient) else RpcClient(rpc, timeout_s=timeout_s, retries=retries,
+                                                                    results={"eth_getLogs": logs_result})
         self.decoder = LogDecoder(chain, contracts, markets)
         self.use_finalized_tag = use_finalized_tag
         self.max_block_range = max_block_range
@@ -154,15 +155,15 @@ class EvmReader(ChainReader):
 
     # ------------------------------------------------------------------ events
 
-    def _get_logs(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+    def _get_logs(self, params: dict[str, Any]) -> list[RawLog]:
         logs = self.rpc.call("eth_getLogs", [{"address": self.decoder.addresses, **params}])
-        if not isinstance(logs, list) or not all(isinstance(x, dict) for x in logs):
+        if not isinstance(logs, list) or not all(type(x) is RawLog or isinstance(x, dict) for x in logs):
             raise RpcError(-1, "eth_getLogs answered something other than a list of log objects", method="eth_getLogs")
-        return logs
+        return [x if type(x) is RawLog else raw_log(x) for x in logs]
 
-    def raw_logs(self, from_block: int, to_block: int) -> list[dict[str, Any]]:
+    def raw_logs(self, from_block: int, to_block: int) -> list[RawLog]:
         """All logs of the followed contracts in [from, to], shrinking the request range where the node refuses."""
-        out: list[dict[str, Any]] = []
+        out: list[RawLog] = []
         start = from_block
         while start <= to_block:
             end = min(to_block, start + self.range_size - 1)
@@ -182,8 +183,8 @@ class EvmReader(ChainReader):
 
     def events(self, from_block: int, to_block: int) -> list[ChainEvent | UndecodableLog]:
         logs = self.raw_logs(from_block, to_block)
-        missing = sorted({n for l in logs if quantity(l.get("blockTimestamp")) is None
-                          and (n := quantity(l.get("blockNumber"))) is not None and from_block <= n <= to_block})
+        missing = sorted({n for l in logs if quantity(l.blockTimestamp) is None
+                          and (n := quantity(l.blockNumber)) is not None and from_block <= n <= to_block})
         stamps = {n: b.timestamp for n, b in self.blocks(missing).items()} if missing else {}
         return decode_logs(self.decoder, logs, stamps, fallback_block=from_block)
 

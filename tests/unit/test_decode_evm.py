@@ -10,7 +10,7 @@ from eth_abi import encode
 
 from chains.base import ChainEvent, UndecodableLog
 from chains.evm.artifacts import PROTOCOL_CONTRACTS, abi
-from chains.evm.decode import EventDecoder, LogDecoder, decode_block, decode_logs, topic0
+from chains.evm.decode import EventDecoder, LogDecoder, RawLog, decode_block, decode_logs, logs_result, topic0
 
 ERC20_TRANSFER = {"type": "event", "name": "Transfer", "anonymous": False, "inputs": [
     {"name": "from", "type": "address", "indexed": True}, {"name": "to", "type": "address", "indexed": True},
@@ -65,6 +65,33 @@ def test_receipt_logs_match_expected(fixtures_dir):
         assert ev.block_number == exp["block_number"] and ev.address == exp["address"]
         assert ev.args["value"] == int(exp["data"], 16)
         assert ev.args["from"] == "0x" + exp["topics"][1][-40:]
+
+
+def test_typed_answers_decode_exactly_like_parsed_json(fixtures_dir):
+    """The reader's fast path (msgspec straight into RawLogs) and the generic one (orjson dicts) give the same events
+    for recorded mainnet logs, extra fields (removed, transactionIndex...) and all."""
+    logs = [lg for d in ("receipts_with_logs", "stream_blocks_1755634_1755635")
+            for f in sorted((fixtures_dir / "evm" / d).glob("web3_response.eth_getTransactionReceipt_*.json"))
+            for lg in (_result(f)["logs"] or [])]
+    dec = LogDecoder("m", {f"T{i}": (a, [ERC20_TRANSFER]) for i, a in enumerate(sorted({lg["address"] for lg in logs}))})
+    generic = decode_logs(dec, logs, {})
+    assert sum(isinstance(e, ChainEvent) for e in generic) >= 3
+    assert decode_logs(dec, _answer(logs), {}) == generic
+
+
+@pytest.mark.parametrize("body", [
+    b'{"jsonrpc":"2.0","id":1,"error":{"code":-32005,"message":"too many"}}',
+    b'{"jsonrpc":"2.0","id":1,"result":[],"error":{"code":1,"message":"both"}}',
+    b'{"jsonrpc":"2.0","id":1,"result":null}',
+    b'{"jsonrpc":"2.0","id":1,"result":{"address":"0x"}}',
+    b'{"jsonrpc":"2.0","id":1,"result":[{"address":"0x"}, 5]}',
+    b'{"jsonrpc":"2.0","id":1,"res',
+    b'[{"jsonrpc":"2.0","id":1,"result":[]}]',
+    b'{"jsonrpc":"2.0","id":1,"result":[{"data":' + b"[" * 100_000 + b"]" * 100_000 + b"}]}",
+    b"\xff\xfe",
+])
+def test_logs_result_leaves_anything_but_a_list_of_log_objects_to_the_generic_path(body):
+    assert logs_result(body) is None
 
 
 def test_erc1155_topics_match_published_index(fixtures_dir):
@@ -178,27 +205,41 @@ def _transfer_single_log(a: str) -> tuple[dict, dict]:
     return ts, log
 
 
+def _answer(logs: list) -> list:
+    """`logs` as the reader gets them from a node: an eth_getLogs answer's body parsed by `logs_result`."""
+    got = logs_result(json.dumps({"jsonrpc": "2.0", "id": 7, "result": logs}).encode())
+    assert got is not None and all(type(x) is RawLog for x in got)
+    return got
+
+
+VIA = {"dicts": lambda logs: logs, "typed": _answer}
+
+
+@pytest.mark.parametrize("via", VIA)
 @pytest.mark.parametrize("field", ["blockHash", "logIndex", "blockNumber", "transactionHash"])
-@pytest.mark.parametrize("bad", [None, "", "0xzz", 12.5, "0x" + "1" * 200])
-def test_a_broken_log_envelope_is_an_indexing_error_not_a_crash(field, bad):
+@pytest.mark.parametrize("bad", [None, "", "0xzz", 12.5, "0x" + "1" * 200, 2**70, [], {"a": 1}, True])
+def test_a_broken_log_envelope_is_an_indexing_error_not_a_crash(field, bad, via):
     a = "0x" + "01" * 20
     dec = LogDecoder("dev", {"CarbonCredit": (a, abi("CarbonCredit"))})
     _, log = _transfer_single_log(a)
-    got = decode_logs(dec, [{**log, field: bad}], {5: 100}, fallback_block=5)
+    got = decode_logs(dec, VIA[via]([{**log, field: bad}]), {5: 100}, fallback_block=5)
     assert len(got) == 1 and isinstance(got[0], UndecodableLog), got
     u = got[0]
     assert field in u.error and u.block_number == 5
     assert u.tx_hash.startswith("0x") and len(u.tx_hash) == 66
 
 
-def test_broken_logs_get_distinct_keys():
+@pytest.mark.parametrize("via", VIA)
+def test_broken_logs_get_distinct_keys(via):
     a = "0x" + "01" * 20
     dec = LogDecoder("dev", {"CarbonCredit": (a, abi("CarbonCredit"))})
     _, log = _transfer_single_log(a)
     broken = [{**log, "logIndex": None, "data": "0x" + "00" * 64 + f"{k:064x}"} for k in range(3)]
-    got = decode_logs(dec, broken + [{**log, "transactionHash": None, "logIndex": None}], {}, fallback_block=5)
+    logs = broken + [{**log, "transactionHash": None, "logIndex": None}]
+    got = decode_logs(dec, VIA[via](logs), {}, fallback_block=5)
     assert all(isinstance(g, UndecodableLog) for g in got)
     assert len({(g.tx_hash, g.log_index) for g in got}) == 4
+    assert got == decode_logs(dec, logs, {}, fallback_block=5)  # the same keys whichever way the logs came
 
 
 @pytest.mark.parametrize("topics", [None, [], [None], ["0x1234"], ["not hex at all"], [12]])
@@ -221,13 +262,14 @@ def test_missing_or_malformed_topic0_is_an_indexing_error(topics):
     ("data", "0x123"),  # odd length
     ("data", None),
 ])
-def test_malformed_words_are_refused_not_decoded(where, value):
+@pytest.mark.parametrize("via", VIA)
+def test_malformed_words_are_refused_not_decoded(where, value, via):
     a = "0x" + "01" * 20
     dec = LogDecoder("dev", {"CarbonCredit": (a, abi("CarbonCredit"))})
     _, log = _transfer_single_log(a)
-    assert isinstance(dec.decode(log, 0), ChainEvent)
+    assert isinstance(dec.decode(VIA[via]([log])[0], 0), ChainEvent)
     bad = {**log, "topics": log["topics"][:3] + [value]} if where == "topic" else {**log, "data": value}
-    got = dec.decode(bad, 0)
+    got = dec.decode(VIA[via]([bad])[0], 0)
     assert isinstance(got, UndecodableLog), got
 
 

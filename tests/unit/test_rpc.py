@@ -28,6 +28,10 @@ class Flaky(BaseHTTPRequestHandler):
             return
         if action == "truncated":
             payload = b'{"jsonrpc":"2.0","id":1,"res'
+        elif action == "logs":
+            payload = json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": [
+                {"address": "0x" + "01" * 20, "topics": ["0x" + "02" * 32], "data": "0x", "logIndex": "0x1",
+                 "extra": {"nested": [1, 2]}}]}).encode()
         elif action == "error":
             payload = json.dumps({"jsonrpc": "2.0", "id": body["id"], "error": {"code": -32005, "message": "query returned more than 10000 results"}}).encode()
         elif isinstance(body, list):
@@ -70,6 +74,26 @@ def test_rpc_errors_are_answers_not_faults(server):
     with RpcClient(server, retries=5) as rpc, pytest.raises(RpcError) as err:
         rpc.call("eth_getLogs", [{}])
     assert err.value.code == -32005 and Flaky.seen == 1
+
+
+def test_a_typed_answer_parser_leaves_faults_and_errors_to_the_generic_path(server):
+    """results={"eth_getLogs": logs_result}: a list of log objects comes back as RawLogs; a truncated body is still
+    a transport fault (retried), an error object still an RpcError, any other result still returned as parsed."""
+    from chains.evm.decode import RawLog, logs_result
+
+    with RpcClient(server, retries=6, results={"eth_getLogs": logs_result}) as rpc:
+        Flaky.script = ["truncated", "logs"]
+        got = rpc.call("eth_getLogs", [{}])
+        assert got == [RawLog(address="0x" + "01" * 20, topics=["0x" + "02" * 32], data="0x", logIndex="0x1")]
+        assert Flaky.seen == 2
+        Flaky.script = ["error"]
+        with pytest.raises(RpcError) as err:
+            rpc.call("eth_getLogs", [{}])
+        assert err.value.code == -32005
+        assert rpc.call("eth_getLogs", [{}]) == "0x2a"  # not a list of objects: as parsed (the reader refuses it)
+        Flaky.script = ["logs"]
+        assert rpc.call("eth_call", []) == [{"address": "0x" + "01" * 20, "topics": ["0x" + "02" * 32], "data": "0x",
+                                             "logIndex": "0x1", "extra": {"nested": [1, 2]}}]  # other methods: dicts
 
 
 def test_batch_keeps_order(server):
