@@ -9,10 +9,9 @@ index, topics, data) is missing or malformed, or whose words are not what the AB
 bytes set, a uint8 above 255, a bool of 2, a topic longer than 32 bytes, data of the wrong length), becomes an
 `UndecodableLog` (an indexing error row), never an exception and never a silently wrong value.
 
-Logs arrive as `RawLog`s: `eth_getLogs` answers are parsed by msgspec straight into them (`logs_result`), which
-skips the dict per log and the fields we never read (measured: 2.0 against orjson's 3.4 us per log on the 2-core
-box). Every field is typed Any, so a node's wrong type still reaches the checks below as it came; anything that is
-not a list of log objects falls back to the generic JSON path, which words the error.
+Logs arrive as `RawLog`s: a well-formed `eth_getLogs` answer is parsed by msgspec straight into them
+(`logs_result`), without a dict per log (measured: 2.0 against orjson's 3.4 us per log on the 2-core box); any
+other answer takes the generic JSON path, which keeps each value as it came for the checks below.
 """
 
 from __future__ import annotations
@@ -26,53 +25,65 @@ import msgspec
 from eth_abi import decode as abi_decode
 from eth_utils import keccak
 
-from chains.base import Block, ChainEvent, UndecodableLog, new_event
+from chains.base import Block, ChainEvent, UndecodableLog
 from core.codegen import generated
 
 _STATIC_WORD = ("uint", "int", "address", "bytes32", "bool")
 
 
 class RawLog(msgspec.Struct, gc=False):
-    """One log object of an `eth_getLogs` answer, each field as the JSON had it (None when absent); other fields
-    are dropped. (gc=False: JSON values hold no reference cycles.)"""
+    """One log object of an `eth_getLogs` answer (None where a field is absent).
 
-    address: Any = None
-    topics: Any = None
-    data: Any = None
-    blockHash: Any = None
-    blockNumber: Any = None
-    transactionHash: Any = None
-    transactionIndex: Any = None
-    logIndex: Any = None
-    blockTimestamp: Any = None
-    removed: Any = None
+    `logs_result` fills it only from answers whose every log has exactly these fields with these JSON types; it
+    skips nothing and takes no value of an open type, so msgspec never recurses into a hostile document (its depth
+    guard is Python's recursion limit, which py_ecc raises to 100,000 at import: enough to overflow the C stack).
+    Any other answer goes through the generic JSON path (orjson, depth 1024) and `raw_log`, which keeps each value
+    as it came: the checks in `LogDecoder.decode` are what refuse a wrong one either way. (gc=False: JSON values hold
+    no reference cycles.)"""
+
+    address: str | None = None
+    topics: list[str] | None = None
+    data: str | None = None
+    blockHash: str | None = None
+    blockNumber: str | int | None = None
+    transactionHash: str | None = None
+    transactionIndex: str | int | None = None
+    logIndex: str | int | None = None
+    blockTimestamp: str | int | None = None
+    removed: bool | None = None
 
 
 _FIELDS = RawLog.__struct_fields__
 
 
-def raw_log(log: Mapping[str, Any]) -> RawLog:
-    """A RawLog of a log given as a mapping (the generic JSON path, tests)."""
-    return log if type(log) is RawLog else RawLog(*map(log.get, _FIELDS))
+class _StrictLog(RawLog, forbid_unknown_fields=True, gc=False):
+    # Fields other clients add to a log (seen in recorded mainnet answers): accepted with their JSON type, unused.
+    transactionLogIndex: str | int | None = None
+    type: str | None = None
 
 
-class _LogsAnswer(msgspec.Struct, gc=False):
-    result: list[RawLog] | None = None
-    error: Any = None
+class _LogsAnswer(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    jsonrpc: str | None = None
+    id: int | str | None = None
+    result: list[_StrictLog] | None = None
 
 
 _LOGS_ANSWER = msgspec.json.Decoder(_LogsAnswer)
 
 
+def raw_log(log: Mapping[str, Any]) -> RawLog:
+    """A RawLog of a log given as a mapping (the generic JSON path, tests), each value as it is."""
+    return log if isinstance(log, RawLog) else RawLog(*map(log.get, _FIELDS))
+
+
 def logs_result(body: bytes) -> list[RawLog] | None:
-    """The `result` of an eth_getLogs answer parsed in one typed pass; None when the answer is anything but a
-    list of log objects without an error (malformed JSON, an error object, a wrong shape): the caller's generic
-    JSON path decides then."""
+    """The `result` of an eth_getLogs answer, parsed in one typed pass when it is a list of well-formed log objects;
+    None for anything else (an error object, malformed JSON, another shape, an unexpected field or type): the
+    caller's generic JSON path decides then."""
     try:
-        answer = _LOGS_ANSWER.decode(body)
+        return _LOGS_ANSWER.decode(body).result
     except (msgspec.DecodeError, RecursionError):  # a ValidationError is a DecodeError
         return None
-    return answer.result if answer.error is None else None
 
 
 def event_signature(item: Mapping[str, Any]) -> str:
@@ -311,7 +322,7 @@ class LogDecoder:
         """None for logs we do not follow (other addresses, topic0s not in the ABI); an UndecodableLog for a
         followed contract's log that is malformed in any way. `fallback_block` places a log whose block number is
         unusable (the start of the range it came from); `seq` tells identical broken logs apart."""
-        if type(log) is not RawLog:
+        if not isinstance(log, RawLog):
             log = raw_log(log)
         address = log.address
         entry = self.by_address.get(address.lower()) if type(address) is str else None
@@ -348,7 +359,7 @@ class LogDecoder:
             tx_index = quantity(raw_t)
         if tx_index is not None and tx_index >= 1 << 31:  # no block holds that many: a node's nonsense, not stored
             tx_index = None
-        return new_event(self.chain, contract, dec.name, args, number, block_hash, timestamp, tx_hash, index,
+        return ChainEvent(self.chain, contract, dec.name, args, number, block_hash, timestamp, tx_hash, index,
                          address.lower(), tx_index)
 
 
@@ -439,7 +450,7 @@ def decode_logs(decoder: LogDecoder, logs: Iterable[RawLog | Mapping[str, Any]],
     out = []
     ordered, last_block, last_index = True, -1, -1
     for seq, log in enumerate(logs):
-        if type(log) is not RawLog:
+        if not isinstance(log, RawLog):
             log = raw_log(log)
         if log.removed is True:
             continue

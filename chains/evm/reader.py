@@ -157,9 +157,9 @@ class EvmReader(ChainReader):
 
     def _get_logs(self, params: dict[str, Any]) -> list[RawLog]:
         logs = self.rpc.call("eth_getLogs", [{"address": self.decoder.addresses, **params}])
-        if not isinstance(logs, list) or not all(type(x) is RawLog or isinstance(x, dict) for x in logs):
+        if not isinstance(logs, list) or not all(isinstance(x, (RawLog, dict)) for x in logs):
             raise RpcError(-1, "eth_getLogs answered something other than a list of log objects", method="eth_getLogs")
-        return [x if type(x) is RawLog else raw_log(x) for x in logs]
+        return [raw_log(x) for x in logs]
 
     def raw_logs(self, from_block: int, to_block: int) -> list[RawLog]:
         """All logs of the followed contracts in [from, to], shrinking the request range where the node refuses."""

@@ -10,7 +10,7 @@ from eth_abi import encode
 
 from chains.base import ChainEvent, UndecodableLog
 from chains.evm.artifacts import PROTOCOL_CONTRACTS, abi
-from chains.evm.decode import EventDecoder, LogDecoder, RawLog, decode_block, decode_logs, logs_result, topic0
+from chains.evm.decode import EventDecoder, LogDecoder, decode_block, decode_logs, logs_result, raw_log, topic0
 
 ERC20_TRANSFER = {"type": "event", "name": "Transfer", "anonymous": False, "inputs": [
     {"name": "from", "type": "address", "indexed": True}, {"name": "to", "type": "address", "indexed": True},
@@ -76,11 +76,20 @@ def test_typed_answers_decode_exactly_like_parsed_json(fixtures_dir):
     dec = LogDecoder("m", {f"T{i}": (a, [ERC20_TRANSFER]) for i, a in enumerate(sorted({lg["address"] for lg in logs}))})
     generic = decode_logs(dec, logs, {})
     assert sum(isinstance(e, ChainEvent) for e in generic) >= 3
-    assert decode_logs(dec, _answer(logs), {}) == generic
+    assert decode_logs(dec, _answer(logs, typed=True), {}) == generic
+
+
+DEEP = 90_000  # below the recursion limit py_ecc sets (100,000), where a recursing parser overflows the C stack
 
 
 @pytest.mark.parametrize("body", [
     b'{"jsonrpc":"2.0","id":1,"error":{"code":-32005,"message":"too many"}}',
+    b'{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"x","data":' + b"[" * DEEP + b"]" * DEEP + b"}}",
+    b'{"jsonrpc":"2.0","id":1,"result":[{"extra":' + b"[" * DEEP + b"]" * DEEP + b"}]}",
+    b'{"jsonrpc":"2.0","id":1,"result":[{"topics":[' + b'{"a":' * DEEP + b"1" + b"}" * DEEP + b"]}]}",
+    b'{"jsonrpc":"2.0","id":1,"other":' + b"[" * DEEP + b"]" * DEEP + b',"result":[]}',
+    b'{"jsonrpc":"2.0","id":1,"result":[{"address":"0x01","blockNumber":12.5}]}',
+    b'{"jsonrpc":"2.0","id":1,"result":[{"address":"0x01","topics":["0x02",7]}]}',
     b'{"jsonrpc":"2.0","id":1,"result":[],"error":{"code":1,"message":"both"}}',
     b'{"jsonrpc":"2.0","id":1,"result":null}',
     b'{"jsonrpc":"2.0","id":1,"result":{"address":"0x"}}',
@@ -90,8 +99,18 @@ def test_typed_answers_decode_exactly_like_parsed_json(fixtures_dir):
     b'{"jsonrpc":"2.0","id":1,"result":[{"data":' + b"[" * 100_000 + b"]" * 100_000 + b"}]}",
     b"\xff\xfe",
 ])
-def test_logs_result_leaves_anything_but_a_list_of_log_objects_to_the_generic_path(body):
-    assert logs_result(body) is None
+def test_logs_result_leaves_anything_but_well_formed_log_objects_to_the_generic_path(body):
+    """Nothing hostile is recursed into (the limit is raised as py_ecc raises it on import): an error object, an
+    unexpected field or a value of an unexpected JSON type ends the typed pass at once, and the generic path (orjson,
+    depth 1024) words the error or keeps the value for the decoder's checks."""
+    import sys
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 100_000))
+    try:
+        assert logs_result(body) is None
+    finally:
+        sys.setrecursionlimit(old)
 
 
 def test_erc1155_topics_match_published_index(fixtures_dir):
@@ -205,11 +224,13 @@ def _transfer_single_log(a: str) -> tuple[dict, dict]:
     return ts, log
 
 
-def _answer(logs: list) -> list:
-    """`logs` as the reader gets them from a node: an eth_getLogs answer's body parsed by `logs_result`."""
-    got = logs_result(json.dumps({"jsonrpc": "2.0", "id": 7, "result": logs}).encode())
-    assert got is not None and all(type(x) is RawLog for x in got)
-    return got
+def _answer(logs: list, typed: bool | None = None) -> list:
+    """`logs` as the reader gets them from a node: the eth_getLogs answer's body parsed by `logs_result`, or where
+    that declines, by the generic JSON path (`typed`: which of the two must have taken it)."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 7, "result": logs}).encode()
+    got = logs_result(body)
+    assert typed is None or (got is not None) == typed
+    return got if got is not None else [raw_log(x) for x in json.loads(body)["result"]]
 
 
 VIA = {"dicts": lambda logs: logs, "typed": _answer}
@@ -267,7 +288,7 @@ def test_malformed_words_are_refused_not_decoded(where, value, via):
     a = "0x" + "01" * 20
     dec = LogDecoder("dev", {"CarbonCredit": (a, abi("CarbonCredit"))})
     _, log = _transfer_single_log(a)
-    assert isinstance(dec.decode(VIA[via]([log])[0], 0), ChainEvent)
+    assert isinstance(dec.decode(_answer([log], typed=True)[0] if via == "typed" else log, 0), ChainEvent)
     bad = {**log, "topics": log["topics"][:3] + [value]} if where == "topic" else {**log, "data": value}
     got = dec.decode(VIA[via]([bad])[0], 0)
     assert isinstance(got, UndecodableLog), got

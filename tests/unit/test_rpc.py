@@ -30,8 +30,7 @@ class Flaky(BaseHTTPRequestHandler):
             payload = b'{"jsonrpc":"2.0","id":1,"res'
         elif action == "logs":
             payload = json.dumps({"jsonrpc": "2.0", "id": body["id"], "result": [
-                {"address": "0x" + "01" * 20, "topics": ["0x" + "02" * 32], "data": "0x", "logIndex": "0x1",
-                 "extra": {"nested": [1, 2]}}]}).encode()
+                {"address": "0x" + "01" * 20, "topics": ["0x" + "02" * 32], "data": "0x", "logIndex": "0x1"}]}).encode()
         elif action == "error":
             payload = json.dumps({"jsonrpc": "2.0", "id": body["id"], "error": {"code": -32005, "message": "query returned more than 10000 results"}}).encode()
         elif isinstance(body, list):
@@ -84,7 +83,9 @@ def test_a_typed_answer_parser_leaves_faults_and_errors_to_the_generic_path(serv
     with RpcClient(server, retries=6, results={"eth_getLogs": logs_result}) as rpc:
         Flaky.script = ["truncated", "logs"]
         got = rpc.call("eth_getLogs", [{}])
-        assert got == [RawLog(address="0x" + "01" * 20, topics=["0x" + "02" * 32], data="0x", logIndex="0x1")]
+        assert len(got) == 1 and isinstance(got[0], RawLog)
+        assert (got[0].address, got[0].topics, got[0].data, got[0].logIndex, got[0].blockHash) == (
+            "0x" + "01" * 20, ["0x" + "02" * 32], "0x", "0x1", None)
         assert Flaky.seen == 2
         Flaky.script = ["error"]
         with pytest.raises(RpcError) as err:
@@ -93,7 +94,7 @@ def test_a_typed_answer_parser_leaves_faults_and_errors_to_the_generic_path(serv
         assert rpc.call("eth_getLogs", [{}]) == "0x2a"  # not a list of objects: as parsed (the reader refuses it)
         Flaky.script = ["logs"]
         assert rpc.call("eth_call", []) == [{"address": "0x" + "01" * 20, "topics": ["0x" + "02" * 32], "data": "0x",
-                                             "logIndex": "0x1", "extra": {"nested": [1, 2]}}]  # other methods: dicts
+                                             "logIndex": "0x1"}]  # other methods: dicts
 
 
 def test_batch_keeps_order(server):
