@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 
+import orjson
 import pytest
 from eth_abi import encode
 
@@ -68,15 +69,15 @@ def test_receipt_logs_match_expected(fixtures_dir):
 
 
 def test_typed_answers_decode_exactly_like_parsed_json(fixtures_dir):
-    """The reader's fast path (msgspec straight into RawLogs) and the generic one (orjson dicts) give the same events
-    for recorded mainnet logs, extra fields (removed, transactionIndex...) and all."""
+    """Recorded mainnet logs, extra fields (type, transactionLogIndex, removed) and all, take the reader's typed pass
+    and decode exactly as through the generic path (orjson) and as given as dicts."""
     logs = [lg for d in ("receipts_with_logs", "stream_blocks_1755634_1755635")
             for f in sorted((fixtures_dir / "evm" / d).glob("web3_response.eth_getTransactionReceipt_*.json"))
             for lg in (_result(f)["logs"] or [])]
     dec = LogDecoder("m", {f"T{i}": (a, [ERC20_TRANSFER]) for i, a in enumerate(sorted({lg["address"] for lg in logs}))})
     generic = decode_logs(dec, logs, {})
     assert sum(isinstance(e, ChainEvent) for e in generic) >= 3
-    assert decode_logs(dec, _answer(logs, typed=True), {}) == generic
+    assert _node(dec, logs, typed=True) == generic
 
 
 DEEP = 90_000  # below the recursion limit py_ecc sets (100,000), where a recursing parser overflows the C stack
@@ -224,16 +225,25 @@ def _transfer_single_log(a: str) -> tuple[dict, dict]:
     return ts, log
 
 
-def _answer(logs: list, typed: bool | None = None) -> list:
-    """`logs` as the reader gets them from a node: the eth_getLogs answer's body parsed by `logs_result`, or where
-    that declines, by the generic JSON path (`typed`: which of the two must have taken it)."""
+def _node(dec: LogDecoder, logs: list, stamps: dict | None = None, fallback_block: int = -1,
+          typed: bool | None = None) -> list:
+    """Decode `logs` as the reader does from a node's eth_getLogs answer: the body parsed by `logs_result`, or where
+    that declines, by the generic path (orjson, then `raw_log`). Where the typed pass takes the answer, the generic
+    path must decode it identically. `typed`: which of the two must take it."""
     body = json.dumps({"jsonrpc": "2.0", "id": 7, "result": logs}).encode()
-    got = logs_result(body)
-    assert typed is None or (got is not None) == typed
-    return got if got is not None else [raw_log(x) for x in json.loads(body)["result"]]
+    generic = decode_logs(dec, [raw_log(x) for x in orjson.loads(body)["result"]], stamps or {}, fallback_block)
+    fast = logs_result(body)
+    assert typed is None or (fast is not None) == typed
+    if fast is not None:
+        assert decode_logs(dec, fast, stamps or {}, fallback_block) == generic
+    return generic
 
 
-VIA = {"dicts": lambda logs: logs, "typed": _answer}
+def _decode(via: str, dec: LogDecoder, logs: list, stamps: dict | None = None, fallback_block: int = -1) -> list:
+    return _node(dec, logs, stamps, fallback_block) if via == "node" else decode_logs(dec, logs, stamps or {}, fallback_block)
+
+
+VIA = ["dicts", "node"]
 
 
 @pytest.mark.parametrize("via", VIA)
@@ -243,7 +253,7 @@ def test_a_broken_log_envelope_is_an_indexing_error_not_a_crash(field, bad, via)
     a = "0x" + "01" * 20
     dec = LogDecoder("dev", {"CarbonCredit": (a, abi("CarbonCredit"))})
     _, log = _transfer_single_log(a)
-    got = decode_logs(dec, VIA[via]([{**log, field: bad}]), {5: 100}, fallback_block=5)
+    got = _decode(via, dec, [{**log, field: bad}], {5: 100}, fallback_block=5)
     assert len(got) == 1 and isinstance(got[0], UndecodableLog), got
     u = got[0]
     assert field in u.error and u.block_number == 5
@@ -257,7 +267,7 @@ def test_broken_logs_get_distinct_keys(via):
     _, log = _transfer_single_log(a)
     broken = [{**log, "logIndex": None, "data": "0x" + "00" * 64 + f"{k:064x}"} for k in range(3)]
     logs = broken + [{**log, "transactionHash": None, "logIndex": None}]
-    got = decode_logs(dec, VIA[via](logs), {}, fallback_block=5)
+    got = _decode(via, dec, logs, fallback_block=5)
     assert all(isinstance(g, UndecodableLog) for g in got)
     assert len({(g.tx_hash, g.log_index) for g in got}) == 4
     assert got == decode_logs(dec, logs, {}, fallback_block=5)  # the same keys whichever way the logs came
@@ -288,10 +298,11 @@ def test_malformed_words_are_refused_not_decoded(where, value, via):
     a = "0x" + "01" * 20
     dec = LogDecoder("dev", {"CarbonCredit": (a, abi("CarbonCredit"))})
     _, log = _transfer_single_log(a)
-    assert isinstance(dec.decode(_answer([log], typed=True)[0] if via == "typed" else log, 0), ChainEvent)
+    ok = _node(dec, [log], typed=True) if via == "node" else [dec.decode(log, 0)]
+    assert len(ok) == 1 and isinstance(ok[0], ChainEvent)
     bad = {**log, "topics": log["topics"][:3] + [value]} if where == "topic" else {**log, "data": value}
-    got = dec.decode(VIA[via]([bad])[0], 0)
-    assert isinstance(got, UndecodableLog), got
+    got = _decode(via, dec, [bad])
+    assert len(got) == 1 and isinstance(got[0], UndecodableLog), got
 
 
 @pytest.mark.parametrize("typ,word,ok", [
