@@ -157,7 +157,9 @@ class EvmReader(ChainReader):
 
     def _get_logs(self, params: dict[str, Any]) -> list[RawLog]:
         logs = self.rpc.call("eth_getLogs", [{"address": self.decoder.addresses, **params}])
-        if not isinstance(logs, list) or not all(isinstance(x, (RawLog, dict)) for x in logs):
+        if type(logs) is list and logs and isinstance(logs[0], RawLog):
+            return logs  # the typed pass (logs_result) took the answer: every item is one, checked as it was parsed
+        if not isinstance(logs, list) or not all(isinstance(x, dict) for x in logs):
             raise RpcError(-1, "eth_getLogs answered something other than a list of log objects", method="eth_getLogs")
         return [raw_log(x) for x in logs]
 
