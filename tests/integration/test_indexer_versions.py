@@ -6,6 +6,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from indexer import indexes, writer
+from indexer.tables import VERSIONED
 from store.engine import libpq_url
 from tests.integration.test_indexer_fake_node import ScriptedNode, _run, _sync
 
@@ -50,9 +52,39 @@ def test_known_current_versions_are_closed_by_primary_key_not_searched(db_url):
     s.conn.execute = spy
     _run(s)
     closes = [q for q in seen if q.startswith("UPDATE holding")]
-    assert not closes, closes  # closed by primary key (executemany on a cursor), never searched
+    assert closes and set(closes) == {writer.CLOSE_SQL[("holding", True)]}, closes  # by full key, never searched
     s.close()
     _check_chain(db_url, 30)
+
+
+@pytest.mark.parametrize("analyzed", [False, True])
+@pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.parametrize("generic", [False, True])
+def test_closing_probes_each_key_whatever_the_table_size_or_statistics(db_url, analyzed, exact, generic):
+    """The close statement's plan: one primary-key probe per key and an update by ctid, never a scan or a hash join
+    over the chain's versions (its cost must not grow with the table), with custom and generic (prepared) plans."""
+    assert VERSIONED["holding"].key == ("owner", "batch_id")
+    n = 1000
+    with psycopg.connect(libpq_url(db_url), autocommit=True) as c, c.transaction(force_rollback=True):
+        for ix in indexes.DEFERRABLE.values():  # as during a cold backfill: the primary key alone
+            if ix.table.name == "holding":
+                c.execute(f"DROP INDEX {ix.name}")
+        c.execute("INSERT INTO holding (chain, owner, batch_id, valid_from, valid_to, tradable, listed, retired) "
+                  "SELECT 'big', 'o' || (i % 5000), i / 5000, i, CASE WHEN i >= 195000 THEN NULL ELSE i END, 1, 0, 0 "
+                  "FROM generate_series(0, 199999) i")
+        if analyzed:
+            c.execute("ANALYZE holding")
+        keys = [[str(i % 5000) for i in range(195000, 195000 + n)], [str(39)] * n]
+        keys[0] = ["o" + k for k in keys[0]]
+        args = [*keys, *([list(range(195000, 195000 + n))] if exact else []), [10**6] * n, "big"]
+        if generic:
+            c.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        sql = writer.CLOSE_SQL[("holding", exact)]
+        plan = "\n".join(r[0] for r in c.execute("EXPLAIN " + sql, args, prepare=generic))
+        assert "Seq Scan" not in plan and "Hash" not in plan and "Merge" not in plan, plan
+        assert "Tid Scan on holding t" in plan and "Index Scan using pk_holding" in plan, plan
+        assert c.execute(sql, args, prepare=generic).rowcount == n
+        assert c.execute("SELECT count(*) FROM holding WHERE chain = 'big' AND valid_to = %s", (10**6,)).fetchone()[0] == n
 
 
 def test_a_cache_that_disagrees_with_the_table_writes_nothing_and_reloads(db_url):
