@@ -1,7 +1,7 @@
 """Cold backfill: the secondary indexes of the event and entity tables are built once after catching up, not row
 by row.
 
-Postgres maintains every index of a table on each COPY row; ledger_entry has five besides its primary key, and a
+Postgres maintains every index of a table on each COPY row; ledger_entry had five besides its primary key, and a
 binary COPY into it runs ~2.7x faster without them (measured: 37-41k vs 106-111k rows/s on the 2-core box). A
 sort-based CREATE INDEX over the finished table costs far less than that maintenance. So an indexer that starts on a
 database with no event or entity rows at all (its first run, or after `reset` of the only chain) drops the
@@ -46,6 +46,20 @@ log = logging.getLogger("carbonledger.indexer")
 _TABLES = [m.__table__ for m in [*models.EVENT_TABLES, models.IndexingError, *models.VERSIONED_TABLES]]
 BUILD_LOCK = lock_key("*", "indexes")  # one for every chain of the database (build)
 DEFERRABLE = {ix.name: ix for t in _TABLES for ix in sorted(t.indexes, key=lambda i: i.name) if not ix.unique}
+
+
+# Indexes an earlier release defined and a migration dropped (0009: ix_ledger_entry_to). An indexer of that release
+# still running when the migration ran builds one again once it finds it missing (after a reorg, a lost race or a
+# takeover), so this release's indexer drops them when it loads.
+OBSOLETE = ("ix_ledger_entry_to",)
+
+
+def drop_obsolete(conn: psycopg.Connection) -> None:
+    """Drop the OBSOLETE indexes present (CONCURRENTLY: readers are not blocked); `conn` in autocommit mode."""
+    for (name,) in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+                                "AND indexname = ANY(%s)", (list(OBSOLETE),)).fetchall():
+        conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        log.info("obsolete index dropped", extra={"index": name})
 
 
 def missing(conn: psycopg.Connection) -> list[str]:

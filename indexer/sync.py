@@ -149,6 +149,7 @@ class ChainSync:
                     f"this database holds chain {self.chain} with genesis {held[:18]}…; the node has genesis "
                     f"{self.genesis[:18]}…", f"`carbonledger reset --chain {self.chain}`, or use another database")
             self.cache.load(self.conn, self.chain)
+        indexes.drop_obsolete(self.conn)
         if self.defer_indexes and indexes.cold(self.conn):
             indexes.drop(self.conn)
         self._deferred = bool(indexes.missing(self.conn))
@@ -159,7 +160,7 @@ class ChainSync:
 
     def disconnect(self) -> None:
         """After database trouble: end the write in flight, then close both connections, so the next `load` opens
-        fresh ones. (A connection the server terminated in the middle of a pipelined executemany can stay neither
+        fresh ones. (A connection the server terminated in the middle of a pipeline can stay neither
         closed nor broken, stuck in pipeline mode; reusing it failed every write after.)"""
         self._settle()
         for conn in (self.conn, self.wconn):

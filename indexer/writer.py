@@ -125,7 +125,13 @@ def _close_sql(name: str, exact: bool) -> str:
     a join it may plan as a hash join over all of the chain's versions (it did, on a table not yet analyzed: the cost
     grew with the table). A search only matches a version born before its closing block, so the new versions may be
     written before or after it. It replaced one UPDATE per entity (executemany): closing 1,000 versions took 100-145
-    ms that way and 25-40 ms this way, measured on the 2-core box."""
+    ms that way and 25-40 ms this way, measured on the 2-core box.
+
+    Run it unprepared (_close): a prepared statement gets a generic plan after a few runs, estimated for a 10-row
+    unnest() and for the table as it was then; one made while the table was tiny scanned it once per key once it had
+    grown (12.8 s for 200 closes of a 200k-row table, found in review). Unprepared, each run is planned for its own
+    arrays and the table's current size. The ctid update relies on the fence: no one else writes a chain's versions
+    while its cursor row is locked (a row another session updated meanwhile would be skipped, not re-checked)."""
     lay = VERSIONED[name]
     casts = ["numeric" if lay.types[lay.columns.index(c)] == "numeric" else "text" for c in lay.key]
     cols = [*lay.key, *(["valid_from"] if exact else []), "b"]
@@ -162,12 +168,12 @@ def _close(ctx: Context, conn: psycopg.Connection, closes: Closes) -> list[tuple
         exact, search = closes[name]
         if exact:
             keys = [[str(k[i]) for k, _, _ in exact] for i in range(nkey)]
-            out.append((name, conn.execute(CLOSE_SQL[(name, True)],
-                                           [*keys, [f for _, _, f in exact], [b for _, b, _ in exact], ctx.chain]),
-                        len(exact)))
+            out.append((name, conn.execute(CLOSE_SQL[(name, True)], [*keys, [f for _, _, f in exact],
+                                                                     [b for _, b, _ in exact], ctx.chain],
+                                           prepare=False), len(exact)))
         if search:
             keys = [[str(k[i]) for k, _ in search] for i in range(nkey)]
-            conn.execute(CLOSE_SQL[(name, False)], [*keys, [b for _, b in search], ctx.chain])
+            conn.execute(CLOSE_SQL[(name, False)], [*keys, [b for _, b in search], ctx.chain], prepare=False)
     return out
 
 

@@ -84,7 +84,6 @@ class LedgerEntry(Base, EventRow):
     __table_args__ = (
         Index("ix_ledger_entry_batch", "chain", "batch_id", "block_number"),
         Index("ix_ledger_entry_from", "chain", "from_addr", "block_number"),
-        Index("ix_ledger_entry_to", "chain", "to_addr", "block_number"),
         Index("ix_ledger_entry_to_batch", "chain", "to_addr", "batch_id", "block_number"),  # provenance by batch
     )
 

@@ -460,6 +460,22 @@ def test_indexes_a_crash_left_missing_are_built_by_the_next_start(db_url):
     s2.close()
 
 
+def test_an_obsolete_index_an_older_indexer_rebuilt_is_dropped_at_start(db_url):
+    """Migration 0009 dropped ix_ledger_entry_to; an indexer of the release before, still running then, builds it again
+    once it finds it missing. This release's indexer drops it when it loads, and never builds it."""
+    node = ScriptedNode(40)
+    s = _sync(node, db_url, target_events=8, max_span=4)
+    _run(s)
+    s.close()
+    with psycopg.connect(libpq_url(db_url), autocommit=True) as c:
+        c.execute("CREATE INDEX ix_ledger_entry_to ON ledger_entry (chain, to_addr, block_number)")
+    s2 = _sync(node, db_url)
+    with psycopg.connect(libpq_url(db_url)) as c:
+        assert c.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_ledger_entry_to'").fetchone()[0] == 0
+    assert _missing(db_url) == []
+    s2.close()
+
+
 def test_defer_indexes_off_keeps_them(db_url):
     node = ScriptedNode(60)
     s = _sync(node, db_url, target_events=8, max_span=4, defer_indexes=False)
@@ -470,7 +486,7 @@ def test_defer_indexes_off_keeps_them(db_url):
 
 
 def test_database_trouble_reopens_both_connections(db_url):
-    """A connection the server terminated in the middle of a pipelined executemany can stay neither closed nor
+    """A connection the server terminated in the middle of a pipeline can stay neither closed nor
     broken, stuck in libpq's pipeline mode, so every write on it fails. After database trouble the sync drops both
     of its connections (`disconnect`, what the runner calls), and the next load opens fresh ones."""
     node = ScriptedNode(300)

@@ -53,16 +53,22 @@ def test_known_current_versions_are_closed_by_primary_key_not_searched(db_url):
     _run(s)
     closes = [q for q in seen if q.startswith("UPDATE holding")]
     assert closes and set(closes) == {writer.CLOSE_SQL[("holding", True)]}, closes  # by full key, never searched
+    # Never prepared, however many ranges a connection writes (a cached generic plan is made for the table as it was
+    # then: review found one made on a tiny table scanning it once per key after it had grown).
+    for conn in (s.conn, s.wconn):
+        if conn is not None:
+            stmts = [q for (q,) in psycopg.Connection.execute(conn, "SELECT statement FROM pg_prepared_statements")]
+            assert not [q for q in stmts if q.startswith("UPDATE")], stmts
     s.close()
     _check_chain(db_url, 30)
 
 
 @pytest.mark.parametrize("analyzed", [False, True])
 @pytest.mark.parametrize("exact", [True, False])
-@pytest.mark.parametrize("generic", [False, True])
-def test_closing_probes_each_key_whatever_the_table_size_or_statistics(db_url, analyzed, exact, generic):
-    """The close statement's plan: one primary-key probe per key and an update by ctid, never a scan or a hash join
-    over the chain's versions (its cost must not grow with the table), with custom and generic (prepared) plans."""
+def test_closing_probes_each_key_whatever_the_table_size_or_statistics(db_url, analyzed, exact):
+    """The close statement's plan, as the writer runs it (unprepared: planned for its own arguments): one primary-key
+    probe per key and an update by ctid, never a scan or a hash join over the chain's versions (its cost must not grow
+    with the table), with and without statistics."""
     assert VERSIONED["holding"].key == ("owner", "batch_id")
     n = 1000
     with psycopg.connect(libpq_url(db_url), autocommit=True) as c, c.transaction(force_rollback=True):
@@ -74,16 +80,13 @@ def test_closing_probes_each_key_whatever_the_table_size_or_statistics(db_url, a
                   "FROM generate_series(0, 199999) i")
         if analyzed:
             c.execute("ANALYZE holding")
-        keys = [[str(i % 5000) for i in range(195000, 195000 + n)], [str(39)] * n]
-        keys[0] = ["o" + k for k in keys[0]]
+        keys = [["o" + str(i % 5000) for i in range(195000, 195000 + n)], [str(39)] * n]
         args = [*keys, *([list(range(195000, 195000 + n))] if exact else []), [10**6] * n, "big"]
-        if generic:
-            c.execute("SET LOCAL plan_cache_mode = force_generic_plan")
         sql = writer.CLOSE_SQL[("holding", exact)]
-        plan = "\n".join(r[0] for r in c.execute("EXPLAIN " + sql, args, prepare=generic))
+        plan = "\n".join(r[0] for r in c.execute("EXPLAIN " + sql, args, prepare=False))
         assert "Seq Scan" not in plan and "Hash" not in plan and "Merge" not in plan, plan
         assert "Tid Scan on holding t" in plan and "Index Scan using pk_holding" in plan, plan
-        assert c.execute(sql, args, prepare=generic).rowcount == n
+        assert c.execute(sql, args, prepare=False).rowcount == n
         assert c.execute("SELECT count(*) FROM holding WHERE chain = 'big' AND valid_to = %s", (10**6,)).fetchone()[0] == n
 
 

@@ -10,8 +10,8 @@ A mint carries the oracle's approval record (oracle_verification: who requested 
 matched by its verification hash, so auditors see the four eyes behind every issuance.
 
 Everything is one recursive query, batched over many starts (DataLoader keys). The trace walks the ledger by
-receiver and sender (ix_ledger_entry_to / ix_ledger_entry_from), so its cost follows the custody chain, not the
-batch's whole history; only `batch_provenance` (every event of a batch) reads the batch's history.
+receiver and batch, and by sender (ix_ledger_entry_to_batch / ix_ledger_entry_from), so its cost follows the custody
+chain, not the batch's whole history; only `batch_provenance` (every event of a batch) reads the batch's history.
 """
 
 from __future__ import annotations
