@@ -209,6 +209,7 @@ def commit(conn: psycopg.Connection, ctx: Context, expected: tuple[int, str | No
         _version_rows(ctx, conn)
         blocks = {b.number: b for b in ctx.blocks}
         blocks[cursor.number] = cursor
+        columns = [list(c) for c in zip(*[(b.number, b.hash, b.parent_hash, b.timestamp) for b in blocks.values()])]
         with conn.pipeline():
             sent = _close(ctx, conn, plan_closes(ctx) if closes is None else closes)
             conn.execute(
@@ -216,7 +217,7 @@ def commit(conn: psycopg.Connection, ctx: Context, expected: tuple[int, str | No
                 "SELECT %s, * FROM unnest(%s::int8[], %s::text[], %s::text[], %s::int8[]) "
                 "ON CONFLICT (chain, number) DO UPDATE SET hash = EXCLUDED.hash, parent_hash = EXCLUDED.parent_hash, "
                 "timestamp = EXCLUDED.timestamp",
-                (ctx.chain, *map(list, zip(*[(b.number, b.hash, b.parent_hash, b.timestamp) for b in blocks.values()]))))
+                (ctx.chain, *columns))
             conn.execute("DELETE FROM indexed_block WHERE chain = %s AND number < %s AND number <> %s",
                          (ctx.chain, keep_from, cursor.number))
             conn.execute(
