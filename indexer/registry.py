@@ -15,8 +15,8 @@ HANDLERS: dict[str, Handler] = {}
 
 def handler(key: str) -> Callable[[Handler], Handler]:
     """Register `fn` for events keyed "Contract:Event"; a second handler for the same key is a bug."""
-    if ":" not in key:
-        raise ValueError(f"handler key must be 'Contract:Event', got {key!r}")
+    if key.count(":") != 1 or key.startswith(":") or key.endswith(":"):
+        raise ValueError(f"handler key must be 'Contract:Event' (one colon), got {key!r}")
 
     def deco(fn: Handler) -> Handler:
         if key in HANDLERS and HANDLERS[key] is not fn:

@@ -121,8 +121,9 @@ def test_undecodable_log_becomes_an_indexing_error(ctx):
 def test_duplicate_handler_registration_fails_loudly():
     with pytest.raises(ValueError, match="two handlers"):
         handler("CarbonCredit:Retired")(lambda e, c: None)
-    with pytest.raises(ValueError):
-        handler("NoColon")
+    for bad in ("NoColon", "Two:Colons:Here", ":Event", "Contract:"):  # the sync routes by contract, then event
+        with pytest.raises(ValueError, match="one colon"):
+            handler(bad)
 
 
 def test_two_errors_at_one_position_make_one_row(ctx):
