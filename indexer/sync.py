@@ -486,12 +486,14 @@ def _check_events(events: Sequence[ChainEvent | UndecodableLog], a: int, b: int,
     """The node's events must lie in [a, b], carry the hash of each block we fetched there, and be distinct: anything
     else means the node changed branch between our calls or answered wrongly. RpcError (retried with backoff), never
     rows written under the wrong block or a duplicate key that would stop the sync."""
-    # Distinct: the readers hand events over in chain order, so while each position (block, log index) is above the
-    # one before, no two can share a key, and the key set (a tuple per event: ~0.3 us per event of a backfill) is
-    # only built from the first position that does not rise (one Substrate event mapped onto two protocol events;
-    # a node that answers a log twice).
+    # Distinct: the readers hand events over in chain order, and a transaction lies within one block, so while each
+    # position (block, log index) is above the one before and no transaction shows up in a second block, no two
+    # events can share a key. The key set (a tuple per event: ~0.3 us per event of a backfill) is built only from
+    # the first event for which that does not hold (one Substrate event mapped onto two protocol events; a node that
+    # answers a log twice, or moves a transaction to another block as it changes branch between our calls).
     seen: set[tuple[str, int, str]] | None = None
-    last = (-1, -1)
+    last, last_tx = (-1, -1), None
+    blocks: dict[str, int] = {}  # tx hash -> its block, while the answer is in order
     for i, ev in enumerate(events):
         if not isinstance(ev, ChainEvent):
             continue  # a malformed log is recorded as an indexing error; its envelope proves nothing
@@ -503,9 +505,9 @@ def _check_events(events: Sequence[ChainEvent | UndecodableLog], a: int, b: int,
             raise RpcError(-1, f"node changed branch while {what} was fetched (log of block {n} has "
                                f"hash {ev.block_hash[:10]})", method="eth_getLogs")
         if seen is None:
-            pos = (n, ev.log_index)
-            if pos > last:
-                last = pos
+            pos, tx = (n, ev.log_index), ev.tx_hash
+            if pos > last and ((tx == last_tx and n == last[0]) or blocks.setdefault(tx, n) == n):
+                last, last_tx = pos, tx
                 continue
             seen = {(e.tx_hash, e.log_index, e.key) for e in events[:i] if isinstance(e, ChainEvent)}
         key = (ev.tx_hash, ev.log_index, ev.key)  # one Substrate event may map to two protocol events at a position

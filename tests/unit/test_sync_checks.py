@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 
@@ -13,8 +14,10 @@ from indexer.sync import _check_events
 H = {1: "0x" + "b1" * 32, 2: "0x" + "b2" * 32, 3: "0x" + "b3" * 32}
 
 
-def _ev(block: int, index: int, name: str = "TransferSingle") -> ChainEvent:
-    return ChainEvent("c", "CarbonCredit", name, {}, block, H[block], 0, "0x" + f"{block:02x}" * 32, index, "0xaa")
+def _ev(block: int, index: int, name: str = "TransferSingle", tx: int | None = None) -> ChainEvent:
+    tx = block if tx is None else tx
+    return ChainEvent("c", "CarbonCredit", name, {}, block, H.get(block, "0x" + "cc" * 32), 0, "0x" + f"{tx:02x}" * 32,
+                      index, "0xaa")
 
 
 EVENTS = [_ev(1, 0), _ev(1, 1), _ev(2, 0), _ev(2, 5), _ev(3, 2)]
@@ -50,3 +53,56 @@ def test_two_protocol_events_at_one_position_pass_and_undecodable_logs_are_skipp
 def test_outside_the_range_or_on_another_branch_is_refused(bad):
     with pytest.raises(RpcError):
         _check_events([*EVENTS[:4], bad], 1, 2, H, "range")
+
+
+def test_a_transaction_moved_to_another_block_with_the_same_log_is_refused():
+    """A node that changes branch between the calls of one range may answer a transaction in block 1 and again in
+    block 2 (its hash is not checked there: only the range's ends are), in chain order: the same row key twice."""
+    with pytest.raises(RpcError, match="twice"):
+        _check_events([_ev(1, 0, tx=7), _ev(2, 0, tx=7)], 1, 3, H, "range")
+    with pytest.raises(RpcError, match="twice"):
+        _check_events([_ev(1, 0, tx=7), _ev(1, 1, tx=8), _ev(2, 0, tx=7)], 1, 3, H, "range")
+    _check_events([_ev(1, 0, tx=7), _ev(2, 1, tx=7)], 1, 3, H, "range")  # other log indexes: other keys, as ever
+
+
+def _reference(events, a, b, hashes):
+    """The rule spelled out: every event inside [a, b] with its block's hash where known, no (tx, log index, key) twice."""
+    seen = set()
+    for ev in events:
+        if not isinstance(ev, ChainEvent):
+            continue
+        if not a <= ev.block_number <= b or hashes.get(ev.block_number, ev.block_hash) != ev.block_hash:
+            return "refused"
+        key = (ev.tx_hash, ev.log_index, ev.key)
+        if key in seen:
+            return "refused"
+        seen.add(key)
+    return "ok"
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_agrees_with_the_rule_on_random_answers(seed):
+    """Random answers, mostly in chain order (as nodes send them), with transactions reused across blocks, repeated
+    events, two protocol events at one position, undecodable logs, blocks outside the range and wrong hashes."""
+    rng = random.Random(seed)
+    for _ in range(300):
+        events = []
+        for _ in range(rng.randrange(1, 12)):
+            block = rng.choice([1, 1, 2, 2, 3, 3, 3, 0, 4][: 7 if rng.random() < 0.9 else 9])
+            ev = _ev(block, rng.randrange(4), rng.choice(["TransferSingle", "TransferSingle", "Minted"]),
+                     tx=rng.choice([block, block, 7, 8]))
+            if rng.random() < 0.03:
+                ev = ChainEvent(*[getattr(ev, f) for f in ev.__struct_fields__[:5]], "0x" + "ee" * 32,
+                                *[getattr(ev, f) for f in ev.__struct_fields__[6:]])
+            events.append(ev)
+            if rng.random() < 0.1:
+                events.append(UndecodableLog("c", "CarbonCredit", block, H.get(block, ""), ev.tx_hash, 9, "bad"))
+        if rng.random() < 0.7:
+            events.sort(key=lambda e: (e.block_number, e.log_index))
+        ends = {1: H[1], 3: H[3]}  # as _fetch checks them: the range's first and last block
+        try:
+            _check_events(events, 1, 3, ends, "range")
+            got = "ok"
+        except RpcError:
+            got = "refused"
+        assert got == _reference(events, 1, 3, ends), events
