@@ -396,7 +396,7 @@ class ChainSync:
         # cost less per event than building ev.key.
         route: dict[str, dict[str, Any]] = {}
         for key, fn in self.handlers.items():
-            contract, name = key.split(":", 1)
+            contract, _, name = key.partition(":")
             route.setdefault(contract, {})[name] = fn
         none: dict[str, Any] = {}
         for ev in events:
