@@ -104,6 +104,8 @@ def _check(table: str, column: str, kind: str, v: Any) -> None:
 
 _INSERT = {t: _row_builder(t, lay) for t, lay in EVENTS.items()}
 _PUT = {t: _state_checker(t, lay) for t, lay in VERSIONED.items()}
+# (lowest, highest + 1, type) of each number column of the entity tables, for Context.add
+_BOUNDS = {t: {c: (*_LIMITS[k], k) for c, k in zip(lay.columns, lay.types) if k in _LIMITS} for t, lay in VERSIONED.items()}
 
 
 class StateCache:
@@ -276,6 +278,27 @@ class Context:
     def put(self, table: str, key: Key, row: Row) -> None:
         """New state of an entity as of the current block (a fresh dict: versions keep references)."""
         _PUT[table](key, row)
+        self._record(table, key, row)
+
+    def add(self, table: str, key: Key, column: str, delta: int, empty: Row) -> None:
+        """put() of the entity's current state (`empty` when it has none) with `delta` added to one number column.
+        Only that value is checked: every other one, and the key, passed put's checks when that state was put, or
+        came from Postgres (a holding changes twice per transfer of a backfill: the full checks cost ~0.5 us each)."""
+        row = self.overlay[table].get(key)
+        if row is None:
+            row = self.cache.get(table, key)
+            if row is None:
+                self.put(table, key, {**empty, column: empty[column] + delta})
+                return
+        v = row[column] + delta
+        low, high, kind = _BOUNDS[table][column]
+        if type(v) is int and not low <= v < high:
+            _check(table, column, kind, v)
+        new = row.copy()
+        new[column] = v
+        self._record(table, key, new)
+
+    def _record(self, table: str, key: Key, row: Row) -> None:
         ov = self.overlay[table]
         hists = self.versions[table]
         hist = hists.get(key)

@@ -16,14 +16,16 @@ from store.serials import consumed_range
 ZERO = "0x" + "0" * 40
 
 
+_EMPTY = {"tradable": 0, "listed": 0, "retired": 0}
+
+
 def holding(ctx: Context, owner: str, batch_id: int) -> dict:
-    return ctx.get(HOLDING, (owner, batch_id)) or {"tradable": 0, "listed": 0, "retired": 0}
+    return ctx.get(HOLDING, (owner, batch_id)) or _EMPTY
 
 
 def bump(ctx: Context, owner: str, batch_id: int, field: str, delta: int) -> None:
     """Add `delta` to one field (tradable, listed, retired) of an owner's holding of a batch."""
-    h = holding(ctx, owner, batch_id)
-    ctx.put(HOLDING, (owner, batch_id), {**h, field: h[field] + delta})
+    ctx.add(HOLDING, (owner, batch_id), field, delta, _EMPTY)
 
 
 def _move(ctx: Context, ev: ChainEvent, seq: int, batch_id: int, value: int) -> None:

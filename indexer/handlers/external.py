@@ -12,8 +12,8 @@ from __future__ import annotations
 from chains.base import ChainEvent
 from chains.evm.markets import external_batch_id, split_batch_id
 from indexer.context import Context
-from indexer.handlers.carbon_credit import ZERO, holding, record_retirement
-from indexer.tables import CREDIT_BATCH, EVENTS, HOLDING
+from indexer.handlers.carbon_credit import ZERO, bump, record_retirement
+from indexer.tables import CREDIT_BATCH, EVENTS
 
 ZERO32 = "0x" + "0" * 64
 REGISTRY = {"toucan_tco2": "Toucan", "icr_project": "ICR"}
@@ -55,8 +55,7 @@ def move(ctx: Context, ev: ChainEvent, protocol: str, seq: int, batch_id: int, o
                amount=value, kind=kind)
     for owner, delta in ((src, -value), (dst, value)):
         if owner != ZERO:
-            h = holding(ctx, owner, batch_id)
-            ctx.put(HOLDING, (owner, batch_id), {**h, "tradable": h["tradable"] + delta})
+            bump(ctx, owner, batch_id, "tradable", delta)
     if kind == "mint":
         b = ctx.get(CREDIT_BATCH, (batch_id,))
         ctx.put(CREDIT_BATCH, (batch_id,), {**b, "total_minted": b["total_minted"] + value})

@@ -114,3 +114,62 @@ def test_put_refuses_a_state_without_one_of_its_columns(table):
         with pytest.raises(KeyError):
             ctx.put(table, key, {c: v for c, v in state.items() if c != column})
         assert ctx.overlay[table] == {}
+
+
+@pytest.mark.parametrize("table", list(VERSIONED))
+def test_add_checks_the_sum_and_builds_on_the_current_state(table):
+    """Context.add: put() of the current state (overlay, then the committed cache, then `empty`) with a delta added to
+    one number column. The sum is refused where Postgres would refuse it, changing nothing; a new entity's key is
+    checked as put checks it; each block gets one version."""
+    lay = VERSIONED[table]
+    types = {c: lay.types[lay.columns.index(c)] for c in lay.data}
+    numbers = [c for c in lay.data if types[c] in _LIMITS]
+    if not numbers:
+        pytest.skip(f"{table} has no number column")
+    state = {c: _sample(t) for c, t in types.items()}
+    key = tuple(_sample(lay.types[lay.columns.index(k)]) for k in lay.key)
+    for column in numbers:
+        low, high = _LIMITS[types[column]]
+        ctx = _ctx()
+        ctx.block = 7
+        ctx.add(table, key, column, 5, state)  # absent: from `empty`
+        assert ctx.get(table, key) == {**state, column: 6}
+        ctx.add(table, key, column, -2, state)  # same block: replaces the version
+        ctx.block = 8
+        ctx.add(table, key, column, 10, state)
+        assert ctx.versions[table][key] == [(7, {**state, column: 4}), (8, {**state, column: 14})]
+        assert state[column] == 1  # `empty` and earlier states are never changed in place
+        for bad in (high - 14, low - 15):  # 14 + either is just outside the column's range
+            with pytest.raises(ValueError, match=f"{table}.{column}: .* out of range"):
+                ctx.add(table, key, column, bad, state)
+        assert ctx.get(table, key) == {**state, column: 14} and len(ctx.versions[table][key]) == 2
+        ctx.add(table, key, column, high - 15, state)  # the highest value the column holds
+        assert ctx.get(table, key)[column] == high - 1
+
+        cache = StateCache()  # committed state: the cache's row, never changed in place
+        cache.tables[table][key] = committed = {**state, column: 100}
+        ctx = Context("dev", cache, {})
+        ctx.block = 9
+        ctx.add(table, key, column, 1, state)
+        assert ctx.get(table, key)[column] == 101 and committed[column] == 100
+
+        if any(lay.types[lay.columns.index(k)] == "text" for k in lay.key):
+            bad_key = tuple("a\x00b" if lay.types[lay.columns.index(k)] == "text" else v for k, v in zip(lay.key, key))
+            ctx = _ctx()
+            with pytest.raises(ValueError, match="NUL"):
+                ctx.add(table, bad_key, column, 1, state)
+            assert ctx.overlay[table] == {}
+
+
+def test_add_is_undone_with_the_event_that_made_it():
+    ctx = _ctx()
+
+    def handler(ev, c):
+        c.add("holding", ("0xab", 1), "tradable", 5, {"tradable": 0, "listed": 0, "retired": 0})
+        raise RuntimeError("after the add")
+
+    ctx.add("holding", ("0xab", 1), "tradable", 2, {"tradable": 0, "listed": 0, "retired": 0})
+    with pytest.raises(RuntimeError):
+        ctx.apply_event(handler, EV)
+    assert ctx.get("holding", ("0xab", 1)) == {"tradable": 2, "listed": 0, "retired": 0}
+    assert [b for b, _ in ctx.versions["holding"][("0xab", 1)]] == [0]
