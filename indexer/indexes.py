@@ -48,10 +48,11 @@ BUILD_LOCK = lock_key("*", "indexes")  # one for every chain of the database (bu
 DEFERRABLE = {ix.name: ix for t in _TABLES for ix in sorted(t.indexes, key=lambda i: i.name) if not ix.unique}
 
 
-# Indexes an earlier release defined and a migration dropped (0009: ix_ledger_entry_to). An indexer of that release
-# still running when the migration ran builds one again once it finds it missing (after a reorg, a lost race or a
-# takeover), so this release's indexer drops them when it loads.
-OBSOLETE = ("ix_ledger_entry_to",)
+# Indexes an earlier release defined and a migration dropped (0009: ix_ledger_entry_to; 0010:
+# ix_ledger_entry_block_number, which the ledger's key now serves). An indexer of that release still running when the
+# migration ran builds one again once it finds it missing (after a reorg, a lost race or a takeover), so this
+# release's indexer drops them when it loads.
+OBSOLETE = ("ix_ledger_entry_to", "ix_ledger_entry_block_number")
 
 
 def drop_obsolete(conn: psycopg.Connection) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, func, text
+from sqlalchemy import Index, PrimaryKeyConstraint, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -74,14 +74,24 @@ class LedgerEntry(Base, EventRow):
     """One credit movement (ERC-1155 TransferSingle/TransferBatch item): mint, transfer, burn, escrow in/out."""
 
     __tablename__ = "ledger_entry"
-    seq: Mapped[int] = mapped_column(primary_key=True, server_default=text("0"))  # item index in TransferBatch
+    # Keyed by position, not transaction (migration 0010): a backfill appends in block order, so the key's index grows at
+    # its right edge instead of taking each transaction's rows at a random page. (block_number, log_index) is unique in
+    # every family, as (tx_hash, log_index) is: EVM log indexes and Substrate event indexes count through the block,
+    # and an Aptos "block" is one transaction (its version). The key also serves the reorg undo (chain, block_number
+    # > A), so the table has no block_number index of its own.
+    chain: Mapped[str] = mapped_column(sort_order=-10)
+    tx_hash: Mapped[hexstr] = mapped_column(sort_order=-9)
+    log_index: Mapped[int] = mapped_column(sort_order=-8)
+    seq: Mapped[int] = mapped_column(server_default=text("0"))  # item index in TransferBatch
     batch_id: Mapped[uint256]
     operator: Mapped[hexstr]
     from_addr: Mapped[hexstr]
     to_addr: Mapped[hexstr]
     amount: Mapped[uint256]
     kind: Mapped[str]  # mint | transfer | burn | list | unlist | sale
+    block_number: Mapped[int64] = mapped_column()
     __table_args__ = (
+        PrimaryKeyConstraint("chain", "block_number", "log_index", "seq"),
         Index("ix_ledger_entry_batch", "chain", "batch_id", "block_number"),
         Index("ix_ledger_entry_from", "chain", "from_addr", "block_number"),
         Index("ix_ledger_entry_to_batch", "chain", "to_addr", "batch_id", "block_number"),  # provenance by batch

@@ -8,6 +8,7 @@ import pytest
 
 from chains.base import Block, ChainEvent, ChainReader
 from chains.evm.rpc import RpcTransportError
+from indexer import indexes
 from indexer.sync import PREFETCH, ChainSync
 from store.engine import libpq_url
 
@@ -460,18 +461,22 @@ def test_indexes_a_crash_left_missing_are_built_by_the_next_start(db_url):
     s2.close()
 
 
-def test_an_obsolete_index_an_older_indexer_rebuilt_is_dropped_at_start(db_url):
-    """Migration 0009 dropped ix_ledger_entry_to; an indexer of the release before, still running then, builds it again
-    once it finds it missing. This release's indexer drops it when it loads, and never builds it."""
+@pytest.mark.parametrize("name, columns", [("ix_ledger_entry_to", "chain, to_addr, block_number"),
+                                           ("ix_ledger_entry_block_number", "block_number")])
+def test_an_obsolete_index_an_older_indexer_rebuilt_is_dropped_at_start(db_url, name, columns):
+    """Migrations 0009 and 0010 dropped ix_ledger_entry_to and ix_ledger_entry_block_number; an indexer of the release
+    before, still running then, builds one again once it finds it missing. This release's indexer drops it when it
+    loads, and never builds it."""
+    assert name in indexes.OBSOLETE
     node = ScriptedNode(40)
     s = _sync(node, db_url, target_events=8, max_span=4)
     _run(s)
     s.close()
     with psycopg.connect(libpq_url(db_url), autocommit=True) as c:
-        c.execute("CREATE INDEX ix_ledger_entry_to ON ledger_entry (chain, to_addr, block_number)")
+        c.execute(f"CREATE INDEX {name} ON ledger_entry ({columns})")
     s2 = _sync(node, db_url)
     with psycopg.connect(libpq_url(db_url)) as c:
-        assert c.execute("SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_ledger_entry_to'").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM pg_indexes WHERE indexname = %s", (name,)).fetchone()[0] == 0
     assert _missing(db_url) == []
     s2.close()
 

@@ -4,6 +4,7 @@ models describe (test_store checks the same for a fresh database), with what aut
 from __future__ import annotations
 
 import psycopg
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, pool
@@ -36,5 +37,58 @@ def test_a_database_at_the_first_revision_is_brought_forward(pg_factory):
         assert _schema_diff(url) == []
         with psycopg.connect(libpq_url(url)) as conn:  # not seen by autogenerate: the four-eyes CHECK
             assert conn.execute("SELECT 1 FROM pg_constraint WHERE conname = 'ck_oracle_verification_four_eyes'").fetchone()
+    finally:
+        pg_factory.drop(url)
+
+
+def _ledger_key(conn: psycopg.Connection) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+        "WHERE i.indrelid = 'ledger_entry'::regclass AND i.indisprimary ORDER BY array_position(i.indkey, a.attnum)")]
+
+
+def _indexes(conn: psycopg.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'ledger_entry'")}
+
+
+def test_0010_keys_the_ledger_by_position_and_back(pg_factory):
+    """autogenerate does not compare primary keys: 0010's key change is checked here, with rows in the table, both
+    ways. A row that repeats a position under another transaction is refused after it, as one that repeated a
+    transaction's log was before."""
+    from alembic import command
+
+    from store.migrate import alembic_config
+    from store.models import LedgerEntry
+
+    url = pg_factory.fresh(migrated=False)
+    row = "('c', %s, %s, 0, 1, '0xa', '0xb', '0xc', 5, 'transfer', %s, '0xh', 1700000000)"
+    insert = ("INSERT INTO ledger_entry (chain, tx_hash, log_index, seq, batch_id, operator, from_addr, to_addr, amount, "
+              f"kind, block_number, block_hash, block_timestamp) VALUES {row}")
+    try:
+        upgrade(url, "0009")
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            for tx, li, block in (("0x01", 0, 7), ("0x01", 1, 7), ("0x02", 0, 8)):
+                conn.execute(insert, (tx, li, block))
+            assert _ledger_key(conn) == ["chain", "tx_hash", "log_index", "seq"]
+        upgrade(url)
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            assert _ledger_key(conn) == [c.name for c in LedgerEntry.__table__.primary_key.columns] \
+                == ["chain", "block_number", "log_index", "seq"]
+            assert "ix_ledger_entry_block_number" not in _indexes(conn) and "pk_ledger_entry" in _indexes(conn)
+            assert conn.execute("SELECT count(*) FROM ledger_entry").fetchone()[0] == 3
+            with pytest.raises(psycopg.errors.UniqueViolation):
+                conn.execute(insert, ("0x03", 1, 7))
+            conn.execute(insert, ("0x01", 2, 7))  # the same transaction, a new position: fine
+            conn.execute("SET enable_seqscan = off")  # a tiny table: show what the undo can use, not what is cheapest
+            plan = "\n".join(r[0] for r in conn.execute(
+                "EXPLAIN DELETE FROM ledger_entry WHERE chain = 'c' AND block_number > 7").fetchall())
+            assert "pk_ledger_entry" in plan and "Index Cond" in plan, plan
+        command.downgrade(alembic_config(url), "0009")
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            assert _ledger_key(conn) == ["chain", "tx_hash", "log_index", "seq"]
+            assert "ix_ledger_entry_block_number" in _indexes(conn)
+            assert conn.execute("SELECT count(*) FROM ledger_entry").fetchone()[0] == 4
+        upgrade(url)
+        assert _schema_diff(url) == []
     finally:
         pg_factory.drop(url)

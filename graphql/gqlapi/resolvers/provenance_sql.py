@@ -59,8 +59,8 @@ _OUTGOING = """
     UNION ALL
     SELECT st.ord, e.* FROM starts st
     JOIN trade t ON t.chain = st.chain AND t.seller = st.holder AND t.batch_id = st.batch_id AND t.block_number <= st.b
-    JOIN ledger_entry e ON e.chain = t.chain AND e.tx_hash = t.tx_hash AND e.batch_id = t.batch_id
-     AND e.to_addr = t.buyer AND e.kind IN ('sale', 'auction_settled')"""
+    JOIN ledger_entry e ON e.chain = t.chain AND e.block_number = t.block_number AND e.tx_hash = t.tx_hash
+     AND e.batch_id = t.batch_id AND e.to_addr = t.buyer AND e.kind IN ('sale', 'auction_settled')"""
 
 _OUTPUT = """
 SELECT p.ord, st.chain AS _chain, st.cert AS _cert, p.chain, p.tx_hash, p.log_index, p.seq, p.block_number,
