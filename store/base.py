@@ -22,7 +22,8 @@ class Base(DeclarativeBase):
 
 
 class EventRow:
-    """Immutable row born from one log: keyed by (chain, tx_hash, log_index) so a replay is a no-op.
+    """Immutable row born from one log: keyed by (chain, tx_hash, log_index) so a replay is a no-op (ledger_entry, the
+    big one, by its position (chain, block_number, log_index, seq): as unique, and cheaper to append to).
 
     Undo after a reorg to ancestor A: DELETE ... WHERE block_number > A.
     """
