@@ -486,12 +486,13 @@ def _check_events(events: Sequence[ChainEvent | UndecodableLog], a: int, b: int,
     """The node's events must lie in [a, b], carry the hash of each block we fetched there, and be distinct: anything
     else means the node changed branch between our calls or answered wrongly. RpcError (retried with backoff), never
     rows written under the wrong block or a duplicate key that would stop the sync."""
-    # Distinct: the readers hand events over in chain order, and a transaction lies within one block, so while each
-    # position (block, log index) is above the one before and no transaction shows up in a second block, no two
-    # events can share a key. The key set (a tuple per event: ~0.3 us per event of a backfill) is built only from
-    # the first event for which that does not hold (one Substrate event mapped onto two protocol events; a node that
-    # answers a log twice, or moves a transaction to another block as it changes branch between our calls).
-    seen: set[tuple[str, int, str]] | None = None
+    # Distinct, by transaction and by position: the readers hand events over in chain order, and a transaction lies
+    # within one block, so while each position (block, log index) is above the one before and no transaction shows
+    # up in a second block, no two events can share either key. The key sets (tuples per event: ~0.3 us per event of
+    # a backfill) are built only from the first event for which that does not hold (one Substrate event mapped onto
+    # two protocol events; a node that answers a log twice, numbers logs per transaction, or moves a transaction to
+    # another block as it changes branch between our calls).
+    seen: set[tuple[Any, int, str]] | None = None
     last, last_tx = (-1, -1), None
     blocks: dict[str, int] = {}  # tx hash -> its block, while the answer is in order
     for i, ev in enumerate(events):
@@ -509,8 +510,19 @@ def _check_events(events: Sequence[ChainEvent | UndecodableLog], a: int, b: int,
             if pos > last and ((tx == last_tx and n == last[0]) or blocks.setdefault(tx, n) == n):
                 last, last_tx = pos, tx
                 continue
-            seen = {(e.tx_hash, e.log_index, e.key) for e in events[:i] if isinstance(e, ChainEvent)}
-        key = (ev.tx_hash, ev.log_index, ev.key)  # one Substrate event may map to two protocol events at a position
+            seen = set()
+            for e in events[:i]:
+                if isinstance(e, ChainEvent):
+                    seen.add((e.tx_hash, e.log_index, e.key))
+                    seen.add((e.block_number, e.log_index, e.key))
+        # Keyed both ways: event rows by transaction, the ledger by position (block, log index). One Substrate event
+        # may map to two protocol events at a position (hence the event's key in both).
+        key = (ev.tx_hash, ev.log_index, ev.key)
         if key in seen:
             raise RpcError(-1, f"node answered log {ev.tx_hash[:10]}:{ev.log_index} twice for {what}", method="eth_getLogs")
+        at = (n, ev.log_index, ev.key)
+        if at in seen:
+            raise RpcError(-1, f"node answered two logs at log index {ev.log_index} of block {n} for {what} (a log "
+                               "index counts through its block)", method="eth_getLogs")
         seen.add(key)
+        seen.add(at)

@@ -65,18 +65,31 @@ def test_a_transaction_moved_to_another_block_with_the_same_log_is_refused():
     _check_events([_ev(1, 0, tx=7), _ev(2, 1, tx=7)], 1, 3, H, "range")  # other log indexes: other keys, as ever
 
 
+def test_two_logs_at_one_position_in_different_transactions_are_refused():
+    """A node that numbers logs per transaction (seen on non-conforming EVM gateways) answers log index 0 for the
+    first log of each transaction of a block: the ledger is keyed by position, so that would be a duplicate key at
+    COPY and a range that fails on every retry. Refused as the node's fault, by name, in any order."""
+    events = [_ev(1, 0, tx=7), _ev(1, 1, tx=7), _ev(1, 0, tx=8), _ev(2, 0)]
+    for perm in itertools.permutations(events):
+        with pytest.raises(RpcError, match="two logs at log index 0 of block 1"):
+            _check_events(list(perm), 1, 3, H, "range")
+    _check_events([_ev(1, 0, tx=7), _ev(1, 0, "Minted", tx=7)], 1, 3, H, "range")  # two protocol events at one position
+
+
 def _reference(events, a, b, hashes):
-    """The rule spelled out: every event inside [a, b] with its block's hash where known, no (tx, log index, key) twice."""
-    seen = set()
+    """The rule spelled out: every event inside [a, b] with its block's hash where known, no (tx, log index, key)
+    twice and no (block, log index, key) twice."""
+    by_tx, by_position = set(), set()
     for ev in events:
         if not isinstance(ev, ChainEvent):
             continue
         if not a <= ev.block_number <= b or hashes.get(ev.block_number, ev.block_hash) != ev.block_hash:
             return "refused"
-        key = (ev.tx_hash, ev.log_index, ev.key)
-        if key in seen:
+        key, at = (ev.tx_hash, ev.log_index, ev.key), (ev.block_number, ev.log_index, ev.key)
+        if key in by_tx or at in by_position:
             return "refused"
-        seen.add(key)
+        by_tx.add(key)
+        by_position.add(at)
     return "ok"
 
 

@@ -37,7 +37,7 @@ trace(ord, addr, b, l, s) AS (
 # Custody rows: movements into a traced address, and listings by one, before its cut-off.
 _PICKED = """
 picked AS (
-  SELECT DISTINCT ON (x.ord, x.chain, x.tx_hash, x.log_index, x.seq) x.* FROM (
+  SELECT DISTINCT ON (x.ord, x.chain, x.block_number, x.log_index, x.seq) x.* FROM (
     SELECT a.ord, e.* FROM trace a JOIN starts st ON st.ord = a.ord
     JOIN ledger_entry e ON e.chain = st.chain AND e.to_addr = a.addr AND e.block_number <= a.b
      AND e.batch_id = st.batch_id AND e.kind IN ('mint', 'transfer', 'sale', 'auction_settled', 'unlist')
