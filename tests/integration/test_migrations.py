@@ -3,6 +3,8 @@ models describe (test_store checks the same for a fresh database), with what aut
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -91,4 +93,48 @@ def test_0010_keys_the_ledger_by_position_and_back(pg_factory):
         upgrade(url)
         assert _schema_diff(url) == []
     finally:
+        pg_factory.drop(url)
+
+
+def test_0010_waits_for_a_long_read_in_bounded_turns(pg_factory):
+    """The key's ALTER needs ledger_entry to itself. Behind a read that holds the table longer than its lock wait it
+    gives way (so readers are not queued behind it), says so, and tries again until the read is over."""
+    import logging
+    import threading
+
+    url = pg_factory.fresh(migrated=False)
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler, logger = Keep(), logging.getLogger("alembic.runtime.migration")
+    logger.addHandler(handler)
+    try:
+        upgrade(url, "0009")
+        reader = psycopg.connect(libpq_url(url))
+        reader.execute("SELECT count(*) FROM ledger_entry")  # its transaction stays open: ACCESS SHARE held
+        failed: list[BaseException] = []
+
+        def migrate() -> None:
+            try:
+                upgrade(url)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                failed.append(exc)
+
+        t = threading.Thread(target=migrate)
+        t.start()
+        deadline = time.monotonic() + 120
+        while not any("busy" in r.getMessage() for r in records):  # at least one turn given way
+            assert time.monotonic() < deadline and t.is_alive(), failed
+            time.sleep(0.05)
+        reader.rollback()
+        reader.close()
+        t.join(120)
+        assert not t.is_alive() and not failed, failed
+        with psycopg.connect(libpq_url(url)) as conn:
+            assert _ledger_key(conn) == ["chain", "block_number", "log_index", "seq"]
+    finally:
+        logger.removeHandler(handler)
         pg_factory.drop(url)
