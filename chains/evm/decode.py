@@ -122,6 +122,7 @@ def _hex32(v: Any) -> bool:
 
 _Z = "0" * 64
 _SIXTY_SIX = [(66,) * k for k in range(16)]  # expected topic lengths by count (an EVM log has at most 4 topics)
+_ZEROS, _XS, _XB = ["0" * k for k in range(16)], ["x" * k for k in range(16)], [b"x" * (k + 1) for k in range(16)]
 
 
 def _word(typ: str) -> Callable[[str], Any]:
@@ -268,12 +269,12 @@ class EventDecoder:
         # or non-ASCII digits that int() and fromhex() would tolerate).
         joined = "".join(topics) + data
         lt = 66 * n
-        if (tuple(map(len, topics)) != _SIXTY_SIX[n] or joined[0:lt:66] != "0" * n or joined[1:lt:66] != "x" * n
+        if (tuple(map(len, topics)) != _SIXTY_SIX[n] or joined[0:lt:66] != _ZEROS[n] or joined[1:lt:66] != _XS[n]
                 or data[:2] != "0x" or len(data) % 2):
             raise ValueError(f"{self.name}: topics or data are not 0x-hex words: {str(topics)[:160]!r} {str(data)[:80]!r}")
         rest = joined.encode("ascii").translate(None, b"0123456789abcdef")
-        if rest != b"x" * (n + 1):
-            if rest.translate(None, b"ABCDEF") != b"x" * (n + 1):
+        if rest != _XB[n]:
+            if rest.translate(None, b"ABCDEF") != _XB[n]:
                 raise ValueError(f"{self.name}: topics or data are not hex: {str(topics)[:160]!r} {str(data)[:80]!r}")
             joined = joined.lower()
         if self.extract is not None:
@@ -331,13 +332,22 @@ class LogDecoder:
         if not isinstance(log, RawLog):
             log = raw_log(log)
         address = log.address
-        entry = self.by_address.get(address.lower()) if type(address) is str else None
-        if entry is None:
+        if type(address) is not str:
             return None
+        entry = self.by_address.get(address)  # nodes answer lowercase: lower() (a new string to hash) only if not
+        if entry is None:
+            address = address.lower()
+            entry = self.by_address.get(address)
+            if entry is None:
+                return None
         contract, decs = entry
         topics = log.topics
         t0 = topics[0] if type(topics) is list and topics else None
-        dec = decs.get(t0.lower()) if type(t0) is str else None
+        dec = None
+        if type(t0) is str:
+            dec = decs.get(t0)
+            if dec is None:
+                dec = decs.get(t0.lower())
         if dec is None and _hex32(t0):
             return None  # an event of this address that the ABI does not list: not one we follow
         # The envelope, straight-line on the hot path (this runs for every log of a backfill).
@@ -365,8 +375,8 @@ class LogDecoder:
             tx_index = quantity(raw_t)
         if tx_index is not None and tx_index >= 1 << 31:  # no block holds that many: a node's nonsense, not stored
             tx_index = None
-        return ChainEvent(self.chain, contract, dec.name, args, number, block_hash, timestamp, tx_hash, index,
-                         address.lower(), tx_index)
+        return ChainEvent(self.chain, contract, dec.name, args, number, block_hash, timestamp, tx_hash, index, address,
+                          tx_index)
 
 
 _CHECKED: dict[str, str] = {}  # raw hash -> lowercase, for hashes already checked (logs share block and tx hashes)

@@ -16,11 +16,7 @@ from store.serials import consumed_range
 ZERO = "0x" + "0" * 40
 
 
-_EMPTY = {"tradable": 0, "listed": 0, "retired": 0}
-
-
-def holding(ctx: Context, owner: str, batch_id: int) -> dict:
-    return ctx.get(HOLDING, (owner, batch_id)) or _EMPTY
+_EMPTY = {"tradable": 0, "listed": 0, "retired": 0}  # a holding nobody has had yet (Context.add copies it)
 
 
 def bump(ctx: Context, owner: str, batch_id: int, field: str, delta: int) -> None:
