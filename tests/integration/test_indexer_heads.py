@@ -27,7 +27,10 @@ def test_new_heads_wake_the_indexer(anvil, db_url):
             before = len(indexed_state(db_url, "dev").ledger)
             t0 = time.monotonic()
             cc = dep.contract(w3, "CarbonCredit")
-            cc.functions.mint(w3.eth.accounts[1], 1, 5, Web3.keccak(text=str(t0))).transact({"from": w3.eth.accounts[0]})
+            tx = cc.functions.mint(w3.eth.accounts[1], 1, 5, Web3.keccak(text=str(t0))).transact({"from": w3.eth.accounts[0]})
+            # anvil's automine can answer the send before the block exists; wait_synced compares with the head it sees,
+            # so wait for the block first (a CI run once read the old head here and found the indexer "synced")
+            w3.eth.wait_for_transaction_receipt(tx, timeout=5)
             run.wait_synced(w3, timeout=5)  # a 30 s poll could never make this
             assert time.monotonic() - t0 < 3
             assert len(indexed_state(db_url, "dev").ledger) == before + 1
