@@ -105,7 +105,8 @@ def _check(table: str, column: str, kind: str, v: Any) -> None:
 _INSERT = {t: _row_builder(t, lay) for t, lay in EVENTS.items()}
 _PUT = {t: _state_checker(t, lay) for t, lay in VERSIONED.items()}
 # (lowest, highest + 1, type) of each number column of the entity tables, for Context.add
-_BOUNDS = {t: {c: (*_LIMITS[k], k) for c, k in zip(lay.columns, lay.types) if k in _LIMITS} for t, lay in VERSIONED.items()}
+_BOUNDS = {t: {c: (*_LIMITS[k], k) for c, k in zip(lay.columns, lay.types) if k in _LIMITS}
+           for t, lay in VERSIONED.items()}
 
 
 class StateCache:

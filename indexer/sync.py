@@ -511,18 +511,20 @@ def _check_events(events: Sequence[ChainEvent | UndecodableLog], a: int, b: int,
                 last, last_tx = pos, tx
                 continue
             seen = set()
-            for e in events[:i]:
+            for e in events[:i]:  # distinct so far: this only fills the set
                 if isinstance(e, ChainEvent):
-                    seen.add((e.tx_hash, e.log_index, e.key))
-                    seen.add((e.block_number, e.log_index, e.key))
-        # Keyed both ways: event rows by transaction, the ledger by position (block, log index). One Substrate event
-        # may map to two protocol events at a position (hence the event's key in both).
-        key = (ev.tx_hash, ev.log_index, ev.key)
-        if key in seen:
-            raise RpcError(-1, f"node answered log {ev.tx_hash[:10]}:{ev.log_index} twice for {what}", method="eth_getLogs")
-        at = (n, ev.log_index, ev.key)
-        if at in seen:
-            raise RpcError(-1, f"node answered two logs at log index {ev.log_index} of block {n} for {what} (a log "
-                               "index counts through its block)", method="eth_getLogs")
-        seen.add(key)
-        seen.add(at)
+                    _distinct(e, seen, what)
+        _distinct(ev, seen, what)
+
+
+def _distinct(ev: ChainEvent, seen: set[tuple[Any, int, str]], what: str) -> None:
+    """Refuse `ev` if an event in `seen` shares its row key, by transaction (event rows) or by position (the ledger);
+    then add both. One Substrate event may map to two protocol events at a position, hence the event's key in both."""
+    key, at = (ev.tx_hash, ev.log_index, ev.key), (ev.block_number, ev.log_index, ev.key)
+    if key in seen:
+        raise RpcError(-1, f"node answered log {ev.tx_hash[:10]}:{ev.log_index} twice for {what}", method="eth_getLogs")
+    if at in seen:
+        raise RpcError(-1, f"node answered two logs at log index {ev.log_index} of block {ev.block_number} for {what} "
+                           "(a log index counts through its block)", method="eth_getLogs")
+    seen.add(key)
+    seen.add(at)

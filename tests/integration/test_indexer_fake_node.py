@@ -413,7 +413,6 @@ def _col(db_url: str, table: str, column: str) -> int:
 
 
 def _missing(db_url: str) -> list[str]:
-    from indexer import indexes
 
     with psycopg.connect(libpq_url(db_url)) as c:
         return indexes.missing(c)
@@ -422,7 +421,6 @@ def _missing(db_url: str) -> list[str]:
 def test_a_cold_backfill_builds_the_event_indexes_after_catching_up(db_url):
     """First run on an empty database: the event and entity tables' secondary indexes are gone while it backfills and all
     back (as the models define them) before it reports caught up; unique indexes never leave."""
-    from indexer import indexes
 
     node = ScriptedNode(200)
     s = _sync(node, db_url, target_events=8, max_span=4)
@@ -519,7 +517,6 @@ def test_two_indexers_building_the_deferred_indexes_at_once_both_succeed(db_url)
     with a unique violation on its catalog; the builds take turns instead, and the second finds nothing left."""
     import threading
 
-    from indexer import indexes
 
     conns = [psycopg.connect(libpq_url(db_url), autocommit=True) for _ in range(4)]
     try:
