@@ -49,10 +49,11 @@ DEFERRABLE = {ix.name: ix for t in _TABLES for ix in sorted(t.indexes, key=lambd
 
 
 # Indexes an earlier release defined and a migration dropped (0009: ix_ledger_entry_to; 0010:
-# ix_ledger_entry_block_number, which the ledger's key now serves). An indexer of that release still running when the
-# migration ran builds one again once it finds it missing (after a reorg, a lost race or a takeover), so this
-# release's indexer drops them when it loads.
-OBSOLETE = ("ix_ledger_entry_to", "ix_ledger_entry_block_number")
+# ix_ledger_entry_block_number, which the ledger's key now serves; 0011: ix_ledger_entry_to_batch and
+# ix_ledger_entry_from, now ix_ledger_entry_receiver and ix_ledger_entry_sender with the chain last). An indexer of
+# that release still running when the migration ran builds one again once it finds it missing (after a reorg, a lost
+# race or a takeover), so this release's indexer drops them when it loads.
+OBSOLETE = ("ix_ledger_entry_to", "ix_ledger_entry_block_number", "ix_ledger_entry_to_batch", "ix_ledger_entry_from")
 
 
 def drop_obsolete(conn: psycopg.Connection) -> None:

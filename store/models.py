@@ -93,8 +93,12 @@ class LedgerEntry(Base, EventRow):
     __table_args__ = (
         PrimaryKeyConstraint("chain", "block_number", "log_index", "seq"),
         Index("ix_ledger_entry_batch", "chain", "batch_id", "block_number"),
-        Index("ix_ledger_entry_from", "chain", "from_addr", "block_number"),
-        Index("ix_ledger_entry_to_batch", "chain", "to_addr", "batch_id", "block_number"),  # provenance by batch
+        # The custody trace's two (migration 0011): the address leads and `chain` comes last. A cold backfill builds
+        # them by sorting the whole ledger, and a leading column that never differs (one chain) still costs every
+        # comparison a text comparison; last, it is compared only on ties. Queries still seek by address, batch and
+        # block and check the chain inside the index.
+        Index("ix_ledger_entry_sender", "from_addr", "block_number", "chain"),
+        Index("ix_ledger_entry_receiver", "to_addr", "batch_id", "block_number", "chain"),  # provenance by batch
     )
 
 

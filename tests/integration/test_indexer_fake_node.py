@@ -460,11 +460,12 @@ def test_indexes_a_crash_left_missing_are_built_by_the_next_start(db_url):
 
 
 @pytest.mark.parametrize("name, columns", [("ix_ledger_entry_to", "chain, to_addr, block_number"),
-                                           ("ix_ledger_entry_block_number", "block_number")])
+                                           ("ix_ledger_entry_block_number", "block_number"),
+                                           ("ix_ledger_entry_to_batch", "chain, to_addr, batch_id, block_number"),
+                                           ("ix_ledger_entry_from", "chain, from_addr, block_number")])
 def test_an_obsolete_index_an_older_indexer_rebuilt_is_dropped_at_start(db_url, name, columns):
-    """Migrations 0009 and 0010 dropped ix_ledger_entry_to and ix_ledger_entry_block_number; an indexer of the release
-    before, still running then, builds one again once it finds it missing. This release's indexer drops it when it
-    loads, and never builds it."""
+    """Migrations 0009-0011 dropped or renamed these; an indexer of the release before, still running then, builds
+    one again once it finds it missing. This release's indexer drops it when it loads, and never builds it."""
     assert name in indexes.OBSOLETE
     node = ScriptedNode(40)
     s = _sync(node, db_url, target_events=8, max_span=4)

@@ -96,6 +96,77 @@ def test_0010_keys_the_ledger_by_position_and_back(pg_factory):
         pg_factory.drop(url)
 
 
+def _ledger_index_columns(conn: psycopg.Connection) -> dict[str, str]:
+    return {r[0]: r[1].split("(", 1)[1].rstrip(")") for r in conn.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'ledger_entry'")}
+
+
+def test_0011_puts_the_chain_last_in_the_trace_indexes_and_back(pg_factory):
+    """0011 replaces the custody trace's two ledger indexes by ones that lead with the address and name the chain
+    last, with rows in the table, and back. The trace's lookups seek on the new ones and check the chain in them."""
+    from alembic import command
+
+    from store.migrate import alembic_config
+
+    url = pg_factory.fresh(migrated=False)
+    row = "('c', %s, %s, 0, 1, '0xa', %s, %s, 5, 'transfer', %s, '0xh', 1700000000)"
+    insert = ("INSERT INTO ledger_entry (chain, tx_hash, log_index, seq, batch_id, operator, from_addr, to_addr, amount, "
+              f"kind, block_number, block_hash, block_timestamp) VALUES {row}")
+    old = {"ix_ledger_entry_to_batch": "chain, to_addr, batch_id, block_number",
+           "ix_ledger_entry_from": "chain, from_addr, block_number"}
+    new = {"ix_ledger_entry_receiver": "to_addr, batch_id, block_number, chain",
+           "ix_ledger_entry_sender": "from_addr, block_number, chain"}
+    try:
+        upgrade(url, "0010")
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            for i in range(3):
+                conn.execute(insert, (f"0x0{i}", i, f"0xf{i}", f"0xt{i}", 7 + i))
+            have = _ledger_index_columns(conn)
+            assert {k: have.get(k) for k in old} == old and not set(new) & set(have)
+        upgrade(url)
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            have = _ledger_index_columns(conn)
+            assert {k: have.get(k) for k in new} == new and not set(old) & set(have)
+            assert conn.execute("SELECT count(*) FROM ledger_entry").fetchone()[0] == 3
+            conn.execute("SET enable_seqscan = off")  # a tiny table: show what the trace can use
+            for index, cond in (("ix_ledger_entry_receiver", "to_addr = '0xt1' AND batch_id = 1"),
+                                ("ix_ledger_entry_sender", "from_addr = '0xf1'")):
+                plan = "\n".join(r[0] for r in conn.execute(
+                    f"EXPLAIN SELECT block_number FROM ledger_entry WHERE chain = 'c' AND {cond} "
+                    "AND block_number <= 9").fetchall())
+                assert index in plan and "Index Cond" in plan, plan
+            assert conn.execute("SELECT count(*) FROM ledger_entry WHERE chain = 'c' AND to_addr = '0xt1' "
+                                "AND batch_id = 1 AND block_number <= 9").fetchone()[0] == 1
+            assert conn.execute("SELECT count(*) FROM ledger_entry WHERE chain = 'd' AND to_addr = '0xt1' "
+                                "AND batch_id = 1 AND block_number <= 9").fetchone()[0] == 0
+        assert _schema_diff(url) == []
+        command.downgrade(alembic_config(url), "0010")
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            have = _ledger_index_columns(conn)
+            assert {k: have.get(k) for k in old} == old and not set(new) & set(have)
+        upgrade(url)
+        assert _schema_diff(url) == []
+    finally:
+        pg_factory.drop(url)
+
+
+def test_0011_leaves_indexes_a_cold_backfill_deferred_to_the_indexer(pg_factory):
+    """A database whose deferrable indexes a cold backfill dropped gets none from 0011: the indexer builds the new
+    definitions once it has caught up (indexer.indexes), so the migration does not undo the deferral."""
+    url = pg_factory.fresh(migrated=False)
+    try:
+        upgrade(url, "0010")
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            conn.execute("DROP INDEX ix_ledger_entry_to_batch, ix_ledger_entry_from")
+        upgrade(url)
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            have = _ledger_index_columns(conn)
+            assert not {"ix_ledger_entry_receiver", "ix_ledger_entry_sender", "ix_ledger_entry_to_batch",
+                        "ix_ledger_entry_from"} & set(have), have
+    finally:
+        pg_factory.drop(url)
+
+
 def test_0010_waits_for_a_long_read_in_bounded_turns(pg_factory):
     """The key's ALTER needs ledger_entry to itself. Behind a read that holds the table longer than its lock wait it
     gives way (so readers are not queued behind it), says so, and tries again until the read is over."""

@@ -10,7 +10,7 @@ A mint carries the oracle's approval record (oracle_verification: who requested 
 matched by its verification hash, so auditors see the four eyes behind every issuance.
 
 Everything is one recursive query, batched over many starts (DataLoader keys). The trace walks the ledger by
-receiver and batch, and by sender (ix_ledger_entry_to_batch / ix_ledger_entry_from), so its cost follows the custody
+receiver and batch, and by sender (ix_ledger_entry_receiver / ix_ledger_entry_sender), so its cost follows the custody
 chain, not the batch's whole history; only `batch_provenance` (every event of a batch) reads the batch's history.
 """
 
