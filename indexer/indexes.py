@@ -64,11 +64,18 @@ def drop_obsolete(conn: psycopg.Connection) -> None:
         log.info("obsolete index dropped", extra={"index": name})
 
 
+def _catalog(conn: psycopg.Connection) -> dict[str, bool]:
+    """Deferrable indexes present, by name: whether each is valid. pg_indexes lists an INVALID one too (left by a
+    CREATE INDEX CONCURRENTLY that failed, in a migration or by hand): it is neither used nor kept up to date."""
+    return dict(conn.execute(
+        "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY(%s)", (list(DEFERRABLE),)).fetchall())
+
+
 def missing(conn: psycopg.Connection) -> list[str]:
-    """Deferrable indexes absent from the database (dropped by a cold backfill that has not finished)."""
-    have = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
-                                       "AND indexname = ANY(%s)", (list(DEFERRABLE),))}
-    return [n for n in DEFERRABLE if n not in have]
+    """Deferrable indexes absent from the database (dropped by a cold backfill that has not finished) or INVALID."""
+    have = _catalog(conn)
+    return [n for n in DEFERRABLE if not have.get(n)]
 
 
 def cold(conn: psycopg.Connection) -> bool:
@@ -113,7 +120,8 @@ def build(conn: psycopg.Connection, chain: str, *more: psycopg.Connection) -> No
 
 
 def _build(conn: psycopg.Connection, chain: str, more: tuple[psycopg.Connection, ...]) -> None:
-    names = missing(conn)  # read under the lock: what another indexer built meanwhile is not built again
+    have = _catalog(conn)  # read under the lock: what another indexer built meanwhile is not built again
+    names, invalid = [n for n in DEFERRABLE if not have.get(n)], {n for n, ok in have.items() if not ok}
     t0 = time.monotonic()
     todo = sorted(names, key=lambda n: DEFERRABLE[n].table.name != "ledger_entry")  # the big table's first
     lock = threading.Lock()
@@ -124,6 +132,9 @@ def _build(conn: psycopg.Connection, chain: str, more: tuple[psycopg.Connection,
                 if not todo:
                     return
                 name = todo.pop(0)
+            if name in invalid:  # CREATE INDEX IF NOT EXISTS would keep it
+                c.execute(f"DROP INDEX IF EXISTS {name}")
+                log.info("invalid index dropped to be built again", extra={"index": name})
             c.execute(str(CreateIndex(DEFERRABLE[name], if_not_exists=True).compile(dialect=postgresql.dialect())))
 
     conns = [conn, *more][: max(1, len(names))]

@@ -480,6 +480,31 @@ def test_an_obsolete_index_an_older_indexer_rebuilt_is_dropped_at_start(db_url, 
     s2.close()
 
 
+def test_an_invalid_index_counts_as_missing_and_is_built_again(db_url):
+    """A CREATE INDEX CONCURRENTLY that failed (a migration's, an operator's) leaves an INVALID index of its name,
+    which pg_indexes still lists and no query uses. The indexer counts it missing and builds it again as the models
+    define it; `CREATE INDEX IF NOT EXISTS` alone would have kept the broken one."""
+    node = ScriptedNode(40)
+    s = _sync(node, db_url, target_events=8, max_span=4)
+    _run(s)
+    s.close()
+    name = "ix_ledger_entry_receiver"
+    with psycopg.connect(libpq_url(db_url), autocommit=True) as c:
+        c.execute(f"DROP INDEX {name}")
+        with pytest.raises(psycopg.errors.UniqueViolation):  # the ledger repeats its chain: the build fails
+            c.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {name} ON ledger_entry (chain)")
+    assert _missing(db_url) == [name]
+    s2 = _sync(node, db_url)
+    _run(s2)
+    assert _missing(db_url) == []
+    with psycopg.connect(libpq_url(db_url)) as c:
+        valid, unique, cols = c.execute(
+            "SELECT i.indisvalid, i.indisunique, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+            "WHERE i.indexrelid = %s::regclass", (name,)).fetchone()
+    assert valid and not unique and cols.endswith("(to_addr, batch_id, block_number, chain)"), cols
+    s2.close()
+
+
 def test_defer_indexes_off_keeps_them(db_url):
     node = ScriptedNode(60)
     s = _sync(node, db_url, target_events=8, max_span=4, defer_indexes=False)

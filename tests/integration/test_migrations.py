@@ -167,6 +167,54 @@ def test_0011_leaves_indexes_a_cold_backfill_deferred_to_the_indexer(pg_factory)
         pg_factory.drop(url)
 
 
+def _invalid_index(conn: psycopg.Connection, name: str) -> None:
+    """What a CREATE INDEX CONCURRENTLY that failed leaves: an INVALID index of that name (here a unique one over
+    rows that repeat the chain)."""
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {name} ON ledger_entry (chain)")
+    assert conn.execute("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = %s::regclass", (name,)).fetchone()[0]
+
+
+def test_0011_runs_again_after_a_failure(pg_factory):
+    """A failed run leaves INVALID indexes (a CONCURRENTLY build that failed) or a valid new index beside its old
+    one (stopped before the drop). Run again, 0011 drops the INVALID ones, keeps the valid new one as it is (not
+    built twice) and drops its old one; an old index that is itself INVALID is dropped and its new one left to the
+    indexer, as when a cold backfill dropped it."""
+    from alembic import command
+
+    from store.migrate import alembic_config
+
+    url = pg_factory.fresh(migrated=False)
+    row = "('c', %s, %s, 0, 1, '0xa', '0xf', '0xt', 5, 'transfer', 7, '0xh', 1700000000)"
+    try:
+        upgrade(url, "0010")
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            for i in range(3):
+                conn.execute("INSERT INTO ledger_entry (chain, tx_hash, log_index, seq, batch_id, operator, from_addr, "
+                             f"to_addr, amount, kind, block_number, block_hash, block_timestamp) VALUES {row}",
+                             (f"0x0{i}", i))
+            _invalid_index(conn, "ix_ledger_entry_receiver")  # the build of the new index failed
+            conn.execute("DROP INDEX ix_ledger_entry_from")
+            _invalid_index(conn, "ix_ledger_entry_from")  # an old index that is itself INVALID
+        upgrade(url)
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            have = _ledger_index_columns(conn)
+            assert have.get("ix_ledger_entry_receiver") == "to_addr, batch_id, block_number, chain"
+            assert not {"ix_ledger_entry_to_batch", "ix_ledger_entry_from", "ix_ledger_entry_sender"} & set(have), have
+            assert conn.execute("SELECT bool_and(indisvalid) FROM pg_index WHERE indrelid = 'ledger_entry'::regclass"
+                                ).fetchone()[0]
+        command.downgrade(alembic_config(url), "0010")
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:  # a run stopped between build and drop:
+            conn.execute("CREATE INDEX ix_ledger_entry_receiver ON ledger_entry (to_addr, batch_id, block_number, chain)")
+            oid = conn.execute("SELECT 'ix_ledger_entry_receiver'::regclass::oid").fetchone()[0]
+        upgrade(url)
+        with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+            assert conn.execute("SELECT 'ix_ledger_entry_receiver'::regclass::oid").fetchone()[0] == oid  # kept
+            assert "ix_ledger_entry_to_batch" not in _ledger_index_columns(conn)
+    finally:
+        pg_factory.drop(url)
+
+
 def test_0010_waits_for_a_long_read_in_bounded_turns(pg_factory):
     """The key's ALTER needs ledger_entry to itself. Behind a read that holds the table longer than its lock wait it
     gives way (so readers are not queued behind it), says so, and tries again until the read is over."""

@@ -10,14 +10,19 @@ block_number, chain) and ix_ledger_entry_from (chain, from_addr, block_number) b
 critical path. With `chain` first, a column that never differs on a one-chain database, every comparison of that
 sort starts with a text comparison that decides nothing; last, it is compared only on ties. Measured on the
 backfill bench's 988k ledger rows, one build at a time: 4.0-5.0 s -> 3.0-3.6 s and 2.8-3.6 s -> 2.0-2.3 s; the
-whole deferred build at 1M events 5.8-6.1 s -> 4.7-4.8 s. The queries still seek by address, batch and block
-(equalities, then the block range) and check the chain inside the index, without reading the table.
+whole deferred build at 1M events (three indexes on three connections), interleaved runs: 6.2-6.7 s -> 4.7-5.4 s.
+The queries still seek by the address (and batch) with equalities, then the block range; rows of other chains are
+skipped inside the index, by its last column.
 
 New names, so an indexer of the previous release that finds its old names missing (after a reorg, a lost race, a
 takeover) builds those again rather than mistaking the new definitions for them; this release's indexer drops them
-(indexer.indexes.OBSOLETE). Built CONCURRENTLY, the old ones dropped CONCURRENTLY: API readers and an indexer at the
-head are never blocked. Only where the old index exists: a database whose deferrable indexes a cold backfill dropped
-gets the new ones from the indexer when it catches up. An INVALID index a failed run left is dropped first.
+(indexer.indexes.OBSOLETE). Stop the indexers before upgrading or downgrading all the same: an indexer of the other
+release rebuilds the names it misses with a plain, blocking CREATE INDEX once it catches up.
+
+Built CONCURRENTLY, the old ones dropped CONCURRENTLY: API readers are never blocked. A new index is built only where
+its old one exists and is valid: a database whose deferrable indexes a cold backfill dropped gets the new ones from
+the indexer when it catches up. Safe to run again after a failure (a CONCURRENTLY build that fails leaves an INVALID
+index of its name): an INVALID index of either name is dropped, a valid new one is kept, not built twice.
 """
 
 from alembic import op
@@ -34,20 +39,26 @@ NEW = {"ix_ledger_entry_receiver": ("ix_ledger_entry_to_batch", "to_addr, batch_
                                   "chain, from_addr, block_number")}
 
 
-def _exists(name: str) -> bool:
-    return op.get_bind().exec_driver_sql(
-        "SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() AND indexname = %(n)s)",
-        {"n": name}).scalar()
+def _valid(name: str) -> bool | None:
+    """None: no index of that name; else whether it is valid (a CONCURRENTLY build that failed leaves it not)."""
+    row = op.get_bind().exec_driver_sql(
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = %(n)s", {"n": name}).first()
+    return None if row is None else row[0]
 
 
 def _swap(pairs: list[tuple[str, str, str]]) -> None:
-    """For each (present, wanted, columns): build `wanted` on `columns` where `present` exists, then drop `present`."""
-    todo = [(present, wanted, columns) for present, wanted, columns in pairs if _exists(present)]
+    """For each (present, wanted, columns): build `wanted` on `columns` where a valid `present` exists, then drop
+    `present`; INVALID leftovers of either name are dropped."""
     with op.get_context().autocommit_block():
-        for present, wanted, columns in todo:
-            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {wanted}")  # an INVALID one a failed run left
-            op.execute(f"CREATE INDEX CONCURRENTLY {wanted} ON ledger_entry ({columns})")
-            op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {present}")
+        for present, wanted, columns in pairs:
+            if _valid(wanted) is False:
+                op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {wanted}")
+            was = _valid(present)
+            if was and not _valid(wanted):
+                op.execute(f"CREATE INDEX CONCURRENTLY {wanted} ON ledger_entry ({columns})")
+            if was is not None:
+                op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {present}")
 
 
 def upgrade() -> None:
