@@ -43,6 +43,15 @@ def test_a_database_at_the_first_revision_is_brought_forward(pg_factory):
         pg_factory.drop(url)
 
 
+_LEDGER_INSERT = ("INSERT INTO ledger_entry (chain, tx_hash, log_index, seq, batch_id, operator, from_addr, to_addr, "
+                  "amount, kind, block_number, block_hash, block_timestamp) "
+                  "VALUES ('c', %s, %s, 0, 1, '0xa', %s, %s, 5, 'transfer', %s, '0xh', 1700000000)")
+
+
+def _ledger_row(conn: psycopg.Connection, tx: str, log_index: int, block: int, frm: str = "0xb", to: str = "0xc") -> None:
+    conn.execute(_LEDGER_INSERT, (tx, log_index, frm, to, block))
+
+
 def _ledger_key(conn: psycopg.Connection) -> list[str]:
     return [r[0] for r in conn.execute(
         "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
@@ -63,14 +72,11 @@ def test_0010_keys_the_ledger_by_position_and_back(pg_factory):
     from store.models import LedgerEntry
 
     url = pg_factory.fresh(migrated=False)
-    row = "('c', %s, %s, 0, 1, '0xa', '0xb', '0xc', 5, 'transfer', %s, '0xh', 1700000000)"
-    insert = ("INSERT INTO ledger_entry (chain, tx_hash, log_index, seq, batch_id, operator, from_addr, to_addr, amount, "
-              f"kind, block_number, block_hash, block_timestamp) VALUES {row}")
     try:
         upgrade(url, "0009")
         with psycopg.connect(libpq_url(url), autocommit=True) as conn:
             for tx, li, block in (("0x01", 0, 7), ("0x01", 1, 7), ("0x02", 0, 8)):
-                conn.execute(insert, (tx, li, block))
+                _ledger_row(conn, tx, li, block)
             assert _ledger_key(conn) == ["chain", "tx_hash", "log_index", "seq"]
         upgrade(url)
         with psycopg.connect(libpq_url(url), autocommit=True) as conn:
@@ -79,8 +85,8 @@ def test_0010_keys_the_ledger_by_position_and_back(pg_factory):
             assert "ix_ledger_entry_block_number" not in _indexes(conn) and "pk_ledger_entry" in _indexes(conn)
             assert conn.execute("SELECT count(*) FROM ledger_entry").fetchone()[0] == 3
             with pytest.raises(psycopg.errors.UniqueViolation):
-                conn.execute(insert, ("0x03", 1, 7))
-            conn.execute(insert, ("0x01", 2, 7))  # the same transaction, a new position: fine
+                _ledger_row(conn, "0x03", 1, 7)
+            _ledger_row(conn, "0x01", 2, 7)  # the same transaction, a new position: fine
             conn.execute("SET enable_seqscan = off")  # a tiny table: show what the undo can use, not what is cheapest
             plan = "\n".join(r[0] for r in conn.execute(
                 "EXPLAIN DELETE FROM ledger_entry WHERE chain = 'c' AND block_number > 7").fetchall())
@@ -109,9 +115,6 @@ def test_0011_puts_the_chain_last_in_the_trace_indexes_and_back(pg_factory):
     from store.migrate import alembic_config
 
     url = pg_factory.fresh(migrated=False)
-    row = "('c', %s, %s, 0, 1, '0xa', %s, %s, 5, 'transfer', %s, '0xh', 1700000000)"
-    insert = ("INSERT INTO ledger_entry (chain, tx_hash, log_index, seq, batch_id, operator, from_addr, to_addr, amount, "
-              f"kind, block_number, block_hash, block_timestamp) VALUES {row}")
     old = {"ix_ledger_entry_to_batch": "chain, to_addr, batch_id, block_number",
            "ix_ledger_entry_from": "chain, from_addr, block_number"}
     new = {"ix_ledger_entry_receiver": "to_addr, batch_id, block_number, chain",
@@ -120,7 +123,7 @@ def test_0011_puts_the_chain_last_in_the_trace_indexes_and_back(pg_factory):
         upgrade(url, "0010")
         with psycopg.connect(libpq_url(url), autocommit=True) as conn:
             for i in range(3):
-                conn.execute(insert, (f"0x0{i}", i, f"0xf{i}", f"0xt{i}", 7 + i))
+                _ledger_row(conn, f"0x0{i}", i, 7 + i, f"0xf{i}", f"0xt{i}")
             have = _ledger_index_columns(conn)
             assert {k: have.get(k) for k in old} == old and not set(new) & set(have)
         upgrade(url)
@@ -185,14 +188,11 @@ def test_0011_runs_again_after_a_failure(pg_factory):
     from store.migrate import alembic_config
 
     url = pg_factory.fresh(migrated=False)
-    row = "('c', %s, %s, 0, 1, '0xa', '0xf', '0xt', 5, 'transfer', 7, '0xh', 1700000000)"
     try:
         upgrade(url, "0010")
         with psycopg.connect(libpq_url(url), autocommit=True) as conn:
             for i in range(3):
-                conn.execute("INSERT INTO ledger_entry (chain, tx_hash, log_index, seq, batch_id, operator, from_addr, "
-                             f"to_addr, amount, kind, block_number, block_hash, block_timestamp) VALUES {row}",
-                             (f"0x0{i}", i))
+                _ledger_row(conn, f"0x0{i}", i, 7)
             _invalid_index(conn, "ix_ledger_entry_receiver")  # the build of the new index failed
             conn.execute("DROP INDEX ix_ledger_entry_from")
             _invalid_index(conn, "ix_ledger_entry_from")  # an old index that is itself INVALID
