@@ -66,10 +66,12 @@ def drop_obsolete(conn: psycopg.Connection) -> None:
 
 def _catalog(conn: psycopg.Connection) -> dict[str, bool]:
     """Deferrable indexes present, by name: whether each is valid. pg_indexes lists an INVALID one too (left by a
-    CREATE INDEX CONCURRENTLY that failed, in a migration or by hand): it is neither used nor kept up to date."""
+    CREATE INDEX CONCURRENTLY that failed, in a migration or by hand): it is neither used nor kept up to date. One
+    being built CONCURRENTLY at this moment looks the same; stop the indexers while migrating (docs/deploy.md)."""
     return dict(conn.execute(
         "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = ANY(%s)", (list(DEFERRABLE),)).fetchall())
+        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = ANY(%s)",
+        (list(DEFERRABLE),)).fetchall())
 
 
 def missing(conn: psycopg.Connection) -> list[str]:
@@ -133,7 +135,7 @@ def _build(conn: psycopg.Connection, chain: str, more: tuple[psycopg.Connection,
                     return
                 name = todo.pop(0)
             if name in invalid:  # CREATE INDEX IF NOT EXISTS would keep it
-                c.execute(f"DROP INDEX IF EXISTS {name}")
+                c.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")  # readers go on
                 log.info("invalid index dropped to be built again", extra={"index": name})
             c.execute(str(CreateIndex(DEFERRABLE[name], if_not_exists=True).compile(dialect=postgresql.dialect())))
 

@@ -16,8 +16,8 @@ skipped inside the index, by its last column.
 
 New names, so an indexer of the previous release that finds its old names missing (after a reorg, a lost race, a
 takeover) builds those again rather than mistaking the new definitions for them; this release's indexer drops them
-(indexer.indexes.OBSOLETE). Stop the indexers before upgrading or downgrading all the same: an indexer of the other
-release rebuilds the names it misses with a plain, blocking CREATE INDEX once it catches up.
+(indexer.indexes.OBSOLETE). Stop the indexers while upgrading or downgrading all the same (docs/deploy.md): an
+indexer of the other release rebuilds the names it misses with a plain CREATE INDEX, which holds the ledger's writes.
 
 Built CONCURRENTLY, the old ones dropped CONCURRENTLY: API readers are never blocked. A new index is built only where
 its old one exists and is valid: a database whose deferrable indexes a cold backfill dropped gets the new ones from
@@ -42,8 +42,8 @@ NEW = {"ix_ledger_entry_receiver": ("ix_ledger_entry_to_batch", "to_addr, batch_
 def _valid(name: str) -> bool | None:
     """None: no index of that name; else whether it is valid (a CONCURRENTLY build that failed leaves it not)."""
     row = op.get_bind().exec_driver_sql(
-        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "WHERE c.relnamespace = current_schema()::regnamespace AND c.relname = %(n)s", {"n": name}).first()
+        "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = %(n)s", {"n": name}).first()
     return None if row is None else row[0]
 
 
