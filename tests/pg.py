@@ -67,3 +67,15 @@ class PgFactory:
         for name in list(self._made) + [self.template]:
             self._admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         self._admin.close()
+
+
+def invalid_index(conn: psycopg.Connection, name: str, table: str = "ledger_entry", column: str = "chain") -> None:
+    """Leave what a CREATE INDEX CONCURRENTLY that failed leaves: an INVALID index `name` (here a unique one over a
+    column whose values repeat: `table` needs two rows with one value of `column`). `conn` in autocommit mode."""
+    try:
+        conn.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {name} ON {table} ({column})")
+    except psycopg.errors.UniqueViolation:
+        pass
+    else:
+        raise AssertionError(f"{table}.{column} does not repeat a value: {name} was built valid")
+    assert conn.execute("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = %s::regclass", (name,)).fetchone()[0]

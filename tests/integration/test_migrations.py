@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, pool
 from store.base import Base
 from store.engine import libpq_url, sqlalchemy_url
 from store.migrate import upgrade
+from tests.pg import invalid_index
 
 
 def _schema_diff(url: str) -> list:
@@ -170,14 +171,6 @@ def test_0011_leaves_indexes_a_cold_backfill_deferred_to_the_indexer(pg_factory)
         pg_factory.drop(url)
 
 
-def _invalid_index(conn: psycopg.Connection, name: str) -> None:
-    """What a CREATE INDEX CONCURRENTLY that failed leaves: an INVALID index of that name (here a unique one over
-    rows that repeat the chain)."""
-    with pytest.raises(psycopg.errors.UniqueViolation):
-        conn.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {name} ON ledger_entry (chain)")
-    assert conn.execute("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = %s::regclass", (name,)).fetchone()[0]
-
-
 def test_0011_runs_again_after_a_failure(pg_factory):
     """A failed run leaves INVALID indexes (a CONCURRENTLY build that failed) or a valid new index beside its old
     one (stopped before the drop). Run again, 0011 drops the INVALID ones, keeps the valid new one as it is (not
@@ -193,9 +186,9 @@ def test_0011_runs_again_after_a_failure(pg_factory):
         with psycopg.connect(libpq_url(url), autocommit=True) as conn:
             for i in range(3):
                 _ledger_row(conn, f"0x0{i}", i, 7)
-            _invalid_index(conn, "ix_ledger_entry_receiver")  # the build of the new index failed
+            invalid_index(conn, "ix_ledger_entry_receiver")  # the build of the new index failed
             conn.execute("DROP INDEX ix_ledger_entry_from")
-            _invalid_index(conn, "ix_ledger_entry_from")  # an old index that is itself INVALID
+            invalid_index(conn, "ix_ledger_entry_from")  # an old index that is itself INVALID
         upgrade(url)
         with psycopg.connect(libpq_url(url), autocommit=True) as conn:
             have = _ledger_index_columns(conn)
