@@ -56,28 +56,30 @@ DEFERRABLE = {ix.name: ix for t in _TABLES for ix in sorted(t.indexes, key=lambd
 OBSOLETE = ("ix_ledger_entry_to", "ix_ledger_entry_block_number", "ix_ledger_entry_to_batch", "ix_ledger_entry_from")
 
 
-def drop_obsolete(conn: psycopg.Connection) -> None:
-    """Drop the OBSOLETE indexes present (CONCURRENTLY: readers are not blocked); `conn` in autocommit mode."""
-    for (name,) in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
-                                "AND indexname = ANY(%s)", (list(OBSOLETE),)).fetchall():
-        conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
-        log.info("obsolete index dropped", extra={"index": name})
-
-
-def _catalog(conn: psycopg.Connection) -> dict[str, bool]:
-    """Deferrable indexes present, by name: whether each is valid. pg_indexes lists an INVALID one too (left by a
+def _catalog(conn: psycopg.Connection, names: object) -> dict[str, bool]:
+    """The indexes of `names` present, by name: whether each is valid. pg_indexes lists an INVALID one too (left by a
     CREATE INDEX CONCURRENTLY that failed, in a migration or by hand): it is neither used nor kept up to date. One
     being built CONCURRENTLY at this moment looks the same; stop the indexers while migrating (docs/deploy.md)."""
     return dict(conn.execute(
         "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = ANY(%s)",
-        (list(DEFERRABLE),)).fetchall())
+        (list(names),)).fetchall())
+
+
+def drop_obsolete(conn: psycopg.Connection) -> None:
+    """Drop the OBSOLETE indexes present (CONCURRENTLY: readers are not blocked); `conn` in autocommit mode."""
+    for name in _catalog(conn, OBSOLETE):
+        conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        log.info("obsolete index dropped", extra={"index": name})
+
+
+def _missing(have: dict[str, bool]) -> list[str]:
+    return [n for n in DEFERRABLE if not have.get(n)]
 
 
 def missing(conn: psycopg.Connection) -> list[str]:
     """Deferrable indexes absent from the database (dropped by a cold backfill that has not finished) or INVALID."""
-    have = _catalog(conn)
-    return [n for n in DEFERRABLE if not have.get(n)]
+    return _missing(_catalog(conn, DEFERRABLE))
 
 
 def cold(conn: psycopg.Connection) -> bool:
@@ -122,8 +124,8 @@ def build(conn: psycopg.Connection, chain: str, *more: psycopg.Connection) -> No
 
 
 def _build(conn: psycopg.Connection, chain: str, more: tuple[psycopg.Connection, ...]) -> None:
-    have = _catalog(conn)  # read under the lock: what another indexer built meanwhile is not built again
-    names, invalid = [n for n in DEFERRABLE if not have.get(n)], {n for n, ok in have.items() if not ok}
+    have = _catalog(conn, DEFERRABLE)  # read under the lock: what another indexer built meanwhile is not built again
+    names, invalid = _missing(have), {n for n, ok in have.items() if not ok}
     t0 = time.monotonic()
     todo = sorted(names, key=lambda n: DEFERRABLE[n].table.name != "ledger_entry")  # the big table's first
     lock = threading.Lock()
