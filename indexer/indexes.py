@@ -56,14 +56,22 @@ DEFERRABLE = {ix.name: ix for t in _TABLES for ix in sorted(t.indexes, key=lambd
 OBSOLETE = ("ix_ledger_entry_to", "ix_ledger_entry_block_number", "ix_ledger_entry_to_batch", "ix_ledger_entry_from")
 
 
-def _catalog(conn: psycopg.Connection, names: object) -> dict[str, bool]:
-    """The indexes of `names` present, by name: whether each is valid. pg_indexes lists an INVALID one too (left by a
-    CREATE INDEX CONCURRENTLY that failed, in a migration or by hand): it is neither used nor kept up to date. One
-    being built CONCURRENTLY at this moment looks the same; stop the indexers while migrating (docs/deploy.md)."""
+# What the catalog says of an index of ours: usable; INVALID (left by a CREATE INDEX CONCURRENTLY that failed, in a
+# migration or by hand: neither used nor kept up to date); or being built CONCURRENTLY by another session right now
+# (a migration): INVALID too until that build ends, and not ours to drop.
+VALID, INVALID, BUILDING = "valid", "invalid", "building"
+
+
+def _catalog(conn: psycopg.Connection, names: object) -> dict[str, str]:
+    """The indexes of `names` present, by name: VALID, INVALID or BUILDING. pg_indexes lists all three alike. A build
+    in progress is told apart by its row in pg_stat_progress_create_index, whose index_relid Postgres shows to the
+    building session's own role, superusers and pg_read_all_stats; run migrations as the indexer's role (or grant
+    it pg_read_all_stats), or the indexer takes such an index for a failed one (docs/deploy.md)."""
     return dict(conn.execute(
-        "SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-        "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND c.relname = ANY(%s)",
-        (list(names),)).fetchall())
+        "SELECT c.relname, CASE WHEN i.indisvalid THEN 'valid' WHEN EXISTS (SELECT 1 FROM "
+        "pg_stat_progress_create_index p WHERE p.index_relid = i.indexrelid) THEN 'building' ELSE 'invalid' END "
+        "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = current_schema() AND c.relname = ANY(%s)", (list(names),)).fetchall())
 
 
 def drop_obsolete(conn: psycopg.Connection) -> None:
@@ -73,12 +81,13 @@ def drop_obsolete(conn: psycopg.Connection) -> None:
         log.info("obsolete index dropped", extra={"index": name})
 
 
-def _missing(have: dict[str, bool]) -> list[str]:
-    return [n for n in DEFERRABLE if not have.get(n)]
+def _missing(have: dict[str, str]) -> list[str]:
+    return [n for n in DEFERRABLE if have.get(n) != VALID]
 
 
 def missing(conn: psycopg.Connection) -> list[str]:
-    """Deferrable indexes absent from the database (dropped by a cold backfill that has not finished) or INVALID."""
+    """Deferrable indexes not usable yet: absent (dropped by a cold backfill that has not finished), INVALID, or
+    being built CONCURRENTLY by another session."""
     return _missing(_catalog(conn, DEFERRABLE))
 
 
@@ -107,9 +116,11 @@ def drop(conn: psycopg.Connection) -> bool:
     return True
 
 
-def build(conn: psycopg.Connection, chain: str, *more: psycopg.Connection) -> None:
+def build(conn: psycopg.Connection, chain: str, *more: psycopg.Connection) -> list[str]:
     """Create what `missing` names, one statement each (a crash between them leaves the rest missing, built by
-    the next start). Each connection in `more` (idle ones of the same database) builds alongside `conn`: CREATE
+    the next start), except those another session is building CONCURRENTLY: their names are returned, for the
+    caller to call again later (dropping one would cancel a migration's work, and waiting for it here would hold
+    the loop for as long as that build takes). Each connection in `more` (idle ones of the same database) builds alongside `conn`: CREATE
     INDEX takes a SHARE lock, which does not conflict with itself, and one build keeps about one core busy (a
     backfill of 200k events spent 1.5 s here on one connection, ~20% of its time). Indexers of several chains on
     one database take turns (a session advisory lock): two CREATE INDEX of one name may run together, and
@@ -117,15 +128,17 @@ def build(conn: psycopg.Connection, chain: str, *more: psycopg.Connection) -> No
     left to build."""
     conn.execute("SELECT pg_advisory_lock(%s)", (BUILD_LOCK,))  # released below, or when the session ends
     try:
-        _build(conn, chain, more)
+        return _build(conn, chain, more)
     finally:
         if not conn.closed and not conn.broken:
             conn.execute("SELECT pg_advisory_unlock(%s)", (BUILD_LOCK,))
 
 
-def _build(conn: psycopg.Connection, chain: str, more: tuple[psycopg.Connection, ...]) -> None:
+def _build(conn: psycopg.Connection, chain: str, more: tuple[psycopg.Connection, ...]) -> list[str]:
     have = _catalog(conn, DEFERRABLE)  # read under the lock: what another indexer built meanwhile is not built again
-    names, invalid = _missing(have), {n for n, ok in have.items() if not ok}
+    building = [n for n in _missing(have) if have.get(n) == BUILDING]
+    names = [n for n in _missing(have) if n not in building]
+    invalid = {n for n, state in have.items() if state == INVALID}
     t0 = time.monotonic()
     todo = sorted(names, key=lambda n: DEFERRABLE[n].table.name != "ledger_entry")  # the big table's first
     lock = threading.Lock()
@@ -153,3 +166,4 @@ def _build(conn: psycopg.Connection, chain: str, more: tuple[psycopg.Connection,
     if names:
         log.info("secondary indexes built", extra={"chain": chain, "indexes": len(names), "connections": len(conns),
                                                    "seconds": round(time.monotonic() - t0, 2)})
+    return building

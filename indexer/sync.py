@@ -126,6 +126,8 @@ class ChainSync:
         self._stale = False  # a pipelined write failed: cache and cursor ran ahead; reload before the next step
         self.defer_indexes = defer_indexes
         self._deferred = False  # event or entity table indexes are missing (indexer.indexes): build them once caught up
+        self._building: list[str] = []  # of those, the ones another session is building CONCURRENTLY (step)
+        self._building_seen = 0.0
         self.cache.quiesce = self._quiesce
         self._short: tuple[str, float] | None = None  # (node head hash, since) while the node lacks our cursor block
         self._lag_logged = 0.0
@@ -152,7 +154,7 @@ class ChainSync:
         indexes.drop_obsolete(self.conn)
         if self.defer_indexes and indexes.cold(self.conn):
             indexes.drop(self.conn)
-        self._deferred = bool(indexes.missing(self.conn))
+        self._deferred, self._building = bool(indexes.missing(self.conn)), []
         self.cursor = (cur[0], cur[1]) if cur else (self.start_block - 1, None)
         self.finalized_number = cur[2] if cur else -1
         self.stats.block = self.cursor[0]
@@ -262,16 +264,24 @@ class ChainSync:
         self.stats.mode = "follow"
         self._drop_prefetch()
         self._drain()
-        if self._deferred:
+        if self._deferred and (not self._building or time.monotonic() - self._building_seen > 1.0):
             assert self.conn is not None
             self.stats.waiting = "building the event and entity tables' secondary indexes after a cold backfill"
             w = self.wconn  # idle (drained); a broken one is left out, so a retry builds on self.conn alone
-            indexes.build(self.conn, self.chain, *([w] if w is not None and not w.closed and not w.broken else []))
-            self._deferred = False
+            left = indexes.build(self.conn, self.chain, *([w] if w is not None and not w.closed and not w.broken else []))
             self.stats.waiting = None
+            if left and left != self._building:
+                log.info("another session is building indexes CONCURRENTLY; ready once it has finished",
+                         extra={"chain": self.chain, "indexes": left})
+            # Another session's CREATE INDEX CONCURRENTLY (a migration): blocks are still followed, caught_up()
+            # (readiness) waits for it; looked at again each second.
+            self._deferred, self._building, self._building_seen = bool(left), left, time.monotonic()
         if self._head.number > n:
             return self._follow(n + 1)
-        return self._check_stale()
+        busy = self._check_stale()
+        if self._building and self.stats.waiting is None:
+            self.stats.waiting = f"another session is building {', '.join(self._building)} CONCURRENTLY (a migration?)"
+        return busy
 
     def _fetch(self, a: int, b: int) -> tuple[Block, list[ChainEvent | UndecodableLog], Block]:
         """The first block of [a, b] (whose parent proves continuity), the range's events and its last block."""

@@ -3,8 +3,13 @@ node does not have yet is waited for, and a failed prefetch is retried rather th
 
 from __future__ import annotations
 
+import threading
+import time
+
 import psycopg
 import pytest
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateIndex
 
 from chains.base import Block, ChainEvent, ChainReader
 from chains.evm.rpc import RpcTransportError
@@ -502,6 +507,59 @@ def test_an_invalid_index_counts_as_missing_and_is_built_again(db_url):
             "SELECT i.indisvalid, i.indisunique, pg_get_indexdef(i.indexrelid) FROM pg_index i "
             "WHERE i.indexrelid = %s::regclass", (name,)).fetchone()
     assert valid and not unique and cols.endswith("(to_addr, batch_id, block_number, chain)"), cols
+    s2.close()
+
+
+def _index_state(url: str, name: str) -> str | None:
+    with psycopg.connect(url) as c:
+        return indexes._catalog(c, [name]).get(name)
+
+
+def test_an_index_another_session_builds_concurrently_is_left_to_it(db_url):
+    """A migration's CREATE INDEX CONCURRENTLY in progress looks INVALID in pg_index, as a failed one does. The
+    indexer neither drops it (that would wait for the build, then throw its work away) nor reports caught up
+    (ready) while it runs; it goes on following blocks, and once the build has finished it finds nothing to build."""
+    node = ScriptedNode(40)
+    s = _sync(node, db_url, target_events=8, max_span=4)
+    _run(s)
+    s.close()
+    url, name = libpq_url(db_url), "ix_ledger_entry_receiver"
+    ddl = str(CreateIndex(indexes.DEFERRABLE[name]).compile(dialect=postgresql.dialect()))
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(f"DROP INDEX {name}")
+    held = psycopg.connect(url)  # an open transaction that may write the table: the concurrent build waits for it
+    held.execute("LOCK TABLE ledger_entry IN ROW EXCLUSIVE MODE")
+    migration = psycopg.connect(url, autocommit=True)
+    build = threading.Thread(target=migration.execute, args=(ddl.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY"),))
+    build.start()
+    stepped = threading.Thread(target=lambda: None)
+    try:
+        deadline = time.monotonic() + 120
+        while _index_state(url, name) != indexes.BUILDING:
+            assert time.monotonic() < deadline, "the concurrent build never started"
+            time.sleep(0.05)
+        s2 = _sync(node, db_url)
+        node.grow(50, "a")
+        stepped = threading.Thread(target=_run, args=(s2,), daemon=True)
+        stepped.start()
+        stepped.join(120)  # the fix returns at once; the old code waited here for the build (and so for `held`)
+        assert not stepped.is_alive(), "the indexer waited for another session's concurrent build"
+        assert s2.cursor[0] == 50 and _tradable(db_url) == 50  # blocks are still followed
+        assert not s2.caught_up() and name in (s2.stats.waiting or "")
+        assert _index_state(url, name) == indexes.BUILDING  # not dropped
+    finally:
+        held.commit()
+        build.join()
+        stepped.join()
+        held.close()
+        migration.close()
+    assert _index_state(url, name) == indexes.VALID
+    deadline = time.monotonic() + 120
+    while not s2.caught_up():  # looked at again each second
+        assert time.monotonic() < deadline
+        s2.step()
+        time.sleep(0.05)
+    assert s2.stats.waiting is None and _missing(db_url) == []
     s2.close()
 
 
