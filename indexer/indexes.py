@@ -120,12 +120,12 @@ def build(conn: psycopg.Connection, chain: str, *more: psycopg.Connection) -> li
     """Create what `missing` names, one statement each (a crash between them leaves the rest missing, built by
     the next start), except those another session is building CONCURRENTLY: their names are returned, for the
     caller to call again later (dropping one would cancel a migration's work, and waiting for it here would hold
-    the loop for as long as that build takes). Each connection in `more` (idle ones of the same database) builds alongside `conn`: CREATE
-    INDEX takes a SHARE lock, which does not conflict with itself, and one build keeps about one core busy (a
-    backfill of 200k events spent 1.5 s here on one connection, ~20% of its time). Indexers of several chains on
-    one database take turns (a session advisory lock): two CREATE INDEX of one name may run together, and
-    Postgres then fails the second with a unique violation on its catalog; the second waits and finds nothing
-    left to build."""
+    the loop for as long as that build takes). Each connection in `more` (idle ones of the same database) builds
+    alongside `conn`: CREATE INDEX takes a SHARE lock, which does not conflict with itself, and one build keeps
+    about one core busy (a backfill of 200k events spent 1.5 s here on one connection, ~20% of its time). Indexers
+    of several chains on one database take turns (a session advisory lock): two CREATE INDEX of one name may run
+    together, and Postgres then fails the second with a unique violation on its catalog; the second waits and
+    finds nothing left to build."""
     conn.execute("SELECT pg_advisory_lock(%s)", (BUILD_LOCK,))  # released below, or when the session ends
     try:
         return _build(conn, chain, more)

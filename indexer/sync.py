@@ -268,7 +268,8 @@ class ChainSync:
             assert self.conn is not None
             self.stats.waiting = "building the event and entity tables' secondary indexes after a cold backfill"
             w = self.wconn  # idle (drained); a broken one is left out, so a retry builds on self.conn alone
-            left = indexes.build(self.conn, self.chain, *([w] if w is not None and not w.closed and not w.broken else []))
+            more = [w] if w is not None and not w.closed and not w.broken else []
+            left = indexes.build(self.conn, self.chain, *more)
             self.stats.waiting = None
             if left and left != self._building:
                 log.info("another session is building indexes CONCURRENTLY; ready once it has finished",
