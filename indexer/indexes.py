@@ -136,8 +136,9 @@ def build(conn: psycopg.Connection, chain: str, *more: psycopg.Connection) -> li
 
 def _build(conn: psycopg.Connection, chain: str, more: tuple[psycopg.Connection, ...]) -> list[str]:
     have = _catalog(conn, DEFERRABLE)  # read under the lock: what another indexer built meanwhile is not built again
-    building = [n for n in _missing(have) if have.get(n) == BUILDING]
-    names = [n for n in _missing(have) if n not in building]
+    pending = _missing(have)
+    building = [n for n in pending if have.get(n) == BUILDING]
+    names = [n for n in pending if have.get(n) != BUILDING]
     invalid = {n for n, state in have.items() if state == INVALID}
     t0 = time.monotonic()
     todo = sorted(names, key=lambda n: DEFERRABLE[n].table.name != "ledger_entry")  # the big table's first
