@@ -532,7 +532,7 @@ def test_an_index_another_session_builds_concurrently_is_left_to_it(db_url):
     migration = psycopg.connect(url, autocommit=True)
     build = threading.Thread(target=migration.execute, args=(ddl.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY"),))
     build.start()
-    stepped = threading.Thread(target=lambda: None)
+    stepped: threading.Thread | None = None
     try:
         deadline = time.monotonic() + 120
         while _index_state(url, name) != indexes.BUILDING:
@@ -550,7 +550,8 @@ def test_an_index_another_session_builds_concurrently_is_left_to_it(db_url):
     finally:
         held.commit()
         build.join()
-        stepped.join()
+        if stepped is not None:
+            stepped.join()
         held.close()
         migration.close()
     assert _index_state(url, name) == indexes.VALID
