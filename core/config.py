@@ -600,7 +600,8 @@ def redact_url(url: str, *, path: bool = False) -> str:
 
 ENV_PREFIX = "CARBONLEDGER_"
 # Variables of ours that are not settings (read elsewhere): never reported as typos.
-OTHER_ENV = {"CONFIG", "SIGNER_KEY", "SIGNER_PASSPHRASE", "DEPLOYER_KEY", "FIXTURES", "TEST_DATABASE_URL", "PG_BIN"}
+OTHER_ENV = {"CONFIG", "SIGNER_KEY", "SIGNER_PASSPHRASE", "DEPLOYER_KEY", "FIXTURES", "TEST_DATABASE_URL", "TEST_SEED",
+             "PG_BIN"}
 
 
 def _env_names() -> dict[str, str]:

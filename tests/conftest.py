@@ -15,6 +15,23 @@ sys.path.insert(0, str(ROOT / "graphql"))  # gqlapi lives in the plain graphql/ 
 FIXTURES = Path(os.environ.get("CARBONLEDGER_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    from tests import seeds
+
+    try:
+        seeds.offset()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    from tests import seeds
+
+    n = seeds.offset()
+    return (f"random seeds shifted by {n} (CARBONLEDGER_TEST_SEED={n} reproduces this run's scenarios)" if n
+            else "random seeds as written (CARBONLEDGER_TEST_SEED=N shifts them all by N)")
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     """../shared/fixtures (override with CARBONLEDGER_FIXTURES); tests using it skip where it is absent."""

@@ -10,7 +10,6 @@ substrate-interface's own decoding path (not chains.substrate), comparing accoun
 from __future__ import annotations
 
 import json
-import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ from scalecodec.utils.ss58 import ss58_decode
 
 from chains.substrate.accounts import RETIREMENT_ACCOUNT
 from chains.substrate.runtime import blake2_256
+from tests import seeds
 
 MAPPED = {1001: ("VCS-1001", 2021), 1002: ("GS-1002", 2023)}
 UNMAPPED = 1003
@@ -80,7 +80,7 @@ def run_scenario(world: World, chop: Any, *, rounds: int, seed: int, per_block: 
                  after_round: Any = None) -> None:
     """Create the assets, mint, then `rounds` blocks of random actions (with the bad inputs the indexer must
     record, not crash on: a malformed anchor record, a retirement of an asset that is no credit batch)."""
-    rng = random.Random(seed)
+    rng = seeds.rng(seed)
     w = world
     holders = ["Bob", "Charlie", "Dave"]
     for asset in (*MAPPED, UNMAPPED):

@@ -6,7 +6,6 @@ write once."""
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from chains.base import TxState
 from indexer.runner import run_once
 from oracle.outbox import Intent, insert_intent
 from store.engine import libpq_url
+from tests import seeds
 from tests.integration.test_aptos_indexer import aptos_settings
 from tests.unit.aptos_fixtures import aptos, send  # noqa: F401 - fixture
 
@@ -78,7 +78,7 @@ def test_writes_exactly_once_across_kills_and_view_precheck(aptos, db_url, tmp_p
             return subprocess.Popen([sys.executable, "-m", "carbonledger.cli", "oracle", "run", "--config", str(cfg)],
                                     cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err)
 
-    rng = random.Random(5)
+    rng = seeds.rng(5)
     kills = 0
     try:
         while kills < 6 and any(s != "confirmed" for s in _statuses(db_url)):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ from web3 import Web3
 
 from core.anvil import free_port
 from indexer.runner import run_once
+from tests import seeds
 from tests.integration.scenario import deploy, dump, index_env, run_scenario, settings_for
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
@@ -51,7 +51,7 @@ def test_sigkill_twenty_times_during_backfill_and_follow(anvil, db_url, pg_facto
         anvil.mine(600)
     backfill_to = w3.eth.block_number
     settings = settings_for(anvil.url, dep, db_url, max_block_range=1)
-    rng = random.Random(11)
+    rng = seeds.rng(11)
     cursors = []
     for i in range(20):
         before, head = _cursor(db_url), w3.eth.block_number

@@ -3,7 +3,6 @@ the indexer retries or shrinks its ranges and ends with exactly the canonical da
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +13,7 @@ import pytest
 from web3 import Web3
 
 from indexer.runner import run_once
+from tests import seeds
 from tests.integration.scenario import deploy, dump, ground_truth, indexed_state, run_scenario, settings_for
 
 pytestmark = pytest.mark.anvil
@@ -24,7 +24,7 @@ class FaultyProxy:
 
     def __init__(self, upstream: str, rate: float = 0.25, seed: int = 1, max_log_range: int = 20,
                  mangle_logs=None) -> None:
-        self.upstream, self.rate, self.rng = upstream, rate, random.Random(seed)
+        self.upstream, self.rate, self.rng = upstream, rate, seeds.rng(seed)
         self.mangle_logs = mangle_logs  # called with each eth_getLogs result list; may corrupt it in place
         self.max_log_range = max_log_range
         self.faults: dict[str, int] = {}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
 import threading
 import time
@@ -21,6 +20,7 @@ from indexer.testing import index_once
 from oracle.testing import (ORACLE_KEY, LocalStripe, OracleProcess, count_events, deploy_world, payment_event, signed,
                             wait_until, write_config)
 from store.engine import libpq_url
+from tests import seeds
 
 pytestmark = [pytest.mark.anvil, pytest.mark.slow]
 
@@ -30,7 +30,7 @@ SPREAD_S = float(os.environ.get("CHAOS_SPREAD_S", "25"))
 
 
 def test_exactly_once_under_kills_and_a_frozen_node(db_url, tmp_path):
-    rng = random.Random(5)
+    rng = seeds.rng(5)
     with Anvil() as anvil, LocalStripe() as stripe_api:
         world = deploy_world(anvil.url, listing_amount=10 * PAYMENTS)
         index_once(anvil.url, world.deployment, db_url)  # the oracles check every payment against the indexed listing

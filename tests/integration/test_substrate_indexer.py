@@ -4,7 +4,6 @@ mid-way equal to an uninterrupted run; a best-head reorg (dev_setHead) undone.""
 
 from __future__ import annotations
 
-import random
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 from chains.substrate.runtime import EVENTS_KEY, storage_key
 from indexer.runner import Indexer, run_once
 from store.engine import libpq_url
+from tests import seeds
 from tests.integration.scenario import dump, index_env
 from tests.integration.substrate_world import MAPPED, World, ground_truth, indexed, run_scenario
 
@@ -126,7 +126,7 @@ def test_sigkill_mid_way_equals_an_uninterrupted_run(ledger, db_url, pg_factory)
     # Head following with nothing final: one commit per block, so the kills land between many commits.
     settings = substrate_settings(chop.url, db_url, world.pk("Alice"), follow="best", use_finalized_tag=False,
                                   finality_depth=1000)
-    rng = random.Random(5)
+    rng = seeds.rng(5)
     head, kills, mid_way = chop.head_number(), 0, 0
     while _cursor(db_url) < head and kills < 12:
         before = _cursor(db_url)

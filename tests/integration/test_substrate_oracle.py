@@ -5,7 +5,6 @@ anchored once (a second remark of a root would be an "already anchored" indexing
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import pytest
 from indexer.runner import run_once
 from oracle.outbox import Intent, insert_intent
 from store.engine import libpq_url
+from tests import seeds
 from tests.integration.test_substrate_indexer import substrate_settings
 
 pytestmark = [pytest.mark.chopsticks, pytest.mark.slow]
@@ -56,7 +56,7 @@ def test_anchors_are_written_exactly_once_across_kills(chopsticks, db_url, tmp_p
         return subprocess.Popen([sys.executable, "-m", "carbonledger.cli", "oracle", "run", "--config", str(cfg)],
                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
-    rng = random.Random(17)
+    rng = seeds.rng(17)
     kills = 0
     while kills < 10 and any(s != "confirmed" for s in _statuses(db_url)):
         before = _progress(db_url)

@@ -12,6 +12,7 @@ from eth_abi import encode
 from chains.base import ChainEvent, UndecodableLog
 from chains.evm.artifacts import PROTOCOL_CONTRACTS, abi
 from chains.evm.decode import EventDecoder, LogDecoder, decode_block, decode_logs, logs_result, raw_log, topic0
+from tests import seeds
 
 ERC20_TRANSFER = {"type": "event", "name": "Transfer", "anonymous": False, "inputs": [
     {"name": "from", "type": "address", "indexed": True}, {"name": "to", "type": "address", "indexed": True},
@@ -159,7 +160,7 @@ def _norm(v):
 
 @pytest.mark.parametrize("contract", PROTOCOL_CONTRACTS)
 def test_every_protocol_event_round_trips(contract):
-    rng = random.Random(contract)
+    rng = seeds.rng(contract)
     address = "0x" + "ab" * 20
     dec = LogDecoder("dev", {contract: (address, abi(contract))})
     events = [i for i in abi(contract) if i.get("type") == "event"]
@@ -327,7 +328,7 @@ def test_generated_decoders_take_any_abi_names_and_types():
     """Static events decode through code generated from the ABI: names are data, never code."""
     names = ["a'); raise SystemExit('", "", 'b"\\n', "from", "x" * 300]
     types = ["address", "uint256", "int16", "bool", "bytes32"]
-    rng = random.Random(7)
+    rng = seeds.rng(7)
     for k in range(len(names)):
         inputs = [{"name": n, "type": t, "indexed": i < k} for i, (n, t) in enumerate(zip(names, types))]
         inputs.append({"name": "s", "type": "string", "indexed": True})  # hashed topic

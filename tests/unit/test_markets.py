@@ -4,7 +4,6 @@ shipped ABIs, every event with a handler, config validation, batch ids, registry
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from chains.evm.artifacts import abi
 from chains.evm.decode import LogDecoder, event_signature, topic0
 from chains.evm.markets import external_batch_id, market_protocols, split_batch_id
 from core.config import ConfigError, load_settings
+from tests import seeds
 
 ROOT = Path(__file__).resolve().parents[2]
 STAND_INS = {"toucan_tco2": "StandInTCO2", "toucan_certificates": "StandInRetirementCertificates",
@@ -169,7 +169,7 @@ def test_both_abi_versions_decode_under_one_event_name_for_every_address():
     dec = LogDecoder("dev", {}, [("ToucanCarbonOffsets", t1, protocols["toucan_tco2"]["abi"]),
                                  ("ToucanCarbonOffsets", t2, protocols["toucan_tco2"]["abi"]),
                                  ("KlimaInfinity", k, protocols["klima_infinity"]["abi"])])
-    rng = random.Random(5)
+    rng = seeds.rng(5)
     who = "0x" + "ab" * 20
     seen = []
     for address, doc in ((t1, "toucan_tco2"), (t2, "toucan_tco2"), (k, "klima_infinity")):

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import random
 
 import pytest
 
 from chains.base import ChainEvent, UndecodableLog
 from chains.rpc import RpcError
 from indexer.sync import _check_events
+from tests import seeds
 
 H = {1: "0x" + "b1" * 32, 2: "0x" + "b2" * 32, 3: "0x" + "b3" * 32}
 
@@ -97,7 +97,7 @@ def _reference(events, a, b, hashes):
 def test_agrees_with_the_rule_on_random_answers(seed):
     """Random answers, mostly in chain order (as nodes send them), with transactions reused across blocks, repeated
     events, two protocol events at one position, undecodable logs, blocks outside the range and wrong hashes."""
-    rng = random.Random(seed)
+    rng = seeds.rng(seed)
     for _ in range(300):
         events = []
         for _ in range(rng.randrange(1, 12)):
