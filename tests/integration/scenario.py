@@ -9,13 +9,14 @@ The GraphQL engineer can use `run_scenario` to produce real indexed data.
 
 from __future__ import annotations
 
-import random
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from web3 import Web3
 from web3.exceptions import ContractLogicError, Web3RPCError
+
+from tests import seeds
 
 ZERO = "0x" + "0" * 40
 ZERO32 = "0x" + "0" * 64
@@ -61,7 +62,7 @@ class GroundTruth:
 
 class _Driver:
     def __init__(self, w3: Web3, dep: Any, seed: int) -> None:
-        self.w3, self.rng = w3, random.Random(seed)
+        self.w3, self.rng = w3, seeds.rng(seed)
         self.c = {n: dep.contract(w3, n) for n in ("CarbonCredit", "Marketplace", "Escrow", "QRPayment", "IoTAnchor")}
         accts = w3.eth.accounts
         self.admin, self.users = accts[0], accts[1:7]
@@ -200,14 +201,30 @@ class _Driver:
 
 
 def run_scenario(w3: Web3, deployment: Any, actions: int = 300, seed: int = 1) -> dict[str, int]:
-    """Perform `actions` random protocol actions (one tx each, from anvil's unlocked accounts 0..6).
+    """Perform `actions` random protocol actions (one tx each, from anvil's unlocked accounts 0..6); every one of
+    them is mined when it returns (`wait_mined`).
 
     Returns counts {"ok": ..., "reverted": ...}; compute the expected state afterwards with `ground_truth`.
     """
     d = _Driver(w3, deployment, seed)
     for _ in range(actions):
         d.act()
+    wait_mined(w3)
     return {"ok": d.ok, "reverted": d.reverted}
+
+
+def wait_mined(w3: Web3, timeout: float = 60) -> None:
+    """Wait until anvil has mined every transaction sent to it. Anvil automines in a task of its own: transact()
+    returns once the node holds the transaction, and on a loaded machine its block can come a moment later (with two
+    CPU hogs running, 7 of 300 reads of the head right after a send still saw the block before). A test that then
+    reads the head once and waits for the indexer to reach exactly that block waits for ever; an anvil_reorg with
+    the transaction still pending can corrupt anvil's chain."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while w3.provider.make_request("txpool_status", [])["result"]["pending"] not in ("0x0", 0):
+        assert time.monotonic() < deadline, "anvil's transaction pool never emptied"
+        time.sleep(0.02)
 
 
 # --------------------------------------------------------------------------- ground truth from the chain

@@ -15,7 +15,8 @@ import pytest
 from web3 import Web3
 
 from indexer.runner import EXIT_REORG_TOO_DEEP, Indexer, run_once
-from tests.integration.scenario import deploy, dump, ground_truth, index_env, indexed_state, run_scenario, settings_for
+from tests.integration.scenario import (deploy, dump, ground_truth, index_env, indexed_state, run_scenario, settings_for,
+                                        wait_mined)
 
 pytestmark = pytest.mark.anvil
 
@@ -175,14 +176,6 @@ def test_reorg_deeper_than_finality_halts_untouched(anvil, chain, db_url):
 # --------------------------------------------------------------------------- continuity on every cursor advance
 
 
-def _wait_empty_pool(w3, timeout=60):
-    """anvil_reorg while an automined tx is pending can corrupt anvil's chain: wait for an empty pool."""
-    deadline = time.monotonic() + timeout
-    while w3.provider.make_request("txpool_status", [])["result"]["pending"] not in ("0x0", 0):
-        assert time.monotonic() < deadline, "tx pool never emptied"
-        time.sleep(0.05)
-
-
 def _listing_block(w3, dep):
     """A block holding a fresh listing (seller lists 40 of 100 minted credits); returns the seller and batch."""
     cc, mk = dep.contract(w3, "CarbonCredit"), dep.contract(w3, "Marketplace")
@@ -192,12 +185,13 @@ def _listing_block(w3, dep):
     cc.functions.mint(seller, batch, 100, b"\x06" * 32).transact({"from": admin})
     cc.functions.setApprovalForAll(mk.address, True).transact({"from": seller})
     mk.functions.list(batch, 40, 10**12).transact({"from": seller})  # the head block now holds only the listing
+    wait_mined(w3)
     return seller, batch
 
 
 def _replace_head_with_anchor(anvil, w3, dep):
     """anvil_reorg depth 1: the listing's block is replaced by one holding an IoT anchor."""
-    _wait_empty_pool(w3)
+    wait_mined(w3)
     tx = dep.contract(w3, "IoTAnchor").functions.anchor(b"\x07" * 32, 3, 1, 2, 90).build_transaction(
         {"from": w3.eth.accounts[0], "gas": 300_000})
     anvil.rpc("anvil_reorg", [1, [[{k: hex(v) if isinstance(v, int) else v for k, v in tx.items()
@@ -212,6 +206,15 @@ def _spawn_index(settings) -> subprocess.Popen:
 
 def _cursor_of(db_url):
     return dump(db_url)["cursor"]
+
+
+def _stopped_stderr(proc) -> str:
+    """The end of a spawned indexer's stderr, for a failure message: stopped first, since reading a live process's
+    pipe to its end would wait for as long as it runs (a missed deadline then hung the test instead of failing it)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    return proc.stderr.read().decode()[-2000:]
 
 
 @pytest.mark.parametrize("how", ["restart", "sigkill", "sigstop"])
@@ -232,7 +235,7 @@ def test_reorg_under_the_cursor_is_undone_when_finality_passed_it(how, anvil, ch
         proc = _spawn_index(settings)
         deadline = time.monotonic() + 120
         while _cursor_of(db_url) != [("dev", head.number, head.hash.to_0x_hex())]:
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
+            assert proc.poll() is None and time.monotonic() < deadline, _stopped_stderr(proc)
             time.sleep(0.05)
         if how == "sigkill":
             proc.kill()
@@ -248,7 +251,7 @@ def test_reorg_under_the_cursor_is_undone_when_finality_passed_it(how, anvil, ch
             tip = w3.eth.get_block("latest")
             deadline = time.monotonic() + 120
             while _cursor_of(db_url) != [("dev", tip.number, tip.hash.to_0x_hex())]:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read().decode()[-2000:]
+                assert proc.poll() is None and time.monotonic() < deadline, _stopped_stderr(proc)
                 time.sleep(0.05)
         else:
             assert run_once(settings, db_url=db_url) == 0
@@ -272,7 +275,7 @@ def test_shortened_chain_is_unwound_after_the_grace(anvil, chain, db_url, pg_fac
         seller, batch = _listing_block(w3, dep)
         run.wait_synced(w3)
         assert indexed_state(db_url, "dev").holdings[(seller.lower(), batch)] == (60, 40, 0)
-        _wait_empty_pool(w3)
+        wait_mined(w3)
         anvil.rpc("anvil_rollback", [2])  # drops the listing and the approval; nothing replaces them
         run.wait_synced(w3, timeout=120)
         assert run.idx.syncs[0].stats.reorgs == 1
