@@ -213,6 +213,17 @@ def run_scenario(w3: Web3, deployment: Any, actions: int = 300, seed: int = 1) -
     return {"ok": d.ok, "reverted": d.reverted}
 
 
+def certify(w3: Web3, deployment: Any) -> None:
+    """One certificate whatever a scenario's random actions did (a test that needs one asserts on it; some seeds
+    retire nothing in a few dozen actions): account 1 is minted 10 of batch 1, which a scenario's first action
+    creates, and retires 5."""
+    cc = deployment.contract(w3, "CarbonCredit")
+    admin, holder = w3.eth.accounts[0], w3.eth.accounts[1]
+    for fn, sender in [(cc.functions.mint(holder, 1, 10, b"\x0c" * 32), admin),
+                       (cc.functions.retire(1, 5, "certified", "offset"), holder)]:
+        assert w3.eth.wait_for_transaction_receipt(fn.transact({"from": sender}), timeout=60)["status"] == 1
+
+
 def wait_mined(w3: Web3, timeout: float = 60) -> None:
     """Wait until anvil has mined every transaction sent to it. Anvil automines in a task of its own: transact()
     returns once the node holds the transaction, and on a loaded machine its block can come a moment later (with two
