@@ -9,6 +9,7 @@ The GraphQL engineer can use `run_scenario` to produce real indexed data.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -230,8 +231,6 @@ def wait_mined(w3: Web3, timeout: float = 60) -> None:
     CPU hogs running, 7 of 300 reads of the head right after a send still saw the block before). A test that then
     reads the head once and waits for the indexer to reach exactly that block waits for ever; an anvil_reorg with
     the transaction still pending can corrupt anvil's chain."""
-    import time
-
     deadline = time.monotonic() + timeout
     while w3.provider.make_request("txpool_status", [])["result"]["pending"] not in ("0x0", 0):
         assert time.monotonic() < deadline, "anvil's transaction pool never emptied"
